@@ -1,0 +1,40 @@
+# Two entry points: `make run` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+# Nothing we run talks to Prefect Cloud or sends telemetry.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup system-deps run test bench clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,dask]'
+	touch $@
+
+# The real Fashion-MNIST files come from Debian's package on machines without internet.
+system-deps:
+	@if [ ! -d $(FASHION_MNIST) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	  else echo "note: $(FASHION_MNIST) missing; run 'sudo apt-get install dataset-fashion-mnist' (tests that need it are skipped)"; fi; \
+	fi
+
+run: setup
+	$(PY) -m featurestore.cli run
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+bench: setup
+	$(PY) benchmarks/store_io.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

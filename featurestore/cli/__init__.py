@@ -1,0 +1,38 @@
+"""The ``featurestore`` command line.
+
+Each command group lives in its own module that exposes ``register(app)``; this module only
+assembles them and turns ``FeatureStoreError`` into one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from featurestore.errors import FeatureStoreError
+
+COMMAND_MODULES = (
+    "featurestore.cli.store_commands",
+)
+
+app = typer.Typer(
+    name="featurestore",
+    help="Transfer-learning feature store: inspect stores, list datasets and backbones, run the flows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except FeatureStoreError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)

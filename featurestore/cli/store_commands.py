@@ -1,0 +1,118 @@
+"""`featurestore ls | show | verify | rm`: inspecting and removing stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, emit, human_bytes, print_json, print_table, records
+from featurestore.errors import StoreNotFound
+from featurestore.store import format as fmt
+from featurestore.store.catalog import catalog
+from featurestore.store.lock import WriterLock
+from featurestore.store.reader import locate, read_arrays
+from featurestore.store.verify import verify_file
+
+LS_COLUMNS = ["dataset", "model", "rows", "dim", "dtype", "state", "size", "created", "fingerprint"]
+
+
+def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """List every store under the root (the catalog)."""
+    frame = catalog(root)
+    if as_json:
+        print_json(records(frame))
+        return
+    frame = frame.assign(
+        size=frame["bytes"].map(human_bytes),
+        fingerprint=frame["fingerprint"].str.slice(0, 12),
+        created=frame["created"].dt.strftime("%Y-%m-%d %H:%M"),
+    )
+    if frame.empty:
+        typer.echo("no stores yet; run `featurestore extract` or `make run`")
+        return
+    emit(frame, LS_COLUMNS, False, title="feature stores")
+
+
+def show(
+    dataset: str = typer.Argument(..., help="Dataset name, e.g. fashion-mnist."),
+    model: str = typer.Argument(..., help="Model name, e.g. efficientnet_lite0."),
+    rows: int = typer.Option(5, "--rows", "-n", help="How many rows to show."),
+    root: str = ROOT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show a store's provenance and its first rows."""
+    path = locate(dataset, model, root)
+    arrays = read_arrays(path)
+    head = [
+        {"id": arrays.ids[i], "label": int(arrays.labels[i]), "class_name": arrays.class_names[arrays.labels[i]],
+         "split": arrays.split[i], "fold": int(arrays.fold[i]),
+         "features": [round(float(v), 4) for v in arrays.features[i, :4]]}
+        for i in range(min(rows, len(arrays.ids)))
+    ]
+    if as_json:
+        print_json({"path": str(path), "provenance": arrays.provenance, "rows": head})
+        return
+    provenance = [{"field": k, "value": v} for k, v in arrays.provenance.items()]
+    print_table(provenance, ["field", "value"], title=str(path))
+    print_table(head, ["id", "label", "class_name", "split", "fold", "features"], title=f"first {len(head)} rows (4 features each)")
+
+
+def verify(
+    dataset: str = typer.Argument(None, help="Only stores of this dataset."),
+    model: str = typer.Argument(None, help="Only this model's store."),
+    root: str = ROOT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Check stores: shapes agree, no NaN/inf, complete, fingerprint consistent. Exit 1 on any problem."""
+    frame = catalog(root)
+    if dataset:
+        frame = frame[frame["dataset"] == dataset]
+    if model:
+        frame = frame[frame["model"] == model]
+    if frame.empty:
+        raise StoreNotFound(f"no store matches dataset={dataset or '*'} model={model or '*'}; `featurestore ls` lists the stores")
+    reports = [verify_file(Path(p)) for p in frame["path"]]
+    if as_json:
+        print_json([{"path": str(r.path), "ok": r.ok, "problems": r.problems, "warnings": r.warnings} for r in reports])
+    else:
+        print_table(
+            [{"store": str(r.path), "result": "ok" if r.ok else "FAILED", "details": "; ".join(r.problems + r.warnings) or "-"}
+             for r in reports],
+            ["store", "result", "details"], title="verify")
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+def rm(
+    dataset: str = typer.Argument(..., help="Dataset name."),
+    model: str = typer.Argument(..., help="Model name."),
+    root: str = ROOT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Delete a store (complete or interrupted). Refuses while another process writes it."""
+    final = fmt.store_path(dataset, model, root)
+    lock = WriterLock(fmt.lock_path(final), final)
+    targets = [p for p in (final, fmt.partial_path(final)) if p.exists()]
+    if not targets:
+        raise StoreNotFound(f"{final}: no store for dataset {dataset!r} and model {model!r}; `featurestore ls` lists the stores")
+    lock.acquire(wait_seconds=0)
+    try:
+        for path in targets:
+            path.unlink()
+        fmt.lock_path(final).unlink(missing_ok=True)
+    finally:
+        lock.release()
+    if as_json:
+        print_json({"removed": [str(p) for p in targets]})
+    else:
+        for path in targets:
+            typer.echo(f"removed {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the store commands to the CLI."""
+    app.command("ls")(ls)
+    app.command("show")(show)
+    app.command("verify")(verify)
+    app.command("rm")(rm)

@@ -1,0 +1,43 @@
+"""Errors featurestore raises on bad input.
+
+Every message is one line that names the file or value, the problem, and what to do.
+The CLI prints ``str(error)`` and exits non-zero; it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class FeatureStoreError(Exception):
+    """Base class: a problem the user can fix, described in one line."""
+
+    exit_code = 1
+
+
+class InvalidName(FeatureStoreError, ValueError):
+    """A dataset, model or classifier name that is unknown or unsafe."""
+
+    exit_code = 2
+
+
+class StoreNotFound(FeatureStoreError, FileNotFoundError):
+    """No store exists for the requested (dataset, model)."""
+
+
+class StoreCorrupt(FeatureStoreError):
+    """The file is not a readable featurestore store (truncated, not HDF5, missing fields)."""
+
+
+class StoreSchemaTooNew(FeatureStoreError):
+    """The store was written by a newer featurestore than this one."""
+
+
+class StoreLocked(FeatureStoreError):
+    """Another process is writing the store."""
+
+
+class StoreConflict(FeatureStoreError):
+    """A store exists but was built from other inputs (its fingerprint differs)."""
+
+
+class StoreIncomplete(FeatureStoreError):
+    """The store's extraction has not finished."""

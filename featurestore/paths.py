@@ -1,0 +1,51 @@
+"""Where featurestore keeps its files: one root directory, resolved the same way everywhere."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+ENV_ROOT = "FEATURESTORE_HOME"
+DEFAULT_ROOT = Path("~/.local/share/featurestore")
+
+# Dataset and model names become directory and file names, so they are kept to a safe alphabet.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """Return the featurestore root: ``root`` if given, else ``$FEATURESTORE_HOME``, else the default."""
+    chosen = root if root is not None else os.environ.get(ENV_ROOT) or DEFAULT_ROOT
+    return Path(chosen).expanduser().resolve()
+
+
+def check_name(kind: str, name: str) -> str:
+    """Return ``name`` if it is safe to use as a file name, else raise ``InvalidName``."""
+    from featurestore.errors import InvalidName
+
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidName(
+            f"invalid {kind} name {name!r}: use letters, digits and '_', '.', '+', '-' "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+def downloads_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """Directory holding downloaded archives, shared by all datasets."""
+    return resolve_root(root) / "downloads"
+
+
+def dataset_dir(dataset: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """Directory holding one dataset's unpacked files and its manifest."""
+    return resolve_root(root) / "datasets" / check_name("dataset", dataset)
+
+
+def stores_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """Directory holding every feature store, one sub-directory per dataset."""
+    return resolve_root(root) / "stores"
+
+
+def runs_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """Directory holding evaluation runs and their reports."""
+    return resolve_root(root) / "runs"

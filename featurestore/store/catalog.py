@@ -1,0 +1,68 @@
+"""What stores exist under a root, without loading any matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from featurestore.errors import FeatureStoreError
+from featurestore.paths import stores_dir
+from featurestore.store import format as fmt
+from featurestore.store.lock import holder_of
+from featurestore.store.reader import check_header
+
+CATALOG_COLUMNS = ["dataset", "model", "rows", "dim", "dtype", "complete", "state", "bytes",
+                   "created", "fingerprint", "path", "problem"]
+
+
+def store_files(root=None) -> list[Path]:
+    """Every store file (complete or partial) under the root, sorted by dataset then model."""
+    base = stores_dir(root)
+    if not base.is_dir():
+        return []
+    files = [p for p in base.glob("*/*") if p.name.endswith((fmt.SUFFIX, fmt.PARTIAL_SUFFIX))]
+    return sorted(files, key=lambda p: (p.parent.name, p.name))
+
+
+def final_path_of(path: Path) -> Path:
+    """The complete-store path a (possibly partial) store file belongs to."""
+    if path.name.endswith(fmt.PARTIAL_SUFFIX):
+        return path.with_name(path.name[: -len(fmt.PARTIAL_SUFFIX)] + fmt.SUFFIX)
+    return path
+
+
+def describe(path: Path) -> dict:
+    """One catalog row for a store file; unreadable files get a row with the reason in ``problem``."""
+    final = final_path_of(path)
+    partial = path != final
+    entry = dict.fromkeys(CATALOG_COLUMNS)
+    entry.update(dataset=final.parent.name, model=final.name[: -len(fmt.SUFFIX)], path=str(path),
+                 bytes=path.stat().st_size, complete=False)
+    writer = holder_of(fmt.lock_path(final)) if partial else None
+    try:
+        # A partial store's metadata never changes while it is filled, so it can be read without the lock.
+        with fmt.open_h5(path, locking=not partial) as file:
+            provenance = check_header(file, path)
+            committed = int(file[fmt.COMMITTED][0])
+            entry.update(
+                rows=provenance["rows"], dim=provenance["dim"], dtype=provenance["dtype"],
+                created=provenance["created_at"], fingerprint=provenance["fingerprint"],
+                complete=bool(file.attrs.get(fmt.ATTR_COMPLETE, False)) and not partial,
+            )
+    except FeatureStoreError as error:
+        entry.update(state="unreadable", problem=str(error))
+        return entry
+    if entry["complete"]:
+        entry["state"] = "complete"
+    else:
+        entry["state"] = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"
+    return entry
+
+
+def catalog(root=None) -> pd.DataFrame:
+    """One row per store under the root: dataset, model, rows, dim, dtype, complete, bytes, created, fingerprint..."""
+    frame = pd.DataFrame([describe(p) for p in store_files(root)], columns=CATALOG_COLUMNS)
+    frame["created"] = pd.to_datetime(frame["created"], utc=True)
+    return frame
+

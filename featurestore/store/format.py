@@ -1,0 +1,152 @@
+"""The on-disk format of a feature store, in one place.
+
+One HDF5 file per (dataset, model) at ``<root>/stores/<dataset>/<model>.h5``. While it is
+being written the file is ``<model>.h5.partial``; renaming it to ``<model>.h5`` is the atomic
+completion mark. ``docs/store-format.md`` documents every field listed here.
+
+Layout (every pandas-visible key is a group pandas wrote itself or a byte-for-byte copy of
+what pandas writes, so ``pd.read_hdf(path, key)`` works without featurestore):
+
+* ``/features`` pandas "fixed" frame: index = image id, columns ``f0000``..; its
+  ``block0_values`` is the feature matrix itself (rows x dim, contiguous, allocated at creation
+  so that filling it never changes HDF5 metadata: a killed writer cannot corrupt the file).
+* ``/rows`` pandas "table" frame: index = image id; label, class_name, split, fold.
+* ``/provenance`` pandas "fixed" frame: one row per provenance field (field, value as JSON).
+* ``/_extraction/committed_rows`` int64[1]: rows ``[0, committed_rows)`` are durable.
+* ``/_extraction/row_status`` int8[rows]: 0 pending, 1 ok, 2 failed to decode.
+* root attributes: ``featurestore_schema_version`` (int), ``featurestore_provenance`` (JSON),
+  ``featurestore_fingerprint`` (hex), ``featurestore_complete`` (bool).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from featurestore.errors import StoreCorrupt, StoreLocked, StoreNotFound
+from featurestore.paths import check_name, stores_dir
+
+SCHEMA_VERSION = 1
+
+SUFFIX = ".h5"
+PARTIAL_SUFFIX = ".h5.partial"
+LOCK_SUFFIX = ".h5.lock"
+
+FEATURES_KEY = "features"
+ROWS_KEY = "rows"
+PROVENANCE_KEY = "provenance"
+MATRIX = "features/block0_values"
+ROW_INDEX = "features/axis1"
+COMMITTED = "_extraction/committed_rows"
+ROW_STATUS = "_extraction/row_status"
+
+ATTR_SCHEMA = "featurestore_schema_version"
+ATTR_PROVENANCE = "featurestore_provenance"
+ATTR_FINGERPRINT = "featurestore_fingerprint"
+ATTR_COMPLETE = "featurestore_complete"
+
+STATUS_PENDING, STATUS_OK, STATUS_FAILED = 0, 1, 2
+SPLITS = ("train", "val", "test")
+DTYPES = ("float32", "float16")
+
+
+def store_path(dataset: str, model: str, root=None) -> Path:
+    """Path of the complete store for (dataset, model)."""
+    return stores_dir(root) / check_name("dataset", dataset) / (check_name("model", model) + SUFFIX)
+
+
+def partial_path(final: Path) -> Path:
+    """Path of the in-progress file that becomes ``final`` when complete."""
+    return final.with_name(final.name[: -len(SUFFIX)] + PARTIAL_SUFFIX)
+
+
+def lock_path(final: Path) -> Path:
+    """Path of the lock file that serialises writers of ``final``."""
+    return final.with_name(final.name[: -len(SUFFIX)] + LOCK_SUFFIX)
+
+
+def feature_columns(dim: int) -> list[str]:
+    """Column names of the feature matrix in pandas: f0000, f0001, ..."""
+    width = max(4, len(str(dim - 1)))
+    return [f"f{i:0{width}d}" for i in range(dim)]
+
+
+def create_preallocated(group: h5py.Group, name: str, shape: tuple[int, ...], dtype) -> h5py.Dataset:
+    """Create a contiguous dataset whose file space is allocated now and never written as fill.
+
+    Early allocation means later writes touch raw data only, never HDF5 metadata, so a process
+    killed mid-write leaves a file whose structure is exactly as it was after creation.
+    """
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    space = h5py.h5s.create_simple(shape)
+    dsid = h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+    return h5py.Dataset(dsid)
+
+
+def copy_attributes(source: h5py.HLObject, target: h5py.HLObject) -> None:
+    """Copy every attribute with its exact HDF5 type and shape.
+
+    PyTables (and so pandas) decodes attributes by their stored type; copying the raw bytes
+    keeps the replaced arrays indistinguishable from the ones pandas wrote.
+    """
+    for name in source.attrs:
+        attr = source.attrs.get_id(name)
+        file_type, space = attr.get_type(), attr.get_space()
+        copy = h5py.h5a.create(target.id, name.encode(), file_type, space)
+        if space.get_simple_extent_type() != h5py.h5s.NULL:
+            raw = np.empty(attr.shape, dtype=f"V{file_type.get_size()}")
+            attr.read(raw, mtype=file_type)
+            copy.write(raw, mtype=file_type)
+
+
+def open_h5(path: Path, mode: str = "r", *, locking: bool = True) -> h5py.File:
+    """Open a store file, turning h5py's errors into one-line featurestore errors."""
+    try:
+        try:
+            return h5py.File(path, mode, locking=locking)
+        except OSError as error:
+            # HDF5 shares one handle per file within a process; reuse the writer's flags then.
+            if "locking flag values don't match" not in str(error):
+                raise
+            return h5py.File(path, mode, locking=not locking)
+    except FileNotFoundError:
+        raise StoreNotFound(f"{path}: no such store; run `featurestore ls` to see the stores that exist") from None
+    except OSError as error:
+        raise translate_os_error(path, error) from None
+
+
+def translate_os_error(path: Path, error: OSError):
+    """Map an HDF5 open failure to the featurestore error that says what to do."""
+    text = str(error)
+    if error.errno == errno.EAGAIN or "unable to lock file" in text:
+        return StoreLocked(
+            f"{path}: another process is writing this store; wait for it to finish "
+            "(or stop it) and try again"
+        )
+    if "truncated file" in text:
+        return StoreCorrupt(
+            f"{path}: file is truncated (HDF5 reports a shorter file than it expects); "
+            "delete it with `featurestore rm` and extract again"
+        )
+    if "file signature not found" in text or "not an HDF5 file" in text:
+        return StoreCorrupt(
+            f"{path}: not an HDF5 file; move it out of the store directory or delete it with `featurestore rm`"
+        )
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return StoreCorrupt(f"{path}: cannot be opened as a store ({first_line}); delete it with `featurestore rm` and extract again")
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or directory's) data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,152 @@
+"""Reading stores: numpy arrays for classifiers, DataFrames for people."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from featurestore.errors import StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound, StoreSchemaTooNew
+from featurestore.store import format as fmt
+from featurestore.store.lock import holder_of
+from featurestore.store.provenance import read_provenance
+
+
+@dataclass(frozen=True)
+class StoreArrays:
+    """A store's contents as numpy arrays, rows in store order (optionally one split)."""
+
+    features: np.ndarray
+    ids: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    split: np.ndarray
+    fold: np.ndarray
+    failed: np.ndarray
+    provenance: dict
+    path: Path
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the request that produced the store."""
+        return self.provenance["fingerprint"]
+
+
+def locate(dataset: str, model: str, root=None) -> Path:
+    """Path of the complete store for (dataset, model), or a one-line error saying why there is none."""
+    final = fmt.store_path(dataset, model, root)
+    if final.exists():
+        return final
+    partial = fmt.partial_path(final)
+    if partial.exists():
+        holder = holder_of(fmt.lock_path(final))
+        if holder:
+            raise StoreLocked(f"{partial}: {holder} is still writing this store; wait for it to finish")
+        raise StoreIncomplete(
+            f"{partial}: extraction of {model} on {dataset} was interrupted; run extract again to resume it"
+        )
+    raise StoreNotFound(
+        f"{final}: no store for dataset {dataset!r} and model {model!r}; run "
+        f"`featurestore extract --dataset {dataset} --models {model}` (or `featurestore ls` to see what exists)"
+    )
+
+
+def check_header(file: h5py.File, path: Path) -> dict:
+    """Validate a store's schema version and return its provenance."""
+    if fmt.ATTR_SCHEMA not in file.attrs or fmt.ATTR_PROVENANCE not in file.attrs:
+        raise StoreCorrupt(f"{path}: HDF5 file is not a featurestore store (no schema version); move it out of the store directory")
+    schema = int(file.attrs[fmt.ATTR_SCHEMA])
+    if schema > fmt.SCHEMA_VERSION:
+        raise StoreSchemaTooNew(
+            f"{path}: store has schema version {schema} but this featurestore reads up to {fmt.SCHEMA_VERSION}; "
+            "upgrade featurestore to read it"
+        )
+    for key in (fmt.MATRIX, fmt.ROW_INDEX, fmt.COMMITTED, fmt.ROW_STATUS):
+        if key not in file:
+            raise StoreCorrupt(f"{path}: store lacks /{key}; delete it with `featurestore rm` and extract again")
+    return read_provenance(file)
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    """The ``/rows`` table (index id; label, class_name, split, fold)."""
+    try:
+        return pd.read_hdf(path, fmt.ROWS_KEY)
+    except (KeyError, OSError, ValueError, RuntimeError) as error:
+        # PyTables reports damage as HDF5ExtError, a RuntimeError.
+        raise StoreCorrupt(f"{path}: cannot read /rows ({str(error).splitlines()[0]}); delete it with `featurestore rm` and extract again") from None
+
+
+def _runs(index: np.ndarray) -> list[tuple[int, int]]:
+    """Split sorted row numbers into maximal contiguous [start, stop) runs."""
+    if len(index) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    stops = np.concatenate((breaks, [len(index)]))
+    return [(int(index[a]), int(index[b - 1]) + 1) for a, b in zip(starts, stops)]
+
+
+def read_matrix(dataset: h5py.Dataset, index: np.ndarray | None) -> np.ndarray:
+    """Read all rows, or the given sorted rows, straight into one freshly allocated array."""
+    if index is None:
+        out = np.empty(dataset.shape, dtype=dataset.dtype)
+        if out.size:
+            dataset.read_direct(out)
+        return out
+    out = np.empty((len(index), dataset.shape[1]), dtype=dataset.dtype)
+    offset = 0
+    for start, stop in _runs(index):
+        dataset.read_direct(out, source_sel=np.s_[start:stop], dest_sel=np.s_[offset:offset + stop - start])
+        offset += stop - start
+    return out
+
+
+def load_arrays(dataset: str, model: str, split: str | None = None, root=None) -> StoreArrays:
+    """Load a complete store as numpy arrays; ``split`` selects train, val or test rows."""
+    path = locate(dataset, model, root)
+    return read_arrays(path, split)
+
+
+def read_arrays(path: Path, split: str | None = None) -> StoreArrays:
+    """Load the store at ``path`` as numpy arrays (see ``load_arrays``)."""
+    if split is not None and split not in fmt.SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(fmt.SPLITS)}")
+    with fmt.open_h5(path) as file:
+        provenance = check_header(file, path)
+        if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
+            raise StoreIncomplete(f"{path}: store is not marked complete; run extract again to finish it")
+        rows = read_rows(path)
+        index = None
+        if split is not None:
+            index = np.flatnonzero(rows["split"].to_numpy() == split)
+            rows = rows.iloc[index]
+        features = read_matrix(file[fmt.MATRIX], index)
+        status = file[fmt.ROW_STATUS][:] if index is None else file[fmt.ROW_STATUS][:][index]
+    return StoreArrays(
+        features=features,
+        ids=rows.index.to_numpy(dtype=str),
+        labels=rows["label"].to_numpy(dtype=np.int64),
+        class_names=list(provenance["classes"]),
+        split=rows["split"].to_numpy(dtype=str),
+        fold=rows["fold"].to_numpy(dtype=np.int64),
+        failed=status == fmt.STATUS_FAILED,
+        provenance=provenance,
+        path=path,
+    )
+
+
+def load(dataset: str, model: str, split: str | None = None, root=None) -> pd.DataFrame:
+    """Load a complete store as a DataFrame: feature columns, then id, label, class_name, split, fold."""
+    arrays = load_arrays(dataset, model, split, root)
+    frame = pd.DataFrame(arrays.features, columns=fmt.feature_columns(arrays.features.shape[1]), copy=False)
+    meta = pd.DataFrame({
+        "id": arrays.ids,
+        "label": arrays.labels,
+        "class_name": np.asarray(arrays.class_names, dtype=object)[arrays.labels],
+        "split": arrays.split,
+        "fold": arrays.fold,
+    })
+    return pd.concat([frame, meta], axis=1, copy=False)

@@ -1,0 +1,26 @@
+"""Whether a request's store already exists: decided without loading any model."""
+
+from __future__ import annotations
+
+from featurestore.errors import StoreConflict
+from featurestore.store import format as fmt
+from featurestore.store.spec import StoreSpec
+
+
+def store_state(spec: StoreSpec, root=None) -> str:
+    """``"complete"``, ``"partial"`` or ``"missing"`` for ``spec``.
+
+    Raises ``StoreConflict`` if a complete store for (dataset, model) was built from other
+    inputs, and ``StoreCorrupt`` if the file there is not a readable store.
+    """
+    final = fmt.store_path(spec.dataset, spec.model, root)
+    if final.exists():
+        with fmt.open_h5(final) as file:
+            stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
+        if stored == spec.fingerprint:
+            return "complete"
+        raise StoreConflict(
+            f"{final}: store was built from other inputs (fingerprint {stored[:12]} != requested "
+            f"{spec.fingerprint[:12]}); remove it with `featurestore rm` or rerun with --overwrite"
+        )
+    return "partial" if fmt.partial_path(final).exists() else "missing"

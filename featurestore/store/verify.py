@@ -1,0 +1,94 @@
+"""Checking a store's integrity: what `featurestore verify` reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from featurestore.errors import FeatureStoreError
+from featurestore.store import format as fmt
+from featurestore.store.reader import check_header, read_rows
+from featurestore.store.spec import fingerprint_of
+
+SCAN_ROWS = 8192
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of verifying one store file: problems fail it, warnings do not."""
+
+    path: Path
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True if the store has no problem."""
+        return not self.problems
+
+
+def _fingerprint_fields(provenance: dict) -> dict:
+    keys = ("dataset", "manifest_hash", "model", "weights_sha256", "preprocessing", "dim", "dtype")
+    return {k: provenance.get(k) for k in keys}
+
+
+def _count_non_finite(matrix) -> tuple[int, int]:
+    """(rows containing NaN or inf, first such row), scanning in bounded chunks."""
+    bad_rows, first = 0, -1
+    for start in range(0, matrix.shape[0], SCAN_ROWS):
+        block = matrix[start:start + SCAN_ROWS]
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            if first < 0:
+                first = start + int(np.argmax(bad))
+            bad_rows += int(bad.sum())
+    return bad_rows, first
+
+
+def verify_file(path: Path) -> VerifyReport:
+    """Check shapes, completeness, fingerprint and finiteness of one store file."""
+    report = VerifyReport(path)
+    problems = report.problems
+    if path.name.endswith(fmt.PARTIAL_SUFFIX):
+        problems.append("extraction not finished (partial file); run extract again to resume it")
+        return report
+    try:
+        with fmt.open_h5(path) as file:
+            provenance = check_header(file, path)
+            rows = read_rows(path)
+            matrix = file[fmt.MATRIX]
+            n, dim = provenance["rows"], provenance["dim"]
+            if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
+                problems.append("store is not marked complete")
+            shapes = {"features": matrix.shape[0], "ids": file[fmt.ROW_INDEX].shape[0],
+                      "rows table": len(rows), "row status": file[fmt.ROW_STATUS].shape[0]}
+            if set(shapes.values()) != {n}:
+                problems.append(f"row counts disagree (provenance says {n}): "
+                                + ", ".join(f"{k} {v}" for k, v in shapes.items()))
+            if matrix.shape[1] != dim or str(matrix.dtype) != provenance["dtype"]:
+                problems.append(f"feature matrix is {matrix.shape[1]} x {matrix.dtype}, provenance says {dim} x {provenance['dtype']}")
+            committed = int(file[fmt.COMMITTED][0])
+            if committed != n:
+                problems.append(f"only {committed} of {n} rows committed")
+            stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
+            computed = fingerprint_of(_fingerprint_fields(provenance))
+            if not stored == provenance.get("fingerprint") == computed:
+                problems.append(f"fingerprint inconsistent: attribute {stored[:12]}, provenance "
+                                f"{str(provenance.get('fingerprint'))[:12]}, recomputed {computed[:12]}")
+            if len(rows) == shapes["ids"] and not np.array_equal(rows.index.to_numpy(dtype=str), file[fmt.ROW_INDEX][:].astype(str)):
+                problems.append("ids of /rows and /features differ")
+            status = file[fmt.ROW_STATUS][:]
+            pending = int(np.count_nonzero(status == fmt.STATUS_PENDING))
+            if pending:
+                problems.append(f"{pending} rows were never written")
+            failed = int(np.count_nonzero(status == fmt.STATUS_FAILED))
+            if failed:
+                report.warnings.append(f"{failed} rows failed to decode at extraction (stored as zeros, flagged failed)")
+            bad_rows, first = _count_non_finite(matrix)
+            if bad_rows:
+                problems.append(f"{bad_rows} rows contain NaN or inf (first: row {first})")
+    except FeatureStoreError as error:
+        problems.append(str(error))
+    return report

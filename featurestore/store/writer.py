@@ -1,0 +1,250 @@
+"""Writing a store: created once, filled in chunks, resumable after a crash, completed atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from featurestore.errors import FeatureStoreError, StoreConflict, StoreCorrupt, StoreIncomplete
+from featurestore.store import format as fmt
+from featurestore.store.lock import WriterLock
+from featurestore.store.provenance import count_failed, new_provenance, provenance_frame, read_provenance, utc_now
+from featurestore.store.spec import InvalidStoreInput, RowTable, StoreSpec, canonical_json
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMMIT_BYTES = 64 << 20
+
+
+class StoreWriter:
+    """Fills one store. Use ``StoreWriter.open`` and write rows in store order.
+
+    ``committed_rows`` rows are durable; after a crash, ``open`` again resumes there. If a
+    complete store with the same fingerprint exists, ``is_complete`` is True and nothing is
+    written.
+    """
+
+    def __init__(self, spec: StoreSpec, rows: RowTable, final: Path, lock: WriterLock,
+                 file: h5py.File | None, commit_bytes: int, durable: bool):
+        self.spec = spec
+        self.rows = rows
+        self.path = final
+        self._lock = lock
+        self._file = file
+        self._commit_bytes = commit_bytes
+        self._durable = durable
+        self._uncommitted = 0
+        self.committed_rows = len(rows) if file is None else int(file[fmt.COMMITTED][0])
+        if file is not None:
+            self._matrix, self._status, self._committed = file[fmt.MATRIX], file[fmt.ROW_STATUS], file[fmt.COMMITTED]
+        self.position = self.committed_rows
+
+    @classmethod
+    def open(cls, spec: StoreSpec, rows: RowTable, root=None, *, overwrite: bool = False,
+             commit_bytes: int = DEFAULT_COMMIT_BYTES, durable: bool = True) -> StoreWriter:
+        """Open the store for ``spec``: reuse it if complete, resume it if partial, else create it.
+
+        ``overwrite`` allows replacing a complete store built from other inputs; the old store
+        stays readable until the new one is complete. ``durable`` fsyncs at every commit.
+        """
+        final = fmt.store_path(spec.dataset, spec.model, root)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        lock = WriterLock(fmt.lock_path(final), final).acquire()
+        try:
+            if _complete_store_matches(final, spec, overwrite):
+                return cls(spec, rows, final, lock, None, commit_bytes, durable)
+            file = _resume_or_create(final, spec, rows)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(spec, rows, final, lock, file, commit_bytes, durable)
+
+    @property
+    def is_complete(self) -> bool:
+        """True when the store was already complete (nothing to write)."""
+        return self._file is None and self.committed_rows == len(self.rows)
+
+    @property
+    def remaining(self) -> int:
+        """Rows still to be written."""
+        return len(self.rows) - self.position
+
+    def write(self, features: np.ndarray, failed: np.ndarray | None = None) -> None:
+        """Write the next ``len(features)`` rows; rows flagged in ``failed`` are stored as zeros."""
+        if self._file is None:
+            raise FeatureStoreError(f"{self.path}: store is already complete; nothing may be written to it")
+        features = np.ascontiguousarray(features, dtype=self.spec.dtype)
+        if features.ndim != 2 or features.shape[1] != self.spec.dim:
+            raise InvalidStoreInput(
+                f"{self.path}: expected features of shape (k, {self.spec.dim}), got {features.shape}"
+            )
+        k = features.shape[0]
+        if k > self.remaining:
+            raise InvalidStoreInput(f"{self.path}: {k} rows given but only {self.remaining} remain to be written")
+        status = np.full(k, fmt.STATUS_OK, dtype=np.int8)
+        if failed is not None:
+            failed = np.asarray(failed, dtype=bool)
+            if failed.any():
+                features = features.copy()
+                features[failed] = 0
+                status[failed] = fmt.STATUS_FAILED
+        start, stop = self.position, self.position + k
+        self._matrix.write_direct(features, dest_sel=np.s_[start:stop])
+        self._status[start:stop] = status
+        self.position = stop
+        self._uncommitted += features.nbytes
+        if self._uncommitted >= self._commit_bytes:
+            self.commit()
+
+    def commit(self) -> None:
+        """Make every row written so far durable; a crash after this resumes at ``position``."""
+        if self._file is None or self.position == self.committed_rows:
+            return
+        partial = fmt.partial_path(self.path)
+        # The data must reach the file before the counter that vouches for it.
+        self._file.flush()
+        if self._durable:
+            fmt.fsync_path(partial)
+        self._committed[0] = self.position
+        self._file.flush()
+        if self._durable:
+            fmt.fsync_path(partial)
+        self.committed_rows = self.position
+        self._uncommitted = 0
+
+    def finalize(self, extra_provenance: dict | None = None) -> Path:
+        """Mark the store complete and move it into place atomically; return its path."""
+        if self._file is None:
+            return self.path
+        if self.remaining:
+            raise StoreIncomplete(
+                f"{self.path}: cannot finalize after {self.position} of {len(self.rows)} rows; write the rest first"
+            )
+        self.commit()
+        partial = fmt.partial_path(self.path)
+        provenance = read_provenance(self._file)
+        extra = dict(extra_provenance or {})
+        provenance["library_versions"].update(extra.pop("library_versions", {}))
+        provenance["extra"].update(extra)
+        provenance.update(
+            complete=True,
+            completed_at=utc_now(),
+            failed_rows=count_failed(self._status[:], fmt.STATUS_FAILED),
+        )
+        self._file.attrs[fmt.ATTR_PROVENANCE] = canonical_json(provenance)
+        self._file.attrs[fmt.ATTR_COMPLETE] = np.uint8(1)
+        self._file.close()
+        self._file = None
+        _put_pandas(partial, fmt.PROVENANCE_KEY, provenance_frame(provenance), mode="a", format="table")
+        fmt.fsync_path(partial)
+        os.replace(partial, self.path)
+        fmt.fsync_path(self.path.parent)
+        self.committed_rows = self.position
+        return self.path
+
+    def close(self) -> None:
+        """Commit what was written and release the store (it stays resumable if incomplete)."""
+        try:
+            if self._file is not None:
+                self.commit()
+                self._file.close()
+                self._file = None
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _complete_store_matches(final: Path, spec: StoreSpec, overwrite: bool) -> bool:
+    """True if a complete store for ``spec`` exists; raise if another one is in the way."""
+    if not final.exists():
+        return False
+    try:
+        with fmt.open_h5(final) as file:
+            stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
+    except StoreCorrupt:
+        if overwrite:
+            return False
+        raise
+    if stored == spec.fingerprint:
+        return True
+    if overwrite:
+        return False
+    raise StoreConflict(
+        f"{final}: store was built from other inputs (fingerprint {stored[:12]} != requested {spec.fingerprint[:12]}); "
+        "remove it with `featurestore rm` or pass overwrite=True to replace it once the new one is complete"
+    )
+
+
+def _resume_or_create(final: Path, spec: StoreSpec, rows: RowTable) -> h5py.File:
+    """Open the partial file if it belongs to this request, else start a fresh one."""
+    partial = fmt.partial_path(final)
+    if partial.exists():
+        reason = _resume_blocker(partial, spec, rows)
+        if reason is None:
+            return fmt.open_h5(partial, "r+")
+        log.warning("%s: discarding interrupted extraction (%s); starting again", partial, reason)
+        partial.unlink()
+    _create(partial, spec, rows)
+    return fmt.open_h5(partial, "r+")
+
+
+def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | None:
+    """Why the partial file cannot be resumed for this request, or None if it can."""
+    try:
+        with fmt.open_h5(partial) as file:
+            if file.attrs.get(fmt.ATTR_FINGERPRINT) != spec.fingerprint:
+                return "it was started from other inputs"
+            if int(file.attrs.get(fmt.ATTR_SCHEMA, -1)) != fmt.SCHEMA_VERSION:
+                return "it has another schema version"
+            stored_ids = file[fmt.ROW_INDEX][:].astype(str)
+            if len(stored_ids) != len(rows) or not np.array_equal(stored_ids, rows.ids):
+                return "its rows differ from the requested ones"
+    except (StoreCorrupt, KeyError) as error:
+        return f"it is unreadable: {error}"
+    return None
+
+
+def _put_pandas(path: Path, key: str, frame: pd.DataFrame, *, mode: str, format: str, queryable: bool = False) -> None:
+    # "table" stores strings at fixed width (a "fixed" frame would pickle them); data columns
+    # make `pd.read_hdf(path, "rows", where="split == 'test'")` work.
+    # PyTables' on-disk indexes are skipped: they cost more to build than a scan of the rows saves.
+    frame.to_hdf(path, key=key, mode=mode, format=format, data_columns=True if queryable else None, index=False)
+
+
+def _create(partial: Path, spec: StoreSpec, rows: RowTable) -> None:
+    """Write a new, empty partial store: every structure allocated, no feature written yet."""
+    columns = fmt.feature_columns(spec.dim)
+    template = pd.DataFrame(np.zeros((1, spec.dim), dtype=spec.dtype), columns=columns,
+                            index=pd.Index(rows.ids[:1], name="id"))
+    provenance = new_provenance(spec, rows)
+    _put_pandas(partial, fmt.ROWS_KEY, rows.to_frame(), mode="w", format="table", queryable=True)
+    _put_pandas(partial, fmt.FEATURES_KEY, template, mode="a", format="fixed")
+    _put_pandas(partial, fmt.PROVENANCE_KEY, provenance_frame(provenance), mode="a", format="table")
+    with h5py.File(partial, "r+") as file:
+        # pandas wrote a one-row frame; swap in full-size arrays with the very same attributes.
+        group = file[fmt.FEATURES_KEY]
+        group.move("block0_values", "template_values")
+        group.move("axis1", "template_index")
+        matrix = fmt.create_preallocated(group, "block0_values", (len(rows), spec.dim), spec.dtype)
+        index = group.create_dataset("axis1", data=np.char.encode(rows.ids.astype(str), "utf-8"))
+        fmt.copy_attributes(group["template_values"], matrix)
+        fmt.copy_attributes(group["template_index"], index)
+        del group["template_values"], group["template_index"]
+        extraction = file.create_group("_extraction")
+        fmt.create_preallocated(extraction, "committed_rows", (1,), np.int64)[0] = 0
+        fmt.create_preallocated(extraction, "row_status", (len(rows),), np.int8)[:] = fmt.STATUS_PENDING
+        file.attrs[fmt.ATTR_SCHEMA] = fmt.SCHEMA_VERSION
+        file.attrs[fmt.ATTR_FINGERPRINT] = spec.fingerprint
+        file.attrs[fmt.ATTR_PROVENANCE] = canonical_json(provenance)
+        file.attrs[fmt.ATTR_COMPLETE] = np.uint8(0)
+    fmt.fsync_path(partial)

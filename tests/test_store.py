@@ -1,0 +1,204 @@
+"""The store format: round trip of every field, pandas inspection, reuse rules, bad input."""
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from store_fixtures import CLASSES, features_for, rows_for, spec_for, write_store
+
+import featurestore
+from featurestore.errors import (StoreConflict, StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound,
+                                 StoreSchemaTooNew)
+from featurestore.store import RowTable, StoreWriter, format as fmt, load_arrays, store_path, store_state
+from featurestore.store.spec import InvalidStoreInput
+
+
+def test_round_trip_of_every_field(root):
+    path = write_store(root, n=200, dim=32)
+    arrays = load_arrays("toy", "net", root=root)
+    rows = rows_for(200)
+    np.testing.assert_array_equal(arrays.features, features_for(0, 200, 32))
+    np.testing.assert_array_equal(arrays.ids, rows.ids)
+    np.testing.assert_array_equal(arrays.labels, rows.labels)
+    np.testing.assert_array_equal(arrays.split, rows.split)
+    np.testing.assert_array_equal(arrays.fold, rows.fold)
+    assert arrays.class_names == CLASSES
+    assert not arrays.failed.any()
+    p = arrays.provenance
+    spec = spec_for()
+    assert p["schema_version"] == fmt.SCHEMA_VERSION
+    assert (p["dataset"], p["model"], p["manifest_hash"], p["weights_sha256"]) == ("toy", "net", "m" * 64, "w" * 64)
+    assert p["preprocessing"] == spec.preprocessing and p["preprocessing"]["interpolation"] == "bicubic"
+    assert p["fingerprint"] == spec.fingerprint == arrays.fingerprint
+    assert p["rows"] == 200 and p["dim"] == 32 and p["dtype"] == "float32"
+    assert p["complete"] is True and p["completed_at"] >= p["created_at"]
+    assert {"numpy", "h5py", "hdf5", "pandas", "featurestore"} <= set(p["library_versions"])
+    assert path == store_path("toy", "net", root)
+
+
+def test_split_selection_reads_only_that_split(root):
+    write_store(root, n=100)
+    everything = load_arrays("toy", "net", root=root)
+    for split in ("train", "val", "test"):
+        part = load_arrays("toy", "net", split=split, root=root)
+        mask = everything.split == split
+        np.testing.assert_array_equal(part.features, everything.features[mask])
+        np.testing.assert_array_equal(part.ids, everything.ids[mask])
+        assert set(part.split) == {split}
+
+
+def test_float16_store(root):
+    write_store(root, n=50, dtype="float16")
+    arrays = load_arrays("toy", "net", root=root)
+    assert arrays.features.dtype == np.float16
+    np.testing.assert_allclose(arrays.features, features_for(0, 50, 32), rtol=1e-3, atol=1e-3)
+
+
+def test_load_returns_dataframe_with_features_and_row_columns(root):
+    write_store(root, n=60)
+    frame = featurestore.load("toy", "net", split="test", root=root)
+    assert list(frame.columns[:2]) == ["f0000", "f0001"]
+    assert list(frame.columns[-5:]) == ["id", "label", "class_name", "split", "fold"]
+    assert (frame["split"] == "test").all()
+    assert frame["class_name"].tolist() == [CLASSES[label] for label in frame["label"]]
+
+
+def test_pandas_reads_the_store_without_featurestore(root):
+    path = write_store(root, n=120, dim=16)
+    with pd.HDFStore(path, mode="r") as store:
+        assert sorted(store.keys()) == ["/features", "/provenance", "/rows"]
+    features = pd.read_hdf(path, "features")
+    assert features.shape == (120, 16) and features.index.name == "id"
+    np.testing.assert_array_equal(features.to_numpy(), features_for(0, 120, 16))
+    rows = pd.read_hdf(path, "rows")
+    assert rows.index.tolist() == features.index.tolist()
+    assert list(rows.columns) == ["label", "class_name", "split", "fold"]
+    assert len(pd.read_hdf(path, "rows", where="split == 'val'")) == (rows["split"] == "val").sum()
+    provenance = pd.read_hdf(path, "provenance")
+    assert json.loads(provenance.loc["model", "value"]) == "net"
+
+
+def test_matrix_is_stored_once(root):
+    path = write_store(root, n=2000, dim=1024, batch=256)
+    matrix_bytes = 2000 * 1024 * 4
+    assert path.stat().st_size < 1.1 * matrix_bytes
+
+
+def test_complete_store_with_same_fingerprint_is_reused_untouched(root):
+    path = write_store(root, n=40)
+    before = path.read_bytes()
+    with StoreWriter.open(spec_for(), rows_for(40), root=root) as writer:
+        assert writer.is_complete and writer.remaining == 0
+        assert writer.finalize() == path
+    assert path.read_bytes() == before
+    assert store_state(spec_for(), root) == "complete"
+
+
+def test_store_with_other_fingerprint_is_never_mixed(root):
+    path = write_store(root, n=40)
+    before = path.read_bytes()
+    other = spec_for(weights_sha256="x" * 64)
+    with pytest.raises(StoreConflict, match="built from other inputs"):
+        StoreWriter.open(other, rows_for(40), root=root)
+    with pytest.raises(StoreConflict):
+        store_state(other, root)
+    assert path.read_bytes() == before
+
+
+def test_overwrite_replaces_only_when_new_store_is_complete(root):
+    path = write_store(root, n=40)
+    other = spec_for(weights_sha256="x" * 64)
+    with StoreWriter.open(other, rows_for(40), root=root, overwrite=True) as writer:
+        writer.write(features_for(0, 20, 32))
+        assert load_arrays("toy", "net", root=root).fingerprint == spec_for().fingerprint
+        writer.write(features_for(20, 40, 32) * 2)
+        writer.finalize()
+    assert load_arrays("toy", "net", root=root).fingerprint == other.fingerprint
+    assert path.exists() and not fmt.partial_path(path).exists()
+
+
+def test_failed_rows_are_flagged_and_zeroed(root):
+    spec = spec_for()
+    with StoreWriter.open(spec, rows_for(16), root=root) as writer:
+        failed = np.zeros(16, dtype=bool)
+        failed[[3, 7]] = True
+        writer.write(features_for(0, 16, 32), failed=failed)
+        writer.finalize()
+    arrays = load_arrays("toy", "net", root=root)
+    assert arrays.failed.tolist() == failed.tolist()
+    assert not arrays.features[3].any() and arrays.provenance["failed_rows"] == 2
+
+
+def test_missing_store_says_how_to_make_it(root):
+    with pytest.raises(StoreNotFound, match="featurestore extract --dataset toy --models net"):
+        load_arrays("toy", "net", root=root)
+
+
+def test_interrupted_and_locked_stores_are_reported(root):
+    writer = StoreWriter.open(spec_for(), rows_for(40), root=root)
+    writer.write(features_for(0, 16, 32))
+    with pytest.raises(StoreLocked, match="still writing"):
+        load_arrays("toy", "net", root=root)
+    with pytest.raises(StoreLocked, match="another process"):
+        StoreWriter.open(spec_for(), rows_for(40), root=root)
+    writer.close()
+    with pytest.raises(StoreIncomplete, match="interrupted; run extract again"):
+        load_arrays("toy", "net", root=root)
+    with StoreWriter.open(spec_for(), rows_for(40), root=root) as resumed:
+        assert resumed.committed_rows == 16
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda p: p.write_bytes(b"this is a CSV, not HDF5\n"), StoreCorrupt, "not an HDF5 file"),
+    (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), StoreCorrupt, "truncated"),
+])
+def test_damaged_file_gives_one_line_and_is_left_alone(root, damage, error, message):
+    path = write_store(root, n=64)
+    damage(path)
+    before = path.read_bytes()
+    with pytest.raises(error, match=message) as caught:
+        load_arrays("toy", "net", root=root)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+    with pytest.raises(error):
+        StoreWriter.open(spec_for(), rows_for(64), root=root)
+    assert path.read_bytes() == before
+
+
+def test_newer_schema_is_refused(root):
+    path = write_store(root, n=20)
+    with h5py.File(path, "r+") as file:
+        file.attrs[fmt.ATTR_SCHEMA] = fmt.SCHEMA_VERSION + 1
+    with pytest.raises(StoreSchemaTooNew, match="upgrade featurestore"):
+        load_arrays("toy", "net", root=root)
+
+
+def test_row_table_rejects_bad_rows():
+    with pytest.raises(InvalidStoreInput, match="appears more than once"):
+        RowTable(ids=["a", "a"], labels=[0, 1], class_names=["x", "y"], split=["train", "test"], fold=[0, -1])
+    with pytest.raises(InvalidStoreInput, match="unknown split"):
+        RowTable(ids=["a", "b"], labels=[0, 1], class_names=["x", "y"], split=["train", "holdout"], fold=[0, -1])
+    with pytest.raises(InvalidStoreInput, match="labels must lie in 0..1"):
+        RowTable(ids=["a", "b"], labels=[0, 2], class_names=["x", "y"], split=["train", "test"], fold=[0, -1])
+
+
+def test_writer_rejects_wrong_shapes(root):
+    with StoreWriter.open(spec_for(), rows_for(10), root=root) as writer:
+        with pytest.raises(InvalidStoreInput, match=r"shape \(k, 32\)"):
+            writer.write(np.zeros((2, 31), dtype=np.float32))
+        with pytest.raises(InvalidStoreInput, match="only 10 remain"):
+            writer.write(np.zeros((11, 32), dtype=np.float32))
+
+
+def test_catalog_lists_complete_and_partial_stores(root):
+    write_store(root, n=30, model="a")
+    writer = StoreWriter.open(spec_for(model="b"), rows_for(30), root=root)
+    writer.write(features_for(0, 8, 32))
+    writer.commit()
+    table = featurestore.catalog(root).set_index("model")
+    assert table.loc["a", "complete"] and table.loc["a", "rows"] == 30 and table.loc["a", "dim"] == 32
+    assert table.loc["a", "fingerprint"] == spec_for(model="a").fingerprint
+    assert table.loc["b", "state"] == "writing 8/30" and not table.loc["b", "complete"]
+    writer.close()
+    assert featurestore.catalog(root).set_index("model").loc["b", "state"] == "interrupted 8/30"

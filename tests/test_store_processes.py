@@ -1,0 +1,70 @@
+"""Real processes: a writer killed with SIGKILL resumes to the same matrix; writers of different models run at once."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from store_fixtures import features_for, write_store
+
+from featurestore.store import format as fmt, load_arrays, verify_file
+
+CHILD = Path(__file__).with_name("write_store_child.py")
+
+
+def start_writer(root, model, n, dim, delay):
+    return subprocess.Popen([sys.executable, str(CHILD), str(root), model, str(n), str(dim), str(delay)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_mid_write_then_resume_gives_identical_matrix(root, tmp_path):
+    n, dim = 400, 64
+    child = start_writer(root, "net", n, dim, delay=0.02)
+    committed = 0
+    for line in child.stdout:
+        if line.startswith("committed"):
+            committed = int(line.split()[1])
+            if committed >= 96:
+                break
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    final = fmt.store_path("toy", "net", root)
+    assert not final.exists() and fmt.partial_path(final).exists()
+
+    resumed = start_writer(root, "net", n, dim, delay=0)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    start_line = out.splitlines()[0].split()
+    assert start_line[0] == "start" and int(start_line[1]) >= committed
+
+    uninterrupted_root = tmp_path / "uninterrupted"
+    write_store(uninterrupted_root, n=n, dim=dim, model="net")
+    resumed_arrays = load_arrays("toy", "net", root=root)
+    reference = load_arrays("toy", "net", root=uninterrupted_root)
+    np.testing.assert_array_equal(resumed_arrays.features, reference.features)
+    np.testing.assert_array_equal(resumed_arrays.features, features_for(0, n, dim))
+    assert verify_file(final).ok
+
+
+def test_two_models_of_one_dataset_written_by_two_processes_at_once(root):
+    writers = [start_writer(root, model, 240, 48, delay=0.01) for model in ("alpha", "beta")]
+    results = [w.communicate(timeout=120) for w in writers]
+    for writer, (out, err) in zip(writers, results):
+        assert writer.returncode == 0, err
+        assert "done" in out
+    for model in ("alpha", "beta"):
+        assert verify_file(fmt.store_path("toy", model, root)).ok
+        np.testing.assert_array_equal(load_arrays("toy", model, root=root).features, features_for(0, 240, 48))
+
+
+def test_second_writer_of_the_same_store_is_refused_with_one_line(root):
+    first = start_writer(root, "net", 400, 32, delay=0.05)
+    assert first.stdout.readline().startswith("start")
+    second = start_writer(root, "net", 400, 32, delay=0)
+    _, err = second.communicate(timeout=60)
+    first.kill()
+    first.wait()
+    assert second.returncode != 0
+    assert "another process (pid" in err and "is writing this store" in err
