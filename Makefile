@@ -28,7 +28,7 @@ system-deps:
 	fi
 
 run: setup
-	$(PY) -m featurestore.cli run
+	$(PY) -m featurestore.cli run --root featurestore-home
 
 test: setup
 	$(PY) -m pytest -q -ra

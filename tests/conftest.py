@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["fixtures_datasets"]
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 

@@ -15,6 +15,10 @@ from featurestore.errors import FeatureStoreError
 
 COMMAND_MODULES = (
     "featurestore.cli.store_commands",
+    "featurestore.cli.datasets_commands",
+    "featurestore.cli.backbones_commands",
+    "featurestore.cli.report_commands",
+    "featurestore.cli.pipeline_commands",
 )
 
 app = typer.Typer(
@@ -29,10 +33,10 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; ``argv`` defaults to the process's arguments."""
     try:
-        app()
+        app(args=argv, prog_name="featurestore")
     except FeatureStoreError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)

@@ -1,0 +1,93 @@
+"""The exact input transform a backbone's weights were trained with.
+
+Resize the shorter side to ``resize``, centre-crop ``size`` x ``size``, scale to [0, 1], subtract
+``mean`` and divide by ``std``. The resize and crop follow torchvision's ``Resize(int)`` and
+``CenterCrop`` on PIL images to the pixel, so the fast path and the torchvision reference path
+feed a model the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from featurestore.errors import InvalidName
+
+INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Resize, crop, interpolation and normalisation expected by one set of weights."""
+
+    size: int
+    resize: int
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self):
+        if self.interpolation not in INTERPOLATIONS:
+            raise InvalidName(f"interpolation {self.interpolation!r} is not one of {sorted(INTERPOLATIONS)}")
+        if self.resize < self.size:
+            raise InvalidName(f"resize {self.resize} is smaller than the crop {self.size}")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def as_dict(self) -> dict:
+        """JSON-ready description, recorded in every store's fingerprint."""
+        return {"size": self.size, "resize": self.resize, "crop": "center", "interpolation": self.interpolation,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    def resized_shape(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) after resizing the shorter side to ``resize`` (torchvision's rounding)."""
+        short, long = sorted((width, height))
+        new_short, new_long = self.resize, int(self.resize * long / short)
+        return (new_short, new_long) if width <= height else (new_long, new_short)
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """``uint8 (H, W, 3)`` image -> ``uint8 (size, size, 3)`` model input before normalisation."""
+        image = Image.fromarray(rgb)
+        width, height = self.resized_shape(*image.size)
+        if (width, height) != image.size:
+            image = image.resize((width, height), INTERPOLATIONS[self.interpolation])
+        # CenterCrop's rounding, so both paths cut the same window.
+        top = int(round((height - self.size) / 2.0))
+        left = int(round((width - self.size) / 2.0))
+        return np.asarray(image.crop((left, top, left + self.size, top + self.size)))
+
+    def apply_batch(self, images: list[np.ndarray | None], out: np.ndarray | None = None) -> np.ndarray:
+        """Stack ``images`` into ``uint8 (n, size, size, 3)``; ``None`` (failed decode) becomes zeros."""
+        batch = out if out is not None else np.empty((len(images), self.size, self.size, 3), np.uint8)
+        for i, rgb in enumerate(images):
+            if rgb is None:
+                batch[i] = 0
+            else:
+                batch[i] = self.apply(rgb)
+        return batch
+
+    def normalize(self, batch: np.ndarray) -> np.ndarray:
+        """``uint8 (n, S, S, 3)`` -> normalised ``float32 (n, 3, S, S)``."""
+        scale = np.float32(1.0 / 255.0)
+        mean = np.asarray(self.mean, np.float32)
+        std = np.asarray(self.std, np.float32)
+        pixels = batch.astype(np.float32) * scale
+        return np.ascontiguousarray(((pixels - mean) / std).transpose(0, 3, 1, 2))
+
+    def torchvision_transform(self):
+        """The reference transform on PIL images, built from torchvision's own classes."""
+        from torchvision import transforms
+        from torchvision.transforms import InterpolationMode
+
+        return transforms.Compose([
+            transforms.Resize(self.resize, interpolation=InterpolationMode(self.interpolation)),
+            transforms.CenterCrop(self.size),
+            transforms.ToTensor(),
+            transforms.Normalize(self.mean, self.std),
+        ])

@@ -1,0 +1,114 @@
+"""The backbone registry: one ``Backbone`` entry per pretrained model.
+
+An entry knows its architecture (a builder), where its weights come from and their checksum,
+the preprocessing those weights expect, and the feature layers it can emit with their
+dimensions. Adding a backbone is one ``register(Backbone(...))`` call plus a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from featurestore.backbones.errors import UnknownBackbone, UnknownLayer, WeightsMismatch
+from featurestore.backbones.preprocessing import Preprocessing
+from featurestore.backbones.weights import ResolvedWeights, WeightsSource, first_line, load_state_dict
+from featurestore.registry import Registry
+
+DEFAULT_LAYER = "avgpool"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One feature layer: its width and how to cut the classifier down to it."""
+
+    dim: int
+    # Turns the full classifier (after its weights are loaded) into a module that returns
+    # (n, dim) features; None means the classifier's own output (the logits).
+    cut: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A registered pretrained backbone."""
+
+    name: str
+    architecture: str
+    weights: WeightsSource
+    preprocessing: Preprocessing
+    layers: Mapping[str, Layer]
+    build: Callable | None = None  # random-initialised torch module; None for ONNX-only entries
+    default_layer: str = DEFAULT_LAYER
+    onnx_input: Mapping = field(default_factory=dict)  # ONNX-file entries: input name, layout, output
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension of the default layer."""
+        return self.layers[self.default_layer].dim
+
+    @property
+    def is_torch(self) -> bool:
+        """Whether the backbone is a PyTorch module (else an ONNX file run by onnxruntime)."""
+        return self.build is not None
+
+    def layer(self, name: str | None = None) -> str:
+        """Validate a layer name (``None`` -> the default layer)."""
+        chosen = name or self.default_layer
+        if chosen not in self.layers:
+            raise UnknownLayer(f"backbone {self.name!r} has no layer {chosen!r}; choose one of {', '.join(self.layers)}")
+        return chosen
+
+    def store_preprocessing(self, layer: str | None = None) -> dict:
+        """Preprocessing plus layer, as recorded in the store fingerprint."""
+        return dict(self.preprocessing.as_dict(), layer=self.layer(layer))
+
+    def load_torch(self, weights: ResolvedWeights, layer: str | None = None):
+        """Build the architecture, load ``weights`` strictly, and cut it to ``layer`` (eval mode, CPU)."""
+        import torch
+
+        if self.build is None:
+            raise UnknownLayer(f"backbone {self.name!r} is an ONNX model; it has no PyTorch module")
+        layer = self.layer(layer)
+        state = load_state_dict(weights.path)
+        # Building on the meta device skips the random initialisation the weights overwrite anyway.
+        with torch.device("meta"):
+            model = self.build()
+        try:
+            model.load_state_dict(state, strict=True, assign=True)
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise WeightsMismatch(
+                f"{weights.path}: weights do not fit {self.name} ({first_line(error)[:200]}); "
+                f"pass weights saved from {self.architecture}"
+            ) from None
+        cut = self.layers[layer].cut
+        model = cut(model) if cut is not None else model
+        # A state dict saved in half precision would otherwise leave the model half precision.
+        return model.float().eval()
+
+
+def _register_builtins() -> None:
+    # Imported on first lookup: each module registers its entries as it is imported.
+    from featurestore.backbones import efficientnet_lite, torchvision_zoo  # noqa: F401
+
+
+_REGISTRY: Registry[Backbone] = Registry(
+    "backbone", error=UnknownBackbone, populate=_register_builtins,
+    hint=" (or register an ONNX model with --onnx-spec FILE)",
+)
+
+
+def register(backbone: Backbone, replace: bool = False) -> Backbone:
+    """Add ``backbone`` to the registry (``replace=True`` to redefine a name)."""
+    # Built-ins first, so a user's entry named like one replaces it instead of being clobbered later.
+    _REGISTRY.names()
+    return _REGISTRY.register(backbone.name, backbone, replace=replace)
+
+
+def get_backbone(name: str) -> Backbone:
+    """The registered backbone called ``name``; ``UnknownBackbone`` lists the known ones."""
+    return _REGISTRY.get(name)
+
+
+def backbone_names() -> list[str]:
+    """Names of all registered backbones, in registration order."""
+    return _REGISTRY.names()

@@ -1,0 +1,58 @@
+"""The classifier registry: one entry per classifier the evaluate flow can fan out.
+
+An entry says how to build a scikit-learn estimator from hyper-parameters, which
+hyper-parameters to try, and whether the estimator gives class probabilities.
+Adding a classifier is one ``register(ClassifierSpec(...))`` call plus a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sklearn.base import ClassifierMixin
+
+from featurestore.registry import Registry
+
+#: ``build(params, seed, n_jobs, shape)`` returns an unfitted scikit-learn classifier for
+#: training data of ``shape`` (rows, columns), using ``n_jobs`` threads.
+Builder = Callable[[Mapping[str, Any], int, int, tuple[int, int]], ClassifierMixin]
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """How to build, tune and score one kind of classifier."""
+
+    name: str
+    description: str
+    build: Builder
+    #: candidate hyper-parameters; the first is the default when there is nothing to select on
+    grid: tuple[Mapping[str, Any], ...]
+    #: whether the estimator has ``predict_proba`` (top-5 accuracy and stacking need it)
+    has_proba: bool
+    #: pipeline step whose ``warm_start`` may be switched on while walking the grid; the grid's
+    #: keys must then be that step's parameter names
+    warm_start_step: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.grid:
+            raise ValueError(f"classifier {self.name!r} needs at least one hyper-parameter set")
+
+
+CLASSIFIERS: Registry[ClassifierSpec] = Registry("classifier")
+
+
+def register(spec: ClassifierSpec) -> ClassifierSpec:
+    """Add ``spec`` to the registry (a name may be registered once) and return it."""
+    return CLASSIFIERS.register(spec.name, spec)
+
+
+def get_classifier(name: str) -> ClassifierSpec:
+    """Return the registered classifier ``name`` or raise ``InvalidName`` listing the known ones."""
+    return CLASSIFIERS.get(name)
+
+
+def classifier_names() -> list[str]:
+    """Names of all registered classifiers, in registration order."""
+    return CLASSIFIERS.names()

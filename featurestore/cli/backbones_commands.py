@@ -1,0 +1,130 @@
+"""`featurestore backbones | extract | merge-shards`: the backbone registry and the extract step."""
+
+from __future__ import annotations
+
+import typer
+
+from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, print_json, print_table
+from featurestore.errors import InvalidName
+
+BACKBONE_COLUMNS = ["name", "dim", "input", "interpolation", "layers", "weights", "offline"]
+RESULT_COLUMNS = ["dataset", "model", "status", "rows", "written", "failed", "images_per_second", "runtime", "path"]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def backbones(as_json: bool = JSON_OPTION) -> None:
+    """List the registered backbones: feature dim, input size, weights source, offline availability."""
+    from featurestore.backbones import backbone_names, get_backbone
+
+    rows = []
+    for name in backbone_names():
+        backbone = get_backbone(name)
+        prep = backbone.preprocessing
+        rows.append({
+            "name": name, "dim": backbone.dim, "input": f"{prep.size}x{prep.size}", "resize": prep.resize,
+            "interpolation": prep.interpolation, "layers": ",".join(backbone.layers),
+            "weights": backbone.weights.description,
+            "offline": "yes" if backbone.weights.available_offline else "no",
+        })
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, BACKBONE_COLUMNS, title="backbones")
+
+
+def _weights_map(entries: list[str], models: list[str]) -> dict[str, str]:
+    """``--weights FILE`` (one model) or ``--weights MODEL=FILE`` (any number)."""
+    mapping = {}
+    for entry in entries:
+        model, sep, path = entry.partition("=")
+        if not sep:
+            if len(models) != 1:
+                raise InvalidName(f"--weights {entry}: with several models write --weights MODEL=FILE")
+            model, path = models[0], entry
+        mapping[model] = path
+    return mapping
+
+
+def _shard(text: str | None):
+    from featurestore.extract import Shard
+
+    if not text:
+        return Shard()
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit()):
+        raise InvalidName(f"--shard {text!r}: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. --shard 0/2")
+    return Shard(int(index), int(count))
+
+
+def _print_results(results, as_json: bool) -> None:
+    rows = [r.as_dict() for r in results]
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, RESULT_COLUMNS, title="extract")
+
+
+def extract(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Ingested dataset name."),
+    models: list[str] = typer.Option(["efficientnet_lite0"], "--models", "-m", help="Backbones, comma-separated or repeated."),
+    weights: list[str] = typer.Option([], "--weights", help="Weights file: FILE (one model) or MODEL=FILE."),
+    onnx_spec: list[str] = typer.Option([], "--onnx-spec", help="JSON file describing an ONNX backbone to register."),
+    layer: str = typer.Option(None, "--layer", help="Feature layer (default: the backbone's avgpool)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    runtime: str = typer.Option(None, "--runtime", help="onnxruntime or torch (default: onnxruntime on CPU, torch on GPU)."),
+    precision: str = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (torch runtime; default bf16 on GPU)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Images per batch (default 32 on CPU, 256 on GPU)."),
+    workers: int = typer.Option(None, "--workers", help="Decoding threads."),
+    threads: int = typer.Option(None, "--threads", help="Compute threads on CPU."),
+    shard: str = typer.Option(None, "--shard", help="Extract only shard INDEX/COUNT (merge with merge-shards)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete store built from other inputs."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (images/s)."),
+    root: str = ROOT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run each backbone once over a dataset into its store; complete stores are skipped, partial ones resume."""
+    from featurestore.backbones import register_onnx_spec
+    from featurestore.extract import extract as run_extract
+
+    for spec in onnx_spec:
+        register_onnx_spec(spec)
+    names = _split(models)
+    results = run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
+                          batch_size=batch_size, workers=workers, threads=threads,
+                          weights=_weights_map(weights, names), layer=layer, shard=_shard(shard),
+                          overwrite=overwrite, progress=progress)
+    _print_results(results, as_json)
+
+
+def merge_shards(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Ingested dataset name."),
+    models: list[str] = typer.Option(..., "--models", "-m", help="Backbones, comma-separated or repeated."),
+    count: int = typer.Option(..., "--count", help="Number of shards the rows were split into."),
+    weights: list[str] = typer.Option([], "--weights", help="Weights file: FILE (one model) or MODEL=FILE."),
+    onnx_spec: list[str] = typer.Option([], "--onnx-spec", help="JSON file describing an ONNX backbone to register."),
+    layer: str = typer.Option(None, "--layer", help="Feature layer used at extraction."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete store built from other inputs."),
+    root: str = ROOT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Join the shard stores of each model (from `extract --shard i/n`) into one store."""
+    from featurestore.backbones import register_onnx_spec
+    from featurestore.extract import merge_shards as run_merge
+
+    for spec in onnx_spec:
+        register_onnx_spec(spec)
+    names = _split(models)
+    results = run_merge(dataset, names, count, root, weights=_weights_map(weights, names), layer=layer,
+                        overwrite=overwrite)
+    _print_results(results, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the backbone and extract commands to the CLI."""
+    app.command("backbones")(backbones)
+    app.command("extract")(extract)
+    app.command("merge-shards")(merge_shards)

@@ -1,0 +1,68 @@
+"""`featurestore datasets | ingest`: the dataset registry and the ingest flow."""
+
+from __future__ import annotations
+
+import typer
+
+from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, human_bytes, print_json, print_table
+from featurestore.datasets.errors import DatasetError
+from featurestore.datasets.registry import dataset_names, get_dataset
+from featurestore.ingest.pipeline import describe
+from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
+
+DATASET_COLUMNS = ["name", "images", "classes", "size", "licence", "official split", "present"]
+
+
+def datasets(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """List the registered datasets and whether each is ingested under the root."""
+    rows = [describe(get_dataset(name), root) for name in dataset_names()]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        [dict(row, size=human_bytes(row["size"]) if row["size"] else None,
+              **{"official split": "yes" if row["official_split"] else "no",
+                 "present": "yes" if row["present"] else "no"}) for row in rows],
+        DATASET_COLUMNS, title="datasets",
+    )
+
+
+def _ratios(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise DatasetError(f"--ratios {text!r} is not three numbers: give train,val,test such as 0.7,0.15,0.15") from None
+
+
+def ingest(
+    dataset: str = typer.Argument(..., help="Registered dataset name (see `featurestore datasets`)."),
+    root: str = ROOT_OPTION,
+    ratios: str = typer.Option(",".join(map(str, DEFAULT_RATIOS)), "--ratios",
+                               help="train,val,test ratios where the dataset has no official split."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the folds and the per-class limit."),
+    limit_per_class: int = typer.Option(None, "--limit-per-class", help="At most this many images per class."),
+    folds: int = typer.Option(DEFAULT_FOLDS, "--folds", help="Cross-validation folds over the training rows."),
+    mirror: str = typer.Option(None, "--mirror", envvar="FEATURESTORE_MIRROR",
+                               help="Base URL replacing the canonical one: files are read at MIRROR/<dataset>/<file>."),
+    source: str = typer.Option(None, "--source", help="imagefolder only: a folder, archive or URL, one sub-folder per class."),
+    name: str = typer.Option(None, "--name", help="imagefolder only: the name to store it under (default imagefolder)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the ingest flow: download once, verify every image, split, write the manifest."""
+    from flows.ingest import ingest as ingest_flow  # Prefect loads only when a flow runs
+
+    # Bad names and ratios are reported before a flow run starts, without Prefect's failure log.
+    get_dataset(dataset)
+    split_ratios = check_ratios(_ratios(ratios))
+    result = ingest_flow(dataset=dataset, root=root, ratios=list(split_ratios), seed=seed,
+                         limit_per_class=limit_per_class, mirror=mirror, source=source, name=name, folds=folds)
+    if as_json:
+        print_json(result)
+    else:
+        print_table([{"field": k, "value": v} for k, v in result.items()], ["field", "value"], title="ingest")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the dataset commands to the CLI."""
+    app.command("datasets")(datasets)
+    app.command("ingest")(ingest)

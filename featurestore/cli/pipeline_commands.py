@@ -1,0 +1,73 @@
+"""`featurestore run`: the whole feature pipeline, locally, with no server to start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import typer
+
+from featurestore.cli.output import ROOT_OPTION
+from featurestore.errors import FeatureStoreError
+
+#: `make run`'s embedded default: real Fashion-MNIST, the three offline backbones, a quick subset
+DEFAULT_LIMIT_PER_CLASS = 300
+
+
+class PrefectApiDown(FeatureStoreError):
+    """PREFECT_API_URL names a server that does not answer."""
+
+
+def check_prefect_api() -> None:
+    """Fail with one line if ``PREFECT_API_URL`` is set but its server does not answer."""
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        return
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=5).raise_for_status()
+    except httpx.HTTPError as error:
+        raise PrefectApiDown(
+            f"Prefect API {url} does not answer ({type(error).__name__}); start it with "
+            "`prefect server start --host 127.0.0.1` or unset PREFECT_API_URL to use a temporary local server"
+        ) from None
+
+
+def _names(values: list[str] | None) -> list[str] | None:
+    names = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+    return names or None
+
+
+def run(
+    datasets: list[str] = typer.Option(None, "--datasets", "-d", help="Dataset names (repeat or comma-separate). Default: fashion-mnist."),
+    models: list[str] = typer.Option(None, "--models", "-m", help="Backbone names. Default: efficientnet_lite0,1,2."),
+    classifiers: list[str] = typer.Option(None, "--classifiers", "-c", help="Classifier names. Default: all."),
+    stacking: bool = typer.Option(True, "--stacking/--no-stacking", help="Add the stacking ensembles."),
+    root: str = ROOT_OPTION,
+    limit_per_class: int = typer.Option(DEFAULT_LIMIT_PER_CLASS, "--limit-per-class",
+                                        help="Images per class and split for a quick run; 0 for every image."),
+    seed: int = typer.Option(0, "--seed"),
+    task_runner: str = typer.Option("threads", "--task-runner", help="threads, processes or dask."),
+    workers: int = typer.Option(2, "--workers", help="Tasks run at once."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    mirror: str = typer.Option(None, "--mirror", envvar="FEATURESTORE_MIRROR", help="Base URL replacing the download sites."),
+) -> None:
+    """Run the feature pipeline (ingest -> extract -> evaluate) and print the accuracy table."""
+    check_prefect_api()
+    from featurestore.cli.report_commands import print_run
+    from featurestore.evaluation.history import load_run
+    from flows.pipeline import DEFAULT_DATASETS, DEFAULT_MODELS, run_pipeline  # Prefect loads only when a flow runs
+
+    result = run_pipeline(
+        datasets=_names(datasets) or DEFAULT_DATASETS, models=_names(models) or DEFAULT_MODELS,
+        classifiers=_names(classifiers), stacking=stacking, root=root, limit_per_class=limit_per_class or None,
+        seed=seed, task_runner=task_runner, workers=workers, device=device, mirror=mirror,
+    )
+    print_run(load_run(Path(result["run_dir"]).name, root), as_json=False)
+    typer.echo(f"recomputed {result['recomputed']}")
+    typer.echo(f"report: {result['run_dir']}/report.md")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the pipeline command to the CLI."""
+    app.command("run")(run)

@@ -1,0 +1,90 @@
+"""`featurestore evaluate | report`: run the evaluate flow, read its reports and their history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, console, print_json, print_table, records
+
+REPORT_COLUMNS = ["model", "classifier", "accuracy %", "top-5 %", "macro-F1 %", "gain", "fit s", "params"]
+
+
+def _percent(value) -> str | None:
+    return None if value is None else f"{100 * value:.2f}"
+
+
+def print_run(document: dict, as_json: bool) -> None:
+    """The run's results table per dataset, headed by its summary line."""
+    from featurestore.evaluation.report import table_rows  # scikit-learn loads only when needed
+
+    if as_json:
+        print_json({k: document[k] for k in ("run_id", "created_at", "summary", "skipped")}
+                   | {"results": table_rows(document["results"])})
+        return
+    rows = table_rows(document["results"])
+    for dataset, line in document["summary"].items():
+        shown = [
+            {"model": r["model"],
+             "classifier": r["classifier"] + ("" if r["leak_free"] else " (in-sample, leaky)"),
+             "accuracy %": _percent(r["accuracy"]), "top-5 %": _percent(r["top5_accuracy"]),
+             "macro-F1 %": _percent(r["macro_f1"]),
+             "gain": None if r["gain_over_best_single"] is None else f"{r['gain_over_best_single']:+.2f}",
+             "fit s": f"{r['fit_seconds']:.1f}", "params": r["params"]}
+            for r in rows if r["dataset"] == dataset
+        ]
+        print_table(shown, REPORT_COLUMNS, title=f"{dataset} (run {document['run_id']})")
+        console.print(f"[bold]{dataset}: {line}[/bold]")
+    for entry in document["skipped"]:
+        console.print(f"skipped {entry['dataset']}/{entry['model']}: {entry['reason']}")
+
+
+def report(
+    run: str = typer.Option(None, "--run", help="Run id to show (default: the latest finished run)."),
+    history: bool = typer.Option(False, "--history", help="Accuracy per (dataset, model, classifier) across runs."),
+    dataset: str = typer.Option(None, "--dataset", help="Only this dataset (with --history)."),
+    root: str = ROOT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Print the latest evaluation run's results table, or the accuracy history across runs."""
+    from featurestore.evaluation.history import history_table, load_run
+
+    if not history:
+        print_run(load_run(run, root), as_json)
+        return
+    table = history_table(root, dataset)
+    flat = table.reset_index()
+    flat.columns = [str(c) for c in flat.columns]
+    if as_json:
+        print_json(records(flat))
+        return
+    print_table(records(flat), list(flat.columns), title="test accuracy (%) per run, oldest run first")
+
+
+def evaluate(
+    dataset: list[str] = typer.Option(..., "--dataset", "-d", help="Dataset to evaluate (repeatable)."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="Model (repeatable; default: every store of the dataset)."),
+    classifier: list[str] = typer.Option(None, "--classifier", "-c", help="Classifier (repeatable; default: all registered)."),
+    stacking: bool = typer.Option(True, "--stacking/--no-stacking", help="Add stacking, soft vote and early fusion."),
+    in_sample: bool = typer.Option(False, "--in-sample", help="Also show the leaky in-sample stacking, labelled."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed, same numbers)."),
+    task_runner: str = typer.Option("threads", "--task-runner", help="threads, processes or dask."),
+    workers: int = typer.Option(2, "--workers", help="Tasks run at once."),
+    root: str = ROOT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the evaluate flow and print its results table."""
+    from featurestore.evaluation.history import load_run
+    from flows.evaluate import run_evaluate  # Prefect loads only when a flow actually runs
+
+    run_dir = run_evaluate(task_runner=task_runner, workers=workers, datasets=list(dataset),
+                           models=list(model) or None, classifiers=list(classifier) or None,
+                           stacking=stacking, in_sample=in_sample, seed=seed, root=root)
+    print_run(load_run(Path(run_dir).name, root), as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the evaluate and report commands to the CLI."""
+    app.command("evaluate")(evaluate)
+    app.command("report")(report)

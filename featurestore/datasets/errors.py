@@ -1,0 +1,33 @@
+"""Errors raised while fetching, unpacking, verifying and reading datasets (one-line messages)."""
+
+from __future__ import annotations
+
+from featurestore.errors import FeatureStoreError, InvalidName
+
+
+class UnknownDataset(InvalidName):
+    """A dataset name that is not in the registry."""
+
+
+class DatasetError(FeatureStoreError):
+    """A dataset that cannot be used as it is (no images, one class, bad layout, bad parameters)."""
+
+
+class ChecksumMismatch(FeatureStoreError):
+    """A downloaded or local file whose size or hash differs from the pinned one."""
+
+
+class DownloadFailed(FeatureStoreError):
+    """A download that still failed after its retries (server error, timeout)."""
+
+
+class DownloadRefused(DownloadFailed):
+    """A download the server refused outright (404, 403, ...): retrying will not help."""
+
+
+class UnsafeArchive(FeatureStoreError):
+    """An archive with a member that would escape the target or exhaust the disk."""
+
+
+class ManifestNotFound(DatasetError, FileNotFoundError):
+    """No manifest exists for the dataset: it has not been ingested under this root."""

@@ -1,0 +1,58 @@
+"""Readers for datasets laid out as one folder of images per class (and a user's own folder)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from featurestore.datasets.errors import DatasetError
+from featurestore.datasets.registry import Layout
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def is_image_name(path: Path) -> bool:
+    """Whether the file name has an image extension (other files, e.g. Thumbs.db, are ignored)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def class_root(base: Path) -> Path:
+    """The folder holding the class folders: ``base``, or the single folder an archive wrapped them in."""
+    current = base
+    while True:
+        entries = [e for e in current.iterdir() if not e.name.startswith(".")]
+        folders = [e for e in entries if e.is_dir()]
+        # Descend only into a wrapper: a lone folder that itself holds folders (not a lone class).
+        if (len(folders) == 1 and not any(is_image_name(e) for e in entries if e.is_file())
+                and any(child.is_dir() for child in folders[0].iterdir())):
+            current = folders[0]
+            continue
+        return current
+
+
+def scan_class_folders(directory: Path, base: Path) -> Layout:
+    """Candidates from ``base/<class>/**/<image>``; sources relative to ``directory``."""
+    if not base.is_dir():
+        raise DatasetError(f"{base}: folder not found; check the source or the archive's layout")
+    root = class_root(base)
+    rows = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p)):
+            rows.append((path.relative_to(root).as_posix(), path.relative_to(directory).as_posix(), folder.name))
+    if not rows:
+        raise DatasetError(
+            f"{root}: no images found in class sub-folders; lay the images out as <folder>/<class>/<image>"
+        )
+    frame = pd.DataFrame(rows, columns=["id", "source", "class_name"]).assign(split="")
+    return Layout(frame=frame, classes=tuple(sorted(frame["class_name"].unique())))
+
+
+def folder_reader(subdirectory: str) -> Callable[[Path, dict[str, Path]], Layout]:
+    """Reader for an archive that unpacks to ``subdirectory/<class>/<image>``."""
+
+    def read(directory: Path, paths: dict[str, Path]) -> Layout:
+        return scan_class_folders(directory, directory / subdirectory)
+
+    return read

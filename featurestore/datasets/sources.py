@@ -1,0 +1,54 @@
+"""A user's own images (``imagefolder``): a folder, a local archive or an archive URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from featurestore.datasets.errors import DatasetError
+from featurestore.datasets.folders import scan_class_folders
+from featurestore.datasets.registry import Layout, Resource
+
+IMAGES = "images"
+
+
+def is_url(source: str) -> bool:
+    """Whether ``source`` is an http(s) URL rather than a local path."""
+    return urlparse(source).scheme in ("http", "https")
+
+
+def source_resource(source: str, checksum: str | None = None) -> Resource:
+    """The download of a source given by URL (``checksum`` pins it; else recorded on first download)."""
+    filename = Path(unquote(urlparse(source).path)).name
+    if not filename:
+        raise DatasetError(f"source URL {source!r} names no file; give the URL of a .zip, .tar or .tgz archive")
+    return Resource(filename, source, checksum, unpack=True, mirrored=False)
+
+
+def local_source(source: str) -> Path:
+    """The local folder or archive ``source`` names, or ``DatasetError`` if there is none."""
+    path = Path(source).expanduser().resolve()
+    if not path.exists():
+        raise DatasetError(f"source {source!r} does not exist; give a folder with one sub-folder per class, "
+                           "an archive of one, or an http(s) URL")
+    return path
+
+
+def attach_folder(folder: Path, directory: Path) -> None:
+    """Make ``directory/images`` point at the user's ``folder`` (a link: the images are not copied)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / IMAGES
+    if link.is_symlink() and Path(os.readlink(link)) == folder:
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        raise DatasetError(f"{link} already holds unpacked images; remove it to ingest the folder {folder} here, "
+                           "or pick another --name")
+    link.symlink_to(folder, target_is_directory=True)
+
+
+def read_imagefolder(directory: Path, paths: dict[str, Path]) -> Layout:
+    """Candidates from ``directory/images/<class>/<image>`` (a linked folder or an unpacked archive)."""
+    return scan_class_folders(directory, directory / IMAGES)

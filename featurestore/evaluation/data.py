@@ -1,0 +1,182 @@
+"""Reading stores for evaluation: one read per store, checks on classes and row agreement.
+
+Stores keep rows in manifest order (train, val, test), so the parts a classifier needs are
+usually contiguous and are handed out as views, not copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+import featurestore
+from featurestore.evaluation.errors import ClassMissingFromTrain, SingleClassDataset, StoresDisagree
+from featurestore.store import locate
+from featurestore.store.format import open_h5
+from featurestore.store.reader import check_header, read_rows
+
+FIT_SPLITS = ("train", "val")
+
+
+@dataclass
+class EvalData:
+    """Features and rows of one store, or of several stores side by side, without failed rows."""
+
+    dataset: str
+    models: list[str]
+    X: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    fold: np.ndarray
+    ids: np.ndarray
+    class_names: list[str]
+    #: column range of each model's features in ``X``
+    blocks: dict[str, tuple[int, int]]
+    fingerprints: dict[str, str]
+    n_failed: int
+
+    def rows(self, *splits: str) -> slice | np.ndarray:
+        """Row selector for ``splits``: a slice when those rows are contiguous, else indices."""
+        index = np.flatnonzero(np.isin(self.split, splits))
+        if len(index) and index[-1] - index[0] + 1 == len(index):
+            return slice(int(index[0]), int(index[-1]) + 1)
+        return index
+
+    def part(self, *splits: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of the rows in ``splits``."""
+        selector = self.rows(*splits)
+        return self.X[selector], self.y[selector]
+
+    def n_rows(self, *splits: str) -> int:
+        """Number of rows in ``splits``."""
+        return int(np.isin(self.split, splits).sum())
+
+
+def _read(dataset: str, model: str, root) -> tuple:
+    arrays = featurestore.load_arrays(dataset, model, root=root)
+    features = np.asarray(arrays.features)
+    if features.dtype != np.float32:
+        features = features.astype(np.float32)
+    failed = np.zeros(len(arrays.ids), bool) if arrays.failed is None else np.asarray(arrays.failed, bool)
+    return arrays, features, failed
+
+
+def _check_same_rows(dataset: str, first_model: str, first, model: str, other) -> None:
+    """Raise ``StoresDisagree`` naming the first field on which two stores' rows differ."""
+    where = f"stores {dataset}/{first_model} and {dataset}/{model}"
+    if len(first.ids) != len(other.ids):
+        raise StoresDisagree(
+            f"{where} hold {len(first.ids)} and {len(other.ids)} rows; "
+            "extract both from the same manifest before stacking them"
+        )
+    for field in ("ids", "labels", "split", "fold"):
+        left, right = np.asarray(getattr(first, field)), np.asarray(getattr(other, field))
+        differ = np.flatnonzero(left != right)
+        if len(differ):
+            row = int(differ[0])
+            raise StoresDisagree(
+                f"{where} disagree on {field} at row {row} (id {first.ids[row]!r}: "
+                f"{left[row]!r} vs {right[row]!r}, {len(differ)} rows differ); "
+                "extract both from the same manifest before stacking them"
+            )
+    if list(first.class_names) != list(other.class_names):
+        raise StoresDisagree(
+            f"{where} disagree on class names ({list(first.class_names)} vs {list(other.class_names)}); "
+            "extract both from the same manifest before stacking them"
+        )
+
+
+@dataclass(frozen=True)
+class StoreRows:
+    """The row table of one store, without its feature matrix."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    fold: np.ndarray
+    class_names: list[str]
+
+
+def read_store_rows(dataset: str, model: str, root=None) -> StoreRows:
+    """Read only the rows table and class names of the (dataset, model) store."""
+    path = locate(dataset, model, root)
+    rows = read_rows(path)
+    with open_h5(path) as file:
+        classes = [str(c) for c in check_header(file, path)["classes"]]
+    return StoreRows(
+        ids=rows.index.to_numpy(dtype=str),
+        labels=rows["label"].to_numpy(dtype=np.int64),
+        split=rows["split"].to_numpy(dtype=str),
+        fold=rows["fold"].to_numpy(dtype=np.int64),
+        class_names=classes,
+    )
+
+
+def check_rows(dataset: str, models: Sequence[str], root=None) -> None:
+    """Raise before any fitting if the stores of ``models`` disagree on their rows, or if the
+    dataset's classes cannot be learnt (see ``check_classes``). Reads no feature matrix."""
+    tables = [read_store_rows(dataset, model, root) for model in models]
+    for model, table in zip(models[1:], tables[1:]):
+        _check_same_rows(dataset, models[0], tables[0], model, table)
+    if tables:
+        check_classes(dataset, tables[0].labels, tables[0].split, tables[0].class_names)
+
+
+def check_classes(dataset: str, y: np.ndarray, split: np.ndarray, class_names: Sequence[str]) -> None:
+    """Raise if train holds fewer than two classes or misses a class that val or test holds."""
+    train_classes = set(np.unique(y[split == "train"]).tolist())
+    if len(train_classes) < 2:
+        raise SingleClassDataset(
+            f"dataset {dataset!r}: train holds {len(train_classes)} class(es) "
+            f"({', '.join(class_names[c] for c in sorted(train_classes)) or 'none'}); "
+            "a classifier needs at least two, so ingest a dataset with more classes"
+        )
+    missing = sorted(set(np.unique(y).tolist()) - train_classes)
+    if missing:
+        names = ", ".join(repr(class_names[c]) for c in missing)
+        raise ClassMissingFromTrain(
+            f"dataset {dataset!r}: class(es) {names} have val/test rows but no train rows; "
+            "re-split the dataset so every class has train images"
+        )
+
+
+def load_eval_data(dataset: str, models: Iterable[str], root=None) -> EvalData:
+    """Read each model's store of ``dataset`` once and put the features side by side.
+
+    The stores must hold the same rows (ids, labels, split, folds, class names); rows that
+    failed in any store are dropped from all of them.
+    """
+    models = list(models)
+    read = [_read(dataset, model, root) for model in models]
+    first = read[0][0]
+    for model, (arrays, _, _) in zip(models[1:], read[1:]):
+        _check_same_rows(dataset, models[0], first, model, arrays)
+    failed = np.logical_or.reduce([f for _, _, f in read])
+    keep = ~failed
+    blocks, start = {}, 0
+    for model, (_, features, _) in zip(models, read):
+        blocks[model] = (start, start + features.shape[1])
+        start += features.shape[1]
+    if len(read) == 1 and keep.all():
+        X = read[0][1]
+    else:
+        X = np.concatenate([features[keep] for _, features, _ in read], axis=1)
+    fingerprints = {model: str(arrays.fingerprint) for model, (arrays, _, _) in zip(models, read)}
+    del read
+    data = EvalData(
+        dataset=dataset,
+        models=models,
+        X=X,
+        y=np.asarray(first.labels, np.int64)[keep],
+        split=np.asarray(first.split).astype(str)[keep],
+        fold=np.asarray(first.fold, np.int64)[keep],
+        ids=np.asarray(first.ids).astype(str)[keep],
+        class_names=[str(c) for c in first.class_names],
+        blocks=blocks,
+        fingerprints=fingerprints,
+        n_failed=int(failed.sum()),
+    )
+    check_classes(dataset, data.y, data.split, data.class_names)
+    return data

@@ -1,0 +1,21 @@
+"""Errors of the evaluate step: data that cannot give a meaningful accuracy."""
+
+from __future__ import annotations
+
+from featurestore.errors import FeatureStoreError
+
+
+class EvaluationError(FeatureStoreError, ValueError):
+    """The stores can be read but cannot be evaluated as asked."""
+
+
+class SingleClassDataset(EvaluationError):
+    """The dataset's train rows hold fewer than two classes."""
+
+
+class ClassMissingFromTrain(EvaluationError):
+    """A class has no train rows, so no classifier can learn it."""
+
+
+class StoresDisagree(EvaluationError):
+    """Stores to be combined hold different rows (ids, labels, split or folds)."""

@@ -1,0 +1,128 @@
+"""Writing one evaluation run: report.md, results.csv, results.json (+ schema) and the pictures."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from featurestore.evaluation.plots import accuracy_figure, confusion_figure
+from featurestore.evaluation.schema import RESULTS_SCHEMA, SCHEMA_VERSION, validate_results
+from featurestore.evaluation.summary import add_gains, best_record, summaries
+from featurestore.paths import runs_dir
+
+TABLE_COLUMNS = [
+    "dataset", "model", "classifier", "kind", "leak_free", "accuracy", "top5_accuracy", "macro_f1",
+    "gain_over_best_single", "best_single", "fit_seconds", "predict_seconds", "params",
+]
+
+
+def new_run_dir(root=None) -> Path:
+    """Create ``<root>/runs/<UTC time to the microsecond>-<random>`` and return it.
+
+    Run ids sort in the order the runs started; the random part keeps simultaneous runs apart.
+    """
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(3)}"
+    path = runs_dir(root) / run_id
+    path.mkdir(parents=True)
+    return path
+
+
+def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results table: one flat row per record, best first within each dataset."""
+    rows = []
+    for r in records:
+        row = {column: r.get(column) for column in TABLE_COLUMNS}
+        row["params"] = json.dumps(r.get("params"), sort_keys=True)
+        rows.append(row)
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    return sorted(rows, key=lambda row: (datasets.index(row["dataset"]), -row["accuracy"]))
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None or pd.isna(value) else f"{100 * value:.2f}"
+
+
+def _markdown_table(rows: list[dict[str, Any]]) -> str:
+    header = "| model | classifier | accuracy % | top-5 % | macro-F1 % | gain (points) | fit s | predict s | params |"
+    lines = [header, "|" + "---|" * 9]
+    for row in rows:
+        name = row["classifier"] + ("" if row["leak_free"] else " (in-sample, leaky)")
+        gain = "" if row["gain_over_best_single"] is None else f"{row['gain_over_best_single']:+.2f}"
+        lines.append(
+            f"| {row['model']} | {name} | {_percent(row['accuracy'])} | {_percent(row['top5_accuracy'])} "
+            f"| {_percent(row['macro_f1'])} | {gain} | {row['fit_seconds']:.2f} | {row['predict_seconds']:.2f} "
+            f"| `{row['params']}` |"
+        )
+    return "\n".join(lines)
+
+
+def markdown_summary(document: dict[str, Any]) -> str:
+    """Summary lines and the results table of every dataset, in Markdown."""
+    rows = table_rows(document["results"])
+    parts = []
+    for dataset, line in document["summary"].items():
+        parts += [f"## {dataset}", "", f"**{line}**", "", _markdown_table([r for r in rows if r["dataset"] == dataset]), ""]
+    if document["skipped"]:
+        parts += ["## Skipped", ""]
+        parts += [f"- {s['dataset']} / {s['model']}{' / ' + s['classifier'] if s.get('classifier') else ''}: {s['reason']}"
+                  for s in document["skipped"]]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _report_markdown(document: dict[str, Any], pictures: dict[str, str]) -> str:
+    parameters = ", ".join(f"{k}={v}" for k, v in document["parameters"].items())
+    head = [f"# Evaluation run {document['run_id']}", "", f"Created {document['created_at']}; {parameters}.", "",
+            "Leak-free answers only count for 'best'; stacking_cv's meta-classifier is fit on out-of-fold "
+            "probabilities.", ""]
+    images = ["## Pictures", "", f"![accuracy]({pictures['accuracy']})", ""]
+    images += [f"![confusion matrix {d}]({name})" for d, name in pictures.items() if d != "accuracy"]
+    return "\n".join(head) + markdown_summary(document) + "\n" + "\n".join(images) + "\n"
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary name so a reader never sees half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def write_report(
+    run_dir: Path,
+    records: list[dict[str, Any]],
+    skipped: list[dict[str, Any]],
+    parameters: dict[str, Any],
+) -> dict[str, Any]:
+    """Write every report file of a run into ``run_dir`` and return the ``results.json`` document.
+
+    ``results.json`` is written last: its presence marks a finished run.
+    """
+    run_dir = Path(run_dir)
+    records = add_gains([dict(r) for r in records])
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parameters": parameters,
+        "summary": summaries(records),
+        "results": records,
+        "skipped": skipped,
+    }
+    validate_results(document)
+    pictures: dict[str, str] = {}
+    if records:
+        pictures["accuracy"] = accuracy_figure(records, run_dir / "accuracy.png").name
+        for dataset in document["summary"]:
+            best = best_record([r for r in records if r["dataset"] == dataset])
+            if best is not None:
+                pictures[dataset] = confusion_figure(best, run_dir / f"confusion_{dataset}.png").name
+    pd.DataFrame(table_rows(records), columns=TABLE_COLUMNS).to_csv(run_dir / "results.csv", index=False)
+    _write_text(run_dir / "report.md", _report_markdown(document, pictures) if records else markdown_summary(document))
+    _write_text(run_dir / "results.schema.json", json.dumps(RESULTS_SCHEMA, indent=2))
+    _write_text(run_dir / "results.json", json.dumps(document, indent=2))
+    return document

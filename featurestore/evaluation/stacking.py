@@ -1,0 +1,164 @@
+"""Ensembles over several backbones of one dataset: stacking and early fusion.
+
+Stacking follows the classic mlxtend recipe: one pipeline per backbone
+(``ColumnSelector`` -> standardised logistic regression) and a linear-SVM meta-classifier.
+The reported stacking is ``StackingCVClassifier``: the meta-classifier learns from
+out-of-fold probabilities, so it never sees a base model's answer on that model's own
+training rows. The same fitted base pipelines also give the averaged-probability vote and,
+on request, the in-sample ``StackingClassifier`` (labelled leaky: its meta-classifier is fit
+on in-sample probabilities).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from mlxtend.classifier import EnsembleVoteClassifier, StackingClassifier, StackingCVClassifier
+from mlxtend.feature_selection import ColumnSelector
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.svm import LinearSVC
+
+from featurestore.classifiers import get_classifier, select_params
+from featurestore.evaluation.data import FIT_SPLITS, EvalData, load_eval_data
+from featurestore.evaluation.single import base_record, run_classifier, score_fitted
+
+#: folds of the out-of-fold probabilities the meta-classifier learns from
+STACKING_FOLDS = 5
+BASE_CLASSIFIER = "logreg"
+
+
+def _meta_classifier(seed: int) -> LinearSVC:
+    return LinearSVC(C=1.0, dual=False, max_iter=5000, random_state=seed)
+
+
+def base_params_for(data: EvalData, model: str, seed: int, n_jobs: int) -> dict[str, Any]:
+    """Choose the base logistic regression's C on one backbone's columns (val split or CV)."""
+    start, stop = data.blocks[model]
+    fit_rows = data.rows("train")
+    X_val, y_val = data.part("val")
+    selection = select_params(
+        get_classifier(BASE_CLASSIFIER),
+        data.X[fit_rows, start:stop],
+        data.y[fit_rows],
+        X_val[:, start:stop],
+        y_val,
+        data.fold[fit_rows],
+        seed=seed,
+        n_jobs=n_jobs,
+    )
+    return selection.params
+
+
+def backbone_pipelines(
+    data: EvalData, base_params: dict[str, dict[str, Any]], seed: int, n_jobs: int
+) -> list[Pipeline]:
+    """One ``ColumnSelector`` -> logistic-regression pipeline per backbone, in ``data.models`` order."""
+    spec = get_classifier(BASE_CLASSIFIER)
+    n_fit = data.n_rows(*FIT_SPLITS)
+    pipelines = []
+    for model in data.models:
+        start, stop = data.blocks[model]
+        estimator = spec.build(base_params[model], seed, n_jobs, (n_fit, stop - start))
+        pipelines.append(make_pipeline(ColumnSelector(cols=range(start, stop)), estimator))
+    return pipelines
+
+
+def _ensemble_record(data: EvalData, classifier: str, estimator: Any, fit_seconds: float, extra: dict) -> dict:
+    metrics, predict_seconds = score_fitted(estimator, data)
+    return {
+        **base_record(data, "+".join(data.models), classifier, "ensemble"),
+        **metrics,
+        "fit_seconds": fit_seconds,
+        "predict_seconds": predict_seconds,
+        **extra,
+    }
+
+
+def stacking_records(
+    data: EvalData,
+    seed: int = 0,
+    n_jobs: int = 1,
+    base_params: dict[str, dict[str, Any]] | None = None,
+    in_sample: bool = False,
+) -> list[dict[str, Any]]:
+    """Fit the leak-free stacking over ``data.models`` and return its records.
+
+    ``base_params`` maps a model to its logistic regression's chosen parameters (e.g. from
+    the single-classifier results); models without an entry are tuned here.
+    """
+    chosen = dict(base_params or {})
+    for model in data.models:
+        if model not in chosen:
+            chosen[model] = base_params_for(data, model, seed, n_jobs)
+    X_fit, y_fit = data.part(*FIT_SPLITS)
+    stack = StackingCVClassifier(
+        classifiers=backbone_pipelines(data, chosen, seed, 1),
+        meta_classifier=_meta_classifier(seed),
+        use_probas=True,
+        cv=StratifiedKFold(n_splits=STACKING_FOLDS, shuffle=True, random_state=seed),
+        random_state=seed,
+        n_jobs=n_jobs,
+    )
+    started = time.perf_counter()
+    stack.fit(X_fit, y_fit)
+    fit_seconds = time.perf_counter() - started
+
+    X_test, y_test = data.part("test")
+    base_accuracy = {
+        model: float(np.mean(pipe.predict(X_test) == y_test)) for model, pipe in zip(data.models, stack.clfs_)
+    }
+    shared = {"params": {"base": chosen, "meta": "LinearSVC(C=1)"}, "base_accuracy": base_accuracy}
+    records = [
+        _ensemble_record(
+            data, "stacking_cv", stack, fit_seconds,
+            {**shared, "params": {**shared["params"], "cv_folds": STACKING_FOLDS}},
+        )
+    ]
+    # The vote and the in-sample stack reuse the base pipelines fitted on all of train+val.
+    vote = EnsembleVoteClassifier(clfs=stack.clfs_, voting="soft", fit_base_estimators=False, use_clones=False)
+    started = time.perf_counter()
+    vote.fit(X_fit, y_fit)
+    records.append(_ensemble_record(data, "soft_vote", vote, time.perf_counter() - started, shared))
+    if in_sample:
+        leaky = StackingClassifier(
+            classifiers=stack.clfs_,
+            meta_classifier=_meta_classifier(seed),
+            use_probas=True,
+            fit_base_estimators=False,
+            use_clones=False,
+        )
+        started = time.perf_counter()
+        leaky.fit(X_fit, y_fit)
+        record = _ensemble_record(data, "stacking_in_sample", leaky, time.perf_counter() - started, shared)
+        record["leak_free"] = False
+        records.append(record)
+    return records
+
+
+def early_fusion_record(data: EvalData, seed: int = 0, n_jobs: int = 1) -> dict[str, Any]:
+    """Logistic regression on the concatenated features of ``data.models``."""
+    record = run_classifier(data, get_classifier(BASE_CLASSIFIER), seed=seed, n_jobs=n_jobs)
+    record.update(model="+".join(data.models), classifier="early_fusion", kind="ensemble")
+    return record
+
+
+def evaluate_stacking(
+    dataset: str,
+    models: list[str],
+    root=None,
+    seed: int = 0,
+    n_jobs: int = 1,
+    base_params: dict[str, dict[str, Any]] | None = None,
+    in_sample: bool = False,
+) -> list[dict[str, Any]]:
+    """Read the stores of ``models`` once and return the stacking records (see ``stacking_records``)."""
+    data = load_eval_data(dataset, models, root)
+    return stacking_records(data, seed=seed, n_jobs=n_jobs, base_params=base_params, in_sample=in_sample)
+
+
+def evaluate_early_fusion(dataset: str, models: list[str], root=None, seed: int = 0, n_jobs: int = 1) -> dict:
+    """Read the stores of ``models`` once and return the early-fusion record."""
+    return early_fusion_record(load_eval_data(dataset, models, root), seed=seed, n_jobs=n_jobs)

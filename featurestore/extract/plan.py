@@ -1,0 +1,113 @@
+"""Planning: what each (dataset, model) store must be, decided without loading any model.
+
+A job's ``StoreSpec`` is built from the manifest hash, the weights' SHA-256 (hashing a file is
+not loading it), the preprocessing and the layer; its fingerprint decides whether the store
+already exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from featurestore.backbones import Backbone, ResolvedWeights, get_backbone
+from featurestore.errors import InvalidName
+from featurestore.paths import resolve_root
+from featurestore.store import RowTable, StoreSpec, store_state
+from featurestore.store import format as store_format
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: a contiguous slice of the manifest's rows."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self):
+        if not 0 <= self.index < self.count:
+            raise InvalidName(f"shard {self.index} of {self.count}: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/2")
+
+    def bounds(self, rows: int) -> tuple[int, int]:
+        """``[start, stop)`` rows of this shard; shards differ in size by at most one row."""
+        return self.index * rows // self.count, (self.index + 1) * rows // self.count
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+
+WHOLE = Shard()  # the whole dataset: shard 0 of 1
+
+
+def store_model_name(backbone: Backbone, layer: str) -> str:
+    """Store key of (backbone, layer): the backbone name, suffixed for a non-default layer."""
+    return backbone.name if layer == backbone.default_layer else f"{backbone.name}.{layer}"
+
+
+def shard_root(root, dataset: str, model: str, shard: Shard) -> Path:
+    """Root under which one shard's store lives: ``<root>/shards/<dataset>/<model>/<i>-of-<n>``.
+
+    Shard stores are ordinary stores (same writer, same resume), kept out of ``<root>/stores``
+    so that the catalog lists only whole stores.
+    """
+    return resolve_root(root) / "shards" / dataset / model / shard.label
+
+
+@dataclass(frozen=True)
+class Job:
+    """One store to fill: a backbone at a layer with resolved weights, over one shard of a dataset."""
+
+    backbone: Backbone
+    layer: str
+    weights: ResolvedWeights
+    spec: StoreSpec
+    rows: RowTable
+    shard: Shard
+    root: object  # root the store lives under (a shard root for shards)
+
+    @property
+    def model(self) -> str:
+        return self.spec.model
+
+    @property
+    def path(self) -> Path:
+        return store_format.store_path(self.spec.dataset, self.spec.model, self.root)
+
+    def state(self) -> str:
+        """``missing``, ``partial`` or ``complete`` (``StoreConflict`` if another store is there)."""
+        return store_state(self.spec, self.root)
+
+
+def make_spec(dataset: str, manifest_hash: str, backbone: Backbone, layer: str, weights: ResolvedWeights,
+              shard: Shard = WHOLE) -> StoreSpec:
+    """The store request for (dataset, backbone, layer, weights), optionally one shard of it."""
+    preprocessing = backbone.store_preprocessing(layer)
+    if not shard.whole:
+        preprocessing["shard"] = [shard.index, shard.count]
+    return StoreSpec(dataset=dataset, model=store_model_name(backbone, layer), manifest_hash=manifest_hash,
+                     weights_sha256=weights.sha256, preprocessing=preprocessing, dim=backbone.layers[layer].dim)
+
+
+def plan_jobs(manifest, dataset: str, models: Sequence[str], root=None, *, weights: Mapping[str, str] | None = None,
+              layer: str | None = None, shard: Shard = WHOLE, download: bool = True) -> list[Job]:
+    """One ``Job`` per model; weights are located and hashed, never loaded."""
+    weights = dict(weights or {})
+    rows = RowTable.from_manifest(manifest.frame, manifest.classes)
+    start, stop = shard.bounds(len(rows))
+    if not shard.whole:
+        rows = RowTable.from_manifest(manifest.frame.iloc[start:stop], manifest.classes)
+    jobs = []
+    for name in dict.fromkeys(models):
+        backbone = get_backbone(name)
+        chosen = backbone.layer(layer)
+        resolved = backbone.weights.resolve(weights.get(name), download=download)
+        spec = make_spec(dataset, manifest.hash, backbone, chosen, resolved, shard)
+        job_root = root if shard.whole else shard_root(root, dataset, spec.model, shard)
+        jobs.append(Job(backbone, chosen, resolved, spec, rows, shard, job_root))
+    return jobs

@@ -1,0 +1,221 @@
+"""Runtimes that turn a batch of ``uint8 (n, S, S, 3)`` crops into ``float32 (n, dim)`` features.
+
+* ``onnxruntime``: the CPU default (several times faster than eager PyTorch on CPU); the torch
+  backbone is exported once (``onnx_cache``) with normalisation inside the graph.
+* ``torch``: the GPU default (bf16/fp16 autocast, channels-last, pinned memory, non-blocking
+  copies, batch halved on out-of-memory); on CPU in fp32 it is the eager reference.
+
+Every runtime offers ``submit(pixels) -> handle`` and ``collect(handle) -> features`` so the
+runner can queue the next batch before waiting for the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from featurestore.backbones import Backbone, Preprocessing, ResolvedWeights, WeightsCorrupt
+from featurestore.backbones.weights import first_line
+from featurestore.errors import InvalidName
+from featurestore.extract.onnx_cache import INPUT_NAME, exported_onnx
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def cpu_threads() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class HalvingBatches:
+    """Run a function over a batch in chunks of at most ``limit`` rows, halving ``limit`` on OOM."""
+
+    def __init__(self, limit: int, errors: tuple[type[BaseException], ...], on_oom: Callable[[], None] = lambda: None):
+        self.limit = limit
+        self.errors = errors
+        self.on_oom = on_oom
+
+    def __call__(self, run: Callable[[np.ndarray], object], pixels: np.ndarray) -> list:
+        results, start = [], 0
+        while start < len(pixels):
+            n = min(self.limit, len(pixels) - start)
+            try:
+                results.append(run(pixels[start:start + n]))
+            except self.errors:
+                if n == 1:
+                    raise
+                self.on_oom()
+                self.limit = max(1, n // 2)
+                log.warning("out of memory at batch %d; going on with batch %d", n, self.limit)
+                continue
+            start += n
+        return results
+
+
+class OnnxRunner:
+    """onnxruntime session over an exported backbone (uint8 input) or a user's ONNX file."""
+
+    name = "onnxruntime"
+    precision = "fp32"
+
+    def __init__(self, path, input_name: str, preprocessing: Preprocessing, feed: str = "uint8",
+                 threads: int | None = None, providers: Sequence[str] = ("CPUExecutionProvider",)):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle compute threads would spin and starve the decoding threads that feed them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        available = set(ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=[p for p in providers if p in available])
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise WeightsCorrupt(f"{path}: onnxruntime cannot load this model ({first_line(error)[:200]}); export it again") from None
+        self.input_name = input_name
+        self.preprocessing = preprocessing
+        self.feed = feed
+
+    def _input(self, pixels: np.ndarray) -> np.ndarray:
+        if self.feed == "uint8":
+            return np.ascontiguousarray(pixels)
+        normalised = self.preprocessing.normalize(pixels)
+        return normalised if self.feed == "NCHW" else np.ascontiguousarray(normalised.transpose(0, 2, 3, 1))
+
+    def submit(self, pixels: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: self._input(pixels)})[0]
+        return np.asarray(out, dtype=np.float32).reshape(len(pixels), -1)
+
+    def collect(self, handle: np.ndarray) -> np.ndarray:
+        return handle
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return self.collect(self.submit(pixels))
+
+
+class TorchRunner:
+    """A ``FeatureNet`` on a torch device; on CUDA with autocast, channels-last and pinned copies."""
+
+    name = "torch"
+
+    def __init__(self, net, device: str = "cpu", precision: str = "fp32", max_batch: int = 256):
+        import torch
+
+        if precision not in PRECISIONS:
+            raise InvalidName(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        self.torch = torch
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.precision = precision
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        memory_format = torch.channels_last if self.cuda else torch.preserve_format
+        self.net = net.to(self.device, memory_format=memory_format).eval()
+        oom = (torch.cuda.OutOfMemoryError,) if self.cuda else ()
+        self.batches = HalvingBatches(max_batch, oom, on_oom=torch.cuda.empty_cache)
+
+    def _launch(self, pixels: np.ndarray):
+        torch = self.torch
+        x = torch.from_numpy(np.ascontiguousarray(pixels))
+        if self.cuda:
+            # Pinned host memory lets the copy run asynchronously, overlapping the previous batch.
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                                    enabled=self.amp_dtype is not None):
+            out = self.net(x)
+        if not self.cuda:
+            return out, None
+        host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
+
+    def submit(self, pixels: np.ndarray) -> list:
+        return self.batches(self._launch, pixels)
+
+    def collect(self, handle: list) -> np.ndarray:
+        parts = []
+        for out, done in handle:
+            if done is not None:
+                done.synchronize()
+            parts.append(out.numpy())
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return self.collect(self.submit(pixels))
+
+
+@dataclass(frozen=True)
+class RuntimeRequest:
+    """What a runtime needs: the backbone, its resolved weights and layer, and where to run."""
+
+    backbone: Backbone
+    weights: ResolvedWeights
+    layer: str
+    device: str = "cpu"
+    precision: str | None = None
+    threads: int | None = None
+    max_batch: int = 256
+    root: object = None
+
+
+def _onnxruntime(request: RuntimeRequest) -> OnnxRunner:
+    providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if request.device.startswith("cuda") else (
+        "CPUExecutionProvider",)
+    backbone = request.backbone
+    if backbone.is_torch:
+        path = exported_onnx(backbone, request.weights, request.layer, request.root)
+        return OnnxRunner(path, INPUT_NAME, backbone.preprocessing, "uint8", request.threads, providers)
+    return OnnxRunner(request.weights.path, backbone.onnx_input["name"], backbone.preprocessing,
+                      backbone.onnx_input.get("layout", "NCHW"), request.threads, providers)
+
+
+def _torch(request: RuntimeRequest) -> TorchRunner:
+    from featurestore.extract.feature_net import FeatureNet
+
+    backbone = request.backbone
+    if not backbone.is_torch:
+        raise InvalidName(f"backbone {backbone.name!r} is an ONNX file; run it with runtime 'onnxruntime'")
+    if request.threads and not request.device.startswith("cuda"):
+        import torch
+
+        torch.set_num_threads(request.threads)
+    precision = request.precision or ("bf16" if request.device.startswith("cuda") else "fp32")
+    net = FeatureNet(backbone.load_torch(request.weights, request.layer), backbone.preprocessing)
+    return TorchRunner(net, request.device, precision, request.max_batch)
+
+
+RUNTIMES: dict[str, Callable[[RuntimeRequest], object]] = {"onnxruntime": _onnxruntime, "torch": _torch}
+
+
+def default_runtime(backbone: Backbone, device: str) -> str:
+    """``torch`` for torch backbones on a GPU, else ``onnxruntime`` (the fastest CPU path here)."""
+    return "torch" if backbone.is_torch and device.startswith("cuda") else "onnxruntime"
+
+
+def build_runtime(request: RuntimeRequest, runtime: str | None = None):
+    """Load the model behind ``request`` into ``runtime`` (default: ``default_runtime``)."""
+    name = runtime or default_runtime(request.backbone, request.device)
+    if name not in RUNTIMES:
+        raise InvalidName(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
+    return RUNTIMES[name](request)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a GPU asked for must be there."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidName(f"device {device!r}: no CUDA GPU is visible to this process; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InvalidName(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device

@@ -1,0 +1,1 @@
+"""Ingest steps as plain functions: download, unpack, verify, split, and the pipeline joining them."""

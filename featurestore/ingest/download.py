@@ -1,0 +1,192 @@
+"""Downloads: streamed, resumable (HTTP Range), retried with backoff, checksum-verified, cached.
+
+A file is downloaded to ``<name>.part`` and renamed only once its size and checksum are right,
+so an interrupted or corrupted download is never mistaken for a complete one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import requests
+import urllib3
+from tqdm import tqdm
+
+from featurestore.datasets.errors import ChecksumMismatch, DownloadFailed, DownloadRefused
+from featurestore.datasets.registry import Resource
+from featurestore.ingest import checksums
+
+ENV_MIRROR = "FEATURESTORE_MIRROR"
+CHUNK = 1 << 20
+# Status codes worth retrying: the server or a proxy may recover; anything else 4xx will not.
+_TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
+
+
+def resolve_mirror(mirror: str | None = None) -> str | None:
+    """The mirror base URL: ``mirror`` if given, else ``$FEATURESTORE_MIRROR``, else none."""
+    chosen = mirror or os.environ.get(ENV_MIRROR) or None
+    return chosen.rstrip("/") if chosen else None
+
+
+def resource_url(resource: Resource, dataset: str, mirror: str | None = None) -> str:
+    """Where to fetch ``resource``: the canonical URL, or ``<mirror>/<dataset>/<filename>``."""
+    base = resolve_mirror(mirror) if resource.mirrored else None
+    return f"{base}/{dataset}/{resource.filename}" if base else resource.url
+
+
+def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[str, ...] = (),
+            remember: bool = True) -> str:
+    """Check ``path`` against its pinned size and checksum; return the checksum that matched.
+
+    With no checksum pinned, the one recorded at the first download is enforced, and a file seen
+    for the first time has its hash recorded. ``remember=False`` (files we do not own, such as a
+    distribution package's) writes nothing beside the file: it is simply hashed every time.
+    """
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise ChecksumMismatch(
+            f"{path}: {actual_size} bytes, expected {size}; delete it and download again (or check the mirror)"
+        )
+    expected = [c for c in (checksum or checksums.recorded(path),) if c] + list(accepted)
+    if not expected:
+        return checksums.record(path) if remember else f"sha256:{checksums.digest_file(path, 'sha256')}"
+    for candidate in expected:
+        if remember and checksums.stamped(path, candidate):
+            return candidate
+    found = []
+    for candidate in expected:
+        ok, actual = checksums.matches(path, candidate)
+        if ok:
+            if remember:
+                checksums.stamp(path, candidate)
+            return candidate
+        found.append(actual)
+    others = f" (nor any of {len(expected) - 1} other accepted hashes)" if len(expected) > 1 else ""
+    raise ChecksumMismatch(
+        f"{path}: checksum {found[0]} differs from the pinned {expected[0]}{others}; the file is corrupt or not "
+        "the published one — delete it and download again, or check the mirror"
+    )
+
+
+def _local_copy(resource: Resource) -> Path | None:
+    """A copy of ``resource`` already on this machine (e.g. from a distribution package)."""
+    for directory in resource.local_dirs:
+        candidate = Path(directory) / resource.filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def fetch(
+    resource: Resource,
+    dataset: str,
+    directory: Path,
+    *,
+    mirror: str | None = None,
+    checksum: str | None = None,
+    progress: bool = True,
+    attempts: int = 4,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+) -> Path:
+    """Return a verified local path for ``resource``, downloading it into ``directory`` if needed.
+
+    ``checksum`` replaces the registry's pinned checksum and size for this call (for a mirror that
+    serves other bytes, such as test fixtures); it never disables verification. Without a mirror,
+    a copy found in ``resource.local_dirs`` is used in place, with no network traffic.
+    """
+    expected = checksum or resource.checksum
+    # An explicit checksum pins the exact bytes, so it also replaces the registry's pinned size.
+    size = None if checksum else resource.size
+    local = None if (mirror or resolve_mirror()) else _local_copy(resource)
+    if local is not None:
+        # A local copy may be a repackaging of the same data, hence its own accepted checksums.
+        accepted = resource.local_checksums if checksum is None else ()
+        _verify(local, expected, None if accepted else size, accepted, remember=False)
+        return local
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / resource.filename
+    if target.is_file():
+        try:
+            _verify(target, expected, size)
+            return target
+        except ChecksumMismatch:
+            target.unlink()
+    url = resource_url(resource, dataset, mirror)
+    partial = target.with_name(target.name + ".part")
+    _download(url, partial, size, progress=progress, attempts=attempts, backoff=backoff, timeout=timeout)
+    try:
+        _verify(partial, expected, size)
+    except ChecksumMismatch as error:
+        partial.unlink(missing_ok=True)
+        raise ChecksumMismatch(f"{url}: {error}") from None
+    os.replace(partial, target)
+    # The verification stamp and first-download record travel with the file (rename keeps mtime).
+    for suffix in (".verified", ".sha256"):
+        side = partial.with_name(partial.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    return target
+
+
+def _download(url: str, partial: Path, size: int | None, *, progress: bool, attempts: int,
+              backoff: float, timeout: float) -> None:
+    """Stream ``url`` into ``partial``, resuming from its current length after each failure."""
+    reason = "no attempt made"
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        try:
+            if _stream(url, partial, size, progress=progress, timeout=timeout):
+                return
+            reason = "the server sent fewer bytes than announced"
+        except _Permanent as error:
+            raise DownloadRefused(f"{url}: {error}; check the URL or the mirror") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, _Transient) as error:
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else 'no detail'}"
+    raise DownloadFailed(
+        f"{url}: failed after {attempts} attempts ({reason}); check the network or the mirror, then rerun "
+        "— the download resumes where it stopped"
+    )
+
+
+class _Transient(Exception):
+    """A server answer worth retrying."""
+
+
+class _Permanent(Exception):
+    """A server answer that retrying will not change."""
+
+
+def _stream(url: str, partial: Path, size: int | None, *, progress: bool, timeout: float) -> bool:
+    """One attempt: append the rest of ``url`` to ``partial``; True when the body is complete."""
+    offset = partial.stat().st_size if partial.exists() else 0
+    if size is not None and offset == size:
+        return True
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
+        if response.status_code == 416:
+            # Our partial file is longer than the resource: it cannot be resumed, start over.
+            partial.unlink(missing_ok=True)
+            raise _Transient("HTTP 416: partial file does not match the server's copy")
+        if response.status_code in _TRANSIENT:
+            raise _Transient(f"HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise _Permanent(f"HTTP {response.status_code} {response.reason}")
+        if response.status_code != 206:
+            offset = 0  # the server ignored Range: it is sending the whole file again
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else size
+        mode = "ab" if offset else "wb"
+        with open(partial, mode) as handle, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, desc=partial.name[: -len(".part")],
+            disable=not progress, leave=False,
+        ) as bar:
+            # read1 hands over whatever has arrived, so a dropped connection loses nothing already
+            # received; the bytes are kept as sent (no Content-Encoding decoding) so offsets match Range.
+            while chunk := response.raw.read1(CHUNK, decode_content=False):
+                handle.write(chunk)
+                bar.update(len(chunk))
+    return total is None or partial.stat().st_size == total

@@ -1,0 +1,191 @@
+"""The ingest steps as plain functions, exchanging paths: fetch -> prepare -> verify -> manifest.
+
+``tasks/ingest.py`` wraps each step as a Prefect task; ``ingest()`` runs them in order without
+Prefect. Intermediate tables live in ``<dataset dir>/.ingest/`` as ``.npz`` files of plain arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from featurestore.datasets.arrays import ARRAY_FILE
+from featurestore.datasets.errors import DatasetError
+from featurestore.datasets.manifest import ARRAY_SEPARATOR, MANIFEST_FILE, write_manifest
+from featurestore.datasets.registry import DatasetSpec, Layout, get_dataset
+from featurestore.datasets.sources import IMAGES, attach_folder, is_url, local_source, source_resource
+from featurestore.ingest.download import fetch
+from featurestore.ingest.split import (
+    DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_ratios, limit_per_class,
+)
+from featurestore.ingest.tables import load_table, save_table
+from featurestore.ingest.unpack import unpack
+from featurestore.ingest.verify import verify_array, verify_files
+from featurestore.paths import check_name, dataset_dir, downloads_dir
+
+WORK = ".ingest"
+QUARANTINE_FILE = "quarantine.csv"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an ingest produced: where the manifest is, its hash, and what was set aside."""
+
+    dataset: str
+    directory: str
+    manifest: str
+    manifest_hash: str
+    images: int
+    classes: int
+    quarantined: int
+    quarantine: str
+
+
+def target_name(dataset: str, name: str | None) -> str:
+    """The name the dataset is stored under: ``name`` (only for user sources) or the dataset's own."""
+    spec = get_dataset(dataset)
+    if name and not spec.needs_source and name != dataset:
+        raise DatasetError(f"--name {name!r} applies only to 'imagefolder'; {dataset!r} is stored under its own name")
+    return check_name("dataset", name or dataset)
+
+
+def fetch_files(dataset: str, root: str | os.PathLike[str] | None = None, *, source: str | None = None,
+                mirror: str | None = None, checksums: Mapping[str, str] | None = None,
+                name: str | None = None, progress: bool = True) -> dict[str, str]:
+    """Download (or find locally) every file of ``dataset``; return ``{filename: verified path}``.
+
+    ``checksums`` maps file names to ``"md5:…"``/``"sha256:…"`` replacing the pinned ones, for a
+    mirror that carries other bytes (test fixtures) or to pin a user's source URL.
+    """
+    spec = get_dataset(dataset)
+    overrides = dict(checksums or {})
+    store_as = target_name(dataset, name)
+    if spec.needs_source:
+        if not source:
+            raise DatasetError(f"dataset {dataset!r} needs --source: a folder with one sub-folder per class, "
+                               "an archive of one, or its URL")
+        if is_url(source):
+            resource = source_resource(source)
+            resource = replace(resource, checksum=overrides.get(resource.filename))
+            path = fetch(resource, store_as, downloads_dir(root) / store_as, progress=progress)
+        else:
+            path = local_source(source)
+        return {"source": str(path)}
+    if source:
+        raise DatasetError(f"--source applies only to 'imagefolder'; {dataset!r} is fetched from its registry entry")
+    directory = downloads_dir(root) / dataset
+    return {
+        r.filename: str(fetch(r, dataset, directory, mirror=mirror, checksum=overrides.get(r.filename),
+                              progress=progress))
+        for r in spec.resources
+    }
+
+
+def prepare(dataset: str, files: Mapping[str, str], root: str | os.PathLike[str] | None = None,
+            name: str | None = None) -> str:
+    """Unpack the fetched files and read the dataset's layout; return the candidates table's path."""
+    spec = get_dataset(dataset)
+    directory = dataset_dir(target_name(dataset, name), root)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {key: Path(value) for key, value in files.items()}
+    if spec.needs_source:
+        source = paths["source"]
+        if source.is_dir():
+            attach_folder(source, directory)
+        else:
+            unpack(source, directory / IMAGES)
+    for resource in spec.resources:
+        if resource.unpack:
+            unpack(paths[resource.filename], directory)
+    layout: Layout = spec.reader(directory, paths)
+    (directory / WORK).mkdir(exist_ok=True)
+    return save_table(directory / WORK / "candidates.npz", layout.frame,
+                      {"classes": list(layout.classes), "arrays": layout.arrays})
+
+
+def verify(candidates: str, *, seed: int = 0, limit: int | None = None, workers: int | None = None) -> str:
+    """Decode the candidates (at most ``limit`` per class, chosen by ``seed``); return the table's path.
+
+    The table adds ``width``, ``height``, ``mode``, ``sha256`` and ``error`` (quarantine reason).
+    """
+    frame, layout = load_table(candidates)
+    frame = limit_per_class(frame, limit, seed)
+    directory = Path(candidates).parent.parent
+    if layout["arrays"]:
+        sources = frame["source"].tolist()
+        rows = np.fromiter((int(s.rpartition(ARRAY_SEPARATOR)[2]) for s in sources), np.int64, len(sources))
+        checked = verify_array(directory / ARRAY_FILE, rows)
+    else:
+        checked = verify_files(directory, frame["source"].tolist(), workers=workers)
+    frame = frame.reset_index(drop=True)
+    for column in ("width", "height", "mode", "sha256", "error"):
+        frame[column] = checked[column].to_numpy()
+    return save_table(Path(candidates).with_name("verified.npz"), frame, layout)
+
+
+def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEFAULT_RATIOS, seed: int = 0,
+                   folds: int = DEFAULT_FOLDS, limit: int | None = None, source: str | None = None) -> IngestResult:
+    """Quarantine the unreadable, split the rest, and write ``manifest.csv`` and ``dataset.json``."""
+    spec = get_dataset(dataset)
+    frame, layout = load_table(verified)
+    directory = Path(verified).parent.parent
+    bad = frame["error"] != ""
+    quarantine = directory / QUARANTINE_FILE
+    frame.loc[bad, ["source", "class_name", "error"]].rename(columns={"error": "reason"}).sort_values("source").to_csv(
+        quarantine, index=False, lineterminator="\n")
+    usable = frame.loc[~bad].copy()
+    _check_usable(directory, usable)
+    if not spec.official_split:
+        usable["split"] = assign_splits(usable, ratios, seed)
+    usable["fold"] = assign_folds(usable, folds, seed)
+    classes = layout["classes"]
+    usable["label"] = usable["class_name"].map({c: i for i, c in enumerate(classes)}).astype("int64")
+    usable = usable.astype({"width": "int64", "height": "int64"})
+    info = {
+        "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
+        "licence": spec.licence, "citation": spec.citation, "quarantined": int(bad.sum()),
+        "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit,
+                       "ratios": None if spec.official_split else list(check_ratios(ratios)), "source": source},
+    }
+    digest = write_manifest(directory, usable, classes, info)
+    return IngestResult(dataset=directory.name, directory=str(directory), manifest=str(directory / MANIFEST_FILE),
+                        manifest_hash=digest, images=len(usable), classes=int(usable["label"].nunique()),
+                        quarantined=int(bad.sum()), quarantine=str(quarantine))
+
+
+def _check_usable(directory: Path, usable: pd.DataFrame) -> None:
+    if usable.empty:
+        raise DatasetError(f"{directory}: no readable images (see {QUARANTINE_FILE}); check the source files")
+    if usable["class_name"].nunique() < 2:
+        only = usable["class_name"].iat[0]
+        raise DatasetError(
+            f"{directory}: every readable image is in the single class {only!r}; a classifier needs two or more "
+            "classes — add class folders"
+        )
+
+
+def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: Sequence[float] = DEFAULT_RATIOS,
+           seed: int = 0, folds: int = DEFAULT_FOLDS, limit_per_class: int | None = None, mirror: str | None = None,
+           source: str | None = None, name: str | None = None, checksums: Mapping[str, str] | None = None,
+           workers: int | None = None, progress: bool = True) -> IngestResult:
+    """Fetch, unpack, verify and split ``dataset`` under ``root``; write its manifest (no Prefect)."""
+    check_ratios(ratios)
+    files = fetch_files(dataset, root, source=source, mirror=mirror, checksums=checksums, name=name,
+                        progress=progress)
+    candidates = prepare(dataset, files, root, name)
+    verified = verify(candidates, seed=seed, limit=limit_per_class, workers=workers)
+    return build_manifest(dataset, verified, ratios=ratios, seed=seed, folds=folds, limit=limit_per_class,
+                          source=source)
+
+
+def describe(spec: DatasetSpec, root: str | os.PathLike[str] | None = None) -> dict:
+    """One row of ``featurestore datasets``: what the dataset is and whether it is here already."""
+    present = (dataset_dir(spec.name, root) / MANIFEST_FILE).is_file()
+    return {"name": spec.name, "images": spec.images, "classes": spec.classes, "size": spec.size,
+            "licence": spec.licence, "official_split": spec.official_split, "present": present,
+            "title": spec.title}

@@ -1,0 +1,149 @@
+"""Safe, idempotent unpacking of tar and zip archives.
+
+Every member is checked before anything is written: absolute paths, ``..`` components, links
+that resolve outside the target and device or FIFO entries are refused, naming the member; the
+total declared size is bounded (decompression bombs). Extraction goes to a staging directory
+inside the target and is moved into place only when complete, then a marker makes reruns free.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+
+from featurestore.datasets.errors import DatasetError, UnsafeArchive
+
+MAX_BYTES = 64 << 30
+MAX_RATIO = 100
+_MARKERS = ".unpacked"
+
+
+def _member_path(archive: Path, name: str) -> str:
+    """Normalised relative path of a member, or ``UnsafeArchive`` if it could escape the target."""
+    cleaned = name.replace("\\", "/")
+    if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":"):
+        raise UnsafeArchive(f"{archive}: member {name!r} has an absolute path; refusing to unpack this archive")
+    parts = [p for p in cleaned.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchive(f"{archive}: member {name!r} climbs out with '..'; refusing to unpack this archive")
+    return "/".join(parts)
+
+
+def _check_link(archive: Path, name: str, link: str, *, hard: bool) -> None:
+    """Refuse a link whose target would resolve outside the extraction directory."""
+    base = "" if hard else posixpath.dirname(name)
+    resolved = posixpath.normpath(posixpath.join(base, link.replace("\\", "/")))
+    if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        raise UnsafeArchive(
+            f"{archive}: member {name!r} links to {link!r}, outside the target; refusing to unpack this archive"
+        )
+
+
+def _check_tar(archive: Path, members: list[tarfile.TarInfo]) -> int:
+    total = 0
+    for member in members:
+        name = _member_path(archive, member.name)
+        if member.issym() or member.islnk():
+            _check_link(archive, name, member.linkname, hard=member.islnk())
+        elif not (member.isfile() or member.isdir()):
+            raise UnsafeArchive(
+                f"{archive}: member {member.name!r} is a device, FIFO or special file; refusing to unpack this archive"
+            )
+        total += member.size
+    return total
+
+
+def _check_zip(archive: Path, members: list[zipfile.ZipInfo], max_ratio: int) -> int:
+    total = 0
+    for member in members:
+        name = _member_path(archive, member.filename)
+        # Unix type bits sit in the top half of external_attr; archivers often leave them zero.
+        kind = stat.S_IFMT(member.external_attr >> 16)
+        if kind == stat.S_IFLNK:
+            raise UnsafeArchive(f"{archive}: member {member.filename!r} is a symbolic link; refusing to unpack this archive")
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+            raise UnsafeArchive(
+                f"{archive}: member {name!r} is a device, FIFO or special file; refusing to unpack this archive"
+            )
+        if member.compress_size and member.file_size / member.compress_size > max_ratio:
+            raise UnsafeArchive(
+                f"{archive}: member {name!r} expands {member.file_size // member.compress_size}x, a likely "
+                "decompression bomb; refusing to unpack this archive"
+            )
+        total += member.file_size
+    return total
+
+
+def _check_total(archive: Path, total: int, max_bytes: int, max_ratio: int) -> None:
+    limit = min(max_bytes, max(archive.stat().st_size, 1 << 20) * max_ratio)
+    if total > limit:
+        raise UnsafeArchive(
+            f"{archive}: unpacks to {total} bytes, over the limit of {limit}; a likely decompression bomb — "
+            "refusing to unpack (raise max_bytes if the archive is trusted)"
+        )
+
+
+def _marker(target: Path, archive: Path) -> Path:
+    return target / _MARKERS / archive.name
+
+
+def _fingerprint(archive: Path) -> str:
+    info = archive.stat()
+    return f"{info.st_size} {info.st_mtime_ns}\n"
+
+
+def is_unpacked(archive: Path, target: Path) -> bool:
+    """Whether ``archive`` (in its current state) was already unpacked into ``target``."""
+    marker = _marker(target, archive)
+    return marker.is_file() and marker.read_text() == _fingerprint(archive)
+
+
+def _extract(archive: Path, staging: Path, max_bytes: int, max_ratio: int) -> None:
+    """Check every member of ``archive``, then extract it into ``staging``."""
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as bundle:
+            members = bundle.getmembers()
+            _check_total(archive, _check_tar(archive, members), max_bytes, max_ratio)
+            # The "data" filter repeats the checks above inside tarfile itself: belt and braces.
+            bundle.extractall(staging, members=members, filter="data")
+    elif zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            _check_total(archive, _check_zip(archive, members, max_ratio), max_bytes, max_ratio)
+            bundle.extractall(staging)
+    else:
+        raise UnsafeArchive(f"{archive}: not a tar or zip archive; check the file or its registry entry")
+
+
+def unpack(archive: Path, target: Path, *, max_bytes: int = MAX_BYTES, max_ratio: int = MAX_RATIO) -> Path:
+    """Unpack the tar or zip ``archive`` into ``target`` safely; do nothing if already done."""
+    if is_unpacked(archive, target):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    staging = target / f".staging-{archive.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _extract(archive, staging, max_bytes, max_ratio)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DatasetError(f"{archive}: cannot be unpacked ({error}); delete it and download again") from None
+    except UnsafeArchive:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for entry in staging.iterdir():
+        destination = target / entry.name
+        if destination.is_dir() and not destination.is_symlink():
+            shutil.rmtree(destination)
+        elif destination.exists() or destination.is_symlink():
+            destination.unlink()
+        os.replace(entry, destination)
+    staging.rmdir()
+    marker = _marker(target, archive)
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(_fingerprint(archive))
+    return target

@@ -1,0 +1,152 @@
+"""The ``evaluate`` flow: every (dataset, model, classifier) answer plus stacking, in one report.
+
+Run it as ``python -m flows.evaluate --dataset fashion-mnist [--models a,b] [--classifiers ...]``
+or through ``featurestore evaluate``. Reports land in ``<root>/runs/<run-id>/``; the tables and
+summaries are also published as Prefect artifacts with stable keys (``evaluate-<dataset>``,
+``evaluate-<dataset>-summary``), so the UI shows their history across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from featurestore.classifiers import classifier_names, get_classifier
+from featurestore.errors import FeatureStoreError
+from featurestore.evaluation import new_run_dir, table_rows
+from featurestore.evaluation.readiness import dataset_models
+from featurestore.evaluation.report import markdown_summary
+from featurestore.evaluation.stacking import BASE_CLASSIFIER
+from flows.runners import TASK_RUNNERS, make_task_runner, shared_api
+from tasks import evaluate as steps
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) from ``parts``."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(("evaluate", *parts)).lower()).strip("-")
+
+
+def _publish(document: dict) -> None:
+    rows = table_rows(document["results"])
+    for dataset, line in document["summary"].items():
+        create_table_artifact(
+            key=artifact_key(dataset),
+            table=[r for r in rows if r["dataset"] == dataset],
+            description=f"{dataset}: {line} (run {document['run_id']})",
+        )
+        create_markdown_artifact(
+            key=artifact_key(dataset, "summary"),
+            markdown=f"# {dataset}\n\n{line}\n\nRun `{document['run_id']}`\n",
+            description=line,
+        )
+    create_markdown_artifact(key=artifact_key("report"), markdown=markdown_summary(document),
+                             description=f"evaluate run {document['run_id']}")
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(
+    datasets: list[str],
+    models: list[str] | None = None,
+    classifiers: list[str] | None = None,
+    stacking: bool = True,
+    in_sample: bool = False,
+    seed: int = 0,
+    root: str | None = None,
+    workers: int = 2,
+) -> str:
+    """Fan classifiers and stacking out over the stores of ``datasets``; return the run directory.
+
+    ``models`` defaults to every store of each dataset, ``classifiers`` to every registered one.
+    ``stacking`` adds leak-free stacking, soft vote and early fusion over the usable models;
+    ``in_sample`` also shows the leaky in-sample stacking, labelled as such. ``workers`` is the
+    number of tasks run at once; native threads per task are the CPU count divided by it.
+    """
+    classifiers = list(classifiers or classifier_names())
+    for name in classifiers:
+        get_classifier(name)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    run_dir = str(new_run_dir(root))
+    skipped: list[dict] = []
+    parts = []
+    for dataset in datasets:
+        candidates = list(models or dataset_models(dataset, root))
+        if not candidates:
+            skipped.append({"dataset": dataset, "model": "*", "reason": f"no store for dataset {dataset!r}; run extract first"})
+            continue
+        problems = {m: steps.check_store.submit(dataset, m, root) for m in candidates}
+        usable = []
+        for model, future in problems.items():
+            problem = future.result()
+            if problem:
+                skipped.append({"dataset": dataset, "model": model, "reason": problem})
+            else:
+                usable.append(model)
+        if not usable:
+            continue
+        steps.check_dataset_rows.submit(dataset, usable, root).result()
+        # Logistic regression goes first: the ensembles reuse its chosen C, and they are the
+        # longest tasks, so they should start early rather than last.
+        logreg = [steps.fit_classifier.submit(dataset, m, BASE_CLASSIFIER, root, seed, threads, run_dir)
+                  for m in usable] if BASE_CLASSIFIER in classifiers else []
+        parts += logreg
+        if stacking and len(usable) > 1:
+            # early fusion first: stacking blocks a worker until every logistic regression is done
+            parts.append(steps.early_fusion.submit(dataset, usable, root, seed, threads, run_dir))
+            parts.append(steps.stack.submit(dataset, usable, root, seed, threads, run_dir, logreg, in_sample))
+        parts += [steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir)
+                  for c in classifiers if c != BASE_CLASSIFIER for m in usable]
+        if stacking and len(usable) < 2:
+            skipped.append({"dataset": dataset, "model": "+".join(usable), "classifier": "stacking",
+                            "reason": "stacking needs at least two usable stores of the dataset"})
+    parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,
+                  "in_sample": in_sample, "seed": seed, "workers": workers}
+    results_json = steps.report.submit(run_dir, [f.result() for f in parts], skipped, parameters).result()
+    document = steps.read_document(results_json)
+    _publish(document)
+    for dataset, line in document["summary"].items():
+        print(f"{dataset}: {line}")
+    print(f"report: {run_dir}/report.md")
+    return run_dir
+
+
+def run_evaluate(task_runner: str = "threads", workers: int = 2, **parameters) -> str:
+    """Run the ``evaluate`` flow on the named task runner (threads, processes, dask), with one
+    Prefect API for any worker processes; return the run directory."""
+    runner = make_task_runner(task_runner, workers)
+    with shared_api(task_runner):
+        return evaluate.with_options(task_runner=runner)(workers=workers, **parameters)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: ``python -m flows.evaluate --dataset NAME ...``."""
+    parser = argparse.ArgumentParser(prog="python -m flows.evaluate", description=evaluate.__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, help="dataset name(s), comma-separated")
+    parser.add_argument("--models", help="model names, comma-separated (default: every store of the dataset)")
+    parser.add_argument("--classifiers", help=f"comma-separated, from {', '.join(classifier_names())}")
+    parser.add_argument("--no-stacking", action="store_true")
+    parser.add_argument("--in-sample", action="store_true", help="also show the leaky in-sample stacking")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root")
+    parser.add_argument("--task-runner", default="threads", choices=list(TASK_RUNNERS))
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    try:
+        run_evaluate(task_runner=args.task_runner, workers=args.workers, datasets=_names(args.dataset),
+                     models=_names(args.models), classifiers=_names(args.classifiers),
+                     stacking=not args.no_stacking, in_sample=args.in_sample, seed=args.seed, root=args.root)
+    except FeatureStoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The ``extract`` flow: each backbone over each dataset once, into its store.
+
+Run it as ``python -m flows.extract --dataset fashion-mnist --models efficientnet_lite0,efficientnet_lite1``.
+The flow plans first (fingerprints only: complete stores are skipped without loading a model),
+then fans out one task per (dataset, shard) with every pending model sharing the decoding, or
+one per (dataset, model, shard) with ``share_decode=False`` (models on separate devices or
+hosts). With ``shards > 1`` each shard is its own task and a merge task per model joins them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from featurestore.errors import FeatureStoreError
+from flows.runners import TASK_RUNNERS, make_task_runner, shared_api
+from tasks import extract as steps
+
+
+@flow(name="extract", log_prints=True)
+def extract(datasets: list[str], models: list[str], root: str | None = None, device: str = "auto",
+            runtime: str | None = None, precision: str | None = None, batch_size: int | None = None,
+            weights: dict[str, str] | None = None, layer: str | None = None, shards: int = 1,
+            shard_index: int | None = None, share_decode: bool = True,
+            onnx_specs: list[str] | None = None) -> list[dict]:
+    """Extract every model over every dataset; return one summary per (dataset, model) store.
+
+    ``weights`` maps a model to a weights file; ``onnx_specs`` are JSON files registering ONNX
+    backbones; ``shards`` splits each dataset's rows into that many tasks, merged at the end.
+    ``shard_index`` runs only that shard (one run per host or GPU); the run that finds every
+    shard complete does the merge, the others report ``shard-done``.
+    """
+    plans = {d: steps.pending_models.submit(d, models, root, weights, layer, onnx_specs) for d in datasets}
+    runs, merges, skipped = [], [], []
+    for dataset, planned in plans.items():
+        pending = planned.result()
+        skipped += [{"dataset": dataset, "model": m, "status": "skipped"} for m in models if m not in pending]
+        groups = [pending] if share_decode else [[m] for m in pending]
+        for group in (g for g in groups if g):
+            for index in (range(shards) if shard_index is None else [shard_index]):
+                runs.append((dataset, group, steps.extract_stores.submit(
+                    dataset, group, root, device, runtime, precision, batch_size, weights, layer,
+                    index, shards, onnx_specs)))
+    summaries = [s for _, _, future in runs for s in future.result()]
+    if shards > 1:
+        firsts = runs[::shards] if shard_index is None else runs
+        for dataset, group, _ in firsts:
+            merges += [steps.merge_shards.submit(dataset, m, shards, root, weights, layer, onnx_specs,
+                                                 if_ready=shard_index is not None) for m in group]
+        summaries = [future.result() for future in merges]
+    rows = summaries + skipped
+    key = re.sub(r"[^a-z0-9-]", "-", f"extract-{'-'.join(datasets)}".lower())[:100]
+    create_table_artifact(table=rows, key=key, description="Stores written or reused by the extract flow")
+    for row in rows:
+        print(f"{row['dataset']}/{row['model']}: {row['status']}"
+              + (f", {row['written']} rows at {row['images_per_second']} img/s" if row.get("written") else ""))
+    return rows
+
+
+def run_extract(task_runner: str = "threads", workers: int = 1, **parameters) -> list[dict]:
+    """Run the flow with the task runner called ``task_runner`` and one Prefect API for its workers."""
+    runner = make_task_runner(task_runner, workers)
+    with shared_api(task_runner):
+        return extract.with_options(task_runner=runner)(**parameters)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: ``python -m flows.extract --dataset NAME --models A,B ...``."""
+    parser = argparse.ArgumentParser(prog="python -m flows.extract", description=extract.__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, action="append", help="dataset name (repeat or comma-separate)")
+    parser.add_argument("--models", default="efficientnet_lite0", help="comma-separated backbone names")
+    parser.add_argument("--root")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--runtime")
+    parser.add_argument("--precision")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--weights", action="append", default=[], help="MODEL=FILE")
+    parser.add_argument("--layer")
+    parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--shard-index", type=int, help="run only this shard (0-based) of --shards")
+    parser.add_argument("--no-share-decode", action="store_true", help="one task per model instead of per dataset")
+    parser.add_argument("--onnx-spec", action="append", default=[])
+    parser.add_argument("--task-runner", default="threads", choices=sorted(TASK_RUNNERS))
+    parser.add_argument("--workers", type=int, default=1, help="tasks at once (default 1: one device)")
+    args = parser.parse_args(argv)
+    datasets = [d for value in args.dataset for d in value.split(",") if d]
+    weights = dict(entry.split("=", 1) for entry in args.weights)
+    try:
+        rows = run_extract(
+            task_runner=args.task_runner, workers=args.workers, datasets=datasets,
+            models=[m for m in args.models.split(",") if m], root=args.root, device=args.device, runtime=args.runtime,
+            precision=args.precision, batch_size=args.batch_size, weights=weights or None, layer=args.layer,
+            shards=args.shards, shard_index=args.shard_index, share_decode=not args.no_share_decode,
+            onnx_specs=args.onnx_spec or None)
+    except FeatureStoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The ``feature-pipeline`` flow: ingest -> extract -> evaluate for datasets and backbones.
+
+Run it locally as ``python -m flows.pipeline`` (or ``featurestore run``), or deployed with
+``prefect deployment run 'feature-pipeline/nightly'`` (see ``prefect.yaml``). A rerun whose
+inputs did not change reuses every manifest and store and recomputes only the report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from prefect import flow
+
+from featurestore.backbones.registry import get_backbone
+from featurestore.classifiers import get_classifier
+from featurestore.datasets import load_manifest
+from featurestore.datasets.registry import get_dataset
+from featurestore.errors import FeatureStoreError
+from featurestore.paths import resolve_root
+from flows.evaluate import evaluate
+from flows.extract import extract
+from flows.ingest import ingest
+from flows.runners import make_task_runner, shared_api
+
+DEFAULT_DATASETS = ["fashion-mnist"]
+DEFAULT_MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+class RootNotWritable(FeatureStoreError):
+    """The featurestore root cannot be written."""
+
+
+def check_root(root: str | None) -> Path:
+    """Return the resolved root, or raise one line saying it cannot be written and what to do."""
+    path = resolve_root(root)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise RootNotWritable(
+            f"{path}: featurestore root is not writable ({error.strerror}); pass --root DIR or set FEATURESTORE_HOME"
+        ) from None
+    return path
+
+
+def _manifest_hash(dataset: str, root: str | None) -> str | None:
+    """Hash of the dataset's current manifest, or None before its first ingest."""
+    try:
+        return load_manifest(dataset, root).hash
+    except FeatureStoreError:
+        return None
+
+
+@flow(name="feature-pipeline", log_prints=True)
+def feature_pipeline(
+    datasets: list[str] = DEFAULT_DATASETS,
+    models: list[str] = DEFAULT_MODELS,
+    classifiers: list[str] | None = None,
+    stacking: bool = True,
+    root: str | None = None,
+    limit_per_class: int | None = None,
+    seed: int = 0,
+    task_runner: str = "threads",
+    workers: int = 2,
+    device: str = "auto",
+    mirror: str | None = None,
+) -> dict:
+    """Ingest every dataset, extract every model over it, evaluate every classifier and stacking.
+
+    ``limit_per_class`` takes a reproducible subset for quick runs; ``task_runner`` (threads,
+    processes, dask) runs the extract and evaluate fan-outs; ``workers`` tasks run at once.
+    Returns the run directory, the summary lines and what was recomputed.
+    """
+    for name in datasets:
+        get_dataset(name)
+    for name in models:
+        get_backbone(name)
+    for name in classifiers or []:
+        get_classifier(name)
+    make_task_runner(task_runner, workers)
+    root_path = str(check_root(root))
+
+    unchanged_manifests = []
+    for dataset in datasets:
+        before = _manifest_hash(dataset, root_path)
+        result = ingest(dataset=dataset, root=root_path, seed=seed, limit_per_class=limit_per_class, mirror=mirror)
+        if before == result["manifest_hash"]:
+            unchanged_manifests.append(dataset)
+    stores = extract.with_options(task_runner=make_task_runner(task_runner, workers))(
+        datasets=list(datasets), models=list(models), root=root_path, device=device)
+    run_dir = evaluate.with_options(task_runner=make_task_runner(task_runner, workers))(
+        datasets=list(datasets), models=list(models), classifiers=classifiers, stacking=stacking, seed=seed,
+        root=root_path, workers=workers)
+
+    extracted = [s for s in stores if s["status"] != "skipped"]
+    if len(unchanged_manifests) == len(datasets) and not extracted:
+        recomputed = "nothing but the report: every manifest and store was reused"
+    else:
+        recomputed = f"{len(datasets) - len(unchanged_manifests)} manifest(s), {len(extracted)} store(s) and the report"
+    summary = json.loads((Path(run_dir) / "results.json").read_text()).get("summary", {})
+    print(f"recomputed {recomputed}")
+    for dataset, line in summary.items():
+        print(f"{dataset}: {line}")
+    print(f"report: {Path(run_dir) / 'report.md'}")
+    return {"run_dir": run_dir, "summary": summary, "recomputed": recomputed, "stores": stores}
+
+
+def run_pipeline(**parameters) -> dict:
+    """Run the pipeline in this process, with one Prefect API for any worker processes."""
+    with shared_api(parameters.get("task_runner", "threads")):
+        return feature_pipeline(**parameters)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m flows.pipeline [OPTIONS]`` is ``featurestore run [OPTIONS]``: one set of options for both."""
+    from featurestore.cli import main as cli_main
+
+    cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()

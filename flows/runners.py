@@ -1,0 +1,89 @@
+"""Task runners by name, and one Prefect API shared by every worker process.
+
+Flows take the task runner as a plain string parameter (so a deployment run can pick it with
+``-p task_runner=dask``) and turn it into a runner here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+from featurestore.errors import InvalidName
+
+ENV_DASK_ADDRESS = "FEATURESTORE_DASK_ADDRESS"
+
+
+def _dask(workers: int) -> TaskRunner:
+    """Dask: the cluster at ``$FEATURESTORE_DASK_ADDRESS`` if set, else a local multi-process cluster."""
+    from prefect_dask import DaskTaskRunner
+
+    address = os.environ.get(ENV_DASK_ADDRESS)
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+
+
+#: task runners by name; each factory takes the number of tasks to run at once
+TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {
+    "threads": lambda workers: ThreadPoolTaskRunner(max_workers=workers),
+    "processes": lambda workers: ProcessPoolTaskRunner(max_workers=workers),
+    "dask": _dask,
+}
+
+#: runners whose workers are separate processes and so need an API URL they can reach
+PROCESS_RUNNERS = frozenset({"processes", "dask"})
+
+
+def make_task_runner(name: str, workers: int = 2) -> TaskRunner:
+    """The task runner called ``name`` running ``workers`` tasks at once."""
+    if name not in TASK_RUNNERS:
+        raise InvalidName(f"unknown task runner {name!r}: choose one of {', '.join(TASK_RUNNERS)}")
+    return TASK_RUNNERS[name](workers)
+
+
+@contextmanager
+def _exported(url: str) -> Iterator[str]:
+    """``PREFECT_API_URL`` set to ``url`` in this process's settings and environment (for children)."""
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+    finally:
+        if previous is None:
+            del os.environ["PREFECT_API_URL"]
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+
+
+@contextmanager
+def shared_api(task_runner: str) -> Iterator[str | None]:
+    """Make sure every worker process talks to one Prefect API.
+
+    Without an API URL each process-pool or Dask worker would start a temporary server of its
+    own (slow, and their runs would be invisible to each other). If the runner uses processes,
+    the configured API (environment, profile or test harness) is exported to the workers; if
+    there is none, one temporary server is started here for the duration.
+    """
+    if task_runner not in PROCESS_RUNNERS:
+        yield PREFECT_API_URL.value()
+        return
+    url = PREFECT_API_URL.value()
+    if url:
+        with _exported(url):
+            yield url
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    try:
+        with _exported(server.api_url) as url:
+            yield url
+    finally:
+        server.stop()

@@ -1,0 +1,58 @@
+"""Prefect tasks of the extract flow: thin wrappers over ``featurestore.extract``.
+
+They exchange dataset and model names, paths and small dicts, never feature arrays. ONNX
+backbones are re-registered inside each task from their spec files, because a task may run in
+another process or on another host.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+
+from featurestore import extract as library
+from featurestore.backbones import register_onnx_spec
+from featurestore.errors import StoreLocked
+from featurestore.extract.shards import ShardMissing
+
+
+def _register(onnx_specs: list[str] | None) -> None:
+    for spec in onnx_specs or []:
+        register_onnx_spec(spec)
+
+
+@task(name="plan-extract")
+def pending_models(dataset: str, models: list[str], root: str | None, weights: dict[str, str] | None,
+                   layer: str | None, onnx_specs: list[str] | None = None) -> list[str]:
+    """Models of ``dataset`` whose store is not complete; decided by fingerprint, no model loaded."""
+    _register(onnx_specs)
+    return library.pending_models(dataset, models, root, weights=weights, layer=layer)
+
+
+@task(name="extract-stores", retries=1, retry_delay_seconds=5)
+def extract_stores(dataset: str, models: list[str], root: str | None, device: str, runtime: str | None,
+                   precision: str | None, batch_size: int | None, weights: dict[str, str] | None, layer: str | None,
+                   shard_index: int = 0, shard_count: int = 1, onnx_specs: list[str] | None = None) -> list[dict]:
+    """Extract ``models`` over one shard of ``dataset`` with shared decoding; a retry resumes the stores."""
+    _register(onnx_specs)
+    results = library.extract(dataset, models, root, device=device, runtime=runtime, precision=precision,
+                              batch_size=batch_size, weights=weights, layer=layer,
+                              shard=library.Shard(shard_index, shard_count), progress=True)
+    return [r.as_dict() for r in results]
+
+
+@task(name="merge-shards", retries=1, retry_delay_seconds=5)
+def merge_shards(dataset: str, model: str, count: int, root: str | None, weights: dict[str, str] | None,
+                 layer: str | None, onnx_specs: list[str] | None = None, if_ready: bool = False) -> dict:
+    """Join the ``count`` shard stores of ``model`` into its store; return the summary.
+
+    With ``if_ready`` (one run per shard) a shard still missing, or another run merging, is
+    not an error: this run reports ``shard-done`` and leaves the merge to the last one.
+    """
+    _register(onnx_specs)
+    try:
+        (result,) = library.merge_shards(dataset, [model], count, root, weights=weights, layer=layer)
+    except (ShardMissing, StoreLocked):
+        if not if_ready:
+            raise
+        return {"dataset": dataset, "model": model, "status": "shard-done"}
+    return result.as_dict()

@@ -1,0 +1,166 @@
+"""The backbone registry: entries, preprocessing, feature dims, weights errors, CLI listing."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from featurestore.backbones import (
+    Preprocessing,
+    UnknownBackbone,
+    UnknownLayer,
+    WeightsCorrupt,
+    WeightsMismatch,
+    WeightsUnavailable,
+    backbone_names,
+    get_backbone,
+)
+from featurestore.backbones.weights import PackageWeights, TorchvisionWeights, sha256_file
+from featurestore.cli import backbones_commands
+from featurestore.errors import FeatureStoreError
+
+TORCHVISION = ["resnet18", "resnet50", "vgg16", "vgg19", "inception_v3", "mobilenet_v3_large", "efficientnet_b0",
+               "convnext_tiny", "vit_b_16"]
+LITE = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+def test_registry_has_the_builtin_backbones():
+    assert set(LITE + TORCHVISION) <= set(backbone_names())
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(UnknownBackbone) as caught:
+        get_backbone("resnet9000")
+    message = str(caught.value)
+    assert "resnet9000" in message and "efficientnet_lite0" in message and "vit_b_16" in message
+    assert "\n" not in message
+
+
+def test_unknown_layer_lists_the_layers():
+    with pytest.raises(UnknownLayer, match="avgpool, fc7, logits"):
+        get_backbone("vgg16").layer("conv5")
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_preprocessing_is_the_weights_own(name):
+    from torchvision.models import get_weight
+
+    backbone = get_backbone(name)
+    transform = get_weight(backbone.weights.enum).transforms()
+    prep = backbone.preprocessing
+    assert (prep.size, prep.resize) == (transform.crop_size[0], transform.resize_size[0])
+    assert prep.interpolation == transform.interpolation.value
+    assert prep.mean == tuple(transform.mean) and prep.std == tuple(transform.std)
+
+
+@pytest.mark.parametrize("name", LITE + TORCHVISION)
+def test_every_layer_has_the_declared_dim(name):
+    # Built on the meta device: shapes propagate without allocating or computing anything.
+    backbone = get_backbone(name)
+    size = backbone.preprocessing.size
+    for layer in backbone.layers.values():
+        with torch.device("meta"):
+            model = backbone.build()
+            model = layer.cut(model) if layer.cut else model
+            out = model.eval()(torch.empty(2, 3, size, size))
+        assert tuple(out.flatten(1).shape) == (2, layer.dim)
+
+
+def test_preprocessing_matches_torchvision_pixel_for_pixel():
+    import skimage.data
+    from PIL import Image
+    from torchvision import transforms
+    from torchvision.transforms import InterpolationMode
+
+    photo = skimage.data.chelsea()
+    for prep in (Preprocessing(224, 256, "bicubic"), Preprocessing(299, 342, "bilinear")):
+        reference = transforms.Compose([transforms.Resize(prep.resize, InterpolationMode(prep.interpolation)),
+                                        transforms.CenterCrop(prep.size)])(Image.fromarray(photo))
+        np.testing.assert_array_equal(prep.apply(photo), np.asarray(reference))
+        normalised = prep.normalize(prep.apply(photo)[None])[0]
+        np.testing.assert_allclose(normalised, prep.torchvision_transform()(Image.fromarray(photo)).numpy(), atol=1e-5)
+
+
+def test_package_weights_are_verified_by_sha256():
+    source = get_backbone("efficientnet_lite0").weights
+    resolved = source.resolve()
+    assert resolved.sha256 == source.sha256 == sha256_file(resolved.path)
+    wrong = PackageWeights(source.package, source.filename, "0" * 64)
+    with pytest.raises(WeightsCorrupt, match="efficientnet-lite0-57934424.pth"):
+        wrong.resolve()
+
+
+def test_missing_torchvision_weights_say_how_to_provide_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    source = get_backbone("resnet50").weights
+    assert isinstance(source, TorchvisionWeights) and not source.available_offline
+    with pytest.raises(WeightsUnavailable) as caught:
+        source.resolve(download=False)
+    message = str(caught.value)
+    assert "--weights FILE" in message and str(tmp_path) in message and "resnet50-11ad3fa6.pth" in message
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(WeightsUnavailable, match="nothere.pth"):
+        get_backbone("resnet18").weights.resolve(tmp_path / "nothere.pth")
+
+
+def test_corrupt_weights_file_is_named(tmp_path):
+    path = tmp_path / "broken.pth"
+    path.write_bytes(get_backbone("efficientnet_lite0").weights.local_path().read_bytes()[:5000])
+    resolved = get_backbone("resnet18").weights.resolve(path)
+    with pytest.raises(WeightsCorrupt) as caught:
+        get_backbone("resnet18").load_torch(resolved)
+    assert "broken.pth" in str(caught.value) and "\n" not in str(caught.value)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("arbitrary code ran",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_weights_are_loaded_without_arbitrary_pickle(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as handle:
+        pickle.dump({"fc.weight": _Payload()}, handle)
+    resolved = get_backbone("resnet18").weights.resolve(path)
+    with pytest.raises(WeightsCorrupt, match="evil.pth"):
+        get_backbone("resnet18").load_torch(resolved)
+    assert "arbitrary code ran" not in capsys.readouterr().out
+
+
+def test_weights_of_another_architecture_are_rejected():
+    lite = get_backbone("efficientnet_lite0").weights.resolve()
+    with pytest.raises(WeightsMismatch) as caught:
+        get_backbone("resnet18").load_torch(lite)
+    message = str(caught.value)
+    assert "efficientnet-lite0-57934424.pth" in message and "resnet18" in message and "\n" not in message
+    lite2 = get_backbone("efficientnet_lite2").weights.resolve()
+    with pytest.raises(WeightsMismatch):
+        get_backbone("efficientnet_lite0").load_torch(lite2)
+
+
+def test_cli_lists_backbones_as_json_and_table():
+    app = typer.Typer()
+    backbones_commands.register(app)
+    result = CliRunner().invoke(app, ["backbones", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["efficientnet_lite0"]["dim"] == 1280 and rows["efficientnet_lite0"]["offline"] == "yes"
+    assert rows["efficientnet_lite2"]["input"] == "260x260"
+    assert rows["resnet50"]["dim"] == 2048 and rows["resnet50"]["weights"].startswith("torchvision:")
+    table = CliRunner().invoke(app, ["backbones"])
+    assert table.exit_code == 0 and "vit_b_16" in table.output and "offline" in table.output
+    assert CliRunner().invoke(app, ["backbones", "--help"]).exit_code == 0
+
+
+def test_errors_are_feature_store_errors():
+    for error in (UnknownBackbone, UnknownLayer, WeightsCorrupt, WeightsMismatch, WeightsUnavailable):
+        assert issubclass(error, FeatureStoreError)

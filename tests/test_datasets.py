@@ -1,0 +1,118 @@
+"""The dataset registry, the `featurestore datasets | ingest` commands and the Prefect `ingest` flow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from featurestore.datasets import dataset_names, get_dataset
+from featurestore.datasets.errors import ChecksumMismatch, DownloadFailed, DownloadRefused, UnknownDataset
+from featurestore.ingest.checksums import parse
+from fixtures_datasets import jpeg
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def cli():
+    from featurestore.cli.datasets_commands import register
+
+    app = typer.Typer()
+    register(app)
+    return lambda *args: CliRunner().invoke(app, list(args))
+
+
+def test_registry_entries_are_complete():
+    names = dataset_names()
+    assert {"fashion-mnist", "cifar10", "cub200", "flowers102", "tf-flowers", "stanford-dogs", "oxford-pets",
+            "cats-vs-dogs", "imagefolder"} == set(names)
+    for name in names:
+        spec = get_dataset(name)
+        assert spec.licence and spec.title
+        for resource in spec.resources:
+            assert resource.url.startswith(("http://", "https://")) and resource.filename in resource.url
+            assert resource.checksum or resource.size or name == "stanford-dogs", f"{name} pins neither"
+            if resource.checksum:
+                parse(resource.checksum)
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(UnknownDataset, match="unknown dataset 'cifar-10': choose one of cats-vs-dogs, cifar10"):
+        get_dataset("cifar-10")
+
+
+def test_datasets_command_lists_and_reports_presence(cli, root):
+    table = cli("datasets", "--root", str(root))
+    assert table.exit_code == 0 and "cub200" in table.output and "official split" in table.output
+    rows = json.loads(cli("datasets", "--root", str(root), "--json").output)
+    assert {r["name"]: r["present"] for r in rows}["fashion-mnist"] is False
+    assert {r["name"]: r["official_split"] for r in rows} == {n: get_dataset(n).official_split for n in dataset_names()}
+
+
+def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, serve_layout, tmp_path):
+    fixture = serve_layout("tf-flowers")
+    from flows.ingest import ingest
+
+    result = ingest(dataset="tf-flowers", root=str(root), seed=1, limit_per_class=4,
+                    checksums=fixture.checksums())
+    assert result["images"] == 20 and result["classes"] == 5
+
+    folder = tmp_path / "mine"
+    for c, name in enumerate(["left", "right"]):
+        (folder / name).mkdir(parents=True)
+        for k in range(4):
+            (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
+    (folder / "right" / "broken.jpg").write_bytes(b"")
+    out = cli("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine",
+              "--ratios", "0.5,0.25,0.25", "--json")
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.output[out.output.index("{"):])
+    assert summary["images"] == 8 and summary["quarantined"] == 1
+    rows = json.loads(cli("datasets", "--root", str(root), "--json").output)
+    assert {r["name"]: r["present"] for r in rows}["tf-flowers"] is True
+
+
+def test_manifest_bytes_are_standard_csv_with_quoting():
+    import csv
+    import io
+
+    import pandas as pd
+
+    from featurestore.datasets.manifest import COLUMNS, manifest_bytes
+
+    names = ['plain', 'with, comma', 'with "quotes"', "two\nlines"]
+    frame = pd.DataFrame({
+        "id": [f"a/{i}.jpg" for i in range(4)], "source": [f"images/a/{i}.jpg" for i in range(4)],
+        "label": [0, 1, 2, 3], "class_name": names, "split": "train", "fold": [0, 1, 2, 3],
+        "width": 48, "height": 40, "mode": "RGB", "sha256": "0" * 64,
+    })
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(frame.loc[:, list(COLUMNS)].astype(str).itertuples(index=False))
+    data = manifest_bytes(frame)
+    assert data == expected.getvalue().encode()
+    assert pd.read_csv(io.BytesIO(data), keep_default_na=False)["class_name"].tolist() == names
+
+
+@pytest.mark.parametrize("error, retried", [
+    (DownloadFailed("http://x/a.tgz: failed after 4 attempts (HTTP 503)"), True),
+    (DownloadRefused("http://x/a.tgz: HTTP 404 Not Found"), False),
+    (ChecksumMismatch("a.tgz: checksum differs"), False),
+])
+def test_fetch_task_retries_only_network_failures(error, retried):
+    from prefect.states import Failed
+
+    from tasks.ingest import fetch_files, retry_on_network_failure
+
+    assert fetch_files.retries == 2
+    assert retry_on_network_failure(fetch_files, None, Failed(data=error)) is retried

@@ -1,0 +1,123 @@
+"""Downloads against a loopback server: caching, checksums, resume, retries, timeouts, mirror."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from featurestore.datasets.errors import ChecksumMismatch, DownloadFailed, DownloadRefused
+from featurestore.datasets.registry import Resource
+from featurestore.ingest.download import fetch, resource_url
+from fixtures_datasets import jpeg
+
+
+PAYLOAD = b"".join(jpeg(i, (96, 96)) for i in range(6))
+SHA = f"sha256:{hashlib.sha256(PAYLOAD).hexdigest()}"
+MD5 = f"md5:{hashlib.md5(PAYLOAD).hexdigest()}"
+
+
+def resource(checksum=SHA, **fields) -> Resource:
+    return Resource("photos.bin", "https://example.invalid/photos.bin", checksum, **fields)
+
+
+@pytest.fixture
+def mirror(loopback):
+    loopback.serve("/toy/photos.bin", PAYLOAD)
+    return loopback.url
+
+
+def test_downloads_once_and_then_uses_the_cache(tmp_path, loopback, mirror):
+    first = fetch(resource(MD5), "toy", tmp_path, mirror=mirror, progress=False)
+    assert first.read_bytes() == PAYLOAD
+    second = fetch(resource(MD5), "toy", tmp_path, mirror=mirror, progress=False)
+    assert second == first
+    assert len(loopback.requests) == 1
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_checksum_mismatch_is_refused_and_nothing_kept(tmp_path, loopback, mirror):
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(ChecksumMismatch, match="photos.bin.*differs from the pinned sha256:000") as error:
+        fetch(resource(wrong), "toy", tmp_path, mirror=mirror, progress=False)
+    assert "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_cut_half_way_resumes_with_range(tmp_path, loopback, mirror):
+    loopback.cut("/toy/photos.bin", after=len(PAYLOAD) // 2)
+    path = fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False, backoff=0)
+    assert path.read_bytes() == PAYLOAD
+    assert [r[1] for r in loopback.requests] == [None, f"bytes={len(PAYLOAD) // 2}-"]
+
+
+def test_interrupted_run_leaves_a_part_file_the_next_run_resumes(tmp_path, loopback, mirror):
+    loopback.cut("/toy/photos.bin", after=1000)
+    with pytest.raises(DownloadFailed, match="failed after 1 attempts"):
+        fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False, attempts=1)
+    assert (tmp_path / "photos.bin.part").stat().st_size == 1000
+    assert not (tmp_path / "photos.bin").exists()
+    path = fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False)
+    assert path.read_bytes() == PAYLOAD
+    assert loopback.requests[-1][1] == "bytes=1000-"
+
+
+def test_server_errors_are_retried_with_backoff(tmp_path, loopback, mirror):
+    loopback.fail("/toy/photos.bin", 500, 503)
+    path = fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False, backoff=0.01)
+    assert path.read_bytes() == PAYLOAD
+    assert len(loopback.requests) == 3
+
+
+def test_persistent_server_errors_end_in_a_clear_error(tmp_path, loopback, mirror):
+    loopback.fail("/toy/photos.bin", 500, 500, 500)
+    with pytest.raises(DownloadFailed, match=r"photos.bin: failed after 3 attempts \(_Transient: HTTP 500\)"):
+        fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False, attempts=3, backoff=0.01)
+    assert not (tmp_path / "photos.bin").exists()
+
+
+def test_missing_file_is_not_retried(tmp_path, loopback):
+    with pytest.raises(DownloadRefused, match="HTTP 404"):
+        fetch(resource(), "toy", tmp_path, mirror=loopback.url, progress=False, backoff=0.01)
+    assert len(loopback.requests) == 1
+
+
+def test_timeouts_are_retried_then_reported(tmp_path, loopback, mirror):
+    loopback.stalls["/toy/photos.bin"] = 1.5
+    with pytest.raises(DownloadFailed, match="failed after 2 attempts.*(Timeout|timed out)"):
+        fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False, attempts=2, backoff=0, timeout=0.3)
+    assert len(loopback.requests) == 2
+
+
+def test_mirror_comes_from_the_environment(tmp_path, loopback, mirror, monkeypatch):
+    monkeypatch.setenv("FEATURESTORE_MIRROR", mirror + "/")
+    assert resource_url(resource(), "toy") == f"{mirror}/toy/photos.bin"
+    fetch(resource(), "toy", tmp_path, progress=False)
+    assert loopback.requests == [("/toy/photos.bin", None)]
+
+
+def test_unpublished_checksum_is_recorded_then_enforced(tmp_path, loopback, mirror):
+    path = fetch(resource(None, size=len(PAYLOAD)), "toy", tmp_path, mirror=mirror, progress=False)
+    assert (tmp_path / "photos.bin.sha256").read_text().strip() == SHA
+    path.write_bytes(PAYLOAD[:-1] + b"\x00")
+    # The damaged copy fails the recorded hash, is deleted, and is downloaded again.
+    again = fetch(resource(None, size=len(PAYLOAD)), "toy", tmp_path, mirror=mirror, progress=False)
+    assert again.read_bytes() == PAYLOAD
+    assert len(loopback.requests) == 2
+
+
+def test_pinned_size_is_enforced(tmp_path, loopback, mirror):
+    with pytest.raises(ChecksumMismatch, match=f"{len(PAYLOAD)} bytes, expected 10"):
+        fetch(resource(None, size=10), "toy", tmp_path, mirror=mirror, progress=False)
+
+
+def test_local_copy_is_used_in_place_without_network(tmp_path, loopback):
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    (shelf / "photos.bin").write_bytes(PAYLOAD)
+    other = "sha256:" + "1" * 64
+    found = fetch(resource(other, local_dirs=(str(shelf),), local_checksums=(SHA,)), "toy", tmp_path / "dl",
+                  progress=False)
+    assert found == shelf / "photos.bin"
+    assert loopback.requests == []
+    assert [p.name for p in shelf.iterdir()] == ["photos.bin"], "nothing written beside a file we do not own"

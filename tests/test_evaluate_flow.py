@@ -1,0 +1,154 @@
+"""The evaluate flow on real Prefect (test harness): fan-out, skipped stores, artifacts, reruns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.testing.utilities import prefect_test_harness
+
+from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
+from featurestore.errors import InvalidName
+from featurestore.evaluation import StoresDisagree, validate_results
+from featurestore.store import RowTable
+from flows.evaluate import artifact_key, main, run_evaluate
+
+FAST = ["logreg", "knn"]
+
+
+@pytest.fixture(scope="session")
+def harness():
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture(scope="module")
+def two_runs(harness, tmp_path_factory):
+    """Digits stores plus an interrupted one; the flow run twice with the same seed."""
+    root = tmp_path_factory.mktemp("flow-root")
+    write_digits_stores(root)
+    pixels, rows = digits_rows()
+    write_store(root, "interrupted", pixels, rows, finalize=False)
+    runs = [Path(run_evaluate(datasets=[DATASET], classifiers=FAST, in_sample=True, seed=7, root=str(root)))
+            for _ in range(2)]
+    return root, runs
+
+
+def _document(run: Path) -> dict:
+    document = json.loads((run / "results.json").read_text())
+    validate_results(document)
+    return document
+
+
+def test_flow_fans_out_every_model_and_classifier_plus_ensembles(two_runs):
+    _, runs = two_runs
+    document = _document(runs[0])
+    answers = {(r["model"], r["classifier"]) for r in document["results"]}
+    joined = "+".join(sorted(MODELS))
+    assert answers == {(m, c) for m in MODELS for c in FAST} | {
+        (joined, c) for c in ("stacking_cv", "soft_vote", "stacking_in_sample", "early_fusion")}
+    assert {p.name for p in runs[0].iterdir()} >= {"report.md", "results.csv", "results.json", "accuracy.png",
+                                                  f"confusion_{DATASET}.png"}
+    assert document["parameters"]["seed"] == 7
+    assert document["summary"][DATASET].startswith("best: ")
+    stacking = next(r for r in document["results"] if r["classifier"] == "stacking_cv")
+    logreg = {r["model"]: r["params"] for r in document["results"] if r["classifier"] == "logreg"}
+    assert stacking["params"]["base"] == logreg  # the ensembles reuse the C each backbone chose
+
+
+def test_incomplete_store_is_skipped_with_its_reason(two_runs):
+    document = _document(two_runs[1][0])
+    skipped = [s for s in document["skipped"] if s["model"] == "interrupted"]
+    assert len(skipped) == 1 and "interrupted" in skipped[0]["reason"] and "extract again" in skipped[0]["reason"]
+    assert all(r["model"] != "interrupted" for r in document["results"])
+    assert "interrupted" in (two_runs[1][0] / "report.md").read_text()
+
+
+def test_rerun_reads_the_same_stores_and_reproduces_the_numbers(two_runs):
+    first, second = (_document(run) for run in two_runs[1])
+    assert first["run_id"] != second["run_id"]
+    stable = ("dataset", "model", "classifier", "accuracy", "top5_accuracy", "macro_f1", "confusion_matrix",
+              "params", "store_fingerprints")
+    assert [{k: r[k] for k in stable} for r in first["results"]] == [{k: r[k] for k in stable} for r in second["results"]]
+
+
+async def _artifacts(key: str) -> list:
+    async with get_client() as client:
+        return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_artifacts_have_stable_keys_and_keep_history(two_runs, anyio_backend):
+    documents = [_document(run) for run in two_runs[1]]
+    table = await _artifacts(artifact_key(DATASET))
+    assert artifact_key(DATASET) == "evaluate-digits" and len(table) == 2 and {a.type for a in table} == {"table"}
+    rows = json.loads(table[0].data) if isinstance(table[0].data, str) else table[0].data
+    assert {r["classifier"] for r in rows} >= {"logreg", "stacking_cv"}
+    summaries = await _artifacts(artifact_key(DATASET, "summary"))
+    assert len(summaries) == 2 and all(documents[0]["summary"][DATASET] in a.data for a in summaries)
+    assert len(await _artifacts("evaluate-report")) == 2
+
+
+def test_disagreeing_stores_stop_the_flow_before_fitting(harness, tmp_path):
+    pixels, rows = digits_rows()
+    write_store(tmp_path, "pixels", pixels, rows)
+    shuffled = RowTable(ids=rows.ids, labels=rows.labels[::-1], class_names=rows.class_names, split=rows.split,
+                        fold=rows.fold)
+    write_store(tmp_path, "fourier", pixels, shuffled)
+    with pytest.raises(StoresDisagree, match="labels"):
+        run_evaluate(datasets=[DATASET], classifiers=["knn"], root=str(tmp_path))
+    assert not list((tmp_path / "runs").glob("*/parts/*"))
+
+
+def test_process_pool_runner_gives_the_thread_runner_numbers(two_runs):
+    root, runs = two_runs
+    run = Path(run_evaluate(task_runner="processes", datasets=[DATASET], classifiers=FAST, in_sample=True,
+                            seed=7, root=str(root)))
+    threads, processes = _document(runs[0]), _document(run)
+    assert [r["accuracy"] for r in threads["results"]] == [r["accuracy"] for r in processes["results"]]
+
+
+def test_unknown_task_runner_or_classifier_is_refused(harness, tmp_path, capsys):
+    with pytest.raises(InvalidName, match="task runner"):
+        run_evaluate(task_runner="slurm", datasets=[DATASET], root=str(tmp_path))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dataset", DATASET, "--classifiers", "forest", "--root", str(tmp_path)])
+    assert exit_.value.code == 2 and "unknown classifier 'forest'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def fashion_root(tmp_path_factory):
+    """A Fashion-MNIST subset (30 images per class and split, official split) through efficientnet_lite0."""
+    from featurestore.extract.runner import extract
+    from featurestore.ingest.pipeline import ingest
+
+    root = tmp_path_factory.mktemp("fashion-root")
+    ingest("fashion-mnist", root, limit_per_class=30, progress=False)
+    extract("fashion-mnist", ["efficientnet_lite0"], root, device="cpu", progress=False)
+    return root
+
+
+@pytest.mark.slow
+def test_fashion_mnist_through_efficientnet_lite0(harness, fashion_root):
+    import featurestore
+    from featurestore.classifiers import get_classifier
+
+    run = Path(run_evaluate(datasets=["fashion-mnist"], classifiers=FAST, root=str(fashion_root), seed=0))
+    document = _document(run)
+    records = {r["classifier"]: r for r in document["results"]}
+    assert set(records) == set(FAST)
+    assert records["logreg"]["selection"]["method"] == "cv"  # the official split has no val rows
+    assert records["logreg"]["accuracy"] > 0.6 and records["logreg"]["class_names"][0] == "T-shirt/top"
+    assert any(s["classifier"] == "stacking" for s in document["skipped"])  # one backbone: nothing to stack
+    arrays = featurestore.load_arrays("fashion-mnist", "efficientnet_lite0", root=fashion_root)
+    fit, test = arrays.split != "test", arrays.split == "test"
+    model = get_classifier("logreg").build(records["logreg"]["params"], 0, 1, arrays.features[fit].shape)
+    predicted = model.fit(arrays.features[fit], arrays.labels[fit]).predict(arrays.features[test])
+    assert records["logreg"]["accuracy"] == pytest.approx(np.mean(predicted == arrays.labels[test]))
+    for picture in ("accuracy.png", "confusion_fashion-mnist.png"):
+        assert (run / picture).stat().st_size > 10_000

@@ -1,0 +1,169 @@
+"""Evaluation on real stores (digits written with StoreWriter): metrics, stacking, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mlxtend.classifier import StackingCVClassifier
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, top_k_accuracy_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import LinearSVC
+
+import featurestore
+from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
+from featurestore.classifiers import get_classifier
+from featurestore.errors import FeatureStoreError
+from featurestore.evaluation import (
+    ClassMissingFromTrain,
+    SingleClassDataset,
+    StoresDisagree,
+    evaluate_classifier,
+    evaluate_early_fusion,
+    evaluate_stacking,
+    load_eval_data,
+    store_problem,
+)
+from featurestore.evaluation.data import check_rows
+from featurestore.evaluation.stacking import STACKING_FOLDS, backbone_pipelines
+from featurestore.evaluation.threads import limit_native_threads
+from featurestore.store import RowTable
+
+limit_native_threads(1)
+
+
+@pytest.fixture(scope="module")
+def digits_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits-root")
+    write_digits_stores(root)
+    return root
+
+
+def _fit_rows(arrays):
+    return np.isin(arrays.split, ["train", "val"]), arrays.split == "test"
+
+
+@pytest.mark.parametrize("classifier", ["logreg", "knn"])
+def test_metrics_agree_with_scikit_learn(digits_root, classifier):
+    record = evaluate_classifier(DATASET, "pixels", classifier, root=digits_root, seed=0)
+    arrays = featurestore.load_arrays(DATASET, "pixels", root=digits_root)
+    fit, test = _fit_rows(arrays)
+    spec = get_classifier(classifier)
+    model = spec.build(record["params"], 0, 1, arrays.features[fit].shape).fit(arrays.features[fit], arrays.labels[fit])
+    y_test, predicted = arrays.labels[test], model.predict(arrays.features[test])
+    assert record["accuracy"] == pytest.approx(accuracy_score(y_test, predicted))
+    assert record["macro_f1"] == pytest.approx(f1_score(y_test, predicted, average="macro"))
+    assert record["top5_accuracy"] == pytest.approx(top_k_accuracy_score(y_test, model.predict_proba(arrays.features[test]), k=5))
+    assert record["confusion_matrix"] == confusion_matrix(y_test, predicted).tolist()
+    matrix = np.asarray(record["confusion_matrix"])
+    assert list(record["per_class_accuracy"].values()) == pytest.approx(list(matrix.diagonal() / matrix.sum(axis=1)))
+    assert record["n_fit"] == fit.sum() and record["n_test"] == test.sum()
+    assert record["selection"]["method"] == "val" and record["fit_seconds"] >= 0
+    assert record["store_fingerprints"] == {"pixels": arrays.fingerprint}
+
+
+def test_linear_svm_has_no_top5(digits_root):
+    record = evaluate_classifier(DATASET, "fourier", "linear_svm", root=digits_root)
+    assert record["top5_accuracy"] is None and record["accuracy"] > 0.9
+
+
+def test_reported_stacking_is_leak_free_stacking_cv(digits_root):
+    base = {m: {"C": 0.1} for m in MODELS}
+    records = {r["classifier"]: r for r in evaluate_stacking(DATASET, list(MODELS), root=digits_root, seed=0,
+                                                             base_params=base, in_sample=True)}
+    assert set(records) == {"stacking_cv", "soft_vote", "stacking_in_sample"}
+    assert records["stacking_cv"]["leak_free"] and records["soft_vote"]["leak_free"]
+    assert records["stacking_in_sample"]["leak_free"] is False
+    # the reported number is exactly what mlxtend's StackingCVClassifier gives with out-of-fold probabilities
+    data = load_eval_data(DATASET, MODELS, root=digits_root)
+    X_fit, y_fit = data.part("train", "val")
+    X_test, y_test = data.part("test")
+    reference = StackingCVClassifier(
+        classifiers=backbone_pipelines(data, base, 0, 1), meta_classifier=LinearSVC(dual=False, max_iter=5000, random_state=0),
+        use_probas=True, cv=StratifiedKFold(STACKING_FOLDS, shuffle=True, random_state=0), random_state=0,
+    ).fit(X_fit, y_fit)
+    assert records["stacking_cv"]["accuracy"] == pytest.approx(accuracy_score(y_test, reference.predict(X_test)))
+    assert set(records["stacking_cv"]["base_accuracy"]) == set(MODELS)
+    assert records["stacking_cv"]["model"] == "+".join(MODELS)
+
+
+def test_early_fusion_beats_chance_on_concatenated_features(digits_root):
+    record = evaluate_early_fusion(DATASET, list(MODELS), root=digits_root)
+    assert record["classifier"] == "early_fusion" and record["kind"] == "ensemble"
+    assert record["accuracy"] > 0.95
+
+
+def test_evaluation_is_reproducible_with_the_same_seed(digits_root):
+    first, second = (evaluate_stacking(DATASET, list(MODELS), root=digits_root, seed=5) for _ in range(2))
+    assert [r["confusion_matrix"] for r in first] == [r["confusion_matrix"] for r in second]
+    assert [r["params"] for r in first] == [r["params"] for r in second]
+
+
+def test_incomplete_and_unverifiable_stores_are_reported_not_evaluated(tmp_path):
+    pixels, rows = digits_rows()
+    write_store(tmp_path, "pixels", pixels, rows, finalize=False)
+    problem = store_problem(DATASET, "pixels", tmp_path)
+    assert "interrupted" in problem and "\n" not in problem
+    bad = pixels.copy()
+    bad[3, 5] = np.nan
+    write_store(tmp_path, "broken", bad, rows)
+    problem = store_problem(DATASET, "broken", tmp_path)
+    assert "fails verify" in problem and "NaN" in problem and "\n" not in problem
+    assert "no store" in store_problem(DATASET, "absent", tmp_path)
+
+
+def _one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert isinstance(error.value, FeatureStoreError) and "\n" not in message
+    return message
+
+
+def test_class_missing_from_train_is_named(tmp_path):
+    pixels, rows = digits_rows()
+    split = rows.split.copy()
+    split[(rows.labels == 7) & (split == "train")] = "val"
+    order = np.argsort([("train", "val", "test").index(s) for s in split], kind="stable")
+    moved = RowTable(ids=rows.ids[order], labels=rows.labels[order], class_names=rows.class_names,
+                     split=split[order], fold=np.where(split[order] == "train", rows.fold[order], -1))
+    write_store(tmp_path, "pixels", pixels[order], moved)
+    with pytest.raises(ClassMissingFromTrain) as error:
+        check_rows(DATASET, ["pixels"], tmp_path)
+    assert "'7'" in _one_line(error) and DATASET in str(error.value)
+    with pytest.raises(ClassMissingFromTrain):
+        evaluate_classifier(DATASET, "pixels", "knn", root=tmp_path)
+
+
+def test_single_class_dataset_is_refused(tmp_path):
+    pixels, rows = digits_rows()
+    keep = rows.labels == 3
+    single = RowTable(ids=rows.ids[keep], labels=np.zeros(keep.sum(), int), class_names=["three"],
+                      split=rows.split[keep], fold=rows.fold[keep])
+    write_store(tmp_path, "pixels", pixels[keep], single)
+    with pytest.raises(SingleClassDataset) as error:
+        evaluate_classifier(DATASET, "pixels", "logreg", root=tmp_path)
+    assert "three" in _one_line(error) and "at least two" in str(error.value)
+
+
+def test_stores_that_disagree_on_split_are_named(tmp_path):
+    pixels, rows = digits_rows()
+    write_store(tmp_path, "pixels", pixels, rows)
+    other_split = rows.split.copy()
+    other_split[0] = "val"
+    changed = RowTable(ids=rows.ids, labels=rows.labels, class_names=rows.class_names, split=other_split, fold=rows.fold)
+    write_store(tmp_path, "fourier", pixels, changed)
+    with pytest.raises(StoresDisagree) as error:
+        check_rows(DATASET, ["pixels", "fourier"], tmp_path)
+    message = _one_line(error)
+    assert "split" in message and "pixels" in message and "fourier" in message and rows.ids[0] in message
+    with pytest.raises(StoresDisagree):
+        evaluate_stacking(DATASET, ["pixels", "fourier"], root=tmp_path)
+
+
+def test_failed_rows_are_left_out_of_every_model(tmp_path):
+    pixels, rows = digits_rows()
+    failed = np.zeros(len(rows), bool)
+    failed[[0, len(rows) - 1]] = True
+    write_store(tmp_path, "pixels", pixels, rows, failed=failed)
+    write_store(tmp_path, "fourier", pixels, rows)
+    data = load_eval_data(DATASET, ["pixels", "fourier"], tmp_path)
+    assert data.n_failed == 2 and len(data.y) == len(rows) - 2
+    assert rows.ids[0] not in data.ids and data.X.shape[1] == 64 + 128

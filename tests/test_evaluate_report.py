@@ -1,0 +1,149 @@
+"""Report files, their schema, the summary line, run history and `featurestore report`."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pandas as pd
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from _evaluate_stores import DATASET, MODELS, write_digits_stores
+from featurestore.cli import report_commands
+from featurestore.evaluation import (
+    NoRuns,
+    evaluate_classifier,
+    evaluate_stacking,
+    history_table,
+    load_run,
+    new_run_dir,
+    write_report,
+)
+from featurestore.evaluation.report import TABLE_COLUMNS
+from featurestore.evaluation.summary import add_gains, summary_line
+from featurestore.evaluation.threads import limit_native_threads
+
+limit_native_threads(1)
+
+SUMMARY = re.compile(r"^best: \S.* \d+\.\d% \([+-]\d+\.\d over \S+ \+ \S+\)$|^best: \S+ \+ \S+ \d+\.\d%$")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A root with digits stores and two finished runs of the same records."""
+    root = tmp_path_factory.mktemp("report-root")
+    write_digits_stores(root)
+    records = [evaluate_classifier(DATASET, m, c, root=root) for m in MODELS for c in ("logreg", "knn")]
+    records += evaluate_stacking(DATASET, list(MODELS), root=root, in_sample=True)
+    skipped = [{"dataset": DATASET, "model": "efficientnet_lite9", "reason": "no store for it; run extract"}]
+    runs = [new_run_dir(root) for _ in range(2)]
+    documents = [write_report(run, records, skipped, {"seed": 0}) for run in runs]
+    return root, runs, documents
+
+
+def test_every_report_file_is_written_and_valid(evaluated):
+    _, runs, documents = evaluated
+    run = runs[0]
+    assert {p.name for p in run.iterdir()} >= {"report.md", "results.csv", "results.json", "results.schema.json",
+                                              "accuracy.png", f"confusion_{DATASET}.png"}
+    document = json.loads((run / "results.json").read_text())
+    jsonschema.validate(document, json.loads((run / "results.schema.json").read_text()))
+    assert document == json.loads(json.dumps(documents[0]))
+    for picture in ("accuracy.png", f"confusion_{DATASET}.png"):
+        with Image.open(run / picture) as image:
+            image.verify()
+            assert image.format == "PNG" and image.size[0] > 300
+    table = pd.read_csv(run / "results.csv")
+    assert list(table.columns) == TABLE_COLUMNS and len(table) == len(document["results"])
+    assert table["accuracy"].is_monotonic_decreasing
+    markdown = (run / "report.md").read_text()
+    assert document["summary"][DATASET] in markdown and "in-sample, leaky" in markdown
+    assert "efficientnet_lite9: no store" in markdown and "![accuracy](accuracy.png)" in markdown
+
+
+def test_schema_rejects_a_broken_document(evaluated):
+    document = json.loads(json.dumps(evaluated[2][0]))
+    del document["results"][0]["accuracy"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, json.loads((evaluated[1][0] / "results.schema.json").read_text()))
+
+
+def test_ensembles_carry_their_gain_over_the_best_single_backbone(evaluated):
+    results = evaluated[2][0]["results"]
+    singles = [r for r in results if r["kind"] == "single"]
+    best = max(singles, key=lambda r: r["accuracy"])
+    for record in results:
+        if record["kind"] == "ensemble":
+            assert record["best_single"] == f"{best['model']} + {best['classifier']}"
+            assert record["gain_over_best_single"] == pytest.approx(100 * (record["accuracy"] - best["accuracy"]))
+        else:
+            assert record["gain_over_best_single"] is None
+
+
+def test_summary_line_names_best_leak_free_answer_and_its_gain():
+    base = {"dataset": "d", "leak_free": True}
+    records = add_gains([
+        {**base, "model": "lite0", "classifier": "logreg", "kind": "single", "accuracy": 0.901},
+        {**base, "model": "lite2", "classifier": "logreg", "kind": "single", "accuracy": 0.902},
+        {**base, "model": "lite0+lite2", "classifier": "stacking_cv", "kind": "ensemble", "accuracy": 0.913},
+        {**base, "model": "lite0+lite2", "classifier": "stacking_in_sample", "kind": "ensemble", "accuracy": 0.95,
+         "leak_free": False},
+    ])
+    line = summary_line(records)
+    assert line == "best: stacking_cv 91.3% (+1.1 over lite2 + logreg)" and SUMMARY.match(line)
+    assert summary_line(records[:2]) == "best: lite2 + logreg 90.2%"
+
+
+def test_history_has_one_column_per_run(evaluated):
+    root, runs, documents = evaluated
+    table = history_table(root)
+    assert list(table.columns) == sorted(run.name for run in runs)
+    assert len(table) == len(documents[0]["results"])
+    logreg = table.loc[(DATASET, "pixels", "logreg")]
+    expected = next(r for r in documents[0]["results"] if r["model"] == "pixels" and r["classifier"] == "logreg")
+    assert list(logreg) == pytest.approx([round(100 * expected["accuracy"], 2)] * 2)
+    assert load_run(root=root)["run_id"] == runs[-1].name
+
+
+def test_no_runs_is_a_one_line_error(tmp_path):
+    with pytest.raises(NoRuns) as error:
+        load_run(root=tmp_path)
+    assert "\n" not in str(error.value) and "featurestore evaluate" in str(error.value)
+
+
+@pytest.fixture
+def cli():
+    app = typer.Typer()
+    report_commands.register(app)
+    return app
+
+
+def test_report_command_prints_latest_table_and_json(evaluated, cli):
+    root, runs, documents = evaluated
+    result = CliRunner().invoke(cli, ["report", "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    assert documents[-1]["summary"][DATASET] in result.output and "stacking_cv" in result.output
+    result = CliRunner().invoke(cli, ["report", "--root", str(root), "--json"])
+    parsed = json.loads(result.output)
+    assert parsed["run_id"] == runs[-1].name and len(parsed["results"]) == len(documents[-1]["results"])
+
+
+def test_report_history_command(evaluated, cli):
+    root, runs, _ = evaluated
+    result = CliRunner().invoke(cli, ["report", "--history", "--root", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert {r["classifier"] for r in rows} >= {"logreg", "knn", "stacking_cv"}
+    assert all(runs[0].name in r and runs[1].name in r for r in rows)
+    table = CliRunner().invoke(cli, ["report", "--history", "--root", str(root)])
+    assert table.exit_code == 0 and "pixels" in table.output
+
+
+def test_help_everywhere(cli):
+    for command in ("report", "evaluate"):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert result.exit_code == 0 and "--json" in result.output

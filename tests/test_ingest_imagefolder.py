@@ -1,0 +1,192 @@
+"""imagefolder ingest: image modes to RGB, quarantine, seeded stratified splits, folds, limits, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featurestore.datasets import load_manifest
+from featurestore.datasets.errors import DatasetError, ManifestNotFound, UnknownDataset
+from featurestore.ingest.pipeline import ingest
+from fixtures_datasets import jpeg, photo, tar_bytes
+
+
+CLASSES = {"bird": 10, "cat": 20, "dog": 30}
+
+
+def _photo_folder(base, classes=CLASSES):
+    for c, (name, count) in enumerate(classes.items()):
+        (base / name).mkdir(parents=True)
+        for k in range(count):
+            (base / name / f"{k:03d}.jpg").write_bytes(jpeg(100 * c + k))
+    return base
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return _photo_folder(tmp_path / "photos")
+
+
+def _ingest(root, source, **options):
+    return ingest("imagefolder", root, source=str(source), progress=False, **options)
+
+
+def test_every_image_mode_is_read_as_rgb(tmp_path, root):
+    base = tmp_path / "modes"
+    (base / "a").mkdir(parents=True)
+    (base / "b").mkdir()
+    colour = photo(3, (32, 24))
+    colour.convert("L").save(base / "a" / "grey.png")
+    colour.convert("CMYK").save(base / "a" / "cmyk.jpg")
+    wide = (np.asarray(colour.convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(wide).save(base / "a" / "sixteen.png")
+    palette = colour.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.save(base / "b" / "palette.gif")
+    rgba = colour.convert("RGBA")
+    alpha = np.asarray(rgba).copy()
+    alpha[:, :16, 3] = 0  # left half fully transparent
+    Image.fromarray(alpha, "RGBA").save(base / "b" / "alpha.png")
+    colour.save(base / "b" / "plain.jpg")
+
+    _ingest(root, base)
+    manifest = load_manifest("imagefolder", root)
+    rows = {source.rsplit("/", 1)[1]: i for i, source in enumerate(manifest.frame["source"])}
+    modes = dict(zip(manifest.frame["source"].str.rsplit("/", n=1).str[1], manifest.frame["mode"]))
+    assert modes["grey.png"] == "L" and modes["cmyk.jpg"] == "CMYK" and modes["palette.gif"] == "P"
+    assert modes["sixteen.png"].startswith("I") and modes["alpha.png"] == "RGBA"
+    images = {name: manifest.read_rgb(i) for name, i in rows.items()}
+    for name, pixels in images.items():
+        assert pixels.dtype == np.uint8 and pixels.shape == (24, 32, 3), name
+    grey = images["grey.png"]
+    assert (grey[..., 0] == grey[..., 1]).all()
+    # 16-bit values are scaled down to the same picture, not clipped to white.
+    assert np.abs(images["sixteen.png"].astype(int) - grey.astype(int)).max() <= 1
+    assert (images["alpha.png"][:, :16] == 255).all(), "transparent pixels composite on white"
+    assert np.abs(images["alpha.png"][:, 16:].astype(int) - np.asarray(colour)[:, 16:]).max() <= 1
+    assert np.abs(images["cmyk.jpg"].astype(int) - images["plain.jpg"].astype(int)).mean() < 12
+    assert manifest.frame.loc[rows["plain.jpg"], "sha256"] == hashlib.sha256((base / "b" / "plain.jpg").read_bytes()).hexdigest()
+
+
+def test_seeded_split_is_deterministic_and_stratified(tmp_path, folder):
+    first = _ingest(tmp_path / "one", folder, seed=3)
+    second = _ingest(tmp_path / "two", folder, seed=3)
+    assert first.manifest_hash == second.manifest_hash
+    assert (tmp_path / "one/datasets/imagefolder/manifest.csv").read_bytes() == \
+        (tmp_path / "two/datasets/imagefolder/manifest.csv").read_bytes()
+    other = _ingest(tmp_path / "three", folder, seed=4)
+    assert other.manifest_hash != first.manifest_hash
+
+    frame = load_manifest("imagefolder", tmp_path / "one").frame
+    counts = frame.groupby(["class_name", "split"]).size().unstack()
+    for name, total in CLASSES.items():
+        assert counts.loc[name, "train"] == round(total * 0.7)
+        assert counts.loc[name, "val"] == round(total * 0.15)
+        assert counts.loc[name].sum() == total
+    folds = frame[frame["split"] == "train"].groupby(["class_name", "fold"]).size().unstack()
+    assert (folds.max(axis=1) - folds.min(axis=1) <= 1).all(), "each class spread evenly over the folds"
+    assert (frame.loc[frame["split"] != "train", "fold"] == -1).all()
+    order = frame["split"].map({"train": 0, "val": 1, "test": 2})
+    assert order.is_monotonic_increasing
+
+
+def test_custom_ratios_and_folds(root, folder):
+    _ingest(root, folder, ratios=(0.5, 0.0, 0.5), folds=3)
+    frame = load_manifest("imagefolder", root).frame
+    assert set(frame["split"]) == {"train", "test"}
+    assert sorted(frame.loc[frame["split"] == "train", "fold"].unique()) == [0, 1, 2]
+
+
+def test_limit_per_class_is_reproducible(tmp_path, folder):
+    a = _ingest(tmp_path / "a", folder, limit_per_class=5, seed=1)
+    b = _ingest(tmp_path / "b", folder, limit_per_class=5, seed=1)
+    assert a.images == 15 and a.manifest_hash == b.manifest_hash
+    frame = load_manifest("imagefolder", tmp_path / "a").frame
+    assert frame["class_name"].value_counts().to_dict() == {"bird": 5, "cat": 5, "dog": 5}
+
+
+def test_corrupt_images_are_quarantined_not_fatal(root, folder):
+    (folder / "cat" / "empty.jpg").write_bytes(b"")
+    (folder / "cat" / "cut.jpg").write_bytes(jpeg(7)[:300])
+    (folder / "dog" / "text.png").write_bytes(b"hello")
+    result = _ingest(root, folder)
+    assert result.quarantined == 3 and result.images == sum(CLASSES.values())
+
+
+def test_archive_source_and_url_source(tmp_path, loopback):
+    members = {f"mine/{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["left", "right"]) for k in range(5)}
+    data = tar_bytes(members)
+    archive = tmp_path / "mine.tgz"
+    archive.write_bytes(data)
+    local = _ingest(tmp_path / "local", archive)
+    url = loopback.serve("/files/mine.tgz", data)
+    remote = _ingest(tmp_path / "remote", url)
+    assert local.images == remote.images == 10
+    assert local.manifest_hash == remote.manifest_hash
+    assert load_manifest("imagefolder", tmp_path / "remote").classes == ["left", "right"]
+
+
+def test_name_keeps_several_folders_apart(root, folder, tmp_path):
+    _ingest(root, folder, name="pets")
+    assert len(load_manifest("pets", root)) == sum(CLASSES.values())
+    with pytest.raises(ManifestNotFound, match="run 'featurestore ingest imagefolder' first"):
+        load_manifest("imagefolder", root)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({}, "no images found in class sub-folders"),
+    ({"only": 4}, "single class 'only'"),
+])
+def test_unusable_folders_are_clear_errors(tmp_path, root, layout, message):
+    base = tmp_path / "bad"
+    base.mkdir()
+    (base / "notes.txt").write_text("no images here")
+    _photo_folder(base / "inner", layout) if layout else (base / "empty").mkdir()
+    with pytest.raises(DatasetError, match=message) as error:
+        _ingest(root, base)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_parameters_are_clear_errors(root, folder):
+    with pytest.raises(DatasetError, match=r"split ratios \[0.5, 0.6, 0.1\] are invalid"):
+        _ingest(root, folder, ratios=(0.5, 0.6, 0.1))
+    with pytest.raises(DatasetError, match="needs --source"):
+        ingest("imagefolder", root, progress=False)
+    with pytest.raises(DatasetError, match="does not exist"):
+        _ingest(root, folder / "nowhere")
+    with pytest.raises(UnknownDataset, match="unknown dataset 'mnist': choose one of .*cifar10.*fashion-mnist"):
+        ingest("mnist", root)
+
+
+def test_read_rgb_batch_for_files(root, folder, tmp_path):
+    _ingest(root, folder)
+    manifest = load_manifest("imagefolder", root)
+    batch = manifest.read_rgb_batch([0, 3, 7])
+    assert batch.shape == (3, 40, 48, 3) and (batch[1] == manifest.read_rgb(3)).all()
+    odd = tmp_path / "odd"
+    for name, size in (("a", (48, 40)), ("b", (30, 20))):
+        (odd / name).mkdir(parents=True)
+        (odd / name / "x.jpg").write_bytes(jpeg(5, size))
+    _ingest(tmp_path / "r2", odd)
+    mixed = load_manifest("imagefolder", tmp_path / "r2")
+    with pytest.raises(DatasetError, match="2 different sizes"):
+        mixed.read_rgb_batch([0, 1])
+
+
+def test_verification_cache_survives_a_limited_run(root, folder, monkeypatch):
+    from featurestore.ingest import verify as verify_module
+
+    _ingest(root, folder)
+    for path in (folder / "bird").iterdir():  # changed files must be decoded again
+        path.write_bytes(path.read_bytes())
+        os.utime(path, ns=(1, 1))
+    _ingest(root, folder, limit_per_class=3)
+    decoded = []
+    real = verify_module.inspect_file
+    monkeypatch.setattr(verify_module, "inspect_file", lambda path: decoded.append(path) or real(path))
+    full = _ingest(root, folder)
+    assert full.images == sum(CLASSES.values())
+    assert len(decoded) == CLASSES["bird"] - 3 and all("/bird/" in p for p in decoded)

@@ -1,0 +1,43 @@
+"""Scale-out on a local multi-process Dask cluster, every worker reporting to one Prefect API."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from _evaluate_stores import DATASET, write_digits_stores
+from prefect.client.orchestration import get_client
+
+from flows.evaluate import evaluate
+from flows.runners import make_task_runner, shared_api
+
+pytestmark = pytest.mark.slow
+
+
+def accuracies(run_dir: str) -> dict[tuple[str, str], float]:
+    document = json.loads((Path(run_dir) / "results.json").read_text())
+    return {(r["model"], r["classifier"]): r["accuracy"] for r in document["results"]}
+
+
+def test_evaluate_fan_out_on_dask_reports_to_one_api(tmp_path, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    root = str(tmp_path / "home")
+    write_digits_stores(root)
+    with shared_api("dask") as api_url:
+        assert api_url.startswith("http://127.0.0.1") and os.environ["PREFECT_API_URL"] == api_url
+        state = evaluate.with_options(task_runner=make_task_runner("dask", 2))(
+            datasets=[DATASET], classifiers=["logreg", "knn"], stacking=False, root=root, workers=2,
+            return_state=True)
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs()
+    assert "PREFECT_API_URL" not in os.environ
+    run_dir = state.result()
+    classifier_runs = [t for t in task_runs if t.flow_run_id == state.state_details.flow_run_id
+                       and t.name.startswith(("logreg on", "knn on"))]
+    assert len(classifier_runs) == 4 and all(t.state.is_completed() for t in classifier_runs)
+
+    threads_dir = evaluate.with_options(task_runner=make_task_runner("threads", 2))(
+        datasets=[DATASET], classifiers=["logreg", "knn"], stacking=False, root=root, workers=2)
+    assert accuracies(run_dir) == accuracies(threads_dir)

@@ -1,0 +1,121 @@
+"""Unpacking refuses malicious archives (naming the member) and is idempotent."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+
+import pytest
+
+from featurestore.datasets.errors import DatasetError, UnsafeArchive
+from featurestore.ingest.unpack import unpack
+from fixtures_datasets import jpeg, tar_bytes, zip_bytes
+
+
+def _tar(path, *members: tarfile.TarInfo, data: bytes = b"") -> None:
+    with tarfile.open(path, "w:gz") as bundle:
+        good = tarfile.TarInfo("photos/cat.jpg")
+        photo = jpeg(1)
+        good.size = len(photo)
+        bundle.addfile(good, io.BytesIO(photo))
+        for member in members:
+            bundle.addfile(member, io.BytesIO(data) if member.isfile() else None)
+
+
+def _member(name: str, kind=tarfile.REGTYPE, link: str = "", size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, size
+    return info
+
+
+@pytest.fixture
+def target(tmp_path):
+    path = tmp_path / "sandbox" / "target"
+    path.parent.mkdir()
+    return path
+
+
+def _nothing_outside(target) -> None:
+    outside = {p.relative_to(target.parent) for p in target.parent.rglob("*")}
+    assert all(p.parts[0] == "target" for p in outside), outside
+
+
+@pytest.mark.parametrize("member, problem", [
+    (_member("../escape.txt", size=5), "climbs out with '..'"),
+    (_member("photos/../../escape.txt", size=5), "climbs out with '..'"),
+    (_member("/tmp/absolute.txt", size=5), "absolute path"),
+    (_member("photos/link", tarfile.SYMTYPE, link="../../outside"), "links to '../../outside', outside the target"),
+    (_member("photos/abs", tarfile.SYMTYPE, link="/etc/passwd"), "links to '/etc/passwd'"),
+    (_member("photos/hard", tarfile.LNKTYPE, link="../secret"), "links to '../secret'"),
+    (_member("photos/null", tarfile.CHRTYPE), "device, FIFO or special file"),
+    (_member("photos/fifo", tarfile.FIFOTYPE), "device, FIFO or special file"),
+])
+def test_malicious_tar_is_refused_naming_the_member(tmp_path, target, member, problem):
+    archive = tmp_path / "evil.tgz"
+    _tar(archive, member, data=b"owned")
+    with pytest.raises(UnsafeArchive, match=problem) as error:
+        unpack(archive, target)
+    assert repr(member.name) in str(error.value) and "\n" not in str(error.value)
+    _nothing_outside(target)
+    assert not (target / "photos").exists(), "nothing of a refused archive is extracted"
+
+
+def test_symlink_inside_the_target_is_allowed(tmp_path, target):
+    archive = tmp_path / "ok.tgz"
+    _tar(archive, _member("photos/same.jpg", tarfile.SYMTYPE, link="cat.jpg"))
+    unpack(archive, target)
+    assert (target / "photos" / "same.jpg").read_bytes() == jpeg(1)
+
+
+def test_malicious_zip_is_refused(tmp_path, target):
+    archive = tmp_path / "evil.zip"
+    archive.write_bytes(zip_bytes({"ok/cat.jpg": jpeg(1), "../../evil.txt": b"owned"}))
+    with pytest.raises(UnsafeArchive, match="'../../evil.txt' climbs out"):
+        unpack(archive, target)
+    _nothing_outside(target)
+
+
+def test_zip_symlink_is_refused(tmp_path, target):
+    archive = tmp_path / "link.zip"
+    info = zipfile.ZipInfo("ok/link")
+    info.external_attr = (0o120777 << 16)
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr(info, "/etc/passwd")
+    with pytest.raises(UnsafeArchive, match="'ok/link' is a symbolic link"):
+        unpack(archive, target)
+
+
+def test_zip_bomb_is_refused(tmp_path, target):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("zeros.bin", b"\0" * (50 << 20))
+    with pytest.raises(UnsafeArchive, match="'zeros.bin' expands .*x, a likely decompression bomb"):
+        unpack(archive, target)
+    assert not any(target.rglob("zeros.bin"))
+
+
+def test_total_size_is_bounded(tmp_path, target):
+    archive = tmp_path / "big.tgz"
+    archive.write_bytes(tar_bytes({f"d/{i}.bin": b"\0" * 4096 for i in range(8)}))
+    with pytest.raises(UnsafeArchive, match="unpacks to 32768 bytes, over the limit of 10000"):
+        unpack(archive, target, max_bytes=10_000)
+
+
+def test_unpacking_is_idempotent(tmp_path, target):
+    archive = tmp_path / "photos.tgz"
+    archive.write_bytes(tar_bytes({"photos/a.jpg": jpeg(1), "photos/b.jpg": jpeg(2)}))
+    unpack(archive, target)
+    stamp = (target / "photos" / "a.jpg").stat().st_mtime_ns
+    unpack(archive, target)
+    assert (target / "photos" / "a.jpg").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in (target / "photos").iterdir()) == ["a.jpg", "b.jpg"]
+    assert not list(target.glob(".staging-*"))
+
+
+def test_truncated_archive_is_a_clear_error(tmp_path, target):
+    archive = tmp_path / "cut.tgz"
+    archive.write_bytes(tar_bytes({"photos/a.jpg": jpeg(1) * 20})[:900])
+    with pytest.raises((DatasetError, UnsafeArchive), match="cut.tgz"):
+        unpack(archive, target)
+    assert not list(target.glob(".staging-*"))
