@@ -33,8 +33,12 @@ run: setup
 test: setup
 	$(PY) -m pytest -q -ra
 
+# Each benchmark prints its own ratios; benchmarks/evaluate.py needs stores (see its docstring).
 bench: setup
 	$(PY) benchmarks/store_io.py
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/extract.py --models efficientnet_lite0
+	$(PY) benchmarks/orchestration.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

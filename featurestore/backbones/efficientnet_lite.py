@@ -41,9 +41,12 @@ class _SameConv(nn.Conv2d):
     """Conv2d with TensorFlow's "same" padding for a fixed input size (asymmetric when strided)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, size: int, groups: int = 1):
-        super().__init__(in_ch, out_ch, kernel, stride, padding=0, groups=groups, bias=False)
         before, after = _same_padding(size, kernel, stride)
-        self._pad = (before, after, before, after)
+        # Symmetric padding stays inside the convolution: a separate Pad op would make
+        # onnxruntime convert every feature map out of and back into its blocked layout.
+        symmetric = before == after
+        super().__init__(in_ch, out_ch, kernel, stride, padding=before if symmetric else 0, groups=groups, bias=False)
+        self._pad = (0, 0, 0, 0) if symmetric else (before, after, before, after)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(F.pad(x, self._pad) if any(self._pad) else x)

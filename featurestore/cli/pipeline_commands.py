@@ -12,7 +12,7 @@ from featurestore.cli.output import ROOT_OPTION
 from featurestore.errors import FeatureStoreError
 
 #: `make run`'s embedded default: real Fashion-MNIST, the three offline backbones, a quick subset
-DEFAULT_LIMIT_PER_CLASS = 300
+DEFAULT_LIMIT_PER_CLASS = 100
 
 
 class PrefectApiDown(FeatureStoreError):
