@@ -1,0 +1,40 @@
+"""The feature-pipeline flow run locally: a rerun with unchanged inputs recomputes only the report."""
+
+from pathlib import Path
+
+import pytest
+
+from featurestore.errors import InvalidName
+from flows.pipeline import RootNotWritable, run_pipeline
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (make setup installs it)")
+def test_rerun_with_unchanged_inputs_recomputes_only_the_report(tmp_path):
+    parameters = dict(datasets=["fashion-mnist"], models=["efficientnet_lite0"], classifiers=["knn"], stacking=False,
+                      root=str(tmp_path), limit_per_class=5)
+    first = run_pipeline(**parameters)
+    assert first["recomputed"] == "1 manifest(s), 1 store(s) and the report"
+    store = tmp_path / "stores" / "fashion-mnist" / "efficientnet_lite0.h5"
+    before = store.stat().st_mtime_ns
+    second = run_pipeline(**parameters)
+    assert second["recomputed"] == "nothing but the report: every manifest and store was reused"
+    assert store.stat().st_mtime_ns == before
+    assert second["run_dir"] != first["run_dir"] and (Path(second["run_dir"]) / "report.md").exists()
+    assert second["summary"] == first["summary"]
+
+
+def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):
+    with pytest.raises(InvalidName, match="unknown dataset 'mnist'"):
+        run_pipeline(datasets=["mnist"], root=str(tmp_path))
+    with pytest.raises(InvalidName, match="unknown backbone 'resnet5'"):
+        run_pipeline(models=["resnet5"], root=str(tmp_path))
+    with pytest.raises(InvalidName, match="unknown task runner 'slurm'"):
+        run_pipeline(task_runner="slurm", root=str(tmp_path))
+    # A path below a regular file: unwritable even for root, who ignores permission bits.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(RootNotWritable, match=r"a-file/home: featurestore root is not writable \(Not a directory\)"):
+        run_pipeline(root=str(blocker / "home"))
