@@ -24,6 +24,10 @@ def canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
+#: the request fields a fingerprint hashes: equal fields, equal features
+FINGERPRINT_FIELDS = ("dataset", "manifest_hash", "model", "weights_sha256", "preprocessing", "dim", "dtype")
+
+
 @dataclass(frozen=True)
 class StoreSpec:
     """Everything that determines a store's contents; its fingerprint decides reuse.
@@ -51,15 +55,7 @@ class StoreSpec:
 
     def fingerprint_fields(self) -> dict:
         """The fields hashed into the fingerprint."""
-        return {
-            "dataset": self.dataset,
-            "manifest_hash": self.manifest_hash,
-            "model": self.model,
-            "weights_sha256": self.weights_sha256,
-            "preprocessing": self.preprocessing,
-            "dim": self.dim,
-            "dtype": self.dtype,
-        }
+        return {name: getattr(self, name) for name in FINGERPRINT_FIELDS}
 
     @property
     def fingerprint(self) -> str:

@@ -21,6 +21,7 @@ def store_state(spec: StoreSpec, root=None) -> str:
             return "complete"
         raise StoreConflict(
             f"{final}: store was built from other inputs (fingerprint {stored[:12]} != requested "
-            f"{spec.fingerprint[:12]}); remove it with `featurestore rm` or rerun with --overwrite"
+            f"{spec.fingerprint[:12]}); remove it with `featurestore rm`, or overwrite it (--overwrite, overwrite=True) "
+            "to replace it once the new one is complete"
         )
     return "partial" if fmt.partial_path(final).exists() else "missing"

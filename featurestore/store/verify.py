@@ -10,7 +10,7 @@ import numpy as np
 from featurestore.errors import FeatureStoreError
 from featurestore.store import format as fmt
 from featurestore.store.reader import check_header, read_rows
-from featurestore.store.spec import fingerprint_of
+from featurestore.store.spec import FINGERPRINT_FIELDS, fingerprint_of
 
 SCAN_ROWS = 8192
 
@@ -27,11 +27,6 @@ class VerifyReport:
     def ok(self) -> bool:
         """True if the store has no problem."""
         return not self.problems
-
-
-def _fingerprint_fields(provenance: dict) -> dict:
-    keys = ("dataset", "manifest_hash", "model", "weights_sha256", "preprocessing", "dim", "dtype")
-    return {k: provenance.get(k) for k in keys}
 
 
 def _count_non_finite(matrix) -> tuple[int, int]:
@@ -73,7 +68,7 @@ def verify_file(path: Path) -> VerifyReport:
             if committed != n:
                 problems.append(f"only {committed} of {n} rows committed")
             stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
-            computed = fingerprint_of(_fingerprint_fields(provenance))
+            computed = fingerprint_of({name: provenance.get(name) for name in FINGERPRINT_FIELDS})
             if not stored == provenance.get("fingerprint") == computed:
                 problems.append(f"fingerprint inconsistent: attribute {stored[:12]}, provenance "
                                 f"{str(provenance.get('fingerprint'))[:12]}, recomputed {computed[:12]}")

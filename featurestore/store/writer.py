@@ -15,6 +15,7 @@ from featurestore.store import format as fmt
 from featurestore.store.lock import WriterLock
 from featurestore.store.provenance import count_failed, new_provenance, provenance_frame, read_provenance, utc_now
 from featurestore.store.spec import InvalidStoreInput, RowTable, StoreSpec, canonical_json
+from featurestore.store.state import store_state
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class StoreWriter:
         final.parent.mkdir(parents=True, exist_ok=True)
         lock = WriterLock(fmt.lock_path(final), final).acquire()
         try:
-            if _complete_store_matches(final, spec, overwrite):
+            if _complete_store_matches(spec, root, overwrite):
                 return cls(spec, rows, final, lock, None, commit_bytes, durable)
             file = _resume_or_create(final, spec, rows)
         except BaseException:
@@ -164,25 +165,14 @@ class StoreWriter:
         self.close()
 
 
-def _complete_store_matches(final: Path, spec: StoreSpec, overwrite: bool) -> bool:
-    """True if a complete store for ``spec`` exists; raise if another one is in the way."""
-    if not final.exists():
-        return False
+def _complete_store_matches(spec: StoreSpec, root, overwrite: bool) -> bool:
+    """True if a complete store for ``spec`` exists; with ``overwrite``, another one is no obstacle."""
     try:
-        with fmt.open_h5(final) as file:
-            stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
-    except StoreCorrupt:
+        return store_state(spec, root) == "complete"
+    except (StoreConflict, StoreCorrupt):
         if overwrite:
             return False
         raise
-    if stored == spec.fingerprint:
-        return True
-    if overwrite:
-        return False
-    raise StoreConflict(
-        f"{final}: store was built from other inputs (fingerprint {stored[:12]} != requested {spec.fingerprint[:12]}); "
-        "remove it with `featurestore rm` or pass overwrite=True to replace it once the new one is complete"
-    )
 
 
 def _resume_or_create(final: Path, spec: StoreSpec, rows: RowTable) -> h5py.File:
