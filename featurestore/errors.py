@@ -6,6 +6,10 @@ The CLI prints ``str(error)`` and exits non-zero; it never shows a traceback for
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class FeatureStoreError(Exception):
     """Base class: a problem the user can fix, described in one line."""
@@ -41,3 +45,14 @@ class StoreConflict(FeatureStoreError):
 
 class StoreIncomplete(FeatureStoreError):
     """The store's extraction has not finished."""
+
+
+@contextmanager
+def exit_on_error() -> Iterator[None]:
+    """For program entry points: a ``FeatureStoreError`` becomes ``error: <one line>`` on stderr
+    and its exit code, without a traceback."""
+    try:
+        yield
+    except FeatureStoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)

@@ -10,41 +10,35 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import sys
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from featurestore.classifiers import classifier_names, get_classifier
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import exit_on_error
 from featurestore.evaluation import new_run_dir, table_rows
 from featurestore.evaluation.readiness import dataset_models
 from featurestore.evaluation.report import markdown_summary
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
+from flows.artifacts import artifact_key
 from flows.runners import TASK_RUNNERS, make_task_runner, shared_api
 from tasks import evaluate as steps
-
-
-def artifact_key(*parts: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits, dashes) from ``parts``."""
-    return re.sub(r"[^a-z0-9-]+", "-", "-".join(("evaluate", *parts)).lower()).strip("-")
 
 
 def _publish(document: dict) -> None:
     rows = table_rows(document["results"])
     for dataset, line in document["summary"].items():
         create_table_artifact(
-            key=artifact_key(dataset),
+            key=artifact_key("evaluate", dataset),
             table=[r for r in rows if r["dataset"] == dataset],
             description=f"{dataset}: {line} (run {document['run_id']})",
         )
         create_markdown_artifact(
-            key=artifact_key(dataset, "summary"),
+            key=artifact_key("evaluate", dataset, "summary"),
             markdown=f"# {dataset}\n\n{line}\n\nRun `{document['run_id']}`\n",
             description=line,
         )
-    create_markdown_artifact(key=artifact_key("report"), markdown=markdown_summary(document),
+    create_markdown_artifact(key=artifact_key("evaluate", "report"), markdown=markdown_summary(document),
                              description=f"evaluate run {document['run_id']}")
 
 
@@ -139,13 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task-runner", default="threads", choices=list(TASK_RUNNERS))
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         run_evaluate(task_runner=args.task_runner, workers=args.workers, datasets=_names(args.dataset),
                      models=_names(args.models), classifiers=_names(args.classifiers),
                      stacking=not args.no_stacking, in_sample=args.in_sample, seed=args.seed, root=args.root)
-    except FeatureStoreError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
 
 
 if __name__ == "__main__":

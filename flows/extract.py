@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import sys
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import exit_on_error
+from flows.artifacts import artifact_key
 from flows.runners import TASK_RUNNERS, make_task_runner, shared_api
 from tasks import extract as steps
 
@@ -54,7 +53,7 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
                                                  if_ready=shard_index is not None) for m in group]
         summaries = [future.result() for future in merges]
     rows = summaries + skipped
-    key = re.sub(r"[^a-z0-9-]", "-", f"extract-{'-'.join(datasets)}".lower())[:100]
+    key = artifact_key("extract", *datasets)
     create_table_artifact(table=rows, key=key, description="Stores written or reused by the extract flow")
     for row in rows:
         print(f"{row['dataset']}/{row['model']}: {row['status']}"
@@ -90,16 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     datasets = [d for value in args.dataset for d in value.split(",") if d]
     weights = dict(entry.split("=", 1) for entry in args.weights)
-    try:
+    with exit_on_error():
         rows = run_extract(
             task_runner=args.task_runner, workers=args.workers, datasets=datasets,
             models=[m for m in args.models.split(",") if m], root=args.root, device=args.device, runtime=args.runtime,
             precision=args.precision, batch_size=args.batch_size, weights=weights or None, layer=args.layer,
             shards=args.shards, shard_index=args.shard_index, share_decode=not args.no_share_decode,
             onnx_specs=args.onnx_spec or None)
-    except FeatureStoreError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
     print(json.dumps(rows, indent=2))
 
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import sys
 
 import pandas as pd
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import exit_on_error
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
+from flows.artifacts import artifact_key
 from tasks import ingest as steps
 
 
@@ -52,8 +51,7 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     candidates = steps.prepare(dataset, files, root, name)
     verified = steps.verify(candidates, seed, limit_per_class)
     result = steps.build_manifest(dataset, verified, list(ratios), seed, folds, limit_per_class, source)
-    # Artifact keys allow only lowercase letters, digits and dashes.
-    key = re.sub(r"[^a-z0-9-]", "-", f"ingest-{result['dataset']}".lower())
+    key = artifact_key("ingest", result["dataset"])
     create_markdown_artifact(markdown=_summary(result), key=key, description=f"Ingest of {result['dataset']}")
     print(f"{result['dataset']}: {result['images']} images, {result['quarantined']} quarantined, "
           f"manifest {result['manifest_hash'][:12]}")
@@ -73,13 +71,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source")
     parser.add_argument("--name")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         result = ingest(dataset=args.dataset, root=args.root, ratios=[float(r) for r in args.ratios.split(",")],
                         seed=args.seed, limit_per_class=args.limit_per_class, mirror=args.mirror,
                         source=args.source, name=args.name, folds=args.folds)
-    except FeatureStoreError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
     print(json.dumps(result, indent=2))
 
 

@@ -15,7 +15,8 @@ from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, 
 from featurestore.errors import InvalidName
 from featurestore.evaluation import StoresDisagree, validate_results
 from featurestore.store import RowTable
-from flows.evaluate import artifact_key, main, run_evaluate
+from flows.artifacts import artifact_key
+from flows.evaluate import main, run_evaluate
 
 FAST = ["logreg", "knn"]
 
@@ -85,11 +86,11 @@ async def _artifacts(key: str) -> list:
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_artifacts_have_stable_keys_and_keep_history(two_runs, anyio_backend):
     documents = [_document(run) for run in two_runs[1]]
-    table = await _artifacts(artifact_key(DATASET))
-    assert artifact_key(DATASET) == "evaluate-digits" and len(table) == 2 and {a.type for a in table} == {"table"}
+    table = await _artifacts(artifact_key("evaluate", DATASET))
+    assert artifact_key("evaluate", DATASET) == "evaluate-digits" and len(table) == 2 and {a.type for a in table} == {"table"}
     rows = json.loads(table[0].data) if isinstance(table[0].data, str) else table[0].data
     assert {r["classifier"] for r in rows} >= {"logreg", "stacking_cv"}
-    summaries = await _artifacts(artifact_key(DATASET, "summary"))
+    summaries = await _artifacts(artifact_key("evaluate", DATASET, "summary"))
     assert len(summaries) == 2 and all(documents[0]["summary"][DATASET] in a.data for a in summaries)
     assert len(await _artifacts("evaluate-report")) == 2
 

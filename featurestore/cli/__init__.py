@@ -7,11 +7,10 @@ assembles them and turns ``FeatureStoreError`` into one line on stderr and a non
 from __future__ import annotations
 
 import importlib
-import sys
 
 import typer
 
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import exit_on_error
 
 COMMAND_MODULES = (
     "featurestore.cli.store_commands",
@@ -35,8 +34,5 @@ for _module in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` defaults to the process's arguments."""
-    try:
+    with exit_on_error():
         app(args=argv, prog_name="featurestore")
-    except FeatureStoreError as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(error.exit_code)
