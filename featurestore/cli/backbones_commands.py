@@ -68,6 +68,15 @@ def _print_results(results, as_json: bool) -> None:
         print_table(rows, RESULT_COLUMNS, title="extract")
 
 
+def _requested_models(models: list[str], onnx_specs: list[str]) -> list[str]:
+    """Register the ``--onnx-spec`` backbones, then return the requested model names."""
+    from featurestore.backbones import register_onnx_spec
+
+    for spec in onnx_specs:
+        register_onnx_spec(spec)
+    return _split(models)
+
+
 def extract(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Ingested dataset name."),
     models: list[str] = typer.Option(["efficientnet_lite0"], "--models", "-m", help="Backbones, comma-separated or repeated."),
@@ -87,12 +96,9 @@ def extract(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run each backbone once over a dataset into its store; complete stores are skipped, partial ones resume."""
-    from featurestore.backbones import register_onnx_spec
     from featurestore.extract import extract as run_extract
 
-    for spec in onnx_spec:
-        register_onnx_spec(spec)
-    names = _split(models)
+    names = _requested_models(models, onnx_spec)
     results = run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
                           batch_size=batch_size, workers=workers, threads=threads,
                           weights=_weights_map(weights, names), layer=layer, shard=_shard(shard),
@@ -112,12 +118,9 @@ def merge_shards(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Join the shard stores of each model (from `extract --shard i/n`) into one store."""
-    from featurestore.backbones import register_onnx_spec
     from featurestore.extract import merge_shards as run_merge
 
-    for spec in onnx_spec:
-        register_onnx_spec(spec)
-    names = _split(models)
+    names = _requested_models(models, onnx_spec)
     results = run_merge(dataset, names, count, root, weights=_weights_map(weights, names), layer=layer,
                         overwrite=overwrite)
     _print_results(results, as_json)
