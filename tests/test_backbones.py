@@ -87,6 +87,16 @@ def test_preprocessing_matches_torchvision_pixel_for_pixel():
         np.testing.assert_allclose(normalised, prep.torchvision_transform()(Image.fromarray(photo)).numpy(), atol=1e-5)
 
 
+def test_greyscale_preprocessing_gives_the_bytes_of_its_rgb_copy():
+    import skimage.data
+
+    photo = skimage.data.camera()  # a real greyscale photograph
+    for prep in (Preprocessing(224, 256, "bicubic"), Preprocessing(260, 292, "bicubic"), Preprocessing(299, 342)):
+        crop = prep.apply(photo[:300, 40:500])
+        assert crop.shape == (prep.size, prep.size, 3)
+        np.testing.assert_array_equal(crop, prep.apply(np.repeat(photo[:300, 40:500, None], 3, axis=2)))
+
+
 def test_package_weights_are_verified_by_sha256():
     source = get_backbone("efficientnet_lite0").weights
     resolved = source.resolve()

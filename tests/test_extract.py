@@ -49,9 +49,9 @@ class CountingManifest(Manifest):
         counting.reads = []
         return counting
 
-    def read_rgb(self, i: int) -> np.ndarray:
+    def read_pixels(self, i: int) -> np.ndarray:
         self.reads.append(i)  # list.append is atomic: the reader's threads may call this at once
-        return super().read_rgb(i)
+        return super().read_pixels(i)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -44,6 +44,8 @@ class _SameConv(nn.Conv2d):
         before, after = _same_padding(size, kernel, stride)
         # Symmetric padding stays inside the convolution: a separate Pad op would make
         # onnxruntime convert every feature map out of and back into its blocked layout.
+        # The asymmetric Pad of a strided convolution is folded into the ONNX Conv at export
+        # (featurestore.extract.onnx_graph), as torch's Conv2d cannot express it.
         symmetric = before == after
         super().__init__(in_ch, out_ch, kernel, stride, padding=before if symmetric else 0, groups=groups, bias=False)
         self._pad = (0, 0, 0, 0) if symmetric else (before, after, before, after)

@@ -117,14 +117,18 @@ class Manifest:
             self._arrays[name] = np.load(self.directory / name, mmap_mode="r")
         return self._arrays[name][int(row)]
 
-    def read_rgb(self, i: int) -> np.ndarray:
-        """Image of row ``i`` (position in ``frame``) as ``uint8`` ``(H, W, 3)``."""
+    def read_pixels(self, i: int) -> np.ndarray:
+        """Image of row ``i`` (position in ``frame``) as ``uint8``: ``(H, W)`` for a greyscale
+        array dataset (e.g. Fashion-MNIST), else ``(H, W, 3)``."""
         source = self.frame["source"].iat[i]
         if ARRAY_SEPARATOR in source:
-            name = source.rpartition(ARRAY_SEPARATOR)[0]
-            pixels = np.asarray(self._array_row(source))
-            return _as_rgb(pixels, colour=self._arrays[name].ndim == 4)
+            return np.asarray(self._array_row(source), dtype=np.uint8)
         return decode_rgb(self.directory / source)
+
+    def read_rgb(self, i: int) -> np.ndarray:
+        """Image of row ``i`` (position in ``frame``) as ``uint8`` ``(H, W, 3)``."""
+        pixels = self.read_pixels(i)
+        return _as_rgb(pixels, colour=pixels.ndim == 3)
 
     def read_rgb_batch(self, indices: Sequence[int]) -> np.ndarray:
         """Images of rows ``indices`` stacked as ``uint8`` ``(n, H, W, 3)``; all must share a size."""

@@ -15,12 +15,13 @@ import warnings
 from pathlib import Path
 
 from featurestore.backbones import Backbone, ResolvedWeights
+from featurestore.extract.onnx_graph import fold_pads_into_convs
 from featurestore.paths import resolve_root
 
 INPUT_NAME, OUTPUT_NAME = "pixels", "features"
 OPSET = 17
 # Bump when the export code changes the graph, so stale cached files are not reused.
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 
 
 def cache_dir(root=None) -> Path:
@@ -57,6 +58,7 @@ def exported_onnx(backbone: Backbone, weights: ResolvedWeights, layer: str, root
             torch.onnx.export(net, (example,), tmp, dynamo=False, opset_version=OPSET,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}})
+        fold_pads_into_convs(Path(tmp))
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

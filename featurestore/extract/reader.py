@@ -39,9 +39,10 @@ def prepare(manifest, start: int, stop: int, preprocessings: Sequence[Preprocess
     failed = np.zeros(n, dtype=bool)
     for j in range(n):
         try:
-            rgb = manifest.read_rgb(start + j)
+            # Greyscale stays one channel until each crop is made (see Preprocessing.apply).
+            pixels = manifest.read_pixels(start + j)
             for preprocessing, batch in inputs.items():
-                batch[j] = preprocessing.apply(rgb)
+                batch[j] = preprocessing.apply(pixels)
         except Exception as error:  # noqa: BLE001 - one bad image must not stop the pass
             failed[j] = True
             log.warning("row %d (%s): cannot decode (%s); recorded as failed",
