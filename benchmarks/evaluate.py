@@ -2,6 +2,7 @@
 
     python benchmarks/evaluate.py --root DIR [--dataset fashion-mnist]
         [--models efficientnet_lite0,efficientnet_lite1,efficientnet_lite2] [--task-runner threads]
+        [--train-per-class N] [--skip-baseline]
 
 The stores must exist under ``--root`` (``featurestore ingest`` + ``featurestore extract``).
 Both sides run in this process, one after the other, on the same stores: the flow with its
@@ -9,6 +10,8 @@ task runner, then a for-loop over the same classifiers, hyper-parameter grids an
 with scikit-learn's defaults (no task runner, no thread caps, every candidate fitted from
 scratch). It prints both wall-clock times, their ratio, the accuracy table of each side and
 whether leak-free stacking beat the best single backbone, as Markdown for benchmarks/RESULTS.md.
+``--train-per-class N`` fits both sides on N seeded train images per class and scores them on
+the whole test split (the issue's reference protocol is N = 600).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sklearn.svm import LinearSVC
 import featurestore
 from featurestore.classifiers import classifier_names, get_classifier
 from featurestore.classifiers.selection import cv_splits
+from featurestore.evaluation.data import train_subset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -53,11 +57,16 @@ def _select_and_fit(name, X_train, y_train, X_val, y_val, folds, X_fit, y_fit, s
     return spec.build(best, seed, -1, X_fit.shape).fit(X_fit, y_fit), best
 
 
-def sequential_baseline(root: str, dataset: str, models: list[str], seed: int) -> dict[tuple[str, str], float]:
+def sequential_baseline(root: str, dataset: str, models: list[str], seed: int,
+                        train_per_class: int | None = None) -> dict[tuple[str, str], float]:
     """The whole grid as a plain script; returns test accuracy per (model, classifier)."""
     loaded = [featurestore.load_arrays(dataset, m, root=root) for m in models]
-    split = loaded[0].split
+    split = np.asarray(loaded[0].split).astype(str)
     y = loaded[0].labels
+    if train_per_class is not None:
+        # rows outside the subset become a split no step uses
+        keep = train_subset(np.asarray(loaded[0].ids).astype(str), y, split, train_per_class, seed)
+        split = np.where(keep, split, "unused")
     train, val, test, fit = (split == "train"), (split == "val"), (split == "test"), np.isin(split, ["train", "val"])
     folds = loaded[0].fold[train]
     accuracy, chosen = {}, {}
@@ -96,6 +105,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--train-per-class", type=int, help="fit on N seeded train images per class")
     args = parser.parse_args()
     models = args.models.split(",")
 
@@ -103,7 +113,8 @@ def main() -> None:
 
     started = time.perf_counter()
     run_dir = Path(run_evaluate(task_runner=args.task_runner, workers=args.workers, datasets=[args.dataset],
-                                models=models, seed=args.seed, root=args.root))
+                                models=models, seed=args.seed, root=args.root,
+                                train_per_class=args.train_per_class))
     flow_seconds = time.perf_counter() - started
     document = json.loads((run_dir / "results.json").read_text())
     rows = {(r["model"], r["classifier"]): r["accuracy"] for r in document["results"]}
@@ -111,11 +122,11 @@ def main() -> None:
     baseline, baseline_seconds = {}, float("nan")
     if not args.skip_baseline:
         started = time.perf_counter()
-        baseline = sequential_baseline(args.root, args.dataset, models, args.seed)
+        baseline = sequential_baseline(args.root, args.dataset, models, args.seed, args.train_per_class)
         baseline_seconds = time.perf_counter() - started
 
-    counts = featurestore.load_arrays(args.dataset, models[0], root=args.root).split
-    sizes = ", ".join(f"{s} {int(np.sum(counts == s))}" for s in ("train", "val", "test"))
+    record = document["results"][0]
+    sizes = f"fit on {record['n_fit']} (train+val), test {record['n_test']}"
     print(f"## evaluate: {args.dataset} ({sizes}), {len(models)} models, cpu_count {os.cpu_count()}\n")
     print(f"* flow ({args.task_runner}, {args.workers} workers): {flow_seconds:.1f} s  (run {run_dir.name})")
     if baseline:

@@ -1,27 +1,26 @@
 """The ``evaluate`` flow: every (dataset, model, classifier) answer plus stacking, in one report.
 
-Run it as ``python -m flows.evaluate --dataset fashion-mnist [--models a,b] [--classifiers ...]``
-or through ``featurestore evaluate``. Reports land in ``<root>/runs/<run-id>/``; the tables and
+Run it as ``featurestore evaluate --dataset fashion-mnist [--models a,b] [--classifiers ...]``
+(``python -m flows.evaluate`` takes the same options). Reports land in ``<root>/runs/<run-id>/``; the tables and
 summaries are also published as Prefect artifacts with stable keys (``evaluate-<dataset>``,
 ``evaluate-<dataset>-summary``), so the UI shows their history across runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from featurestore.classifiers import classifier_names, get_classifier
-from featurestore.errors import exit_on_error
 from featurestore.evaluation import new_run_dir, table_rows
 from featurestore.evaluation.readiness import dataset_models
 from featurestore.evaluation.report import markdown_summary
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
 from flows.artifacts import artifact_key
-from flows.runners import TASK_RUNNERS, make_task_runner, shared_api
+from flows.runners import make_task_runner, shared_api
 from tasks import evaluate as steps
 
 
@@ -52,6 +51,7 @@ def evaluate(
     seed: int = 0,
     root: str | None = None,
     workers: int = 2,
+    train_per_class: int | None = None,
 ) -> str:
     """Fan classifiers and stacking out over the stores of ``datasets``; return the run directory.
 
@@ -59,6 +59,8 @@ def evaluate(
     ``stacking`` adds leak-free stacking, soft vote and early fusion over the usable models;
     ``in_sample`` also shows the leaky in-sample stacking, labelled as such. ``workers`` is the
     number of tasks run at once; native threads per task are the CPU count divided by it.
+    ``train_per_class`` fits on at most that many train images per class (seeded) and scores on
+    the whole test split, for a learning curve without extracting again.
     """
     classifiers = list(classifiers or classifier_names())
     for name in classifiers:
@@ -85,20 +87,21 @@ def evaluate(
         steps.check_dataset_rows.submit(dataset, usable, root).result()
         # Logistic regression goes first: the ensembles reuse its chosen C, and they are the
         # longest tasks, so they should start early rather than last.
-        logreg = [steps.fit_classifier.submit(dataset, m, BASE_CLASSIFIER, root, seed, threads, run_dir)
-                  for m in usable] if BASE_CLASSIFIER in classifiers else []
+        logreg = [steps.fit_classifier.submit(dataset, m, BASE_CLASSIFIER, root, seed, threads, run_dir,
+                                              train_per_class) for m in usable] if BASE_CLASSIFIER in classifiers else []
         parts += logreg
         if stacking and len(usable) > 1:
             # early fusion first: stacking blocks a worker until every logistic regression is done
-            parts.append(steps.early_fusion.submit(dataset, usable, root, seed, threads, run_dir))
-            parts.append(steps.stack.submit(dataset, usable, root, seed, threads, run_dir, logreg, in_sample))
-        parts += [steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir)
+            parts.append(steps.early_fusion.submit(dataset, usable, root, seed, threads, run_dir, train_per_class))
+            parts.append(steps.stack.submit(dataset, usable, root, seed, threads, run_dir, logreg, in_sample,
+                                            train_per_class))
+        parts += [steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir, train_per_class)
                   for c in classifiers if c != BASE_CLASSIFIER for m in usable]
         if stacking and len(usable) < 2:
             skipped.append({"dataset": dataset, "model": "+".join(usable), "classifier": "stacking",
                             "reason": "stacking needs at least two usable stores of the dataset"})
     parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,
-                  "in_sample": in_sample, "seed": seed, "workers": workers}
+                  "in_sample": in_sample, "seed": seed, "workers": workers, "train_per_class": train_per_class}
     results_json = steps.report.submit(run_dir, [f.result() for f in parts], skipped, parameters).result()
     document = steps.read_document(results_json)
     _publish(document)
@@ -116,27 +119,11 @@ def run_evaluate(task_runner: str = "threads", workers: int = 2, **parameters) -
         return evaluate.with_options(task_runner=runner)(workers=workers, **parameters)
 
 
-def _names(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: ``python -m flows.evaluate --dataset NAME ...``."""
-    parser = argparse.ArgumentParser(prog="python -m flows.evaluate", description=evaluate.__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="dataset name(s), comma-separated")
-    parser.add_argument("--models", help="model names, comma-separated (default: every store of the dataset)")
-    parser.add_argument("--classifiers", help=f"comma-separated, from {', '.join(classifier_names())}")
-    parser.add_argument("--no-stacking", action="store_true")
-    parser.add_argument("--in-sample", action="store_true", help="also show the leaky in-sample stacking")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--root")
-    parser.add_argument("--task-runner", default="threads", choices=list(TASK_RUNNERS))
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
-    with exit_on_error():
-        run_evaluate(task_runner=args.task_runner, workers=args.workers, datasets=_names(args.dataset),
-                     models=_names(args.models), classifiers=_names(args.classifiers),
-                     stacking=not args.no_stacking, in_sample=args.in_sample, seed=args.seed, root=args.root)
+    """``python -m flows.evaluate [OPTIONS]`` is ``featurestore evaluate [OPTIONS]``: one set of options for both."""
+    from featurestore.cli import main as cli_main
+
+    cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

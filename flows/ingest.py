@@ -1,19 +1,17 @@
 """The ``ingest`` flow: fetch a dataset once, prove it intact, split it reproducibly.
 
-Run it as ``python -m flows.ingest --dataset fashion-mnist [--root DIR] ...`` or through
-``featurestore ingest``.
+Run it as ``featurestore ingest fashion-mnist [--root DIR] ...`` (``python -m flows.ingest``
+takes the same arguments).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 
 import pandas as pd
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from featurestore.errors import exit_on_error
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
 from flows.artifacts import artifact_key
 from tasks import ingest as steps
@@ -59,23 +57,10 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: ``python -m flows.ingest --dataset NAME ...``."""
-    parser = argparse.ArgumentParser(prog="python -m flows.ingest", description=ingest.__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--root")
-    parser.add_argument("--ratios", default=",".join(str(r) for r in DEFAULT_RATIOS), help="train,val,test")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit-per-class", type=int)
-    parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS)
-    parser.add_argument("--mirror")
-    parser.add_argument("--source")
-    parser.add_argument("--name")
-    args = parser.parse_args(argv)
-    with exit_on_error():
-        result = ingest(dataset=args.dataset, root=args.root, ratios=[float(r) for r in args.ratios.split(",")],
-                        seed=args.seed, limit_per_class=args.limit_per_class, mirror=args.mirror,
-                        source=args.source, name=args.name, folds=args.folds)
-    print(json.dumps(result, indent=2))
+    """``python -m flows.ingest DATASET [OPTIONS]`` is ``featurestore ingest DATASET [OPTIONS]``."""
+    from featurestore.cli import main as cli_main
+
+    cli_main(["ingest", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -40,10 +40,11 @@ def check_dataset_rows(dataset: str, models: list[str], root: str | None) -> Non
 
 @task(name="classifier", task_run_name="{classifier} on {dataset}/{model}", cache_policy=NO_CACHE)
 def fit_classifier(dataset: str, model: str, classifier: str, root: str | None, seed: int, threads: int,
-                   run_dir: str) -> str:
+                   run_dir: str, train_per_class: int | None = None) -> str:
     """Select, refit and score one classifier on one store; return the part file's path."""
     limit_native_threads(threads)
-    record = evaluate_classifier(dataset, model, classifier, root=root, seed=seed, n_jobs=threads)
+    record = evaluate_classifier(dataset, model, classifier, root=root, seed=seed, n_jobs=threads,
+                                 train_per_class=train_per_class)
     return save_records(part_path(run_dir, dataset, model, classifier), [record])
 
 
@@ -54,22 +55,25 @@ def _base_params(part_paths: list[str]) -> dict[str, dict]:
 
 @task(name="stacking", task_run_name="stacking on {dataset}", cache_policy=NO_CACHE)
 def stack(dataset: str, models: list[str], root: str | None, seed: int, threads: int, run_dir: str,
-          logreg_parts: list[str], in_sample: bool) -> str:
+          logreg_parts: list[str], in_sample: bool, train_per_class: int | None = None) -> str:
     """Leak-free stacking (+ soft vote, + optional in-sample stacking) over ``models``.
 
     Reuses the C each backbone's logistic regression chose (``logreg_parts``) instead of tuning again.
     """
     limit_native_threads(threads)
     records = evaluate_stacking(dataset, models, root=root, seed=seed, n_jobs=threads,
-                                base_params=_base_params(logreg_parts), in_sample=in_sample)
+                                base_params=_base_params(logreg_parts), in_sample=in_sample,
+                                train_per_class=train_per_class)
     return save_records(part_path(run_dir, dataset, "+".join(models), "stacking"), records)
 
 
 @task(name="early-fusion", task_run_name="early fusion on {dataset}", cache_policy=NO_CACHE)
-def early_fusion(dataset: str, models: list[str], root: str | None, seed: int, threads: int, run_dir: str) -> str:
+def early_fusion(dataset: str, models: list[str], root: str | None, seed: int, threads: int, run_dir: str,
+                 train_per_class: int | None = None) -> str:
     """Logistic regression on the concatenated features of ``models``."""
     limit_native_threads(threads)
-    record = evaluate_early_fusion(dataset, models, root=root, seed=seed, n_jobs=threads)
+    record = evaluate_early_fusion(dataset, models, root=root, seed=seed, n_jobs=threads,
+                                   train_per_class=train_per_class)
     return save_records(part_path(run_dir, dataset, "+".join(models), "early_fusion"), [record])
 
 

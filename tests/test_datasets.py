@@ -50,6 +50,15 @@ def test_unknown_dataset_lists_the_known_ones():
         get_dataset("cifar-10")
 
 
+def test_flow_module_takes_the_cli_arguments(root, capsys):
+    from flows.ingest import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["cifar-10", "--root", str(root)])
+    assert exit_.value.code == 2
+    assert "unknown dataset 'cifar-10': choose one of" in capsys.readouterr().err
+
+
 def test_datasets_command_lists_and_reports_presence(cli, root):
     table = cli("datasets", "--root", str(root))
     assert table.exit_code == 0 and "cub200" in table.output and "official split" in table.output

@@ -153,3 +153,8 @@ def test_fashion_mnist_through_efficientnet_lite0(harness, fashion_root):
     assert records["logreg"]["accuracy"] == pytest.approx(np.mean(predicted == arrays.labels[test]))
     for picture in ("accuracy.png", "confusion_fashion-mnist.png"):
         assert (run / picture).stat().st_size > 10_000
+    # A learning-curve point from the same store: 10 train images per class, the same test split.
+    few = _document(Path(run_evaluate(datasets=["fashion-mnist"], classifiers=["knn"], root=str(fashion_root),
+                                      seed=0, train_per_class=10)))
+    assert few["parameters"]["train_per_class"] == 10
+    assert few["results"][0]["n_fit"] == 100 and few["results"][0]["n_test"] == records["logreg"]["n_test"]

@@ -98,6 +98,22 @@ def test_evaluation_is_reproducible_with_the_same_seed(digits_root):
     assert [r["params"] for r in first] == [r["params"] for r in second]
 
 
+def test_train_per_class_subsets_train_only_and_is_seeded(digits_root):
+    full = load_eval_data(DATASET, MODELS, root=digits_root)
+    few = load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=5, seed=1)
+    assert np.bincount(few.y[few.split == "train"]).tolist() == [5] * 10
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(few.ids[few.split == split], full.ids[full.split == split])
+    again = load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=5, seed=1)
+    other = load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=5, seed=2)
+    np.testing.assert_array_equal(again.ids, few.ids)
+    assert set(other.ids[other.split == "train"]) != set(few.ids[few.split == "train"])
+    record = evaluate_classifier(DATASET, "pixels", "logreg", root=digits_root, seed=1, train_per_class=5)
+    assert record["n_fit"] == 50 + full.n_rows("val") and record["n_test"] == full.n_rows("test")
+    with pytest.raises(FeatureStoreError, match="train rows per class 0 is invalid"):
+        load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=0)
+
+
 def test_incomplete_and_unverifiable_stores_are_reported_not_evaluated(tmp_path):
     pixels, rows = digits_rows()
     write_store(tmp_path, "pixels", pixels, rows, finalize=False)

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, print_json, print_table
+from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, print_json, print_table, split_names
 from featurestore.errors import InvalidName
 
 BACKBONE_COLUMNS = ["name", "dim", "input", "interpolation", "layers", "weights", "offline"]
 RESULT_COLUMNS = ["dataset", "model", "status", "rows", "written", "failed", "images_per_second", "runtime", "path"]
-
-
-def _split(values: list[str] | None) -> list[str]:
-    """``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
-    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
 
 
 def backbones(as_json: bool = JSON_OPTION) -> None:
@@ -74,7 +69,7 @@ def _requested_models(models: list[str], onnx_specs: list[str]) -> list[str]:
 
     for spec in onnx_specs:
         register_onnx_spec(spec)
-    return _split(models)
+    return split_names(models)
 
 
 def extract(

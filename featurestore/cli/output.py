@@ -19,6 +19,11 @@ ROOT_OPTION = typer.Option(None, "--root", help="Featurestore root (default: $FE
 console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
 
+def split_names(values: list[str] | None) -> list[str]:
+    """Names given repeated or comma-separated: ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
 def _plain(value):
     """A JSON-safe version of ``value`` (numpy scalars, timestamps, NaN)."""
     if isinstance(value, Mapping):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, console, print_json, print_table, records
+from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, console, print_json, print_table, records, split_names
 
 REPORT_COLUMNS = ["model", "classifier", "accuracy %", "top-5 %", "macro-F1 %", "gain", "fit s", "params"]
 
@@ -63,24 +63,35 @@ def report(
 
 
 def evaluate(
-    dataset: list[str] = typer.Option(..., "--dataset", "-d", help="Dataset to evaluate (repeatable)."),
-    model: list[str] = typer.Option(None, "--model", "-m", help="Model (repeatable; default: every store of the dataset)."),
-    classifier: list[str] = typer.Option(None, "--classifier", "-c", help="Classifier (repeatable; default: all registered)."),
+    dataset: list[str] = typer.Option(..., "--dataset", "--datasets", "-d",
+                                      help="Datasets to evaluate, comma-separated or repeated."),
+    model: list[str] = typer.Option(None, "--model", "--models", "-m",
+                                    help="Models, comma-separated or repeated (default: every store of the dataset)."),
+    classifier: list[str] = typer.Option(None, "--classifier", "--classifiers", "-c",
+                                         help="Classifiers, comma-separated or repeated (default: all registered)."),
     stacking: bool = typer.Option(True, "--stacking/--no-stacking", help="Add stacking, soft vote and early fusion."),
     in_sample: bool = typer.Option(False, "--in-sample", help="Also show the leaky in-sample stacking, labelled."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice (same seed, same numbers)."),
     task_runner: str = typer.Option("threads", "--task-runner", help="threads, processes or dask."),
     workers: int = typer.Option(2, "--workers", help="Tasks run at once."),
+    train_per_class: int = typer.Option(None, "--train-per-class",
+                                        help="Fit on at most this many train images per class (seeded); test stays whole."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the evaluate flow and print its results table."""
+    from featurestore.classifiers import get_classifier
     from featurestore.evaluation.history import load_run
     from flows.evaluate import run_evaluate  # Prefect loads only when a flow actually runs
 
-    run_dir = run_evaluate(task_runner=task_runner, workers=workers, datasets=list(dataset),
-                           models=list(model) or None, classifiers=list(classifier) or None,
-                           stacking=stacking, in_sample=in_sample, seed=seed, root=root)
+    classifiers = split_names(classifier)
+    # An unknown name is reported before a flow run starts, without Prefect's failure log.
+    for name in classifiers:
+        get_classifier(name)
+    run_dir = run_evaluate(task_runner=task_runner, workers=workers, datasets=split_names(dataset),
+                           models=split_names(model) or None, classifiers=classifiers or None,
+                           stacking=stacking, in_sample=in_sample, seed=seed, root=root,
+                           train_per_class=train_per_class)
     print_run(load_run(Path(run_dir).name, root), as_json)
 
 

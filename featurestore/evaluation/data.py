@@ -10,9 +10,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 import featurestore
+from featurestore.errors import InvalidName
 from featurestore.evaluation.errors import ClassMissingFromTrain, SingleClassDataset, StoresDisagree
+from featurestore.ingest.split import rank
 from featurestore.store import locate
 from featurestore.store.format import open_h5
 from featurestore.store.reader import check_header, read_rows
@@ -142,11 +145,26 @@ def check_classes(dataset: str, y: np.ndarray, split: np.ndarray, class_names: S
         )
 
 
-def load_eval_data(dataset: str, models: Iterable[str], root=None) -> EvalData:
+def train_subset(ids: np.ndarray, y: np.ndarray, split: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Mask keeping at most ``per_class`` train rows of each class, chosen by ``seed``, and every
+    val and test row: a learning-curve point on the same test set, from the same stores."""
+    if per_class < 1:
+        raise InvalidName(f"train rows per class {per_class} is invalid: give a positive number, or none for all")
+    train = np.flatnonzero(split == "train")
+    ranked = pd.DataFrame({"label": y[train], "rank": rank(pd.Series(ids[train]), seed).to_numpy()}, index=train)
+    kept = ranked.sort_values("rank", kind="mergesort").groupby("label", sort=False).head(per_class).index
+    keep = split != "train"
+    keep[kept.to_numpy()] = True
+    return keep
+
+
+def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_class: int | None = None,
+                   seed: int = 0) -> EvalData:
     """Read each model's store of ``dataset`` once and put the features side by side.
 
     The stores must hold the same rows (ids, labels, split, folds, class names); rows that
-    failed in any store are dropped from all of them.
+    failed in any store are dropped from all of them. ``train_per_class`` keeps at most that
+    many train rows per class (chosen by ``seed``) and every val and test row.
     """
     models = list(models)
     read = [_read(dataset, model, root) for model in models]
@@ -155,6 +173,9 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None) -> EvalData:
         _check_same_rows(dataset, models[0], first, model, arrays)
     failed = np.logical_or.reduce([f for _, _, f in read])
     keep = ~failed
+    if train_per_class is not None:
+        keep &= train_subset(np.asarray(first.ids).astype(str), np.asarray(first.labels, np.int64),
+                             np.asarray(first.split).astype(str), train_per_class, seed)
     blocks, start = {}, 0
     for model, (_, features, _) in zip(models, read):
         blocks[model] = (start, start + features.shape[1])

@@ -61,8 +61,11 @@ def run_classifier(data: EvalData, spec: ClassifierSpec, seed: int = 0, n_jobs: 
 
 
 def evaluate_classifier(
-    dataset: str, model: str, classifier: str, root=None, seed: int = 0, n_jobs: int = 1
+    dataset: str, model: str, classifier: str, root=None, seed: int = 0, n_jobs: int = 1,
+    train_per_class: int | None = None,
 ) -> dict[str, Any]:
-    """Read the (dataset, model) store once and return ``classifier``'s result record."""
+    """Read the (dataset, model) store once and return ``classifier``'s result record
+    (``train_per_class``: see ``load_eval_data``)."""
     spec = get_classifier(classifier)
-    return run_classifier(load_eval_data(dataset, [model], root), spec, seed=seed, n_jobs=n_jobs)
+    data = load_eval_data(dataset, [model], root, train_per_class, seed)
+    return run_classifier(data, spec, seed=seed, n_jobs=n_jobs)

@@ -153,12 +153,16 @@ def evaluate_stacking(
     n_jobs: int = 1,
     base_params: dict[str, dict[str, Any]] | None = None,
     in_sample: bool = False,
+    train_per_class: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Read the stores of ``models`` once and return the stacking records (see ``stacking_records``)."""
-    data = load_eval_data(dataset, models, root)
+    """Read the stores of ``models`` once and return the stacking records (see ``stacking_records``;
+    ``train_per_class``: see ``load_eval_data``)."""
+    data = load_eval_data(dataset, models, root, train_per_class, seed)
     return stacking_records(data, seed=seed, n_jobs=n_jobs, base_params=base_params, in_sample=in_sample)
 
 
-def evaluate_early_fusion(dataset: str, models: list[str], root=None, seed: int = 0, n_jobs: int = 1) -> dict:
+def evaluate_early_fusion(dataset: str, models: list[str], root=None, seed: int = 0, n_jobs: int = 1,
+                          train_per_class: int | None = None) -> dict:
     """Read the stores of ``models`` once and return the early-fusion record."""
-    return early_fusion_record(load_eval_data(dataset, models, root), seed=seed, n_jobs=n_jobs)
+    data = load_eval_data(dataset, models, root, train_per_class, seed)
+    return early_fusion_record(data, seed=seed, n_jobs=n_jobs)
