@@ -9,7 +9,6 @@ summaries are also published as Prefect artifacts with stable keys (``evaluate-<
 from __future__ import annotations
 
 import os
-import sys
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -121,9 +120,9 @@ def run_evaluate(task_runner: str = "threads", workers: int = 2, **parameters) -
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m flows.evaluate [OPTIONS]`` is ``featurestore evaluate [OPTIONS]``: one set of options for both."""
-    from featurestore.cli import main as cli_main
+    from featurestore.cli import run_command
 
-    cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
+    run_command("evaluate", argv)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ takes the same arguments).
 
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -58,9 +56,9 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m flows.ingest DATASET [OPTIONS]`` is ``featurestore ingest DATASET [OPTIONS]``."""
-    from featurestore.cli import main as cli_main
+    from featurestore.cli import run_command
 
-    cli_main(["ingest", *(sys.argv[1:] if argv is None else argv)])
+    run_command("ingest", argv)
 
 
 if __name__ == "__main__":

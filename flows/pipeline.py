@@ -8,7 +8,6 @@ inputs did not change reuses every manifest and store and recomputes only the re
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -117,9 +116,9 @@ def run_pipeline(**parameters) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m flows.pipeline [OPTIONS]`` is ``featurestore run [OPTIONS]``: one set of options for both."""
-    from featurestore.cli import main as cli_main
+    from featurestore.cli import run_command
 
-    cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
+    run_command("run", argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ assembles them and turns ``FeatureStoreError`` into one line on stderr and a non
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -36,3 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` defaults to the process's arguments."""
     with exit_on_error():
         app(args=argv, prog_name="featurestore")
+
+
+def run_command(command: str, argv: list[str] | None = None) -> None:
+    """``featurestore COMMAND ARGV...``: the entry point of ``python -m flows.<flow>``, so a flow's
+    module and its CLI command take one set of options. ``argv`` defaults to the process's."""
+    main([command, *(sys.argv[1:] if argv is None else argv)])

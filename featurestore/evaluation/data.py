@@ -15,7 +15,7 @@ import pandas as pd
 import featurestore
 from featurestore.errors import InvalidName
 from featurestore.evaluation.errors import ClassMissingFromTrain, SingleClassDataset, StoresDisagree
-from featurestore.ingest.split import rank
+from featurestore.ingest.split import limit_per_class
 from featurestore.store import locate
 from featurestore.store.format import open_h5
 from featurestore.store.reader import check_header, read_rows
@@ -151,10 +151,10 @@ def train_subset(ids: np.ndarray, y: np.ndarray, split: np.ndarray, per_class: i
     if per_class < 1:
         raise InvalidName(f"train rows per class {per_class} is invalid: give a positive number, or none for all")
     train = np.flatnonzero(split == "train")
-    ranked = pd.DataFrame({"label": y[train], "rank": rank(pd.Series(ids[train]), seed).to_numpy()}, index=train)
-    kept = ranked.sort_values("rank", kind="mergesort").groupby("label", sort=False).head(per_class).index
+    # The same seeded choice ingest's --limit-per-class makes, applied to train rows only.
+    rows = pd.DataFrame({"id": ids[train], "class_name": y[train], "split": "train"}, index=train)
     keep = split != "train"
-    keep[kept.to_numpy()] = True
+    keep[limit_per_class(rows, per_class, seed).index.to_numpy()] = True
     return keep
 
 
@@ -171,11 +171,13 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
     first = read[0][0]
     for model, (arrays, _, _) in zip(models[1:], read[1:]):
         _check_same_rows(dataset, models[0], first, model, arrays)
+    ids = np.asarray(first.ids).astype(str)
+    labels = np.asarray(first.labels, np.int64)
+    split = np.asarray(first.split).astype(str)
     failed = np.logical_or.reduce([f for _, _, f in read])
     keep = ~failed
     if train_per_class is not None:
-        keep &= train_subset(np.asarray(first.ids).astype(str), np.asarray(first.labels, np.int64),
-                             np.asarray(first.split).astype(str), train_per_class, seed)
+        keep &= train_subset(ids, labels, split, train_per_class, seed)
     blocks, start = {}, 0
     for model, (_, features, _) in zip(models, read):
         blocks[model] = (start, start + features.shape[1])
@@ -190,10 +192,10 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
         dataset=dataset,
         models=models,
         X=X,
-        y=np.asarray(first.labels, np.int64)[keep],
-        split=np.asarray(first.split).astype(str)[keep],
+        y=labels[keep],
+        split=split[keep],
         fold=np.asarray(first.fold, np.int64)[keep],
-        ids=np.asarray(first.ids).astype(str)[keep],
+        ids=ids[keep],
         class_names=[str(c) for c in first.class_names],
         blocks=blocks,
         fingerprints=fingerprints,

@@ -40,11 +40,11 @@ def _foldable_pads(pad, initializers: dict) -> list[int] | None:
     from onnx import helper, numpy_helper
 
     mode = next((helper.get_attribute_value(a) for a in pad.attribute if a.name == "mode"), b"constant")
-    extra_inputs = [name for name in pad.input[2:] if name]
-    if mode != b"constant" or pad.input[1] not in initializers:
+    # Optional inputs: the fill value (must be a constant zero) and, from opset 18, the axes.
+    value, axes = (list(pad.input[2:4]) + ["", ""])[:2]
+    if mode != b"constant" or axes or pad.input[1] not in initializers:
         return None
-    if extra_inputs and (extra_inputs[0] not in initializers or len(extra_inputs) > 1
-                         or numpy_helper.to_array(initializers[extra_inputs[0]]).any()):
+    if value and (value not in initializers or numpy_helper.to_array(initializers[value]).any()):
         return None
     pads = numpy_helper.to_array(initializers[pad.input[1]]).tolist()
     rank = len(pads) // 2
