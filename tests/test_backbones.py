@@ -97,6 +97,25 @@ def test_greyscale_preprocessing_gives_the_bytes_of_its_rgb_copy():
         np.testing.assert_array_equal(crop, prep.apply(np.repeat(photo[:300, 40:500, None], 3, axis=2)))
 
 
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
+def test_tensor_preprocessing_stays_within_two_levels_of_pillow(interpolation):
+    import skimage.data
+
+    # Upsampled small greyscale (the Fashion-MNIST case: 28 px, sharp edges that make bicubic
+    # overshoot) and downsampled colour photos.
+    small = skimage.data.camera()[::18, ::18][:28, :28]
+    cases = [np.stack([small, small.T, 255 - small]), skimage.data.chelsea()[None], skimage.data.coffee()[None]]
+    for prep in (Preprocessing(224, 256, interpolation), Preprocessing(224, 232, interpolation)):
+        for images in cases:
+            reference = np.stack([prep.apply(image) for image in images]).astype(int)
+            got = prep.apply_tensor(torch.from_numpy(images)).permute(0, 2, 3, 1).numpy()
+            assert got.shape == reference.shape
+            difference = np.abs(got - reference)
+            assert difference.max() <= 2 and difference.mean() < 0.02, (prep, images.shape, difference.mean())
+    with pytest.raises(FeatureStoreError, match="interpolation 'nearest' has no exact torch version"):
+        Preprocessing(224, 256, "nearest").apply_tensor(torch.zeros((1, 28, 28), dtype=torch.uint8))
+
+
 def test_package_weights_are_verified_by_sha256():
     source = get_backbone("efficientnet_lite0").weights
     resolved = source.resolve()

@@ -101,6 +101,47 @@ def test_shared_decoding_gives_the_features_of_separate_passes(root, tmp_path, c
         np.testing.assert_allclose(shared, alone, rtol=1e-5, atol=1e-5)
 
 
+def test_process_reader_writes_the_store_of_the_thread_reader(root, tmp_path, cache):
+    write_photo_dataset(root, "photos", copies=3, corrupt=1)
+    threads = shared_cache_root(tmp_path / "threads", cache)
+    write_photo_dataset(threads, "photos", copies=3, corrupt=1)
+    (spawned,) = extract("photos", ["efficientnet_lite0"], root, reader="processes", workers=2, batch_size=4,
+                         progress=False)
+    (threaded,) = extract("photos", ["efficientnet_lite0"], threads, reader="threads", batch_size=4, progress=False)
+    assert (spawned.written, spawned.failed) == (threaded.written, threaded.failed) == (16, 1)
+    a = featurestore.load_arrays("photos", "efficientnet_lite0", root=root)
+    b = featurestore.load_arrays("photos", "efficientnet_lite0", root=threads)
+    assert (a.ids == b.ids).all() and (a.failed == b.failed).all()
+    np.testing.assert_array_equal(a.features, b.features)  # same crops, same runtime: same bits
+    with pytest.raises(featurestore.errors.InvalidName, match="unknown reader 'fibres'; choose one of threads, processes"):
+        extract("photos", ["efficientnet_lite1"], root, reader="fibres", progress=False)
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist")
+def test_device_resize_reader_gives_the_features_of_pillow_crops(root, tmp_path, cache):
+    from featurestore.ingest.pipeline import ingest
+
+    pillow_root = shared_cache_root(tmp_path / "pillow", cache)
+    for where in (root, pillow_root):
+        ingest("fashion-mnist", where, limit_per_class=3, progress=False)
+    # The GPU default for an array dataset, run here on CPU through the same torch runtime.
+    (resized,) = extract("fashion-mnist", ["efficientnet_lite0"], root, reader="device-resize", runtime="torch",
+                         device="cpu", batch_size=16, progress=False)
+    (cropped,) = extract("fashion-mnist", ["efficientnet_lite0"], pillow_root, reader="threads", runtime="torch",
+                         device="cpu", batch_size=16, progress=False)
+    assert resized.written == cropped.written == 60
+    a = featurestore.load_arrays("fashion-mnist", "efficientnet_lite0", root=root)
+    b = featurestore.load_arrays("fashion-mnist", "efficientnet_lite0", root=pillow_root)
+    assert (a.provenance["extra"]["reader"], b.provenance["extra"]["reader"]) == ("device-resize", "threads")
+    assert cosine(a.features, b.features).min() >= 0.9999
+    with pytest.raises(featurestore.errors.InvalidName, match="needs the torch runtime"):
+        extract("fashion-mnist", ["efficientnet_lite1"], root, reader="device-resize", device="cpu", progress=False)
+    write_photo_dataset(root, "photos", copies=1)
+    with pytest.raises(featurestore.errors.InvalidName, match="'photos' is not one"):
+        extract("photos", ["efficientnet_lite0"], root, reader="device-resize", runtime="torch", device="cpu",
+                progress=False)
+
+
 def test_torchvision_entry_with_weights_file_and_torch_reference(root, tmp_path):
     write_photo_dataset(root, "photos", copies=1)
     weights = save_random_resnet18(tmp_path / "resnet18-random.pth")

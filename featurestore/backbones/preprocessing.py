@@ -20,6 +20,9 @@ INTERPOLATIONS = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
 }
+#: filters ``apply_tensor`` reproduces in torch (its nearest picks other pixels than Pillow's at
+#: some scales; no pretrained weights here use nearest)
+TORCH_FILTERS = ("bilinear", "bicubic")
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,33 @@ class Preprocessing:
         crop = image.crop((left, top, left + self.size, top + self.size)).convert("RGB")
         # tobytes packs Pillow's 4-byte RGB pixels in C; np.asarray would do it in slower steps.
         return np.frombuffer(crop.tobytes(), np.uint8).reshape(self.size, self.size, 3)
+
+    def apply_tensor(self, images):
+        """``apply`` for a batch of equal-sized images in torch, on the images' device.
+
+        ``uint8 (n, H, W)`` greyscale or ``(n, H, W, 3)`` -> ``float32 (n, 3, size, size)`` holding
+        0-255 values within two levels of ``apply``'s (measured on Fashion-MNIST and photos: at
+        most about 1% of values differ, by one level, where Pillow's fixed-point filter rounds
+        the other way).
+        """
+        import torch.nn.functional as F
+
+        if self.interpolation not in TORCH_FILTERS:
+            raise InvalidName(f"interpolation {self.interpolation!r} has no exact torch version; resize with "
+                              f"Pillow (reader 'threads' or 'processes')")
+        x = (images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)).float()
+        height, width = x.shape[-2:]
+        new_width, new_height = self.resized_shape(width, height)
+        # Pillow resamples rows, then columns, rounding and clipping to uint8 after each pass;
+        # one 2-D pass in float keeps the bicubic overshoot and drifts by up to 13 levels.
+        for size in ((height, new_width), (new_height, new_width)):
+            if tuple(x.shape[-2:]) != size:
+                x = F.interpolate(x, size=size, mode=self.interpolation, antialias=True, align_corners=False)
+                x = x.round_().clamp_(0, 255)
+        top = int(round((new_height - self.size) / 2.0))
+        left = int(round((new_width - self.size) / 2.0))
+        x = x[..., top:top + self.size, left:left + self.size]
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
     def normalize(self, batch: np.ndarray) -> np.ndarray:
         """``uint8 (n, S, S, 3)`` -> normalised ``float32 (n, 3, S, S)``."""

@@ -82,7 +82,9 @@ def extract(
     runtime: str = typer.Option(None, "--runtime", help="onnxruntime or torch (default: onnxruntime on CPU, torch on GPU)."),
     precision: str = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (torch runtime; default bf16 on GPU)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per batch (default 32 on CPU, 256 on GPU)."),
-    workers: int = typer.Option(None, "--workers", help="Decoding threads."),
+    reader: str = typer.Option(None, "--reader", help="threads, processes or device-resize (default: device-resize for "
+                               "one-array datasets on GPU, else processes on GPU, threads on CPU)."),
+    workers: int = typer.Option(None, "--workers", help="Decoding threads or processes (default: 4 threads; cores - 2 processes)."),
     threads: int = typer.Option(None, "--threads", help="Compute threads on CPU."),
     shard: str = typer.Option(None, "--shard", help="Extract only shard INDEX/COUNT (merge with merge-shards)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete store built from other inputs."),
@@ -95,7 +97,7 @@ def extract(
 
     names = _requested_models(models, onnx_spec)
     results = run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
-                          batch_size=batch_size, workers=workers, threads=threads,
+                          batch_size=batch_size, reader=reader, workers=workers, threads=threads,
                           weights=_weights_map(weights, names), layer=layer, shard=_shard(shard),
                           overwrite=overwrite, progress=progress)
     _print_results(results, as_json)

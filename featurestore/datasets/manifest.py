@@ -132,6 +132,12 @@ class Manifest:
 
     def read_rgb_batch(self, indices: Sequence[int]) -> np.ndarray:
         """Images of rows ``indices`` stacked as ``uint8`` ``(n, H, W, 3)``; all must share a size."""
+        pixels = self.read_pixels_batch(indices)
+        return _as_rgb(pixels, colour=pixels.ndim == 4)
+
+    def read_pixels_batch(self, indices: Sequence[int]) -> np.ndarray:
+        """Images of rows ``indices`` stacked as stored: ``uint8`` ``(n, H, W)`` for a greyscale array
+        dataset, else ``(n, H, W, 3)``; all must share a size. An array dataset's rows are one slice."""
         positions = np.asarray(indices, dtype=np.int64)
         sources = self.frame["source"].to_numpy()[positions]
         names = {s.rpartition(ARRAY_SEPARATOR)[0] if ARRAY_SEPARATOR in s else None for s in sources}
@@ -139,7 +145,7 @@ class Manifest:
             (name,) = names
             self._array_row(sources[0])
             rows = np.fromiter((int(s.rpartition(ARRAY_SEPARATOR)[2]) for s in sources), np.int64, len(sources))
-            return _as_rgb(np.asarray(self._arrays[name][rows]), colour=self._arrays[name].ndim == 4)
+            return np.asarray(self._arrays[name][rows], dtype=np.uint8)
         sizes = set(zip(self.frame["width"].to_numpy()[positions], self.frame["height"].to_numpy()[positions]))
         if len(sizes) > 1:
             raise DatasetError(
@@ -147,6 +153,13 @@ class Manifest:
                 "sizes; read them one by one with read_rgb() or resize before stacking"
             )
         return np.stack([self.read_rgb(int(i)) for i in positions]) if len(positions) else np.zeros((0, 0, 0, 3), np.uint8)
+
+    def is_one_array(self) -> bool:
+        """Whether every row is a row of one stored array (e.g. Fashion-MNIST): one size, read in slices."""
+        sources = self.frame["source"]
+        if not len(sources) or not sources.str.contains(ARRAY_SEPARATOR, regex=False).all():
+            return False
+        return sources.str.rpartition(ARRAY_SEPARATOR)[0].nunique() == 1
 
 
 def _as_rgb(pixels: np.ndarray, colour: bool) -> np.ndarray:
@@ -158,7 +171,12 @@ def _as_rgb(pixels: np.ndarray, colour: bool) -> np.ndarray:
 
 def load_manifest(dataset: str, root: str | os.PathLike[str] | None = None) -> Manifest:
     """Load the manifest of ``dataset`` ingested under ``root`` (see ``featurestore.paths``)."""
-    directory = dataset_dir(dataset, root)
+    return manifest_at(dataset_dir(dataset, root), dataset)
+
+
+def manifest_at(directory: Path, dataset: str | None = None) -> Manifest:
+    """Load the manifest kept in ``directory`` (of ``dataset``, default: the folder's name)."""
+    dataset = dataset or directory.name
     path = directory / MANIFEST_FILE
     try:
         data = path.read_bytes()

@@ -1,21 +1,32 @@
 """Reading stage: each image is read and decoded once, then cropped for every backbone.
 
-Batches are prepared by a small thread pool (Pillow releases the GIL while decoding and
-resizing) a few batches ahead of the model, so decoding overlaps compute, and at most
-``prefetch`` batches are alive at any time, so memory stays flat however large the dataset.
+Two readers, both a few batches ahead of the model (decoding overlaps compute) with a bounded
+number of batches alive (memory stays flat however large the dataset):
+
+* ``threads`` (the CPU default): a small thread pool; Pillow releases the GIL while decoding
+  and resizing, and the model needs the cores anyway.
+* ``processes`` (the GPU default): worker processes through torch's ``DataLoader``
+  (``process_reader.py``), batches handed over in shared memory and pinned for the copy to
+  the GPU. Threads stop scaling at about four: the Python around each image holds the GIL.
+* ``device-resize`` (the GPU default for datasets stored as one array, e.g. Fashion-MNIST):
+  each batch is one slice of the array, and the torch runtime resizes and crops it on the GPU
+  (``Preprocessing.apply_tensor``, within two levels of Pillow's bytes).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from featurestore.backbones import Preprocessing
+from featurestore.backbones.preprocessing import TORCH_FILTERS
+from featurestore.errors import InvalidName
+from featurestore.extract.runtimes import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +38,16 @@ class PreparedBatch:
     start: int
     inputs: dict[Preprocessing, np.ndarray]  # uint8 (n, S, S, 3) per distinct preprocessing
     failed: np.ndarray  # bool (n,): the image could not be read or decoded
+    #: the images as stored, uncropped (``device-resize`` reader only; ``inputs`` is then empty)
+    stored: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.failed)
 
 
-def prepare(manifest, start: int, stop: int, preprocessings: Sequence[Preprocessing]) -> PreparedBatch:
-    """Decode rows ``[start, stop)`` once and crop each for every preprocessing."""
-    n = stop - start
-    inputs = {p: np.zeros((n, p.size, p.size, 3), np.uint8) for p in preprocessings}
-    failed = np.zeros(n, dtype=bool)
-    for j in range(n):
+def prepare_into(manifest, start: int, inputs: dict[Preprocessing, np.ndarray], failed: np.ndarray) -> None:
+    """Decode rows ``[start, start + len(failed))`` once and crop each into ``inputs[preprocessing]``."""
+    for j in range(len(failed)):
         try:
             # Greyscale stays one channel until each crop is made (see Preprocessing.apply).
             pixels = manifest.read_pixels(start + j)
@@ -47,14 +57,19 @@ def prepare(manifest, start: int, stop: int, preprocessings: Sequence[Preprocess
             failed[j] = True
             log.warning("row %d (%s): cannot decode (%s); recorded as failed",
                         start + j, manifest.frame["id"].iat[start + j], error)
-    return PreparedBatch(start, inputs, failed)
 
 
-def read_batches(manifest, preprocessings: Sequence[Preprocessing], start: int, stop: int,
-                 batch_size: int, workers: int = 2, prefetch: int | None = None) -> Iterator[PreparedBatch]:
-    """Prepared batches over rows ``[start, stop)`` in order, ``prefetch`` in flight at most."""
-    distinct = list(dict.fromkeys(preprocessings))
-    ahead = prefetch or workers + 1
+def prepare(manifest, start: int, stop: int, preprocessings: Sequence[Preprocessing]) -> PreparedBatch:
+    """Decode rows ``[start, stop)`` once and crop each for every preprocessing."""
+    n = stop - start
+    batch = PreparedBatch(start, {p: np.zeros((n, p.size, p.size, 3), np.uint8) for p in preprocessings},
+                          np.zeros(n, dtype=bool))
+    prepare_into(manifest, start, batch.inputs, batch.failed)
+    return batch
+
+
+def _prefetched(make, start: int, stop: int, batch_size: int, workers: int, ahead: int) -> Iterator[PreparedBatch]:
+    """``make(begin, end)`` over ``[start, stop)`` in batches, on ``workers`` threads, ``ahead`` in flight."""
     bounds = iter(range(start, stop, batch_size))
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="featurestore-read") as pool:
         pending: deque = deque()
@@ -64,10 +79,89 @@ def read_batches(manifest, preprocessings: Sequence[Preprocessing], start: int, 
                     begin = next(bounds, None)
                     if begin is None:
                         break
-                    pending.append(pool.submit(prepare, manifest, begin, min(begin + batch_size, stop), distinct))
+                    pending.append(pool.submit(make, begin, min(begin + batch_size, stop)))
                 if not pending:
                     return
                 yield pending.popleft().result()
         finally:
             for future in pending:
                 future.cancel()
+
+
+def read_batches(manifest, preprocessings: Sequence[Preprocessing], start: int, stop: int,
+                 batch_size: int, workers: int | None = None, prefetch: int | None = None) -> Iterator[PreparedBatch]:
+    """Prepared batches over rows ``[start, stop)`` in order, decoded by ``workers`` threads
+    (default: up to 4, where threads stop scaling), ``prefetch`` in flight at most."""
+    distinct = list(dict.fromkeys(preprocessings))
+    workers = workers or min(4, cpu_threads())
+    return _prefetched(lambda begin, end: prepare(manifest, begin, end, distinct), start, stop, batch_size,
+                       workers, prefetch or workers + 1)
+
+
+def read_stored_batches(manifest, preprocessings: Sequence[Preprocessing], start: int, stop: int,
+                        batch_size: int, workers: int | None = None) -> Iterator[PreparedBatch]:
+    """Batches of a one-array dataset as stored (``PreparedBatch.stored``), each one slice of the
+    array, for a runtime that resizes on its own device: no per-image work on the CPU at all."""
+    if not manifest.is_one_array():
+        raise InvalidName(f"reader 'device-resize' reads datasets stored as one array (e.g. fashion-mnist); "
+                          f"{manifest.directory.name!r} is not one: use reader 'processes' or 'threads'")
+    return _prefetched(lambda begin, end: PreparedBatch(begin, {}, np.zeros(end - begin, bool),
+                                                        manifest.read_pixels_batch(range(begin, end))),
+                       start, stop, batch_size, 1, 3)
+
+
+#: A read function: ``(manifest, preprocessings, start, stop, batch_size, workers=None)`` -> batches in row order.
+ReadFunction = Callable[..., Iterator[PreparedBatch]]
+
+
+def _process_reader(device: str, runtimes: Sequence[str]) -> ReadFunction:
+    from functools import partial
+
+    from featurestore.extract.process_reader import read_batches_in_processes
+
+    # Pinned batches only pay off when they are copied to a GPU.
+    return partial(read_batches_in_processes, pin_memory=device.startswith("cuda"))
+
+
+def _stored_reader(device: str, runtimes: Sequence[str]) -> ReadFunction:
+    if any(name != "torch" for name in runtimes):
+        raise InvalidName("reader 'device-resize' needs the torch runtime for every model (it resizes on the "
+                          "model's device); drop --runtime onnxruntime or choose reader 'threads' or 'processes'")
+    return read_stored_batches
+
+
+#: reader name -> factory taking the device the batches are for and the models' runtime names
+READERS: dict[str, Callable[[str, Sequence[str]], ReadFunction]] = {
+    "threads": lambda device, runtimes: read_batches,
+    "processes": _process_reader,
+    "device-resize": _stored_reader,
+}
+
+
+def default_reader(device: str, manifest, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str:
+    """On a GPU: ``device-resize`` for a one-array dataset when every runtime is torch and every
+    filter has a torch version, else ``processes`` (it needs every core decoding). On CPU: ``threads``."""
+    if not device.startswith("cuda"):
+        return "threads"
+    if (manifest.is_one_array() and all(name == "torch" for name in runtimes)
+            and all(p.interpolation in TORCH_FILTERS for p in preprocessings)):
+        return "device-resize"
+    return "processes"
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A reader chosen for one pass: its name (recorded in each store's provenance) and its function."""
+
+    name: str
+    read: ReadFunction
+
+    def __call__(self, *args, **kwargs) -> Iterator[PreparedBatch]:
+        return self.read(*args, **kwargs)
+
+
+def open_reader(name: str, device: str, runtimes: Sequence[str]) -> Reader:
+    """The reader called ``name`` for batches bound to ``device`` and models run by ``runtimes``."""
+    if name not in READERS:
+        raise InvalidName(f"unknown reader {name!r}; choose one of {', '.join(READERS)}")
+    return Reader(name, READERS[name](device, runtimes))

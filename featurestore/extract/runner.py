@@ -17,8 +17,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from featurestore.extract.plan import WHOLE, Job, Shard, plan_jobs
-from featurestore.extract.reader import read_batches
-from featurestore.extract.runtimes import RuntimeRequest, build_runtime, cpu_threads, resolve_device
+from featurestore.extract.reader import Reader, default_reader, open_reader
+from featurestore.extract.runtimes import RuntimeRequest, build_runtime, default_runtime, resolve_device
 from featurestore.extract.writer import BackgroundWriter
 from featurestore.store import StoreWriter
 
@@ -90,14 +90,15 @@ class _Active:
 
 def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "auto", runtime: str | None = None,
             precision: str | None = None, batch_size: int | None = None, workers: int | None = None,
-            threads: int | None = None, weights: Mapping[str, str] | None = None, layer: str | None = None,
-            shard: Shard = WHOLE, overwrite: bool = False, download: bool = True,
+            threads: int | None = None, reader: str | None = None, weights: Mapping[str, str] | None = None,
+            layer: str | None = None, shard: Shard = WHOLE, overwrite: bool = False, download: bool = True,
             commit_bytes: int = DEFAULT_COMMIT_BYTES, progress: bool = True, manifest=None) -> list[ExtractResult]:
     """Extract ``models`` over ``dataset`` into ``<root>/stores/<dataset>/<model>.h5``.
 
     Complete stores with a matching fingerprint are skipped without loading their model;
-    interrupted ones resume. ``weights`` maps a model to a weights file (``--weights``);
-    ``shard`` extracts one slice of the rows into a shard store (see docs/sharding.md).
+    interrupted ones resume. ``reader`` (``threads``, ``processes`` or ``device-resize``; default:
+    see ``reader.default_reader``) and ``workers`` choose how images are decoded. ``weights``
+    maps a model to a weights file (``--weights``); ``shard`` extracts one slice of the rows into a shard store (see docs/sharding.md).
     """
     if manifest is None:
         from featurestore.datasets.manifest import load_manifest
@@ -115,7 +116,10 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
             pending.append(job)
     if pending:
         device = resolve_device(device)
-        for result in _run(pending, manifest, root, device, runtime, precision, batch_size, workers, threads,
+        runtimes = [runtime or default_runtime(job.backbone, device) for job in pending]
+        preprocessings = [job.backbone.preprocessing for job in pending]
+        read = open_reader(reader or default_reader(device, manifest, runtimes, preprocessings), device, runtimes)
+        for result in _run(pending, manifest, root, device, runtime, precision, batch_size, read, workers, threads,
                            overwrite, commit_bytes, progress):
             results[result.model] = result
     return [results[job.model] for job in jobs]
@@ -133,20 +137,29 @@ def pending_models(dataset: str, models: Sequence[str], root=None, *, weights: M
 
 
 def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, precision: str | None,
-         batch_size: int | None, workers: int | None, threads: int | None, overwrite: bool,
+         batch_size: int | None, read: Reader, workers: int | None, threads: int | None, overwrite: bool,
          commit_bytes: int, progress: bool) -> list[ExtractResult]:
     batch_size = batch_size or DEFAULT_BATCH["cuda" if device.startswith("cuda") else "cpu"]
     offset, stop = jobs[0].shard.bounds(len(manifest.frame))
     done: list[ExtractResult] = []
     with ExitStack() as stack:
-        active: list[_Active] = []
+        opened = []
         for job in jobs:
             writer = stack.enter_context(StoreWriter.open(job.spec, job.rows, job.root, overwrite=overwrite,
                                                           commit_bytes=commit_bytes))
             if writer.is_complete:
                 done.append(ExtractResult(job.spec.dataset, job.model, writer.path, "skipped", len(job.rows),
                                           fingerprint=job.spec.fingerprint))
-                continue
+            else:
+                opened.append((job, writer))
+        if not opened:
+            return done
+        first = offset + min(writer.committed_rows for _, writer in opened)
+        preprocessings = [job.backbone.preprocessing for job, _ in opened]
+        # Asked for before the models load: a process reader's workers start up meanwhile.
+        batches = read(manifest, preprocessings, first, stop, batch_size, workers)
+        active: list[_Active] = []
+        for job, writer in opened:
             engine = build_runtime(RuntimeRequest(job.backbone, job.weights, job.layer, device, precision,
                                                   threads, batch_size, root),
                                    runtime)
@@ -154,29 +167,27 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
             stack.callback(sink.close)
             active.append(_Active(job, writer, sink, engine, offset + writer.committed_rows,
                                   resumed=writer.committed_rows > 0))
-        if not active:
-            return done
         started = time.perf_counter()
-        first = min(a.next_row for a in active)
-        preprocessings = [a.job.backbone.preprocessing for a in active]
-        reader_workers = workers or max(1, min(16, cpu_threads()))
         names = ", ".join(a.job.model for a in active)
         with tqdm(total=stop - first, unit="img", desc=f"{jobs[0].spec.dataset}: {names}", disable=not progress,
                   smoothing=0.1) as bar:
-            for batch in read_batches(manifest, preprocessings, first, stop, batch_size, reader_workers):
+            for batch in batches:
                 for item in active:
                     skip = item.next_row - batch.start
                     if skip >= len(batch):
                         continue
-                    pixels = batch.inputs[item.job.backbone.preprocessing][skip:]
-                    item.push(item.runtime.submit(pixels), batch.failed[skip:])
+                    if batch.stored is None:
+                        handle = item.runtime.submit(batch.inputs[item.job.backbone.preprocessing][skip:])
+                    else:
+                        handle = item.runtime.submit_stored(batch.stored[skip:])
+                    item.push(handle, batch.failed[skip:])
                     item.next_row = batch.start + len(batch)
                 bar.update(len(batch))
         seconds = time.perf_counter() - started
         for item in active:
             item.flush()
             item.sink.close()
-            item.writer.finalize(_provenance(item, device, batch_size))
+            item.writer.finalize(_provenance(item, device, batch_size, read.name))
             done.append(ExtractResult(item.job.spec.dataset, item.job.model, item.writer.path,
                                       "resumed" if item.resumed else "extracted", len(item.job.rows),
                                       item.written, item.failed, seconds, item.runtime.name,
@@ -184,7 +195,7 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
     return done
 
 
-def _provenance(item: _Active, device: str, batch_size: int) -> dict:
+def _provenance(item: _Active, device: str, batch_size: int, reader: str) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
@@ -201,6 +212,7 @@ def _provenance(item: _Active, device: str, batch_size: int) -> dict:
         "layer": job.layer,
         "weights_source": job.weights.source,
         "runtime": item.runtime.name,
+        "reader": reader,
         "precision": item.runtime.precision,
         "device": device,
         "batch_size": batch_size,

@@ -6,7 +6,8 @@
   copies, batch halved on out-of-memory); on CPU in fp32 it is the eager reference.
 
 Every runtime offers ``submit(pixels) -> handle`` and ``collect(handle) -> features`` so the
-runner can queue the next batch before waiting for the previous one.
+runner can queue the next batch before waiting for the previous one; ``torch`` also offers
+``submit_stored(images)`` for uncropped images it resizes on its device (reader ``device-resize``).
 """
 
 from __future__ import annotations
@@ -115,20 +116,24 @@ class TorchRunner:
         self.cuda = self.device.type == "cuda"
         self.precision = precision
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        if self.cuda:
+            # Batches keep one shape, so the convolution algorithms cuDNN benchmarks once are reused.
+            torch.backends.cudnn.benchmark = True
         memory_format = torch.channels_last if self.cuda else torch.preserve_format
         self.net = net.to(self.device, memory_format=memory_format).eval()
         oom = (torch.cuda.OutOfMemoryError,) if self.cuda else ()
         self.batches = HalvingBatches(max_batch, oom, on_oom=torch.cuda.empty_cache)
 
-    def _launch(self, pixels: np.ndarray):
+    def _launch(self, pixels: np.ndarray, stored: bool = False):
         torch = self.torch
         x = torch.from_numpy(np.ascontiguousarray(pixels))
         if self.cuda:
-            # Pinned host memory lets the copy run asynchronously, overlapping the previous batch.
-            x = x.pin_memory().to(self.device, non_blocking=True)
+            # Pinned host memory lets the copy run asynchronously, overlapping the previous batch;
+            # the process reader hands over batches it has pinned already.
+            x = (x if x.is_pinned() else x.pin_memory()).to(self.device, non_blocking=True)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                                     enabled=self.amp_dtype is not None):
-            out = self.net(x)
+            out = self.net.forward_stored(x) if stored else self.net(x)
         if not self.cuda:
             return out, None
         host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
@@ -139,6 +144,10 @@ class TorchRunner:
 
     def submit(self, pixels: np.ndarray) -> list:
         return self.batches(self._launch, pixels)
+
+    def submit_stored(self, images: np.ndarray) -> list:
+        """``submit`` for equal-sized images as stored; the net resizes and crops them on its device."""
+        return self.batches(lambda chunk: self._launch(chunk, stored=True), images)
 
     def collect(self, handle: list) -> np.ndarray:
         parts = []
