@@ -31,7 +31,7 @@ from sklearn.svm import LinearSVC
 
 import featurestore
 from featurestore.classifiers import classifier_names, get_classifier
-from featurestore.classifiers.selection import cv_splits
+from featurestore.classifiers.selection import selection_splits
 from featurestore.evaluation.data import train_subset
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -42,7 +42,7 @@ MODELS = "efficientnet_lite0,efficientnet_lite1,efficientnet_lite2"
 
 def _select_and_fit(name, X_train, y_train, X_val, y_val, folds, X_fit, y_fit, seed):
     """Plain grid search: fit every candidate from scratch, keep the best on val (or on the
-    train folds, as the flow does), refit on train+val."""
+    train folds or the stratified subsample of a large train split, as the flow does), refit on train+val."""
     spec = get_classifier(name)
     scores = []
     for params in spec.grid:
@@ -52,7 +52,7 @@ def _select_and_fit(name, X_train, y_train, X_val, y_val, folds, X_fit, y_fit, s
         else:
             scores.append(np.mean([
                 np.mean(spec.build(params, seed, -1, X_train[a].shape).fit(X_train[a], y_train[a]).predict(X_train[b])
-                        == y_train[b]) for a, b in cv_splits(y_train, folds, seed)]))
+                        == y_train[b]) for a, b in selection_splits(y_train, folds, seed)[1]]))
     best = dict(spec.grid[int(np.argmax(scores))])
     return spec.build(best, seed, -1, X_fit.shape).fit(X_fit, y_fit), best
 

@@ -59,16 +59,30 @@ def test_each_classifier_selects_on_val_refits_and_learns_digits(digits, name):
 def test_val_scores_are_plain_refits_of_each_candidate(digits):
     """Selection scores equal fitting each candidate on its own with scikit-learn."""
     X_train, y_train, X_val, y_val, _, _ = digits
-    spec = get_classifier("linear_svm")
+    spec = get_classifier("knn")
     selection = select_params(spec, X_train, y_train, X_val, y_val, seed=3)
     for entry in selection.scores:
         model = spec.build(entry["params"], 3, 1, X_train.shape).fit(X_train, y_train)
         assert entry["accuracy"] == pytest.approx(np.mean(model.predict(X_val) == y_val))
 
 
-def test_warm_started_grid_walk_matches_cold_fits(digits):
+def test_knn_scores_its_grid_with_one_search_as_plain_fits_would(digits):
     X_train, y_train, X_val, y_val, _, _ = digits
-    spec = get_classifier("logreg")
+    spec = get_classifier("knn")
+    assert spec.score_grid is not None
+    # train rows among the scored ones sit at distance 0 from a fit row: their vote is the exact match's
+    X_score, y_score = np.vstack([X_val, X_train[:100]]), np.concatenate([y_val, y_train[:100]])
+    accuracies = spec.score_grid(spec.grid, 0, 1, X_train, y_train, X_score, y_score)
+    for params, accuracy in zip(spec.grid, accuracies):
+        model = spec.build(params, 0, 1, X_train.shape).fit(X_train, y_train)
+        assert accuracy == np.mean(model.predict(X_score) == y_score)
+
+
+@pytest.mark.parametrize("name", ["logreg", "linear_svm"])
+def test_warm_started_grid_walk_matches_cold_fits(digits, name):
+    X_train, y_train, X_val, y_val, _, _ = digits
+    spec = get_classifier(name)
+    assert spec.warm_start_step
     selection = select_params(spec, X_train, y_train, X_val, y_val)
     for entry in selection.scores:
         cold = spec.build(entry["params"], 0, 1, X_train.shape).fit(X_train, y_train)
@@ -91,14 +105,54 @@ def test_without_val_selection_uses_the_train_folds(digits):
     assert chosen["accuracy"] == pytest.approx(np.mean(per_fold))
 
 
-def test_large_train_without_val_holds_out_one_fold(digits, monkeypatch):
+@pytest.fixture
+def small_subsample(monkeypatch):
+    """Subsample selection above 700 train rows: fit on 400, score on 300 (digits' train has 1078)."""
+    monkeypatch.setattr(selection_module, "SUBSAMPLE_FIT_ROWS", 400)
+    monkeypatch.setattr(selection_module, "SUBSAMPLE_SCORE_ROWS", 300)
+    monkeypatch.setattr(selection_module, "SUBSAMPLE_ABOVE", 700)
+
+
+def test_large_train_without_val_selects_on_a_stratified_subsample(digits, small_subsample):
     X_train, y_train, _, _, _, _ = digits
-    monkeypatch.setattr(selection_module, "HOLDOUT_ROWS", len(y_train) - 1)
     folds = np.arange(len(y_train)) % 5
-    selection = select_params(get_classifier("knn"), X_train, y_train, folds=folds)
-    assert selection.method == "holdout"
-    splits = selection_module.cv_splits(y_train, folds, 0)
-    assert len(splits) == 1 and np.array_equal(splits[0][1], np.flatnonzero(folds == 0))
+    spec = get_classifier("knn")
+    selection = select_params(spec, X_train, y_train, folds=folds, seed=7)
+    assert selection.method == "subsample" and (selection.fit_rows, selection.score_rows) == (400, 300)
+    fit, score = selection_module.subsample_split(y_train, 7)
+    assert len(fit) == 400 and len(score) == 300 and not set(fit) & set(score)
+    # stratified: every class keeps its share of train, to within a row
+    share = np.bincount(y_train) / len(y_train)
+    assert np.all(np.abs(np.bincount(y_train[fit], minlength=10) - 400 * share) <= 1)
+    assert np.all(np.abs(np.bincount(y_train[score], minlength=10) - 300 * share) <= 1)
+    # the scores are plain fits of each candidate on the subsample
+    for entry in selection.scores:
+        model = spec.build(entry["params"], 7, 1, X_train[fit].shape).fit(X_train[fit], y_train[fit])
+        assert entry["accuracy"] == pytest.approx(np.mean(model.predict(X_train[score]) == y_train[score]))
+
+
+def test_subsample_is_deterministic_in_the_seed(digits, small_subsample):
+    y_train = digits[1]
+    first, again, other = (selection_module.subsample_split(y_train, seed) for seed in (1, 1, 2))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[0], other[0])
+    assert selection_module.selection_splits(y_train, None, 1)[0] == "subsample"
+    assert selection_module.selection_splits(y_train[:700], None, 1)[0] == "cv"
+
+
+def test_subsample_of_too_few_rows_is_a_one_line_error(digits, small_subsample):
+    with pytest.raises(ValueError, match="at least 700 train rows, got 699") as error:
+        selection_module.subsample_split(digits[1][:699], 0)
+    assert "\n" not in str(error.value)
+
+
+def test_selection_records_the_rows_it_fitted_and_scored(digits):
+    X_train, y_train, X_val, y_val, _, _ = digits
+    spec = get_classifier("knn")
+    on_val = select_params(spec, X_train, y_train, X_val, y_val)
+    assert (on_val.fit_rows, on_val.score_rows) == (len(y_train), len(y_val))
+    on_folds = select_params(spec, X_train, y_train, folds=np.arange(len(y_train)) % 5)
+    assert on_folds.method == "cv" and on_folds.fit_rows + on_folds.score_rows == len(y_train)
 
 
 def test_lightgbm_skips_pca_wider_than_the_data():

@@ -23,7 +23,7 @@ from featurestore.evaluation import (
     new_run_dir,
     write_report,
 )
-from featurestore.evaluation.report import TABLE_COLUMNS
+from featurestore.evaluation.report import TABLE_COLUMNS, selection_text
 from featurestore.evaluation.summary import add_gains, summary_line
 from featurestore.evaluation.threads import limit_native_threads
 
@@ -60,9 +60,21 @@ def test_every_report_file_is_written_and_valid(evaluated):
     table = pd.read_csv(run / "results.csv")
     assert list(table.columns) == TABLE_COLUMNS and len(table) == len(document["results"])
     assert table["accuracy"].is_monotonic_decreasing
+    singles = table[table["kind"] == "single"]
+    assert singles["selection"].str.fullmatch(r"val: fit \d+, scored \d+").all()
+    assert table.loc[table["kind"] == "ensemble", "selection"].isna().all()  # nothing was selected
     markdown = (run / "report.md").read_text()
+    assert "| chosen on |" in markdown and singles["selection"].iloc[0] in markdown
     assert document["summary"][DATASET] in markdown and "in-sample, leaky" in markdown
     assert "efficientnet_lite9: no store" in markdown and "![accuracy](accuracy.png)" in markdown
+
+
+def test_selection_text_says_how_parameters_were_chosen():
+    chosen = {"method": "subsample", "scores": [], "seconds": 1.0, "fit_rows": 15000, "score_rows": 10000}
+    assert selection_text({"selection": chosen}) == "subsample: fit 15000, scored 10000"
+    assert selection_text({"selection": {**chosen, "method": "default", "fit_rows": 0}}) == "default"
+    assert selection_text({"selection": {"method": "holdout", "scores": []}}) == "holdout"  # an older run
+    assert selection_text({}) == ""
 
 
 def test_schema_rejects_a_broken_document(evaluated):

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sklearn.base import ClassifierMixin
 
 from featurestore.registry import Registry
@@ -18,6 +19,13 @@ from featurestore.registry import Registry
 #: ``build(params, seed, n_jobs, shape)`` returns an unfitted scikit-learn classifier for
 #: training data of ``shape`` (rows, columns), using ``n_jobs`` threads.
 Builder = Callable[[Mapping[str, Any], int, int, tuple[int, int]], ClassifierMixin]
+
+#: ``score_grid(grid, seed, n_jobs, X_fit, y_fit, X_score, y_score)`` returns the accuracy on
+#: ``(X_score, y_score)`` of every candidate in ``grid`` fitted on ``(X_fit, y_fit)``, sharing work
+#: between candidates; it must give what fitting each candidate on its own gives
+GridScorer = Callable[
+    [tuple[Mapping[str, Any], ...], int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], list[float]
+]
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,8 @@ class ClassifierSpec:
     #: pipeline step whose ``warm_start`` may be switched on while walking the grid; the grid's
     #: keys must then be that step's parameter names
     warm_start_step: str | None = None
+    #: scores the whole grid at once (see ``GridScorer``) instead of one fit per candidate
+    score_grid: GridScorer | None = None
 
     def __post_init__(self) -> None:
         if not self.grid:

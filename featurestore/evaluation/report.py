@@ -18,8 +18,20 @@ from featurestore.paths import runs_dir
 
 TABLE_COLUMNS = [
     "dataset", "model", "classifier", "kind", "leak_free", "accuracy", "top5_accuracy", "macro_f1",
-    "gain_over_best_single", "best_single", "fit_seconds", "predict_seconds", "params",
+    "gain_over_best_single", "best_single", "fit_seconds", "predict_seconds", "params", "selection",
 ]
+
+
+def selection_text(record: dict[str, Any]) -> str:
+    """How the record's hyper-parameters were chosen, e.g. ``"subsample: fit 15000, scored 10000"``;
+    empty for answers without a selection (ensembles)."""
+    selection = record.get("selection")
+    if not selection:
+        return ""
+    # runs written before the sizes were recorded have no "fit_rows"
+    if "fit_rows" not in selection or selection["method"] == "default":
+        return selection["method"]
+    return f"{selection['method']}: fit {selection['fit_rows']}, scored {selection['score_rows']}"
 
 
 def new_run_dir(root=None) -> Path:
@@ -39,6 +51,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         row = {column: r.get(column) for column in TABLE_COLUMNS}
         row["params"] = json.dumps(r.get("params"), sort_keys=True)
+        row["selection"] = selection_text(r)
         rows.append(row)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     return sorted(rows, key=lambda row: (datasets.index(row["dataset"]), -row["accuracy"]))
@@ -49,15 +62,16 @@ def _percent(value: float | None) -> str:
 
 
 def _markdown_table(rows: list[dict[str, Any]]) -> str:
-    header = "| model | classifier | accuracy % | top-5 % | macro-F1 % | gain (points) | fit s | predict s | params |"
-    lines = [header, "|" + "---|" * 9]
+    header = ("| model | classifier | accuracy % | top-5 % | macro-F1 % | gain (points) | fit s | predict s "
+              "| params | chosen on |")
+    lines = [header, "|" + "---|" * 10]
     for row in rows:
         name = row["classifier"] + ("" if row["leak_free"] else " (in-sample, leaky)")
         gain = "" if row["gain_over_best_single"] is None else f"{row['gain_over_best_single']:+.2f}"
         lines.append(
             f"| {row['model']} | {name} | {_percent(row['accuracy'])} | {_percent(row['top5_accuracy'])} "
             f"| {_percent(row['macro_f1'])} | {gain} | {row['fit_seconds']:.2f} | {row['predict_seconds']:.2f} "
-            f"| `{row['params']}` |"
+            f"| `{row['params']}` | {row['selection']} |"
         )
     return "\n".join(lines)
 

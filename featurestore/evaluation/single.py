@@ -54,7 +54,13 @@ def run_classifier(data: EvalData, spec: ClassifierSpec, seed: int = 0, n_jobs: 
         **base_record(data, data.models[0], spec.name, "single"),
         **metrics,
         "params": selection.params,
-        "selection": {"method": selection.method, "scores": selection.scores, "seconds": selection_seconds},
+        "selection": {
+            "method": selection.method,
+            "scores": selection.scores,
+            "seconds": selection_seconds,
+            "fit_rows": selection.fit_rows,
+            "score_rows": selection.score_rows,
+        },
         "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
     }
