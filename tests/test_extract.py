@@ -136,6 +136,15 @@ def test_device_resize_reader_gives_the_features_of_pillow_crops(root, tmp_path,
     assert cosine(a.features, b.features).min() >= 0.9999
     with pytest.raises(featurestore.errors.InvalidName, match="needs the torch runtime"):
         extract("fashion-mnist", ["efficientnet_lite1"], root, reader="device-resize", device="cpu", progress=False)
+    # The default on a GPU, decided without one.
+    from featurestore.backbones import Preprocessing, get_backbone
+    from featurestore.extract.reader import default_reader
+
+    manifest, lite0 = load_manifest("fashion-mnist", root), get_backbone("efficientnet_lite0").preprocessing
+    assert default_reader("cuda", manifest, ["torch"], [lite0]) == "device-resize"
+    assert default_reader("cuda", manifest, ["torch"], [lite0, Preprocessing(224, 256, "nearest")]) == "processes"
+    assert default_reader("cuda", manifest, ["torch", "onnxruntime"], [lite0, lite0]) == "processes"
+    assert default_reader("cpu", manifest, ["torch"], [lite0]) == "threads"
     write_photo_dataset(root, "photos", copies=1)
     with pytest.raises(featurestore.errors.InvalidName, match="'photos' is not one"):
         extract("photos", ["efficientnet_lite0"], root, reader="device-resize", runtime="torch", device="cpu",

@@ -1,6 +1,6 @@
 """Reading stage: each image is read and decoded once, then cropped for every backbone.
 
-Two readers, both a few batches ahead of the model (decoding overlaps compute) with a bounded
+Three readers, all a few batches ahead of the model (decoding overlaps compute) with a bounded
 number of batches alive (memory stays flat however large the dataset):
 
 * ``threads`` (the CPU default): a small thread pool; Pillow releases the GIL while decoding
@@ -102,9 +102,6 @@ def read_stored_batches(manifest, preprocessings: Sequence[Preprocessing], start
                         batch_size: int, workers: int | None = None) -> Iterator[PreparedBatch]:
     """Batches of a one-array dataset as stored (``PreparedBatch.stored``), each one slice of the
     array, for a runtime that resizes on its own device: no per-image work on the CPU at all."""
-    if not manifest.is_one_array():
-        raise InvalidName(f"reader 'device-resize' reads datasets stored as one array (e.g. fashion-mnist); "
-                          f"{manifest.directory.name!r} is not one: use reader 'processes' or 'threads'")
     return _prefetched(lambda begin, end: PreparedBatch(begin, {}, np.zeros(end - begin, bool),
                                                         manifest.read_pixels_batch(range(begin, end))),
                        start, stop, batch_size, 1, 3)
@@ -114,7 +111,20 @@ def read_stored_batches(manifest, preprocessings: Sequence[Preprocessing], start
 ReadFunction = Callable[..., Iterator[PreparedBatch]]
 
 
-def _process_reader(device: str, runtimes: Sequence[str]) -> ReadFunction:
+def _device_resize_obstacle(manifest, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str | None:
+    """Why reader ``device-resize`` cannot serve a pass over ``manifest``, or None when it can."""
+    if not manifest.is_one_array():
+        return f"it reads datasets stored as one array (e.g. fashion-mnist); {manifest.directory.name!r} is not one"
+    if any(name != "torch" for name in runtimes):
+        return "it needs the torch runtime for every model (it resizes on the model's device); drop --runtime onnxruntime"
+    unmatched = sorted({p.interpolation for p in preprocessings} - set(TORCH_FILTERS))
+    if unmatched:
+        return f"interpolation {unmatched[0]!r} has no exact torch version"
+    return None
+
+
+def _process_reader(device: str, manifest, runtimes: Sequence[str],
+                    preprocessings: Sequence[Preprocessing]) -> ReadFunction:
     from functools import partial
 
     from featurestore.extract.process_reader import read_batches_in_processes
@@ -123,30 +133,31 @@ def _process_reader(device: str, runtimes: Sequence[str]) -> ReadFunction:
     return partial(read_batches_in_processes, pin_memory=device.startswith("cuda"))
 
 
-def _stored_reader(device: str, runtimes: Sequence[str]) -> ReadFunction:
-    if any(name != "torch" for name in runtimes):
-        raise InvalidName("reader 'device-resize' needs the torch runtime for every model (it resizes on the "
-                          "model's device); drop --runtime onnxruntime or choose reader 'threads' or 'processes'")
+def _stored_reader(device: str, manifest, runtimes: Sequence[str],
+                   preprocessings: Sequence[Preprocessing]) -> ReadFunction:
+    obstacle = _device_resize_obstacle(manifest, runtimes, preprocessings)
+    if obstacle:
+        raise InvalidName(f"reader 'device-resize' cannot read this pass: {obstacle}; "
+                          "choose reader 'threads' or 'processes'")
     return read_stored_batches
 
 
-#: reader name -> factory taking the device the batches are for and the models' runtime names
-READERS: dict[str, Callable[[str, Sequence[str]], ReadFunction]] = {
-    "threads": lambda device, runtimes: read_batches,
+#: reader name -> factory taking the pass's device, manifest, and its models' runtime names and
+#: preprocessings
+READERS: dict[str, Callable[..., ReadFunction]] = {
+    "threads": lambda device, manifest, runtimes, preprocessings: read_batches,
     "processes": _process_reader,
     "device-resize": _stored_reader,
 }
 
 
 def default_reader(device: str, manifest, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str:
-    """On a GPU: ``device-resize`` for a one-array dataset when every runtime is torch and every
-    filter has a torch version, else ``processes`` (it needs every core decoding). On CPU: ``threads``."""
+    """On a GPU: ``device-resize`` where it can serve the pass (a one-array dataset, every runtime
+    torch, every filter with a torch version), else ``processes`` (it needs every core decoding).
+    On CPU: ``threads``."""
     if not device.startswith("cuda"):
         return "threads"
-    if (manifest.is_one_array() and all(name == "torch" for name in runtimes)
-            and all(p.interpolation in TORCH_FILTERS for p in preprocessings)):
-        return "device-resize"
-    return "processes"
+    return "processes" if _device_resize_obstacle(manifest, runtimes, preprocessings) else "device-resize"
 
 
 @dataclass(frozen=True)
@@ -160,8 +171,11 @@ class Reader:
         return self.read(*args, **kwargs)
 
 
-def open_reader(name: str, device: str, runtimes: Sequence[str]) -> Reader:
-    """The reader called ``name`` for batches bound to ``device`` and models run by ``runtimes``."""
+def open_reader(name: str | None, device: str, manifest, runtimes: Sequence[str],
+                preprocessings: Sequence[Preprocessing]) -> Reader:
+    """The reader called ``name`` (default: ``default_reader``) for a pass over ``manifest`` on
+    ``device`` by models with these runtime names and preprocessings."""
+    name = name or default_reader(device, manifest, runtimes, preprocessings)
     if name not in READERS:
         raise InvalidName(f"unknown reader {name!r}; choose one of {', '.join(READERS)}")
-    return Reader(name, READERS[name](device, runtimes))
+    return Reader(name, READERS[name](device, manifest, runtimes, preprocessings))

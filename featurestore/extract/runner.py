@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from featurestore.extract.plan import WHOLE, Job, Shard, plan_jobs
-from featurestore.extract.reader import Reader, default_reader, open_reader
+from featurestore.extract.reader import Reader, open_reader
 from featurestore.extract.runtimes import RuntimeRequest, build_runtime, default_runtime, resolve_device
 from featurestore.extract.writer import BackgroundWriter
 from featurestore.store import StoreWriter
@@ -98,7 +98,8 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     Complete stores with a matching fingerprint are skipped without loading their model;
     interrupted ones resume. ``reader`` (``threads``, ``processes`` or ``device-resize``; default:
     see ``reader.default_reader``) and ``workers`` choose how images are decoded. ``weights``
-    maps a model to a weights file (``--weights``); ``shard`` extracts one slice of the rows into a shard store (see docs/sharding.md).
+    maps a model to a weights file (``--weights``); ``shard`` extracts one slice of the rows into
+    a shard store (see docs/sharding.md).
     """
     if manifest is None:
         from featurestore.datasets.manifest import load_manifest
@@ -118,7 +119,7 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
         device = resolve_device(device)
         runtimes = [runtime or default_runtime(job.backbone, device) for job in pending]
         preprocessings = [job.backbone.preprocessing for job in pending]
-        read = open_reader(reader or default_reader(device, manifest, runtimes, preprocessings), device, runtimes)
+        read = open_reader(reader, device, manifest, runtimes, preprocessings)
         for result in _run(pending, manifest, root, device, runtime, precision, batch_size, read, workers, threads,
                            overwrite, commit_bytes, progress):
             results[result.model] = result
