@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--random-weights", action="store_true", help="random-init weights saved to a file (timing only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--reader", help="threads, processes or device-resize (default: the library's, per device)")
+    parser.add_argument("--reader", help="threads, processes, device-resize or device-decode (default: the library's, per device)")
     parser.add_argument("--workers", type=int, help="decoding threads or processes (default: the reader's)")
     parser.add_argument("--model-batches", type=int, default=8)
     parser.add_argument("--tutorial-images", type=int, default=128)

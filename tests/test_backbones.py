@@ -83,18 +83,22 @@ def test_preprocessing_matches_torchvision_pixel_for_pixel():
         reference = transforms.Compose([transforms.Resize(prep.resize, InterpolationMode(prep.interpolation)),
                                         transforms.CenterCrop(prep.size)])(Image.fromarray(photo))
         np.testing.assert_array_equal(prep.apply(photo), np.asarray(reference))
+        # the readers hand over the decoded Pillow image itself: the same bytes
+        np.testing.assert_array_equal(prep.apply(Image.fromarray(photo)), np.asarray(reference))
         normalised = prep.normalize(prep.apply(photo)[None])[0]
         np.testing.assert_allclose(normalised, prep.torchvision_transform()(Image.fromarray(photo)).numpy(), atol=1e-5)
 
 
 def test_greyscale_preprocessing_gives_the_bytes_of_its_rgb_copy():
     import skimage.data
+    from PIL import Image
 
     photo = skimage.data.camera()  # a real greyscale photograph
     for prep in (Preprocessing(224, 256, "bicubic"), Preprocessing(260, 292, "bicubic"), Preprocessing(299, 342)):
         crop = prep.apply(photo[:300, 40:500])
         assert crop.shape == (prep.size, prep.size, 3)
         np.testing.assert_array_equal(crop, prep.apply(np.repeat(photo[:300, 40:500, None], 3, axis=2)))
+        np.testing.assert_array_equal(crop, prep.apply(Image.fromarray(photo[:300, 40:500]).convert("RGB")))
 
 
 @pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])

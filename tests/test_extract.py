@@ -49,9 +49,9 @@ class CountingManifest(Manifest):
         counting.reads = []
         return counting
 
-    def read_pixels(self, i: int) -> np.ndarray:
+    def read_image(self, i: int):
         self.reads.append(i)  # list.append is atomic: the reader's threads may call this at once
-        return super().read_pixels(i)
+        return super().read_image(i)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -149,6 +149,36 @@ def test_device_resize_reader_gives_the_features_of_pillow_crops(root, tmp_path,
     with pytest.raises(featurestore.errors.InvalidName, match="'photos' is not one"):
         extract("photos", ["efficientnet_lite0"], root, reader="device-resize", runtime="torch", device="cpu",
                 progress=False)
+
+
+def test_device_decode_reader_gives_the_features_of_pillow_crops(root, tmp_path, cache):
+    from featurestore.extract.device_decode import decode_rows
+
+    pillow_root = shared_cache_root(tmp_path / "pillow", cache)
+    for where in (root, pillow_root):
+        write_photo_dataset(where, "photos", copies=3, corrupt=1, size=None, other_formats=True)
+    # The GPU reader for JPEG folders, run here on CPU (libjpeg-turbo) through the same torch runtime.
+    models = ["efficientnet_lite0", "efficientnet_lite1"]
+    decoded = extract("photos", models, root, reader="device-decode", runtime="torch", device="cpu",
+                      batch_size=8, progress=False)
+    cropped = extract("photos", models, pillow_root, reader="threads", runtime="torch", device="cpu",
+                      batch_size=8, progress=False)
+    assert [(r.written, r.failed) for r in decoded] == [(r.written, r.failed) for r in cropped] == [(18, 1)] * 2
+    for model in models:
+        a = featurestore.load_arrays("photos", model, root=root)
+        b = featurestore.load_arrays("photos", model, root=pillow_root)
+        assert (a.provenance["extra"]["reader"], b.provenance["extra"]["reader"]) == ("device-decode", "threads")
+        assert (a.failed == b.failed).all() and a.failed.sum() == 1
+        assert cosine(a.features[~a.failed], b.features[~b.failed]).min() >= 0.9999
+    # JPEGs, the PNG and the CMYK JPEG (the last two through Pillow) decode to Pillow's very bytes.
+    manifest = load_manifest("photos", root)
+    batch = decode_rows(manifest, 0, len(manifest), "cpu")
+    assert batch.failed.tolist() == manifest.frame["id"].str.startswith("broken").tolist()
+    for i in np.flatnonzero(~batch.failed):
+        np.testing.assert_array_equal(batch.stored[i].numpy(), manifest.read_rgb(i))
+    with pytest.raises(featurestore.errors.InvalidName, match="reader 'device-decode' cannot read this pass: it needs "
+                                                              "the torch runtime"):
+        extract("photos", ["efficientnet_lite2"], root, reader="device-decode", device="cpu", progress=False)
 
 
 def test_torchvision_entry_with_weights_file_and_torch_reference(root, tmp_path):

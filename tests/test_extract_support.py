@@ -24,10 +24,11 @@ def real_photos() -> dict[str, np.ndarray]:
 
 
 def write_photo_dataset(root: Path, name: str = "photos", copies: int = 2, corrupt: int = 0,
-                        size: int | None = 96) -> Path:
+                        size: int | None = 96, other_formats: bool = False) -> Path:
     """A dataset of real photos (each in a few crops, as JPEG), with ``corrupt`` undecodable files.
 
     ``size`` shrinks the photos so the tests stay fast; ``None`` keeps them whole.
+    ``other_formats`` adds the first photo's first crop as a PNG and as a CMYK JPEG.
     """
     directory = dataset_dir(name, root)
     (directory / "images").mkdir(parents=True, exist_ok=True)
@@ -47,6 +48,11 @@ def write_photo_dataset(root: Path, name: str = "photos", copies: int = 2, corru
             rel = f"images/{cls}_{k}.jpg"
             crop.save(directory / rel, quality=92)
             records.append(_record(directory, rel, label, cls, "train" if k % 2 == 0 else "test", crop))
+    if other_formats:
+        first = Image.open(directory / records[0]["source"]).convert("RGB")
+        for rel, image in (("images/png_copy.png", first), ("images/cmyk_copy.jpg", first.convert("CMYK"))):
+            image.save(directory / rel)
+            records.append(dict(_record(directory, rel, 0, classes[0], "train", image), mode=image.mode))
     for k in range(corrupt):
         rel = f"images/broken_{k}.jpg"
         data = (directory / records[0]["source"]).read_bytes()[:200]

@@ -54,14 +54,16 @@ class Preprocessing:
         new_short, new_long = self.resize, int(self.resize * long / short)
         return (new_short, new_long) if width <= height else (new_long, new_short)
 
-    def apply(self, pixels: np.ndarray) -> np.ndarray:
-        """``uint8 (H, W, 3)`` or greyscale ``(H, W)`` image -> ``uint8 (size, size, 3)`` model input.
+    def apply(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """An RGB or greyscale (``L``) Pillow image, or its ``uint8 (H, W, 3)`` / ``(H, W)`` array ->
+        ``uint8 (size, size, 3)`` model input.
 
         A greyscale image is resized in its one channel and copied to three channels last:
         the filter works per channel, so the bytes equal those of resizing its RGB copy, for
         a third of the work.
         """
-        image = Image.fromarray(pixels)
+        if not isinstance(image, Image.Image):
+            image = Image.fromarray(image)
         width, height = self.resized_shape(*image.size)
         if (width, height) != image.size:
             image = image.resize((width, height), INTERPOLATIONS[self.interpolation])

@@ -82,8 +82,8 @@ def extract(
     runtime: str = typer.Option(None, "--runtime", help="onnxruntime or torch (default: onnxruntime on CPU, torch on GPU)."),
     precision: str = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (torch runtime; default bf16 on GPU)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per batch (default 32 on CPU, 256 on GPU)."),
-    reader: str = typer.Option(None, "--reader", help="threads, processes or device-resize (default: device-resize for "
-                               "one-array datasets on GPU, else processes on GPU, threads on CPU)."),
+    reader: str = typer.Option(None, "--reader", help="threads, processes, device-resize or device-decode (default: "
+                               "device-resize for one-array datasets on GPU, else processes on GPU, threads on CPU)."),
     workers: int = typer.Option(None, "--workers", help="Decoding threads or processes (default: 4 threads; cores - 2 processes)."),
     threads: int = typer.Option(None, "--threads", help="Compute threads on CPU."),
     shard: str = typer.Option(None, "--shard", help="Extract only shard INDEX/COUNT (merge with merge-shards)."),

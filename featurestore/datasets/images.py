@@ -29,7 +29,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_rgb(path) -> np.ndarray:
-    """Decode the image file at ``path`` to a ``uint8`` array of shape ``(H, W, 3)``."""
+def open_rgb(path) -> Image.Image:
+    """Decode the image file at ``path`` to an 8-bit RGB Pillow image, loaded (the file is closed)."""
     with Image.open(path) as image:
-        return np.asarray(to_rgb(image))
+        image.load()
+        return to_rgb(image)

@@ -32,10 +32,30 @@ class FeatureNet(nn.Module):
         x = pixels.float() * self.scale - self.shift
         return self.model(x).flatten(1).float()
 
-    def forward_stored(self, images: torch.Tensor) -> torch.Tensor:
-        """Equal-sized images as stored (``uint8 (n, H, W)`` or ``(n, H, W, 3)``), resized and
-        cropped here, on the model's device, instead of by the reader."""
+    def forward_stored(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """Images resized and cropped here, on the model's device, instead of by the reader:
+        equal-sized ones as stored (``uint8 (n, H, W)`` or ``(n, H, W, 3)``), or a list of
+        ``uint8 (H, W, 3)`` images of any sizes (those of one size are resized in one call)."""
+        if isinstance(images, torch.Tensor):
+            device, groups = images.device, [(slice(None), images)]
+        else:
+            device, groups = images[0].device, _same_sized(images)
         # Resampled in float32 whatever the autocast, so the rounding to whole levels is exact.
-        with torch.autocast(images.device.type, enabled=False):
-            pixels = self.preprocessing.apply_tensor(images)
+        with torch.autocast(device.type, enabled=False):
+            parts = [(rows, self.preprocessing.apply_tensor(group)) for rows, group in groups]
+        if len(parts) == 1:
+            pixels = parts[0][1]
+        else:
+            size = self.preprocessing.size
+            pixels = torch.empty((len(images), 3, size, size), dtype=torch.float32, device=device)
+            for rows, crops in parts:
+                pixels[rows] = crops
         return self.embed(pixels.contiguous(memory_format=torch.channels_last))
+
+
+def _same_sized(images: list[torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
+    """``images`` grouped by shape: (their positions, stacked)."""
+    positions: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        positions.setdefault(tuple(image.shape), []).append(i)
+    return [(rows, torch.stack([images[i] for i in rows])) for rows in positions.values()]

@@ -1,6 +1,6 @@
 """Reading stage: each image is read and decoded once, then cropped for every backbone.
 
-Three readers, all a few batches ahead of the model (decoding overlaps compute) with a bounded
+Four readers, all a few batches ahead of the model (decoding overlaps compute) with a bounded
 number of batches alive (memory stays flat however large the dataset):
 
 * ``threads`` (the CPU default): a small thread pool; Pillow releases the GIL while decoding
@@ -11,6 +11,8 @@ number of batches alive (memory stays flat however large the dataset):
 * ``device-resize`` (the GPU default for datasets stored as one array, e.g. Fashion-MNIST):
   each batch is one slice of the array, and the torch runtime resizes and crops it on the GPU
   (``Preprocessing.apply_tensor``, within two levels of Pillow's bytes).
+* ``device-decode`` (opt-in): JPEG files decoded on the device (nvJPEG on a GPU), resized and
+  cropped there per model (``device_decode.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -38,8 +41,10 @@ class PreparedBatch:
     start: int
     inputs: dict[Preprocessing, np.ndarray]  # uint8 (n, S, S, 3) per distinct preprocessing
     failed: np.ndarray  # bool (n,): the image could not be read or decoded
-    #: the images as stored, uncropped (``device-resize`` reader only; ``inputs`` is then empty)
-    stored: np.ndarray | None = None
+    #: the images uncropped, for a runtime that crops on its device (``inputs`` is then empty):
+    #: a slice of the stored array (``device-resize``) or one ``uint8 (H, W, 3)`` tensor per row
+    #: on the device (``device-decode``)
+    stored: np.ndarray | list | None = None
 
     def __len__(self) -> int:
         return len(self.failed)
@@ -50,9 +55,9 @@ def prepare_into(manifest, start: int, inputs: dict[Preprocessing, np.ndarray], 
     for j in range(len(failed)):
         try:
             # Greyscale stays one channel until each crop is made (see Preprocessing.apply).
-            pixels = manifest.read_pixels(start + j)
+            image = manifest.read_image(start + j)
             for preprocessing, batch in inputs.items():
-                batch[j] = preprocessing.apply(pixels)
+                batch[j] = preprocessing.apply(image)
         except Exception as error:  # noqa: BLE001 - one bad image must not stop the pass
             failed[j] = True
             log.warning("row %d (%s): cannot decode (%s); recorded as failed",
@@ -68,7 +73,7 @@ def prepare(manifest, start: int, stop: int, preprocessings: Sequence[Preprocess
     return batch
 
 
-def _prefetched(make, start: int, stop: int, batch_size: int, workers: int, ahead: int) -> Iterator[PreparedBatch]:
+def prefetched(make, start: int, stop: int, batch_size: int, workers: int, ahead: int) -> Iterator[PreparedBatch]:
     """``make(begin, end)`` over ``[start, stop)`` in batches, on ``workers`` threads, ``ahead`` in flight."""
     bounds = iter(range(start, stop, batch_size))
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="featurestore-read") as pool:
@@ -94,7 +99,7 @@ def read_batches(manifest, preprocessings: Sequence[Preprocessing], start: int, 
     (default: up to 4, where threads stop scaling), ``prefetch`` in flight at most."""
     distinct = list(dict.fromkeys(preprocessings))
     workers = workers or min(4, cpu_threads())
-    return _prefetched(lambda begin, end: prepare(manifest, begin, end, distinct), start, stop, batch_size,
+    return prefetched(lambda begin, end: prepare(manifest, begin, end, distinct), start, stop, batch_size,
                        workers, prefetch or workers + 1)
 
 
@@ -102,7 +107,7 @@ def read_stored_batches(manifest, preprocessings: Sequence[Preprocessing], start
                         batch_size: int, workers: int | None = None) -> Iterator[PreparedBatch]:
     """Batches of a one-array dataset as stored (``PreparedBatch.stored``), each one slice of the
     array, for a runtime that resizes on its own device: no per-image work on the CPU at all."""
-    return _prefetched(lambda begin, end: PreparedBatch(begin, {}, np.zeros(end - begin, bool),
+    return prefetched(lambda begin, end: PreparedBatch(begin, {}, np.zeros(end - begin, bool),
                                                         manifest.read_pixels_batch(range(begin, end))),
                        start, stop, batch_size, 1, 3)
 
@@ -111,10 +116,8 @@ def read_stored_batches(manifest, preprocessings: Sequence[Preprocessing], start
 ReadFunction = Callable[..., Iterator[PreparedBatch]]
 
 
-def _device_resize_obstacle(manifest, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str | None:
-    """Why reader ``device-resize`` cannot serve a pass over ``manifest``, or None when it can."""
-    if not manifest.is_one_array():
-        return f"it reads datasets stored as one array (e.g. fashion-mnist); {manifest.directory.name!r} is not one"
+def _device_crop_obstacle(runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str | None:
+    """Why the models of a pass cannot resize and crop on their device, or None when they can."""
     if any(name != "torch" for name in runtimes):
         return "it needs the torch runtime for every model (it resizes on the model's device); drop --runtime onnxruntime"
     unmatched = sorted({p.interpolation for p in preprocessings} - set(TORCH_FILTERS))
@@ -123,10 +126,20 @@ def _device_resize_obstacle(manifest, runtimes: Sequence[str], preprocessings: S
     return None
 
 
+def _device_resize_obstacle(manifest, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str | None:
+    """Why reader ``device-resize`` cannot serve a pass over ``manifest``, or None when it can."""
+    if not manifest.is_one_array():
+        return f"it reads datasets stored as one array (e.g. fashion-mnist); {manifest.directory.name!r} is not one"
+    return _device_crop_obstacle(runtimes, preprocessings)
+
+
+def _refuse(reader: str, obstacle: str | None) -> None:
+    if obstacle:
+        raise InvalidName(f"reader {reader!r} cannot read this pass: {obstacle}; choose reader 'threads' or 'processes'")
+
+
 def _process_reader(device: str, manifest, runtimes: Sequence[str],
                     preprocessings: Sequence[Preprocessing]) -> ReadFunction:
-    from functools import partial
-
     from featurestore.extract.process_reader import read_batches_in_processes
 
     # Pinned batches only pay off when they are copied to a GPU.
@@ -135,11 +148,16 @@ def _process_reader(device: str, manifest, runtimes: Sequence[str],
 
 def _stored_reader(device: str, manifest, runtimes: Sequence[str],
                    preprocessings: Sequence[Preprocessing]) -> ReadFunction:
-    obstacle = _device_resize_obstacle(manifest, runtimes, preprocessings)
-    if obstacle:
-        raise InvalidName(f"reader 'device-resize' cannot read this pass: {obstacle}; "
-                          "choose reader 'threads' or 'processes'")
+    _refuse("device-resize", _device_resize_obstacle(manifest, runtimes, preprocessings))
     return read_stored_batches
+
+
+def _decoding_reader(device: str, manifest, runtimes: Sequence[str],
+                     preprocessings: Sequence[Preprocessing]) -> ReadFunction:
+    from featurestore.extract.device_decode import read_decoded_batches
+
+    _refuse("device-decode", _device_crop_obstacle(runtimes, preprocessings))
+    return partial(read_decoded_batches, device=device)
 
 
 #: reader name -> factory taking the pass's device, manifest, and its models' runtime names and
@@ -148,6 +166,7 @@ READERS: dict[str, Callable[..., ReadFunction]] = {
     "threads": lambda device, manifest, runtimes, preprocessings: read_batches,
     "processes": _process_reader,
     "device-resize": _stored_reader,
+    "device-decode": _decoding_reader,
 }
 
 

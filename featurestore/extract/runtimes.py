@@ -124,13 +124,16 @@ class TorchRunner:
         oom = (torch.cuda.OutOfMemoryError,) if self.cuda else ()
         self.batches = HalvingBatches(max_batch, oom, on_oom=torch.cuda.empty_cache)
 
-    def _launch(self, pixels: np.ndarray, stored: bool = False):
+    def _launch(self, pixels: np.ndarray | list, stored: bool = False):
         torch = self.torch
-        x = torch.from_numpy(np.ascontiguousarray(pixels))
-        if self.cuda:
-            # Pinned host memory lets the copy run asynchronously, overlapping the previous batch;
-            # the process reader hands over batches it has pinned already.
-            x = (x if x.is_pinned() else x.pin_memory()).to(self.device, non_blocking=True)
+        if isinstance(pixels, list):
+            x = pixels  # images the reader decoded on this device already (reader device-decode)
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(pixels))
+            if self.cuda:
+                # Pinned host memory lets the copy run asynchronously, overlapping the previous
+                # batch; the process reader hands over batches it has pinned already.
+                x = (x if x.is_pinned() else x.pin_memory()).to(self.device, non_blocking=True)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                                     enabled=self.amp_dtype is not None):
             out = self.net.forward_stored(x) if stored else self.net(x)
@@ -145,8 +148,9 @@ class TorchRunner:
     def submit(self, pixels: np.ndarray) -> list:
         return self.batches(self._launch, pixels)
 
-    def submit_stored(self, images: np.ndarray) -> list:
-        """``submit`` for equal-sized images as stored; the net resizes and crops them on its device."""
+    def submit_stored(self, images: np.ndarray | list) -> list:
+        """``submit`` for images as stored or decoded on the device (see ``FeatureNet.forward_stored``);
+        the net resizes and crops them on its device."""
         return self.batches(lambda chunk: self._launch(chunk, stored=True), images)
 
     def collect(self, handle: list) -> np.ndarray:
