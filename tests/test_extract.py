@@ -341,3 +341,25 @@ def test_bf16_autocast_stays_close_to_fp32():
     reference = TorchRunner(FeatureNet(backbone.load_torch(weights), backbone.preprocessing), "cpu", "fp32")(pixels)
     half = TorchRunner(FeatureNet(backbone.load_torch(weights), backbone.preprocessing), "cpu", "bf16")(pixels)
     assert half.dtype == np.float32 and cosine(half, reference).min() >= 0.998
+
+
+def test_onnx_streams_give_the_features_of_one_run(root):
+    # The CPU default splits each batch over CPU_STREAMS concurrent runs; the rows must come back
+    # in order and as one run computes them, however the batch divides.
+    from test_extract_support import real_photos
+
+    from featurestore.backbones import get_backbone
+    from featurestore.extract.onnx_cache import INPUT_NAME, exported_onnx
+    from featurestore.extract.runtimes import CPU_STREAMS, OnnxRunner
+
+    backbone = get_backbone("efficientnet_lite0")
+    path = exported_onnx(backbone, backbone.weights.resolve(), backbone.default_layer, root)
+    crops = np.stack([backbone.preprocessing.apply(photo) for photo in real_photos().values()])  # 5 photos
+    one = OnnxRunner(path, INPUT_NAME, backbone.preprocessing, threads=2, streams=1)
+    split = OnnxRunner(path, INPUT_NAME, backbone.preprocessing, threads=2)
+    assert (one.streams, split.streams, CPU_STREAMS) == (1, 2, 2)
+    for rows in (crops, crops[:1]):
+        handle = split.submit(rows)
+        assert isinstance(handle, list) and len(handle) == min(len(rows), 2)
+        np.testing.assert_allclose(split.collect(handle), one(rows), rtol=1e-5, atol=1e-6)
+    assert OnnxRunner(path, INPUT_NAME, backbone.preprocessing, threads=1).streams == 1
