@@ -84,7 +84,7 @@ def extract(
     batch_size: int = typer.Option(None, "--batch-size", help="Images per batch (default 32 on CPU, 256 on GPU)."),
     reader: str = typer.Option(None, "--reader", help="threads, processes, device-resize or device-decode (default: "
                                "device-resize for one-array datasets on GPU, else processes on GPU, threads on CPU)."),
-    workers: int = typer.Option(None, "--workers", help="Decoding threads or processes (default: 4 threads; cores - 2 processes)."),
+    workers: int = typer.Option(None, "--workers", help="Decoding threads or processes (default: up to 4 threads; cores - 2 processes; 2 threads for device-decode)."),
     threads: int = typer.Option(None, "--threads", help="Compute threads on CPU."),
     shard: str = typer.Option(None, "--shard", help="Extract only shard INDEX/COUNT (merge with merge-shards)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete store built from other inputs."),
