@@ -16,15 +16,12 @@ is tested without a GPU (it is no faster than ``threads`` there).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from featurestore.backbones import Preprocessing
-from featurestore.extract.reader import PreparedBatch, prefetched
-
-log = logging.getLogger(__name__)
+from featurestore.extract.reader import PreparedBatch, prefetched, record_failure
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 #: manifest modes whose JPEGs nvJPEG turns into the colours Pillow gives (not CMYK or YCCK)
@@ -65,15 +62,15 @@ def decode_rows(manifest, begin: int, end: int, device: str) -> PreparedBatch:
             jpegs[j] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     for j, image in zip(jpegs, decode_jpegs(list(jpegs.values()), device)):
         images[j] = image
-    for j in (j for j in range(n) if images[j] is None):
+    for j in range(n):
+        if images[j] is not None:
+            continue
         try:
             images[j] = torch.tensor(manifest.read_rgb(begin + j), device=device)
         except Exception as error:  # noqa: BLE001 - one bad image must not stop the pass
-            failed[j] = True
+            record_failure(manifest, begin, j, failed, error)
             # Any pixels do: a failed row's features are zeroed by the store writer.
             images[j] = torch.zeros((1, 1, 3), dtype=torch.uint8, device=device)
-            log.warning("row %d (%s): cannot decode (%s); recorded as failed",
-                        begin + j, manifest.frame["id"].iat[begin + j], error)
     return PreparedBatch(begin, {}, failed, images)
 
 

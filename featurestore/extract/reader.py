@@ -59,9 +59,14 @@ def prepare_into(manifest, start: int, inputs: dict[Preprocessing, np.ndarray], 
             for preprocessing, batch in inputs.items():
                 batch[j] = preprocessing.apply(image)
         except Exception as error:  # noqa: BLE001 - one bad image must not stop the pass
-            failed[j] = True
-            log.warning("row %d (%s): cannot decode (%s); recorded as failed",
-                        start + j, manifest.frame["id"].iat[start + j], error)
+            record_failure(manifest, start, j, failed, error)
+
+
+def record_failure(manifest, start: int, j: int, failed: np.ndarray, error: Exception) -> None:
+    """Flag row ``start + j`` of a batch as failed (the store zeroes its features) and say why."""
+    failed[j] = True
+    log.warning("row %d (%s): cannot decode (%s); recorded as failed",
+                start + j, manifest.frame["id"].iat[start + j], error)
 
 
 def prepare(manifest, start: int, stop: int, preprocessings: Sequence[Preprocessing]) -> PreparedBatch:

@@ -96,8 +96,8 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     """Extract ``models`` over ``dataset`` into ``<root>/stores/<dataset>/<model>.h5``.
 
     Complete stores with a matching fingerprint are skipped without loading their model;
-    interrupted ones resume. ``reader`` (``threads``, ``processes`` or ``device-resize``; default:
-    see ``reader.default_reader``) and ``workers`` choose how images are decoded. ``weights``
+    interrupted ones resume. ``reader`` (a name in ``reader.READERS``; default: see
+    ``reader.default_reader``) and ``workers`` choose how images are decoded. ``weights``
     maps a model to a weights file (``--weights``); ``shard`` extracts one slice of the rows into
     a shard store (see docs/sharding.md).
     """

@@ -7,7 +7,8 @@
 
 Every runtime offers ``submit(pixels) -> handle`` and ``collect(handle) -> features`` so the
 runner can queue the next batch before waiting for the previous one; ``torch`` also offers
-``submit_stored(images)`` for uncropped images it resizes on its device (reader ``device-resize``).
+``submit_stored(images)`` for uncropped images it resizes on its device (readers
+``device-resize`` and ``device-decode``).
 """
 
 from __future__ import annotations
