@@ -60,7 +60,9 @@ def test_two_models_of_one_dataset_written_by_two_processes_at_once(root):
 
 
 def test_second_writer_of_the_same_store_is_refused_with_one_line(root):
-    first = start_writer(root, "net", 400, 32, delay=0.05)
+    # Slow enough to still be writing when the second process has started (a loaded machine took
+    # more than 2.5 s to start it, and the first had finished its 400 rows by then); killed below.
+    first = start_writer(root, "net", 400, 32, delay=1.0)
     assert first.stdout.readline().startswith("start")
     second = start_writer(root, "net", 400, 32, delay=0)
     _, err = second.communicate(timeout=60)
