@@ -199,6 +199,8 @@ def test_torchvision_entry_with_weights_file_and_torch_reference(root, tmp_path)
     with pytest.raises(WeightsMismatch, match="resnet18-random.pth"):
         extract("photos", ["efficientnet_lite0"], tmp_path / "reference", weights={"efficientnet_lite0": str(weights)},
                 progress=False)
+    # The model failed to load before any row: no "interrupted 0/5" store is left behind.
+    assert featurestore.catalog(root=reference_root)["model"].tolist() == ["resnet18"]
 
 
 def test_onnx_file_entry_end_to_end(root, tmp_path):

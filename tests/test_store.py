@@ -202,3 +202,33 @@ def test_catalog_lists_complete_and_partial_stores(root):
     assert table.loc["b", "state"] == "writing 8/30" and not table.loc["b", "complete"]
     writer.close()
     assert featurestore.catalog(root).set_index("model").loc["b", "state"] == "interrupted 8/30"
+
+
+def test_discard_if_unused_drops_only_a_fresh_empty_partial(root):
+    # A pass that fails before its first batch deletes the partial it created, so the catalog
+    # shows no "interrupted 0/N" store; a partial holding rows (or resumed) is always kept.
+    spec, rows = spec_for(dim=8), rows_for(40)
+    partial = fmt.partial_path(store_path("toy", "net", root))
+    StoreWriter.open(spec, rows, root).discard_if_unused()
+    assert not partial.exists() and featurestore.catalog(root=root).empty
+    with StoreWriter.open(spec, rows, root) as writer:
+        writer.write(features_for(0, 16, 8))
+        writer.commit()
+    resumed = StoreWriter.open(spec, rows, root)
+    assert (resumed.created, resumed.committed_rows) == (False, 16)
+    resumed.discard_if_unused()
+    (state,) = featurestore.catalog(root=root)["state"]
+    assert state == "interrupted 16/40"
+    written = StoreWriter.open(spec_for(dim=8, model="other"), rows, root)
+    written.write(features_for(0, 4, 8))
+    written.discard_if_unused()
+    assert featurestore.catalog(root=root)["state"].tolist() == ["interrupted 16/40", "interrupted 4/40"]
+
+
+def test_catalog_keeps_whole_numbers_beside_an_unreadable_store(root):
+    write_store(root, n=30, dim=8)
+    store_path("toy", "broken", root).write_bytes(b"not an HDF5 file")
+    frame = featurestore.catalog(root=root).set_index("model")
+    assert frame.loc["broken", "state"] == "unreadable" and pd.isna(frame.loc["broken", "rows"])
+    assert (frame.loc["net", "rows"], frame.loc["net", "dim"]) == (30, 8)
+    assert str(frame["rows"].dtype) == "Int64"

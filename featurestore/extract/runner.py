@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,8 +146,8 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
     with ExitStack() as stack:
         opened = []
         for job in jobs:
-            writer = stack.enter_context(StoreWriter.open(job.spec, job.rows, job.root, overwrite=overwrite,
-                                                          commit_bytes=commit_bytes))
+            writer = stack.enter_context(_kept_if_written(StoreWriter.open(
+                job.spec, job.rows, job.root, overwrite=overwrite, commit_bytes=commit_bytes)))
             if writer.is_complete:
                 done.append(ExtractResult(job.spec.dataset, job.model, writer.path, "skipped", len(job.rows),
                                           fingerprint=job.spec.fingerprint))
@@ -194,6 +194,18 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
                                       item.written, item.failed, seconds, item.runtime.name,
                                       item.job.spec.fingerprint))
     return done
+
+
+@contextmanager
+def _kept_if_written(writer: StoreWriter) -> Iterator[StoreWriter]:
+    """``writer``, closed on exit; if the pass fails before it got a row, its fresh partial file
+    goes too (a model that does not load must not leave an "interrupted 0/N" store)."""
+    with writer:
+        try:
+            yield writer
+        except BaseException:
+            writer.discard_if_unused()
+            raise
 
 
 def _provenance(item: _Active, device: str, batch_size: int, reader: str) -> dict:

@@ -64,5 +64,6 @@ def catalog(root=None) -> pd.DataFrame:
     """One row per store under the root: dataset, model, rows, dim, dtype, complete, bytes, created, fingerprint..."""
     frame = pd.DataFrame([describe(p) for p in store_files(root)], columns=CATALOG_COLUMNS)
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
-    return frame
+    # Whole numbers even where an unreadable store leaves a gap (plain ints would turn to 30.0).
+    return frame.astype({"rows": "Int64", "dim": "Int64"})
 

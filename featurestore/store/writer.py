@@ -31,7 +31,7 @@ class StoreWriter:
     """
 
     def __init__(self, spec: StoreSpec, rows: RowTable, final: Path, lock: WriterLock,
-                 file: h5py.File | None, commit_bytes: int, durable: bool):
+                 file: h5py.File | None, commit_bytes: int, durable: bool, created: bool = False):
         self.spec = spec
         self.rows = rows
         self.path = final
@@ -41,6 +41,8 @@ class StoreWriter:
         self._durable = durable
         self._uncommitted = 0
         self.committed_rows = len(rows) if file is None else int(file[fmt.COMMITTED][0])
+        #: this writer started the partial file (it resumed none)
+        self.created = created
         if file is not None:
             self._matrix, self._status, self._committed = file[fmt.MATRIX], file[fmt.ROW_STATUS], file[fmt.COMMITTED]
         self.position = self.committed_rows
@@ -59,11 +61,11 @@ class StoreWriter:
         try:
             if _complete_store_matches(spec, root, overwrite):
                 return cls(spec, rows, final, lock, None, commit_bytes, durable)
-            file = _resume_or_create(final, spec, rows)
+            file, created = _resume_or_create(final, spec, rows)
         except BaseException:
             lock.release()
             raise
-        return cls(spec, rows, final, lock, file, commit_bytes, durable)
+        return cls(spec, rows, final, lock, file, commit_bytes, durable, created)
 
     @property
     def is_complete(self) -> bool:
@@ -158,6 +160,15 @@ class StoreWriter:
         finally:
             self._lock.release()
 
+    def discard_if_unused(self) -> None:
+        """Release the store, deleting its partial file if this writer created it and wrote no
+        row: a pass that fails before its first batch (weights that do not load, say) leaves no
+        "interrupted 0/N" store behind. A resumed or partly written store is kept."""
+        unused = self.created and self.position == 0
+        self.close()
+        if unused:
+            fmt.partial_path(self.path).unlink(missing_ok=True)
+
     def __enter__(self) -> StoreWriter:
         return self
 
@@ -175,17 +186,17 @@ def _complete_store_matches(spec: StoreSpec, root, overwrite: bool) -> bool:
         raise
 
 
-def _resume_or_create(final: Path, spec: StoreSpec, rows: RowTable) -> h5py.File:
-    """Open the partial file if it belongs to this request, else start a fresh one."""
+def _resume_or_create(final: Path, spec: StoreSpec, rows: RowTable) -> tuple[h5py.File, bool]:
+    """Open the partial file if it belongs to this request, else start a fresh one; True if fresh."""
     partial = fmt.partial_path(final)
     if partial.exists():
         reason = _resume_blocker(partial, spec, rows)
         if reason is None:
-            return fmt.open_h5(partial, "r+")
+            return fmt.open_h5(partial, "r+"), False
         log.warning("%s: discarding interrupted extraction (%s); starting again", partial, reason)
         partial.unlink()
     _create(partial, spec, rows)
-    return fmt.open_h5(partial, "r+")
+    return fmt.open_h5(partial, "r+"), True
 
 
 def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | None:
