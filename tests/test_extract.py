@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -226,15 +227,20 @@ def test_onnx_file_entry_end_to_end(root, tmp_path):
     assert cosine(stored.features, reference).min() >= 0.999
 
 
-def test_kill_9_then_resume_gives_the_same_matrix(root, tmp_path, cache):
-    write_photo_dataset(root, "many", copies=24, size=48)
-    code = ("from featurestore.extract import extract; "
+def slow_extraction_child(root: Path) -> subprocess.Popen:
+    """A child extracting dataset 'many' a few rows per commit; Ctrl-C raises KeyboardInterrupt in it."""
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from featurestore.extract import extract; "
             f"extract('many', ['efficientnet_lite0'], {str(root)!r}, batch_size=4, workers=1, threads=1, commit_bytes=1)")
-    child = spawn(root, code)
+    return spawn(root, code)
+
+
+def wait_for_commits(child: subprocess.Popen, root: Path, rows: int) -> int:
+    """Wait until the child has committed at least ``rows`` rows of 'many'; return how many."""
     partial = fmt.partial_path(fmt.store_path("many", "efficientnet_lite0", root))
     deadline = time.time() + 120
     committed = 0
-    while committed < 12 and time.time() < deadline and child.poll() is None:
+    while committed < rows and time.time() < deadline and child.poll() is None:
         time.sleep(0.2)
         if partial.exists():
             try:
@@ -243,6 +249,13 @@ def test_kill_9_then_resume_gives_the_same_matrix(root, tmp_path, cache):
             except Exception:  # noqa: BLE001 - the writer may be mid-flush; look again
                 continue
     assert child.poll() is None, child.communicate()[1][-2000:]
+    return committed
+
+
+def test_kill_9_then_resume_gives_the_same_matrix(root, tmp_path, cache):
+    write_photo_dataset(root, "many", copies=24, size=48)
+    child = slow_extraction_child(root)
+    committed = wait_for_commits(child, root, 12)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert 12 <= committed < 120
@@ -254,6 +267,21 @@ def test_kill_9_then_resume_gives_the_same_matrix(root, tmp_path, cache):
     np.testing.assert_allclose(featurestore.load_arrays("many", "efficientnet_lite0", root=root).features,
                                featurestore.load_arrays("many", "efficientnet_lite0", root=clean).features,
                                rtol=1e-5, atol=1e-5)
+
+
+def test_ctrl_c_keeps_the_rows_and_says_how_to_resume(root):
+    write_photo_dataset(root, "many", copies=24, size=48)
+    child = slow_extraction_child(root)
+    wait_for_commits(child, root, 8)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode != 0 and "KeyboardInterrupt" in stderr
+    assert re.search(r"efficientnet_lite0\.h5: stopped after (\d+) of 120 rows, which are kept; run extract again", stderr)
+    kept = int(re.search(r"stopped after (\d+) of 120", stderr).group(1))
+    (state,) = featurestore.catalog(root=root)["state"]
+    assert kept >= 8 and state == f"interrupted {kept}/120"
+    (resumed,) = extract("many", ["efficientnet_lite0"], root, batch_size=8, progress=False)
+    assert (resumed.status, resumed.written) == ("resumed", 120 - kept)
 
 
 def test_two_backbones_in_two_processes_then_shards_in_two_processes(root, tmp_path, cache):

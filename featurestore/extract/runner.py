@@ -198,13 +198,16 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
 
 @contextmanager
 def _kept_if_written(writer: StoreWriter) -> Iterator[StoreWriter]:
-    """``writer``, closed on exit; if the pass fails before it got a row, its fresh partial file
-    goes too (a model that does not load must not leave an "interrupted 0/N" store)."""
+    """``writer``, closed on exit. If the pass fails before it got a row, its fresh partial file
+    goes too (a model that does not load must not leave an "interrupted 0/N" store); if it fails
+    later (Ctrl-C, say), the log says how far it got and that running again resumes."""
     with writer:
         try:
             yield writer
         except BaseException:
-            writer.discard_if_unused()
+            if not writer.discard_if_unused() and not writer.is_complete:
+                log.warning("%s: stopped after %d of %d rows, which are kept; run extract again to resume",
+                            writer.path, writer.committed_rows, len(writer.rows))
             raise
 
 

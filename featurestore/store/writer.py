@@ -160,14 +160,15 @@ class StoreWriter:
         finally:
             self._lock.release()
 
-    def discard_if_unused(self) -> None:
+    def discard_if_unused(self) -> bool:
         """Release the store, deleting its partial file if this writer created it and wrote no
         row: a pass that fails before its first batch (weights that do not load, say) leaves no
-        "interrupted 0/N" store behind. A resumed or partly written store is kept."""
+        "interrupted 0/N" store behind. A resumed or partly written store is kept. True if deleted."""
         unused = self.created and self.position == 0
         self.close()
         if unused:
             fmt.partial_path(self.path).unlink(missing_ok=True)
+        return unused
 
     def __enter__(self) -> StoreWriter:
         return self
