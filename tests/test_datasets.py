@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from featurestore.datasets import dataset_names, get_dataset
-from featurestore.datasets.errors import ChecksumMismatch, DownloadFailed, DownloadRefused, UnknownDataset
+from featurestore.datasets.errors import ChecksumMismatch, DatasetError, DownloadFailed, DownloadRefused, UnknownDataset
 from featurestore.ingest.checksums import parse
 from fixtures_datasets import jpeg
 
@@ -125,3 +127,30 @@ def test_fetch_task_retries_only_network_failures(error, retried):
 
     assert fetch_files.retries == 2
     assert retry_on_network_failure(fetch_files, None, Failed(data=error)) is retried
+
+
+def test_failed_flow_logs_bad_input_in_one_line_and_keeps_other_tracebacks(prefect_harness, root, tmp_path):
+    # Prefect logs a failed run with its traceback (~80 lines through its engine); for bad input
+    # the one line that says what to do is enough. Any other exception keeps its traceback.
+    from flows import RUN_LOGGERS, ExpectedErrorsInOneLine
+    from flows.ingest import ingest
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).addHandler(handler)
+    try:
+        with pytest.raises(DatasetError, match="does not exist"):
+            ingest(dataset="imagefolder", root=str(root), source=str(tmp_path / "nowhere"), name="mine")
+    finally:
+        for name in RUN_LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
+    failures = [r for r in records if "does not exist" in r.getMessage()]
+    assert failures and {r.name for r in failures} == set(RUN_LOGGERS)
+    assert all(r.exc_info is None for r in failures)
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        bug = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "crash", None, sys.exc_info())
+    assert ExpectedErrorsInOneLine().filter(bug) and bug.exc_info[0] is ValueError
