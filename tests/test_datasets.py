@@ -18,9 +18,14 @@ from fixtures_datasets import jpeg
 
 @pytest.fixture(scope="module")
 def prefect_harness():
+    from prefect.logging.configuration import setup_logging
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
+        # Prefect's console handler keeps the sys.stderr it was configured with; configured first
+        # under a test's capsys (test_flow_module_takes_the_cli_arguments), it would write to that
+        # closed stream. Bound again here, it writes to the session's.
+        setup_logging(incremental=False)
         yield
 
 
