@@ -23,6 +23,10 @@ class InvalidName(FeatureStoreError, ValueError):
     exit_code = 2
 
 
+class RootNotWritable(FeatureStoreError):
+    """The featurestore root cannot be written."""
+
+
 class StoreNotFound(FeatureStoreError, FileNotFoundError):
     """No store exists for the requested (dataset, model)."""
 

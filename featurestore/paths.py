@@ -19,6 +19,26 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
+def check_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The resolved root, created if missing; ``RootNotWritable`` (one line: why, what to do) if
+    nothing can be written there. The flows call it first, so a bad ``--root`` fails before any
+    work instead of deep inside a task."""
+    import tempfile
+
+    from featurestore.errors import RootNotWritable
+
+    path = resolve_root(root)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise RootNotWritable(
+            f"{path}: featurestore root is not writable ({error.strerror}); pass --root DIR or set FEATURESTORE_HOME"
+        ) from None
+    return path
+
+
 def check_name(kind: str, name: str) -> str:
     """Return ``name`` if it is safe to use as a file name, else raise ``InvalidName``."""
     from featurestore.errors import InvalidName

@@ -18,6 +18,7 @@ from featurestore.evaluation import new_run_dir, table_rows
 from featurestore.evaluation.readiness import dataset_models
 from featurestore.evaluation.report import markdown_summary
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
+from featurestore.paths import check_root
 from flows.artifacts import artifact_key
 from flows.runners import make_task_runner, shared_api
 from tasks import evaluate as steps
@@ -65,6 +66,7 @@ def evaluate(
     for name in classifiers:
         get_classifier(name)
     threads = max(1, (os.cpu_count() or 1) // workers)
+    check_root(root)
     run_dir = str(new_run_dir(root))
     skipped: list[dict] = []
     parts = []

@@ -16,6 +16,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from featurestore.errors import exit_on_error
+from featurestore.paths import check_root
 from flows.artifacts import artifact_key
 from flows.runners import TASK_RUNNERS, make_task_runner, shared_api
 from tasks import extract as steps
@@ -34,6 +35,7 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
     ``shard_index`` runs only that shard (one run per host or GPU); the run that finds every
     shard complete does the merge, the others report ``shard-done``.
     """
+    check_root(root)
     plans = {d: steps.pending_models.submit(d, models, root, weights, layer, onnx_specs) for d in datasets}
     runs, merges, skipped = [], [], []
     for dataset, planned in plans.items():

@@ -11,6 +11,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
+from featurestore.paths import check_root
 from flows.artifacts import artifact_key
 from tasks import ingest as steps
 
@@ -43,6 +44,7 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     name (for a mirror that serves other bytes).
     """
     check_ratios(ratios)
+    check_root(root)
     files = steps.fetch_files(dataset, root, source, mirror, checksums, name)
     candidates = steps.prepare(dataset, files, root, name)
     verified = steps.verify(candidates, seed, limit_per_class)

@@ -8,7 +8,6 @@ inputs did not change reuses every manifest and store and recomputes only the re
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from prefect import flow
@@ -18,7 +17,7 @@ from featurestore.classifiers import get_classifier
 from featurestore.datasets import load_manifest
 from featurestore.datasets.registry import get_dataset
 from featurestore.errors import FeatureStoreError
-from featurestore.paths import resolve_root
+from featurestore.paths import check_root
 from flows.evaluate import evaluate
 from flows.extract import extract
 from flows.ingest import ingest
@@ -26,24 +25,6 @@ from flows.runners import make_task_runner, shared_api
 
 DEFAULT_DATASETS = ["fashion-mnist"]
 DEFAULT_MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
-
-
-class RootNotWritable(FeatureStoreError):
-    """The featurestore root cannot be written."""
-
-
-def check_root(root: str | None) -> Path:
-    """Return the resolved root, or raise one line saying it cannot be written and what to do."""
-    path = resolve_root(root)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise RootNotWritable(
-            f"{path}: featurestore root is not writable ({error.strerror}); pass --root DIR or set FEATURESTORE_HOME"
-        ) from None
-    return path
 
 
 def _manifest_hash(dataset: str, root: str | None) -> str | None:

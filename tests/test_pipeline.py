@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from featurestore.errors import InvalidName
-from flows.pipeline import RootNotWritable, run_pipeline
+from featurestore.errors import InvalidName, RootNotWritable
+from flows.evaluate import evaluate
+from flows.extract import extract
+from flows.ingest import ingest
+from flows.pipeline import run_pipeline
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -38,3 +41,9 @@ def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(RootNotWritable, match=r"a-file/home: featurestore root is not writable \(Not a directory\)"):
         run_pipeline(root=str(blocker / "home"))
+    # Each flow on its own says the same, before any work (extract raised NotADirectoryError).
+    for flow, parameters in ((ingest, dict(dataset="fashion-mnist")),
+                             (extract, dict(datasets=["fashion-mnist"], models=["efficientnet_lite0"])),
+                             (evaluate, dict(datasets=["fashion-mnist"]))):
+        with pytest.raises(RootNotWritable, match="a-file/home: featurestore root is not writable"):
+            flow(root=str(blocker / "home"), **parameters)
