@@ -345,6 +345,10 @@ def test_cli_extract_and_one_line_errors(root):
                              "--no-progress", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)[0]["status"] == "extracted"
+    blocker = root / "a-file"
+    blocker.write_text("not a directory")
+    unwritable = runner.invoke(app, ["extract", "--dataset", "photos", "--root", str(blocker / "home")])
+    assert "featurestore root is not writable (Not a directory)" in str(unwritable.exception)
     unknown = runner.invoke(app, ["extract", "--dataset", "photos", "--models", "resnet9000", "--root", str(root)])
     assert "efficientnet_lite0" in str(unknown.exception) and "\n" not in str(unknown.exception)
     if not torch.cuda.is_available():

@@ -20,6 +20,7 @@ from featurestore.extract.plan import WHOLE, Job, Shard, plan_jobs
 from featurestore.extract.reader import Reader, open_reader
 from featurestore.extract.runtimes import RuntimeRequest, build_runtime, default_runtime, resolve_device
 from featurestore.extract.writer import BackgroundWriter
+from featurestore.paths import check_root
 from featurestore.store import StoreWriter
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     maps a model to a weights file (``--weights``); ``shard`` extracts one slice of the rows into
     a shard store (see docs/sharding.md).
     """
+    check_root(root)  # the stores go there: a bad root fails here, in one line
     if manifest is None:
         from featurestore.datasets.manifest import load_manifest
 
