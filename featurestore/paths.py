@@ -21,8 +21,8 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
 
 def check_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The resolved root, created if missing; ``RootNotWritable`` (one line: why, what to do) if
-    nothing can be written there. The flows call it first, so a bad ``--root`` fails before any
-    work instead of deep inside a task."""
+    nothing can be written there. The flows and the library's ``extract`` call it first, so a bad
+    ``--root`` fails before any work instead of deep inside a task."""
     import tempfile
 
     from featurestore.errors import RootNotWritable
