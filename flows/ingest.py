@@ -7,7 +7,7 @@ takes the same arguments).
 from __future__ import annotations
 
 import pandas as pd
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
@@ -25,6 +25,8 @@ def _summary(result: dict) -> str:
         f"* manifest sha256: `{result['manifest_hash']}`",
         f"* quarantined: {result['quarantined']} (`{result['quarantine']}`)",
     ]
+    if result["empty_classes"]:
+        lines.append(f"* classes dropped, no readable image: {', '.join(result['empty_classes'])}")
     if result["quarantined"]:
         quarantine = pd.read_csv(result["quarantine"], dtype=str, keep_default_na=False).head(50)
         lines += ["", "| file | class | reason |", "|---|---|---|"]
@@ -53,6 +55,9 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     create_markdown_artifact(markdown=_summary(result), key=key, description=f"Ingest of {result['dataset']}")
     print(f"{result['dataset']}: {result['images']} images, {result['quarantined']} quarantined, "
           f"manifest {result['manifest_hash'][:12]}")
+    if result["empty_classes"]:
+        get_run_logger().warning("%s: dropped the classes with no readable image: %s", result["dataset"],
+                                 ", ".join(result["empty_classes"]))
     return result
 
 

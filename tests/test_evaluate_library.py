@@ -148,6 +148,18 @@ def test_class_missing_from_train_is_named(tmp_path):
         evaluate_classifier(DATASET, "pixels", "knn", root=tmp_path)
 
 
+def test_a_class_without_rows_is_scored_as_never_predicted(tmp_path):
+    # e.g. every image of the class failed to decode at extraction
+    pixels, rows = digits_rows()
+    keep = rows.labels != 9
+    table = RowTable(ids=rows.ids[keep], labels=rows.labels[keep], class_names=rows.class_names,
+                     split=rows.split[keep], fold=rows.fold[keep])
+    write_store(tmp_path, "pixels", pixels[keep], table)
+    record = evaluate_classifier(DATASET, "pixels", "logreg", root=tmp_path)
+    assert record["per_class_accuracy"]["9"] is None and record["top5_accuracy"] > 0.9
+    assert np.asarray(record["confusion_matrix"]).shape == (10, 10)
+
+
 def test_single_class_dataset_is_refused(tmp_path):
     pixels, rows = digits_rows()
     keep = rows.labels == 3

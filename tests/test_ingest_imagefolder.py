@@ -116,6 +116,19 @@ def test_corrupt_images_are_quarantined_not_fatal(root, folder):
     assert result.quarantined == 3 and result.images == sum(CLASSES.values())
 
 
+def test_classes_left_without_a_readable_image_are_dropped_and_named(root, folder):
+    (folder / "empty").mkdir()
+    (folder / "fish").mkdir()
+    (folder / "fish" / "cut.jpg").write_bytes(jpeg(8)[:300])
+    (folder / "__MACOSX" / "cat").mkdir(parents=True)
+    result = _ingest(root, folder)
+    assert result.empty_classes == ["empty", "fish"] and result.quarantined == 1
+    manifest = load_manifest("imagefolder", root)
+    assert manifest.classes == sorted(CLASSES)
+    assert sorted(manifest.frame["label"].unique()) == [0, 1, 2]
+    assert manifest.info["empty_classes"] == ["empty", "fish"]
+
+
 def test_archive_source_and_url_source(tmp_path, loopback):
     members = {f"mine/{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["left", "right"]) for k in range(5)}
     data = tar_bytes(members)

@@ -10,6 +10,8 @@ import pandas as pd
 from featurestore.datasets.errors import DatasetError
 from featurestore.datasets.registry import Layout
 
+#: folders archivers add beside the real ones (macOS resource forks), never a class
+NOT_CLASSES = frozenset({"__MACOSX"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
 
@@ -33,12 +35,16 @@ def class_root(base: Path) -> Path:
 
 
 def scan_class_folders(directory: Path, base: Path) -> Layout:
-    """Candidates from ``base/<class>/**/<image>``; sources relative to ``directory``."""
+    """Candidates from ``base/<class>/**/<image>``; sources relative to ``directory``.
+
+    Every class folder is a class, even one without images, so that ingest can say it was left empty.
+    """
     if not base.is_dir():
         raise DatasetError(f"{base}: folder not found; check the source or the archive's layout")
     root = class_root(base)
     rows = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_CLASSES)
+    for folder in folders:
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p)):
             rows.append((path.relative_to(root).as_posix(), path.relative_to(directory).as_posix(), folder.name))
     if not rows:
@@ -46,7 +52,7 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
             f"{root}: no images found in class sub-folders; lay the images out as <folder>/<class>/<image>"
         )
     frame = pd.DataFrame(rows, columns=["id", "source", "class_name"]).assign(split="")
-    return Layout(frame=frame, classes=tuple(sorted(frame["class_name"].unique())))
+    return Layout(frame=frame, classes=tuple(folder.name for folder in folders))
 
 
 def folder_reader(subdirectory: str) -> Callable[[Path, dict[str, Path]], Layout]:

@@ -11,14 +11,23 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, top_k_ac
 TOP_K = 5
 
 
-def class_scores(estimator: Any, X: np.ndarray) -> np.ndarray | None:
-    """Per-class probabilities if the estimator has them, else ``None``."""
-    if hasattr(estimator, "predict_proba"):
-        try:
-            return estimator.predict_proba(X)
-        except AttributeError:  # pipelines expose the method even when their last step lacks it
-            return None
-    return None
+def class_scores(estimator: Any, X: np.ndarray, n_classes: int) -> np.ndarray | None:
+    """Per-class probabilities if the estimator has them, else ``None``: one column per label
+    ``0..n_classes-1``, zero for a label absent from the rows it was fitted on."""
+    if not hasattr(estimator, "predict_proba"):
+        return None
+    try:
+        scores = estimator.predict_proba(X)
+    except AttributeError:  # pipelines expose the method even when their last step lacks it
+        return None
+    if scores.shape[1] == n_classes:
+        return scores
+    seen = getattr(estimator, "classes_", None)
+    if seen is None:
+        return None
+    full = np.zeros((len(scores), n_classes), dtype=scores.dtype)
+    full[:, np.asarray(seen, dtype=np.int64)] = scores
+    return full
 
 
 def compute_metrics(

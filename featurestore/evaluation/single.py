@@ -31,7 +31,7 @@ def score_fitted(estimator: Any, data: EvalData) -> tuple[dict[str, Any], float]
     X_test, y_test = data.part("test")
     started = time.perf_counter()
     predicted = estimator.predict(X_test)
-    scores = class_scores(estimator, X_test)
+    scores = class_scores(estimator, X_test, len(data.class_names))
     seconds = time.perf_counter() - started
     return compute_metrics(y_test, predicted, scores, data.class_names), seconds
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ class IngestResult:
     classes: int
     quarantined: int
     quarantine: str
+    empty_classes: list[str] = field(default_factory=list)
 
 
 def target_name(dataset: str, name: str | None) -> str:
@@ -130,7 +131,10 @@ def verify(candidates: str, *, seed: int = 0, limit: int | None = None, workers:
 
 def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEFAULT_RATIOS, seed: int = 0,
                    folds: int = DEFAULT_FOLDS, limit: int | None = None, source: str | None = None) -> IngestResult:
-    """Quarantine the unreadable, split the rest, and write ``manifest.csv`` and ``dataset.json``."""
+    """Quarantine the unreadable, split the rest, and write ``manifest.csv`` and ``dataset.json``.
+
+    Classes left with no readable image are dropped from the labels and listed as ``empty_classes``.
+    """
     spec = get_dataset(dataset)
     frame, layout = load_table(verified)
     directory = Path(verified).parent.parent
@@ -143,19 +147,23 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
     if not spec.official_split:
         usable["split"] = assign_splits(usable, ratios, seed)
     usable["fold"] = assign_folds(usable, folds, seed)
-    classes = layout["classes"]
+    # A class with no readable image cannot be learned or scored; keeping it would give the
+    # classifiers fewer classes than the labels name.
+    present = set(usable["class_name"])
+    classes = [c for c in layout["classes"] if c in present]
+    empty = [c for c in layout["classes"] if c not in present]
     usable["label"] = usable["class_name"].map({c: i for i, c in enumerate(classes)}).astype("int64")
     usable = usable.astype({"width": "int64", "height": "int64"})
     info = {
         "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
-        "licence": spec.licence, "citation": spec.citation, "quarantined": int(bad.sum()),
+        "licence": spec.licence, "citation": spec.citation, "quarantined": int(bad.sum()), "empty_classes": empty,
         "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit,
                        "ratios": None if spec.official_split else list(check_ratios(ratios)), "source": source},
     }
     digest = write_manifest(directory, usable, classes, info)
     return IngestResult(dataset=directory.name, directory=str(directory), manifest=str(directory / MANIFEST_FILE),
                         manifest_hash=digest, images=len(usable), classes=int(usable["label"].nunique()),
-                        quarantined=int(bad.sum()), quarantine=str(quarantine))
+                        quarantined=int(bad.sum()), quarantine=str(quarantine), empty_classes=empty)
 
 
 def _check_usable(directory: Path, usable: pd.DataFrame) -> None:
