@@ -1,5 +1,9 @@
 """The feature-pipeline flow run locally: a rerun with unchanged inputs recomputes only the report."""
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +51,21 @@ def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):
                              (evaluate, dict(datasets=["fashion-mnist"]))):
         with pytest.raises(RootNotWritable, match="a-file/home: featurestore root is not writable"):
             flow(root=str(blocker / "home"), **parameters)
+
+
+@pytest.mark.parametrize("command", [
+    ["run"],
+    ["ingest", "fashion-mnist"],
+    ["evaluate", "--dataset", "fashion-mnist"],
+])
+def test_every_flow_command_says_in_one_line_when_the_prefect_api_is_down(tmp_path, command):
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/api"
+        done = subprocess.run([sys.executable, "-m", "featurestore.cli", *command, "--root", str(tmp_path / "fs")],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "PREFECT_API_URL": url})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: Prefect API {url} does not answer (ConnectError); start it with `prefect server start "
+        "--host 127.0.0.1` or unset PREFECT_API_URL to use a temporary local server"]
+    assert not (tmp_path / "fs").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, human_bytes, print_json, print_table
+from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.datasets.errors import DatasetError
 from featurestore.datasets.registry import dataset_names, get_dataset
 from featurestore.ingest.pipeline import describe
@@ -54,6 +55,7 @@ def ingest(
     # Bad names and ratios are reported before a flow run starts, without Prefect's failure log.
     get_dataset(dataset)
     split_ratios = check_ratios(_ratios(ratios))
+    check_prefect_api()
     result = ingest_flow(dataset=dataset, root=root, ratios=list(split_ratios), seed=seed,
                          limit_per_class=limit_per_class, mirror=mirror, source=source, name=name, folds=folds)
     if as_json:

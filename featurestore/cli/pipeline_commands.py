@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import httpx
 import typer
 
 from featurestore.cli.output import ROOT_OPTION
-from featurestore.errors import FeatureStoreError
+from featurestore.cli.prefect_api import check_prefect_api
 
 #: `make run`'s embedded default: real Fashion-MNIST, the three offline backbones, a quick subset
 DEFAULT_LIMIT_PER_CLASS = 100
-
-
-class PrefectApiDown(FeatureStoreError):
-    """PREFECT_API_URL names a server that does not answer."""
-
-
-def check_prefect_api() -> None:
-    """Fail with one line if ``PREFECT_API_URL`` is set but its server does not answer."""
-    url = os.environ.get("PREFECT_API_URL")
-    if not url:
-        return
-    try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=5).raise_for_status()
-    except httpx.HTTPError as error:
-        raise PrefectApiDown(
-            f"Prefect API {url} does not answer ({type(error).__name__}); start it with "
-            "`prefect server start --host 127.0.0.1` or unset PREFECT_API_URL to use a temporary local server"
-        ) from None
 
 
 def _names(values: list[str] | None) -> list[str] | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, console, print_json, print_table, records, split_names
+from featurestore.cli.prefect_api import check_prefect_api
 
 REPORT_COLUMNS = ["model", "classifier", "accuracy %", "top-5 %", "macro-F1 %", "gain", "fit s", "params"]
 
@@ -88,6 +89,7 @@ def evaluate(
     # An unknown name is reported before a flow run starts, without Prefect's failure log.
     for name in classifiers:
         get_classifier(name)
+    check_prefect_api()
     run_dir = run_evaluate(task_runner=task_runner, workers=workers, datasets=split_names(dataset),
                            models=split_names(model) or None, classifiers=classifiers or None,
                            stacking=stacking, in_sample=in_sample, seed=seed, root=root,
