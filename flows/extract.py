@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -18,7 +19,7 @@ from prefect.artifacts import create_table_artifact
 from featurestore.errors import exit_on_error
 from featurestore.paths import check_root
 from flows.artifacts import artifact_key
-from flows.runners import TASK_RUNNERS, make_task_runner, shared_api
+from flows.runners import TASK_RUNNERS, ctrl_c_stops_tasks, make_task_runner, shared_api
 from tasks import extract as steps
 
 
@@ -64,9 +65,10 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
 
 
 def run_extract(task_runner: str = "threads", workers: int = 1, **parameters) -> list[dict]:
-    """Run the flow with the task runner called ``task_runner`` and one Prefect API for its workers."""
+    """Run the flow with the task runner called ``task_runner`` and one Prefect API for its workers;
+    Ctrl-C stops its tasks after their current batch (see ``ctrl_c_stops_tasks``)."""
     runner = make_task_runner(task_runner, workers)
-    with shared_api(task_runner):
+    with shared_api(task_runner), ctrl_c_stops_tasks():
         return extract.with_options(task_runner=runner)(**parameters)
 
 
@@ -91,13 +93,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     datasets = [d for value in args.dataset for d in value.split(",") if d]
     weights = dict(entry.split("=", 1) for entry in args.weights)
-    with exit_on_error():
-        rows = run_extract(
-            task_runner=args.task_runner, workers=args.workers, datasets=datasets,
-            models=[m for m in args.models.split(",") if m], root=args.root, device=args.device, runtime=args.runtime,
-            precision=args.precision, batch_size=args.batch_size, weights=weights or None, layer=args.layer,
-            shards=args.shards, shard_index=args.shard_index, share_decode=not args.no_share_decode,
-            onnx_specs=args.onnx_spec or None)
+    try:
+        with exit_on_error():
+            rows = run_extract(
+                task_runner=args.task_runner, workers=args.workers, datasets=datasets,
+                models=[m for m in args.models.split(",") if m], root=args.root, device=args.device,
+                runtime=args.runtime, precision=args.precision, batch_size=args.batch_size, weights=weights or None,
+                layer=args.layer, shards=args.shards, shard_index=args.shard_index,
+                share_decode=not args.no_share_decode, onnx_specs=args.onnx_spec or None)
+    except KeyboardInterrupt:
+        # The stores already said how far they got and how to resume; Prefect logged the crash.
+        sys.exit(130)
     print(json.dumps(rows, indent=2))
 
 

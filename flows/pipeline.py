@@ -21,7 +21,7 @@ from featurestore.paths import check_root
 from flows.evaluate import evaluate
 from flows.extract import extract
 from flows.ingest import ingest
-from flows.runners import make_task_runner, shared_api
+from flows.runners import ctrl_c_stops_tasks, make_task_runner, shared_api
 
 DEFAULT_DATASETS = ["fashion-mnist"]
 DEFAULT_MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
@@ -91,7 +91,7 @@ def feature_pipeline(
 
 def run_pipeline(**parameters) -> dict:
     """Run the pipeline in this process, with one Prefect API for any worker processes."""
-    with shared_api(parameters.get("task_runner", "threads")):
+    with shared_api(parameters.get("task_runner", "threads")), ctrl_c_stops_tasks():
         return feature_pipeline(**parameters)
 
 

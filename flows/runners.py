@@ -1,4 +1,4 @@
-"""Task runners by name, and one Prefect API shared by every worker process.
+"""Task runners by name, one Prefect API shared by every worker process, and Ctrl-C reaching task threads.
 
 Flows take the task runner as a plain string parameter (so a deployment run can pick it with
 ``-p task_runner=dask``) and turn it into a runner here.
@@ -7,6 +7,8 @@ Flows take the task runner as a plain string parameter (so a deployment run can 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -14,6 +16,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from featurestore.errors import InvalidName
+from featurestore.extract.stop import clear_stop, request_stop
 
 ENV_DASK_ADDRESS = "FEATURESTORE_DASK_ADDRESS"
 
@@ -87,3 +90,35 @@ def shared_api(task_runner: str) -> Iterator[str | None]:
             yield url
     finally:
         server.stop()
+
+
+@contextmanager
+def ctrl_c_stops_tasks() -> Iterator[None]:
+    """While inside, Ctrl-C also stops the extract tasks running in worker threads.
+
+    SIGINT raises ``KeyboardInterrupt`` in the main thread only, and Prefect, leaving the flow,
+    waits for the running tasks: a task thread would finish its whole pass first. The handler
+    installed here asks the library to stop after the current batch, then raises as before; the
+    task thread then keeps its committed rows and logs how to resume before the process exits.
+    Process workers get the terminal's SIGINT themselves. Outside the main thread, or if SIGINT
+    is ignored (a background job), nothing is installed.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
+        yield
+        return
+    clear_stop()  # a stop requested for an earlier run in this process is not meant for this one
+
+    def stop_then_interrupt(signum, frame):
+        request_stop()  # first, so the task thread already has it when the main thread unwinds
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop_then_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        clear_stop()

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from featurestore.extract.plan import WHOLE, Job, Shard, plan_jobs
 from featurestore.extract.reader import Reader, open_reader
 from featurestore.extract.runtimes import RuntimeRequest, build_runtime, default_runtime, resolve_device
+from featurestore.extract.stop import raise_if_stop_requested
 from featurestore.extract.writer import BackgroundWriter
 from featurestore.paths import check_root
 from featurestore.store import StoreWriter
@@ -100,7 +101,8 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     interrupted ones resume. ``reader`` (a name in ``reader.READERS``; default: see
     ``reader.default_reader``) and ``workers`` choose how images are decoded. ``weights``
     maps a model to a weights file (``--weights``); ``shard`` extracts one slice of the rows into
-    a shard store (see docs/sharding.md).
+    a shard store (see docs/sharding.md). ``extract.stop.request_stop()`` from another thread stops
+    it after the current batch, as Ctrl-C does in the thread running it.
     """
     check_root(root)  # the stores go there: a bad root fails here, in one line
     if manifest is None:
@@ -175,6 +177,9 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
         with tqdm(total=stop - first, unit="img", desc=f"{jobs[0].spec.dataset}: {names}", disable=not progress,
                   smoothing=0.1) as bar:
             for batch in batches:
+                # Ctrl-C reaches only the main thread; when this runs in a worker thread the main
+                # thread's handler requests the stop, and this raises it here, between batches.
+                raise_if_stop_requested()
                 for item in active:
                     skip = item.next_row - batch.start
                     if skip >= len(batch):
