@@ -15,7 +15,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from featurestore.classifiers import classifier_names, get_classifier
 from featurestore.evaluation import new_run_dir, table_rows
-from featurestore.evaluation.readiness import dataset_models
+from featurestore.evaluation.errors import NothingToEvaluate
+from featurestore.evaluation.readiness import requested_models
 from featurestore.evaluation.report import markdown_summary
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
 from featurestore.paths import check_root
@@ -67,39 +68,32 @@ def evaluate(
         get_classifier(name)
     threads = max(1, (os.cpu_count() or 1) // workers)
     check_root(root)
+    requested = {dataset: requested_models(dataset, models, root) for dataset in datasets}
+    checks = {(d, m): steps.check_store.submit(d, m, root) for d, names in requested.items() for m in names}
+    problems = {key: future.result() for key, future in checks.items()}
+    skipped = [{"dataset": d, "model": m, "reason": problem} for (d, m), problem in problems.items() if problem]
+    usable = {d: [m for m in names if not problems[d, m]] for d, names in requested.items()}
+    # An empty report would become the latest run and hide the previous one.
+    if not any(usable.values()):
+        raise NothingToEvaluate("no store can be evaluated: " + "; ".join(s["reason"] for s in skipped))
     run_dir = str(new_run_dir(root))
-    skipped: list[dict] = []
     parts = []
-    for dataset in datasets:
-        candidates = list(models or dataset_models(dataset, root))
-        if not candidates:
-            skipped.append({"dataset": dataset, "model": "*", "reason": f"no store for dataset {dataset!r}; run extract first"})
-            continue
-        problems = {m: steps.check_store.submit(dataset, m, root) for m in candidates}
-        usable = []
-        for model, future in problems.items():
-            problem = future.result()
-            if problem:
-                skipped.append({"dataset": dataset, "model": model, "reason": problem})
-            else:
-                usable.append(model)
-        if not usable:
-            continue
-        steps.check_dataset_rows.submit(dataset, usable, root).result()
+    for dataset, ready in ((d, m) for d, m in usable.items() if m):
+        steps.check_dataset_rows.submit(dataset, ready, root).result()
         # Logistic regression goes first: the ensembles reuse its chosen C, and they are the
         # longest tasks, so they should start early rather than last.
         logreg = [steps.fit_classifier.submit(dataset, m, BASE_CLASSIFIER, root, seed, threads, run_dir,
-                                              train_per_class) for m in usable] if BASE_CLASSIFIER in classifiers else []
+                                              train_per_class) for m in ready] if BASE_CLASSIFIER in classifiers else []
         parts += logreg
-        if stacking and len(usable) > 1:
+        if stacking and len(ready) > 1:
             # early fusion first: stacking blocks a worker until every logistic regression is done
-            parts.append(steps.early_fusion.submit(dataset, usable, root, seed, threads, run_dir, train_per_class))
-            parts.append(steps.stack.submit(dataset, usable, root, seed, threads, run_dir, logreg, in_sample,
+            parts.append(steps.early_fusion.submit(dataset, ready, root, seed, threads, run_dir, train_per_class))
+            parts.append(steps.stack.submit(dataset, ready, root, seed, threads, run_dir, logreg, in_sample,
                                             train_per_class))
         parts += [steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir, train_per_class)
-                  for c in classifiers if c != BASE_CLASSIFIER for m in usable]
-        if stacking and len(usable) < 2:
-            skipped.append({"dataset": dataset, "model": "+".join(usable), "classifier": "stacking",
+                  for c in classifiers if c != BASE_CLASSIFIER for m in ready]
+        if stacking and len(ready) < 2:
+            skipped.append({"dataset": dataset, "model": "+".join(ready), "classifier": "stacking",
                             "reason": "stacking needs at least two usable stores of the dataset"})
     parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,
                   "in_sample": in_sample, "seed": seed, "workers": workers, "train_per_class": train_per_class}

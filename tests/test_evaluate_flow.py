@@ -14,6 +14,7 @@ from prefect.testing.utilities import prefect_test_harness
 from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
 from featurestore.errors import InvalidName
 from featurestore.evaluation import StoresDisagree, validate_results
+from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.store import RowTable
 from flows.artifacts import artifact_key
 from flows.evaluate import main, run_evaluate
@@ -104,6 +105,21 @@ def test_disagreeing_stores_stop_the_flow_before_fitting(harness, tmp_path):
     with pytest.raises(StoresDisagree, match="labels"):
         run_evaluate(datasets=[DATASET], classifiers=["knn"], root=str(tmp_path))
     assert not list((tmp_path / "runs").glob("*/parts/*"))
+
+
+def test_a_misspelled_name_or_no_usable_store_fails_without_a_new_report(two_runs, tmp_path, capsys):
+    root, _ = two_runs
+    before = sorted((root / "runs").iterdir())
+    with pytest.raises(NothingToEvaluate, match=r"dataset 'digts' has no stores under .* \(datasets with stores: digits\)"):
+        run_evaluate(datasets=["digts"], classifiers=["knn"], root=str(root))
+    with pytest.raises(NothingToEvaluate, match=r"no store for 'pixel' \(its stores: .*pixels.*\); check the name"):
+        run_evaluate(datasets=[DATASET], models=["pixel", "pixels"], classifiers=["knn"], root=str(root))
+    with pytest.raises(NothingToEvaluate, match="no store can be evaluated: .*interrupted"):
+        run_evaluate(datasets=[DATASET], models=["interrupted"], classifiers=["knn"], root=str(root))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dataset", "digts", "--root", str(root)])
+    assert exit_.value.code == 1 and capsys.readouterr().err.count("\n") == 1
+    assert sorted((root / "runs").iterdir()) == before
 
 
 def test_process_pool_runner_gives_the_thread_runner_numbers(two_runs):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from store_fixtures import write_store
 
 from featurestore.errors import InvalidName, RootNotWritable
 from flows.evaluate import evaluate
@@ -56,16 +57,18 @@ def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):
 @pytest.mark.parametrize("command", [
     ["run"],
     ["ingest", "fashion-mnist"],
-    ["evaluate", "--dataset", "fashion-mnist"],
+    ["evaluate", "--dataset", "toy"],
 ])
 def test_every_flow_command_says_in_one_line_when_the_prefect_api_is_down(tmp_path, command):
+    root = tmp_path / "fs"
+    write_store(root, n=30)  # evaluate checks the names first: give it a store of dataset "toy"
     with socket.socket() as closed:  # bound, never listening: connections are refused
         closed.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{closed.getsockname()[1]}/api"
-        done = subprocess.run([sys.executable, "-m", "featurestore.cli", *command, "--root", str(tmp_path / "fs")],
+        done = subprocess.run([sys.executable, "-m", "featurestore.cli", *command, "--root", str(root)],
                               capture_output=True, text=True, timeout=120, env={**os.environ, "PREFECT_API_URL": url})
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
         f"error: Prefect API {url} does not answer (ConnectError); start it with `prefect server start "
         "--host 127.0.0.1` or unset PREFECT_API_URL to use a temporary local server"]
-    assert not (tmp_path / "fs").exists()
+    assert sorted(p.name for p in root.iterdir()) == ["stores"]

@@ -83,12 +83,15 @@ def evaluate(
     """Run the evaluate flow and print its results table."""
     from featurestore.classifiers import get_classifier
     from featurestore.evaluation.history import load_run
+    from featurestore.evaluation.readiness import requested_models
     from flows.evaluate import run_evaluate  # Prefect loads only when a flow actually runs
 
     classifiers = split_names(classifier)
     # An unknown name is reported before a flow run starts, without Prefect's failure log.
     for name in classifiers:
         get_classifier(name)
+    for name in split_names(dataset):
+        requested_models(name, split_names(model), root)
     check_prefect_api()
     run_dir = run_evaluate(task_runner=task_runner, workers=workers, datasets=split_names(dataset),
                            models=split_names(model) or None, classifiers=classifiers or None,

@@ -19,3 +19,7 @@ class ClassMissingFromTrain(EvaluationError):
 
 class StoresDisagree(EvaluationError):
     """Stores to be combined hold different rows (ids, labels, split or folds)."""
+
+
+class NothingToEvaluate(EvaluationError):
+    """A requested dataset or model has no store, or no requested store can be evaluated."""

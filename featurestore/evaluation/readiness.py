@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from featurestore.errors import FeatureStoreError
-from featurestore.paths import check_name
+from featurestore.evaluation.errors import NothingToEvaluate
+from featurestore.paths import check_name, stores_dir
 from featurestore.store import locate, store_files, verify_file
 from featurestore.store.catalog import final_path_of
 
@@ -13,6 +16,27 @@ def dataset_models(dataset: str, root=None) -> list[str]:
     check_name("dataset", dataset)
     finals = (final_path_of(p) for p in store_files(root) if final_path_of(p).parent.name == dataset)
     return sorted(dict.fromkeys(p.name.removesuffix(".h5") for p in finals))
+
+
+def requested_models(dataset: str, models: Sequence[str] | None, root=None) -> list[str]:
+    """The models to evaluate on ``dataset``: ``models``, or every store of it if none are named.
+
+    A dataset without any store, or a named model without one, is a typo or a missing extract:
+    it fails here, in one line naming what does exist, before a report is started.
+    """
+    present = dataset_models(dataset, root)
+    if not present:
+        others = sorted({p.parent.name for p in store_files(root)})
+        where = f"datasets with stores: {', '.join(others)}" if others else "it holds no stores yet"
+        raise NothingToEvaluate(f"dataset {dataset!r} has no stores under {stores_dir(root)} ({where}); "
+                                "check the name, or ingest and extract it first")
+    missing = [m for m in models or [] if m not in present]
+    if missing:
+        raise NothingToEvaluate(
+            f"dataset {dataset!r} has no store for {', '.join(map(repr, missing))} (its stores: {', '.join(present)}); "
+            f"check the name, or run `featurestore extract -d {dataset} -m {','.join(missing)}` first"
+        )
+    return list(models or present)
 
 
 def store_problem(dataset: str, model: str, root=None) -> str | None:
