@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import featurestore
 from featurestore.datasets import load_manifest
 from featurestore.datasets.errors import DatasetError, ManifestNotFound, UnknownDataset
 from featurestore.ingest.pipeline import ingest
@@ -127,6 +128,21 @@ def test_classes_left_without_a_readable_image_are_dropped_and_named(root, folde
     assert manifest.classes == sorted(CLASSES)
     assert sorted(manifest.frame["label"].unique()) == [0, 1, 2]
     assert manifest.info["empty_classes"] == ["empty", "fish"]
+
+
+def test_a_file_changed_in_the_folder_after_ingest_is_not_extracted_under_the_old_label(root, folder, caplog):
+    from featurestore.extract import extract
+
+    _ingest(root, folder, limit_per_class=3)
+    frame = load_manifest("imagefolder", root).frame
+    changed = folder / frame["id"].iat[1]
+    changed.write_bytes(jpeg(999))  # still a valid JPEG: without the hash check it would be read
+    with caplog.at_level("WARNING", logger="featurestore.extract.reader"):
+        (result,) = extract("imagefolder", ["efficientnet_lite0"], root, batch_size=4, progress=False)
+    assert (result.written, result.failed) == (9, 1)
+    assert featurestore.load_arrays("imagefolder", "efficientnet_lite0", root=root).failed.tolist() == [
+        False, True] + [False] * 7
+    assert "changed since ingest" in caplog.text and "run `featurestore ingest` again" in caplog.text
 
 
 def test_archive_source_and_url_source(tmp_path, loopback):

@@ -31,3 +31,7 @@ class UnsafeArchive(FeatureStoreError):
 
 class ManifestNotFound(DatasetError, FileNotFoundError):
     """No manifest exists for the dataset: it has not been ingested under this root."""
+
+
+class ImageChanged(DatasetError):
+    """An image file whose bytes differ from those ingest verified and hashed."""

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from featurestore.backbones import Preprocessing
+from featurestore.datasets.errors import DatasetError
 from featurestore.extract.reader import PreparedBatch, prefetched, record_failure
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -77,7 +78,7 @@ def decode_rows(manifest, begin: int, end: int, device: str) -> PreparedBatch:
 def _encoded_jpeg(manifest, i: int) -> bytes | None:
     try:
         data = manifest.read_encoded(i)
-    except OSError:
+    except (OSError, DatasetError):
         return None  # Pillow's turn: it fails the row with the error the other readers give
     return data if data is not None and data.startswith(JPEG_MAGIC) else None
 
