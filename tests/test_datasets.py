@@ -93,8 +93,11 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
     assert out.exit_code == 0, out.output
     summary = json.loads(out.output[out.output.index("{"):])
     assert summary["images"] == 8 and summary["quarantined"] == 1
-    rows = json.loads(cli("datasets", "--root", str(root), "--json").output)
-    assert {r["name"]: r["present"] for r in rows}["tf-flowers"] is True
+    rows = {r["name"]: r for r in json.loads(cli("datasets", "--root", str(root), "--json").output)}
+    assert rows["tf-flowers"]["present"] is True
+    assert rows["mine"] == {"name": "mine", "images": 8, "classes": 2, "size": None, "licence": rows["imagefolder"]["licence"],
+                            "official_split": False, "present": True, "title": f"imagefolder from {folder}"}
+    assert "mine" in cli("datasets", "--root", str(root)).output
 
 
 def test_manifest_bytes_are_standard_csv_with_quoting():

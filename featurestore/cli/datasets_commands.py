@@ -8,15 +8,18 @@ from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, human_bytes, print
 from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.datasets.errors import DatasetError
 from featurestore.datasets.registry import dataset_names, get_dataset
-from featurestore.ingest.pipeline import describe
+from featurestore.ingest.pipeline import describe, describe_ingested, ingested_names
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
 
 DATASET_COLUMNS = ["name", "images", "classes", "size", "licence", "official split", "present"]
 
 
 def datasets(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """List the registered datasets and whether each is ingested under the root."""
-    rows = [describe(get_dataset(name), root) for name in dataset_names()]
+    """List the registered datasets, whether each is ingested under the root, and the datasets
+    ingested there under a name of your own (`ingest imagefolder --name`)."""
+    registered = dataset_names()
+    rows = [describe(get_dataset(name), root) for name in registered]
+    rows += [describe_ingested(name, root) for name in ingested_names(root) if name not in registered]
     if as_json:
         print_json(rows)
         return

@@ -16,7 +16,7 @@ import pandas as pd
 
 from featurestore.datasets.arrays import ARRAY_FILE
 from featurestore.datasets.errors import DatasetError
-from featurestore.datasets.manifest import ARRAY_SEPARATOR, MANIFEST_FILE, write_manifest
+from featurestore.datasets.manifest import ARRAY_SEPARATOR, MANIFEST_FILE, manifest_at, write_manifest
 from featurestore.datasets.registry import DatasetSpec, Layout, get_dataset
 from featurestore.datasets.sources import IMAGES, attach_folder, is_url, local_source, source_resource
 from featurestore.ingest.download import fetch
@@ -189,6 +189,21 @@ def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: 
     verified = verify(candidates, seed=seed, limit=limit_per_class, workers=workers)
     return build_manifest(dataset, verified, ratios=ratios, seed=seed, folds=folds, limit=limit_per_class,
                           source=source)
+
+
+def ingested_names(root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the datasets with a manifest under ``root``, registered or named by the user."""
+    base = dataset_dir("imagefolder", root).parent
+    return sorted(p.parent.name for p in base.glob(f"*/{MANIFEST_FILE}")) if base.is_dir() else []
+
+
+def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> dict:
+    """A row of ``featurestore datasets`` for a dataset ingested under a name of the user's
+    (``ingest imagefolder --name``), read from its ``dataset.json``."""
+    info = manifest_at(dataset_dir(name, root)).info
+    return {"name": name, "images": info["images"], "classes": len(info["classes"]), "size": None,
+            "licence": info.get("licence"), "official_split": info["official_split"], "present": True,
+            "title": f"{info['dataset']} from {info['parameters']['source']}"}
 
 
 def describe(spec: DatasetSpec, root: str | os.PathLike[str] | None = None) -> dict:
