@@ -56,9 +56,14 @@ def downloads_dir(root: str | os.PathLike[str] | None = None) -> Path:
     return resolve_root(root) / "downloads"
 
 
+def datasets_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """Directory holding every ingested dataset, one sub-directory each."""
+    return resolve_root(root) / "datasets"
+
+
 def dataset_dir(dataset: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Directory holding one dataset's unpacked files and its manifest."""
-    return resolve_root(root) / "datasets" / check_name("dataset", dataset)
+    return datasets_dir(root) / check_name("dataset", dataset)
 
 
 def stores_dir(root: str | os.PathLike[str] | None = None) -> Path:

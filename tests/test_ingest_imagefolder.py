@@ -161,7 +161,8 @@ def test_archive_source_and_url_source(tmp_path, loopback):
 def test_name_keeps_several_folders_apart(root, folder, tmp_path):
     _ingest(root, folder, name="pets")
     assert len(load_manifest("pets", root)) == sum(CLASSES.values())
-    with pytest.raises(ManifestNotFound, match="run 'featurestore ingest imagefolder' first"):
+    with pytest.raises(ManifestNotFound, match=r"'imagefolder' \(ingested here: pets\); check the name, or run "
+                       "'featurestore ingest imagefolder' first"):
         load_manifest("imagefolder", root)
 
 

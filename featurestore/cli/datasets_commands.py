@@ -7,8 +7,9 @@ import typer
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, human_bytes, print_json, print_table
 from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.datasets.errors import DatasetError
+from featurestore.datasets.manifest import ingested_names
 from featurestore.datasets.registry import dataset_names, get_dataset
-from featurestore.ingest.pipeline import describe, describe_ingested, ingested_names
+from featurestore.ingest.pipeline import describe, describe_ingested
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
 
 DATASET_COLUMNS = ["name", "images", "classes", "size", "licence", "official split", "present"]

@@ -22,7 +22,7 @@ from PIL import Image
 
 from featurestore.datasets.errors import DatasetError, ImageChanged, ManifestNotFound
 from featurestore.datasets.images import open_rgb
-from featurestore.paths import dataset_dir
+from featurestore.paths import dataset_dir, datasets_dir
 
 MANIFEST_FILE = "manifest.csv"
 INFO_FILE = "dataset.json"
@@ -186,6 +186,15 @@ def _as_rgb(pixels: np.ndarray, colour: bool) -> np.ndarray:
     return np.repeat(pixels[..., None], 3, axis=-1).astype(np.uint8, copy=False)
 
 
+def _manifest_folders(base: Path) -> list[str]:
+    return sorted(p.parent.name for p in base.glob(f"*/{MANIFEST_FILE}"))
+
+
+def ingested_names(root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Names of the datasets with a manifest under ``root``, registered or named by the user."""
+    return _manifest_folders(datasets_dir(root))
+
+
 def load_manifest(dataset: str, root: str | os.PathLike[str] | None = None) -> Manifest:
     """Load the manifest of ``dataset`` ingested under ``root`` (see ``featurestore.paths``)."""
     return manifest_at(dataset_dir(dataset, root), dataset)
@@ -199,8 +208,11 @@ def manifest_at(directory: Path, dataset: str | None = None) -> Manifest:
         data = path.read_bytes()
         info = json.loads((directory / INFO_FILE).read_text())
     except FileNotFoundError:
+        # Name what is there, so that a misspelt name reads as one rather than as a missing ingest.
+        here = _manifest_folders(directory.parent)
         raise ManifestNotFound(
-            f"{path}: no manifest for dataset {dataset!r}; run 'featurestore ingest {dataset}' first"
+            f"{path}: no manifest for dataset {dataset!r} (ingested here: {', '.join(here) or 'none'}); "
+            f"check the name, or run 'featurestore ingest {dataset}' first"
         ) from None
     frame = pd.read_csv(io.BytesIO(data), dtype=_DTYPES, keep_default_na=False)
     if tuple(frame.columns) != COLUMNS:

@@ -191,12 +191,6 @@ def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: 
                           source=source)
 
 
-def ingested_names(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """Names of the datasets with a manifest under ``root``, registered or named by the user."""
-    base = dataset_dir("imagefolder", root).parent
-    return sorted(p.parent.name for p in base.glob(f"*/{MANIFEST_FILE}")) if base.is_dir() else []
-
-
 def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> dict:
     """A row of ``featurestore datasets`` for a dataset ingested under a name of the user's
     (``ingest imagefolder --name``), read from its ``dataset.json``."""
