@@ -115,10 +115,24 @@ def test_history_has_one_column_per_run(evaluated):
     table = history_table(root)
     assert list(table.columns) == sorted(run.name for run in runs)
     assert len(table) == len(documents[0]["results"])
-    logreg = table.loc[(DATASET, "pixels", "logreg")]
+    logreg = table.loc[(DATASET, "pixels", "logreg", "all")]
     expected = next(r for r in documents[0]["results"] if r["model"] == "pixels" and r["classifier"] == "logreg")
     assert list(logreg) == pytest.approx([round(100 * expected["accuracy"], 2)] * 2)
     assert load_run(root=root)["run_id"] == runs[-1].name
+
+
+def test_history_keeps_learning_curve_runs_in_their_own_rows(evaluated, tmp_path):
+    records = [r for r in evaluated[2][0]["results"] if r["classifier"] == "knn"]
+    for parameters in ({"seed": 0}, {"seed": 0, "train_per_class": 10}):
+        write_report(new_run_dir(tmp_path), records, [], parameters)
+    table = history_table(tmp_path)
+    assert sorted(table.index.get_level_values("train_per_class").unique()) == ["10", "all"]
+    assert table.notna().sum(axis=1).tolist() == [1] * len(table)  # each row holds one run's number
+
+
+def test_soft_vote_reports_its_own_params_not_the_meta_classifier(evaluated):
+    soft_vote = next(r for r in evaluated[2][0]["results"] if r["classifier"] == "soft_vote")
+    assert set(soft_vote["params"]) == {"base", "vote"}
 
 
 def test_no_runs_is_a_one_line_error(tmp_path):
@@ -142,6 +156,7 @@ def test_report_command_prints_latest_table_and_json(evaluated, cli):
     result = CliRunner().invoke(cli, ["report", "--root", str(root), "--json"])
     parsed = json.loads(result.output)
     assert parsed["run_id"] == runs[-1].name and len(parsed["results"]) == len(documents[-1]["results"])
+    assert {r["classifier"]: r["params"] for r in parsed["results"]}["stacking_cv"]["cv_folds"] == 5
 
 
 def test_report_history_command(evaluated, cli):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -21,8 +22,9 @@ def print_run(document: dict, as_json: bool) -> None:
     from featurestore.evaluation.report import table_rows  # scikit-learn loads only when needed
 
     if as_json:
-        print_json({k: document[k] for k in ("run_id", "created_at", "summary", "skipped")}
-                   | {"results": table_rows(document["results"])})
+        # params as the object they are: table_rows writes them as a JSON string for CSV cells
+        rows = [row | {"params": json.loads(row["params"])} for row in table_rows(document["results"])]
+        print_json({k: document[k] for k in ("run_id", "created_at", "summary", "skipped")} | {"results": rows})
         return
     rows = table_rows(document["results"])
     for dataset, line in document["summary"].items():

@@ -43,22 +43,28 @@ def load_run(run_id: str | None = None, root=None) -> dict[str, Any]:
     return runs[-1]
 
 
+HISTORY_KEYS = ["dataset", "model", "classifier", "train_per_class"]
+
+
 def history_frame(root=None, dataset: str | None = None) -> pd.DataFrame:
-    """Accuracy of every (dataset, model, classifier) in every finished run, one row each."""
+    """Accuracy of every (dataset, model, classifier, train rows per class) in every finished run,
+    one row each; ``train_per_class`` is ``"all"`` unless the run fitted on a subset."""
     rows = [
         {"run_id": d["run_id"], "created_at": d["created_at"], "dataset": r["dataset"], "model": r["model"],
-         "classifier": r["classifier"], "accuracy": r["accuracy"]}
+         "classifier": r["classifier"], "train_per_class": str(d["parameters"].get("train_per_class") or "all"),
+         "accuracy": r["accuracy"]}
         for d in finished_runs(root)
         for r in d["results"]
         if dataset is None or r["dataset"] == dataset
     ]
-    return pd.DataFrame(rows, columns=["run_id", "created_at", "dataset", "model", "classifier", "accuracy"])
+    return pd.DataFrame(rows, columns=["run_id", "created_at", *HISTORY_KEYS, "accuracy"])
 
 
 def history_table(root=None, dataset: str | None = None) -> pd.DataFrame:
-    """Runs as columns (oldest left), one row per (dataset, model, classifier), accuracy in %."""
+    """Runs as columns (oldest left), one row per (dataset, model, classifier, train rows per
+    class), accuracy in %: a learning-curve run is not mixed with the runs that fitted on all rows."""
     frame = history_frame(root, dataset)
     if frame.empty:
         raise NoRuns(f"{runs_dir(root)}: no finished evaluation run found; run `featurestore evaluate` first")
-    table = frame.pivot_table(index=["dataset", "model", "classifier"], columns="run_id", values="accuracy")
+    table = frame.pivot_table(index=HISTORY_KEYS, columns="run_id", values="accuracy")
     return (100 * table[sorted(table.columns)]).round(2)

@@ -121,7 +121,8 @@ def stacking_records(
     vote = EnsembleVoteClassifier(clfs=stack.clfs_, voting="soft", fit_base_estimators=False, use_clones=False)
     started = time.perf_counter()
     vote.fit(X_fit, y_fit)
-    records.append(_ensemble_record(data, "soft_vote", vote, time.perf_counter() - started, shared))
+    records.append(_ensemble_record(data, "soft_vote", vote, time.perf_counter() - started,
+                                    {**shared, "params": {"base": chosen, "vote": "mean of probabilities"}}))
     if in_sample:
         leaky = StackingClassifier(
             classifiers=stack.clfs_,
