@@ -153,6 +153,7 @@ def test_report_command_prints_latest_table_and_json(evaluated, cli):
     result = CliRunner().invoke(cli, ["report", "--root", str(root)])
     assert result.exit_code == 0, result.output
     assert documents[-1]["summary"][DATASET] in result.output and "stacking_cv" in result.output
+    assert f"report: {runs[-1] / 'report.md'}" in result.output
     result = CliRunner().invoke(cli, ["report", "--root", str(root), "--json"])
     parsed = json.loads(result.output)
     assert parsed["run_id"] == runs[-1].name and len(parsed["results"]) == len(documents[-1]["results"])

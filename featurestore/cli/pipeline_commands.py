@@ -33,6 +33,10 @@ def run(
     mirror: str = typer.Option(None, "--mirror", envvar="FEATURESTORE_MIRROR", help="Base URL replacing the download sites."),
 ) -> None:
     """Run the feature pipeline (ingest -> extract -> evaluate) and print the accuracy table."""
+    from flows.runners import make_task_runner
+
+    # The pipeline flow builds its runners only once it runs: a bad --workers fails here, before.
+    make_task_runner(task_runner, workers)
     check_prefect_api()
     from featurestore.cli.report_commands import print_run
     from featurestore.evaluation.history import load_run
@@ -43,7 +47,7 @@ def run(
         classifiers=_names(classifiers), stacking=stacking, root=root, limit_per_class=limit_per_class or None,
         seed=seed, task_runner=task_runner, workers=workers, device=device, mirror=mirror,
     )
-    print_run(load_run(Path(result["run_dir"]).name, root), as_json=False)
+    print_run(load_run(Path(result["run_dir"]).name, root), as_json=False, root=root)
     typer.echo(f"recomputed {result['recomputed']}")
     typer.echo(f"report: {result['run_dir']}/report.md")
 

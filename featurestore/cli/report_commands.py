@@ -9,6 +9,7 @@ import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, console, print_json, print_table, records, split_names
 from featurestore.cli.prefect_api import check_prefect_api
+from featurestore.paths import runs_dir
 
 REPORT_COLUMNS = ["model", "classifier", "accuracy %", "top-5 %", "macro-F1 %", "gain", "fit s", "params"]
 
@@ -17,8 +18,8 @@ def _percent(value) -> str | None:
     return None if value is None else f"{100 * value:.2f}"
 
 
-def print_run(document: dict, as_json: bool) -> None:
-    """The run's results table per dataset, headed by its summary line."""
+def print_run(document: dict, as_json: bool, root: str | None = None) -> None:
+    """The run's results table per dataset, headed by its summary line, then where its report is."""
     from featurestore.evaluation.report import table_rows  # scikit-learn loads only when needed
 
     if as_json:
@@ -41,6 +42,7 @@ def print_run(document: dict, as_json: bool) -> None:
         console.print(f"[bold]{dataset}: {line}[/bold]")
     for entry in document["skipped"]:
         console.print(f"skipped {entry['dataset']}/{entry['model']}: {entry['reason']}")
+    console.print(f"report: {runs_dir(root) / document['run_id'] / 'report.md'}", soft_wrap=True)
 
 
 def report(
@@ -54,7 +56,7 @@ def report(
     from featurestore.evaluation.history import history_table, load_run
 
     if not history:
-        print_run(load_run(run, root), as_json)
+        print_run(load_run(run, root), as_json, root)
         return
     table = history_table(root, dataset)
     flat = table.reset_index()
@@ -99,7 +101,7 @@ def evaluate(
                            models=split_names(model) or None, classifiers=classifiers or None,
                            stacking=stacking, in_sample=in_sample, seed=seed, root=root,
                            train_per_class=train_per_class)
-    print_run(load_run(Path(run_dir).name, root), as_json)
+    print_run(load_run(Path(run_dir).name, root), as_json, root)
 
 
 def register(app: typer.Typer) -> None:
