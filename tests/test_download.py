@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 
 import pytest
 
@@ -71,9 +72,21 @@ def test_server_errors_are_retried_with_backoff(tmp_path, loopback, mirror):
 
 def test_persistent_server_errors_end_in_a_clear_error(tmp_path, loopback, mirror):
     loopback.fail("/toy/photos.bin", 500, 500, 500)
-    with pytest.raises(DownloadFailed, match=r"photos.bin: failed after 3 attempts \(_Transient: HTTP 500\)"):
+    with pytest.raises(DownloadFailed, match=r"photos.bin: failed after 3 attempts \(HTTP 500\); check"):
         fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False, attempts=3, backoff=0.01)
     assert not (tmp_path / "photos.bin").exists()
+
+
+def test_unreachable_server_names_the_whole_url_and_the_reason(tmp_path):
+    # A loopback port nobody listens on: bound once to learn a free number, then closed.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/toy/photos.bin"
+    with pytest.raises(DownloadFailed) as error:
+        fetch(resource(), "toy", tmp_path, mirror=f"http://127.0.0.1:{port}", progress=False, attempts=2, backoff=0)
+    assert str(error.value) == (f"could not reach {url} (connection refused, 2 attempts); check the network or pass "
+                                "--mirror BASE_URL")
 
 
 def test_missing_file_is_not_retried(tmp_path, loopback):

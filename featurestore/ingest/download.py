@@ -134,22 +134,43 @@ def fetch(
 def _download(url: str, partial: Path, size: int | None, *, progress: bool, attempts: int,
               backoff: float, timeout: float) -> None:
     """Stream ``url`` into ``partial``, resuming from its current length after each failure."""
-    reason = "no attempt made"
+    reason, unreachable = "no attempt made", False
     for attempt in range(attempts):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
         try:
             if _stream(url, partial, size, progress=progress, timeout=timeout):
                 return
-            reason = "the server sent fewer bytes than announced"
+            reason, unreachable = "the server sent fewer bytes than announced", False
         except _Permanent as error:
             raise DownloadRefused(f"{url}: {error}; check the URL or the mirror") from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, _Transient) as error:
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else 'no detail'}"
+            reason, unreachable = _reason(error), isinstance(error, requests.ConnectionError)
+    if unreachable:
+        raise DownloadFailed(f"could not reach {url} ({reason}, {attempts} attempts); check the network or pass "
+                             "--mirror BASE_URL")
     raise DownloadFailed(
         f"{url}: failed after {attempts} attempts ({reason}); check the network or the mirror, then rerun "
         "— the download resumes where it stopped"
     )
+
+
+def _reason(error: BaseException) -> str:
+    """Why an attempt failed, in a few words: the innermost cause (``connection refused``,
+    ``timed out``), not requests' and urllib3's nested messages, which quote the URL in pieces."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = getattr(error, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = error.__cause__ or next((a for a in error.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            break
+        error = inner
+    strerror = getattr(error, "strerror", None)
+    if strerror:
+        return strerror[:1].lower() + strerror[1:]  # "Connection refused" reads mid-sentence
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 class _Transient(Exception):
