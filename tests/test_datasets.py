@@ -64,6 +64,10 @@ def test_flow_module_takes_the_cli_arguments(root, capsys):
         main(["cifar-10", "--root", str(root)])
     assert exit_.value.code == 2
     assert "unknown dataset 'cifar-10': choose one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # refused before any flow run (or temporary server) starts
+        main(["imagefolder", "--source", str(root), "--name", "../pets", "--root", str(root)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error: invalid dataset name '../pets'") and err.count("\n") == 1
 
 
 def test_datasets_command_lists_and_reports_presence(cli, root):

@@ -9,7 +9,7 @@ from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.datasets.errors import DatasetError
 from featurestore.datasets.manifest import ingested_names
 from featurestore.datasets.registry import dataset_names, get_dataset
-from featurestore.ingest.pipeline import describe, describe_ingested
+from featurestore.ingest.pipeline import describe, describe_ingested, target_name
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
 
 DATASET_COLUMNS = ["name", "images", "classes", "size", "licence", "official split", "present"]
@@ -58,6 +58,7 @@ def ingest(
 
     # Bad names and ratios are reported before a flow run starts, without Prefect's failure log.
     get_dataset(dataset)
+    target_name(dataset, name)
     split_ratios = check_ratios(_ratios(ratios))
     check_prefect_api()
     result = ingest_flow(dataset=dataset, root=root, ratios=list(split_ratios), seed=seed,
