@@ -151,6 +151,11 @@ def test_corrupt_weights_file_is_named(tmp_path):
     with pytest.raises(WeightsCorrupt) as caught:
         get_backbone("resnet18").load_torch(resolved)
     assert "broken.pth" in str(caught.value) and "\n" not in str(caught.value)
+    path.write_bytes(b"no pickle at all")
+    with pytest.raises(WeightsCorrupt) as caught:
+        get_backbone("resnet18").load_torch(get_backbone("resnet18").weights.resolve(path))
+    assert str(caught.value) == (f"{path}: not a readable PyTorch state dict (the safe unpickler stopped at: "
+                                 "Unsupported operand 110); replace the file or pass another one with --weights")
 
 
 class _Payload:
@@ -164,9 +169,27 @@ def test_weights_are_loaded_without_arbitrary_pickle(tmp_path, capsys):
     with open(path, "wb") as handle:
         pickle.dump({"fc.weight": _Payload()}, handle)
     resolved = get_backbone("resnet18").weights.resolve(path)
-    with pytest.raises(WeightsCorrupt, match="evil.pth"):
+    with pytest.raises(WeightsCorrupt, match="evil.pth") as caught:
         get_backbone("resnet18").load_torch(resolved)
     assert "arbitrary code ran" not in capsys.readouterr().out
+    assert_refused_for_safety(str(caught.value), "builtins.print")
+
+
+def test_a_whole_pickled_model_is_refused_without_torchs_advice_to_unpickle_it(tmp_path):
+    # torch's own message says to retry with weights_only=False, which runs the file's code.
+    path = tmp_path / "whole-model.pth"
+    torch.save(torch.nn.Linear(2, 2), path)
+    resolved = get_backbone("resnet18").weights.resolve(path)
+    with pytest.raises(WeightsCorrupt) as caught:
+        get_backbone("resnet18").load_torch(resolved)
+    assert_refused_for_safety(str(caught.value), "torch.nn.modules.linear.Linear")
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def assert_refused_for_safety(message: str, name: str) -> None:
+    assert f"holds Python objects beyond tensors ({name}), refused for safety" in message
+    assert "torch.save(model.state_dict(), FILE)" in message
+    assert "weights_only" not in message and "safe_globals" not in message and "\n" not in message
 
 
 def test_weights_of_another_architecture_are_rejected():

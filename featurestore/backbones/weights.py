@@ -196,6 +196,60 @@ class FileWeights(WeightsSource):
         return f"model file {self.path} does not exist; register the backbone with an existing file"
 
 
+# What torch's weights-only unpickler refused: a global (a class or function, so code the
+# pickle would run) or anything else it cannot read.
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
+
+
+def _pickled_global(path) -> str | None:
+    """The first class or function a plain pickle file names, read with ``pickletools`` (which
+    runs nothing); ``None`` if it names none or is no pickle.
+
+    torch's safe unpickler stops at the first opcode it does not know (the frames of pickle
+    protocol 4, say) before it reaches the globals, so its message cannot tell.
+    """
+    import pickletools
+
+    pushed: list[str] = []
+    try:
+        with open(path, "rb") as handle:
+            for opcode, arg, _ in pickletools.genops(handle):
+                if opcode.name in ("GLOBAL", "INST"):
+                    return arg.replace(" ", ".")
+                if opcode.name == "STACK_GLOBAL":
+                    return ".".join(pushed[-2:]) or "a pickled global"
+                if isinstance(arg, str):
+                    pushed.append(arg)
+    except Exception:  # noqa: BLE001 - a file that is no pickle names no global
+        return None
+    return None
+
+
+def _refusal(path, error: BaseException) -> WeightsCorrupt:
+    """The one line for a file ``torch.load(weights_only=True)`` refused.
+
+    torch's own message advises ``weights_only=False``, which would run whatever code the file
+    carries, so it is never passed on.
+    """
+    text = str(error)
+    unsafe = _UNSAFE_GLOBAL.search(text)
+    code = unsafe.group(1) if unsafe else _pickled_global(path) if "weights_only" in text else None
+    if code:
+        return WeightsCorrupt(
+            f"{path}: holds Python objects beyond tensors ({code}), refused for safety as loading them could "
+            "run code; where you trust the file, load the model and save a plain state dict with "
+            "torch.save(model.state_dict(), FILE), then pass that file with --weights"
+        )
+    if "weights_only" in text:
+        detail = _UNPICKLER_DETAIL.search(text)
+        reason = "the safe unpickler stopped at: " + (detail.group(1).strip() if detail else "an unknown record")
+    else:
+        reason = first_line(error)
+    return WeightsCorrupt(f"{path}: not a readable PyTorch state dict ({reason}); "
+                          "replace the file or pass another one with --weights")
+
+
 def load_state_dict(path: str | os.PathLike[str]) -> Mapping:
     """Read a state dict with ``weights_only=True``; ``WeightsCorrupt`` names the file otherwise."""
     import torch
@@ -203,10 +257,7 @@ def load_state_dict(path: str | os.PathLike[str]) -> Mapping:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - every reader failure means the same to the user
-        raise WeightsCorrupt(
-            f"{path}: not a readable PyTorch state dict ({first_line(error)}); "
-            "replace the file or pass another one with --weights"
-        ) from None
+        raise _refusal(path, error) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
             loaded = loaded[wrapper]
