@@ -1,6 +1,8 @@
 """The `featurestore` store commands, run as the installed console script."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -12,9 +14,19 @@ from store_fixtures import write_store
 from featurestore.store import format as fmt
 
 
-def cli(*args, root):
-    return subprocess.run([sys.executable, "-m", "featurestore.cli", *args, "--root", str(root)],
+def cli(*args, root, prefix=()):
+    return subprocess.run([*prefix, sys.executable, "-m", "featurestore.cli", *args, "--root", str(root)],
                           capture_output=True, text=True, timeout=120)
+
+
+def bound_by_permissions() -> list[str]:
+    """Command prefix for a child that file permissions stop: root writes anywhere through
+    CAP_DAC_OVERRIDE, so as root the child runs without it."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override", "--"]
 
 
 def test_ls_show_and_rm_with_json(root):
@@ -61,6 +73,25 @@ def test_errors_are_one_line_without_traceback(root, args):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
+
+
+def test_rm_on_a_read_only_root_is_one_line(root):
+    store = write_store(root, n=10, model="a")
+    lock = fmt.lock_path(store)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    # Nothing writable: not even the lock file opens.
+    result = cli("rm", "toy", "a", root=root, prefix=bound_by_permissions())
+    assert (result.returncode, result.stderr) == (1, (
+        f"error: {lock}: cannot open the store's lock file for writing (Permission denied); the featurestore root "
+        f"is not writable by this user: make {store.parent} writable or use another --root\n"))
+    # A lock file left writable, in a directory that is not: the store cannot be deleted.
+    lock.chmod(0o666)
+    result = cli("rm", "toy", "a", root=root, prefix=bound_by_permissions())
+    assert (result.returncode, result.stderr) == (1, (
+        f"error: {store}: cannot delete (Permission denied); the featurestore root is not writable by this user: "
+        f"make {store.parent} writable or run as its owner\n"))
+    assert store.exists()
 
 
 def test_help_everywhere():

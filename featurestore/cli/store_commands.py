@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, emit, human_bytes, print_json, print_table, records
-from featurestore.errors import StoreNotFound
+from featurestore.errors import RootNotWritable, StoreNotFound
 from featurestore.store import format as fmt
 from featurestore.store.catalog import catalog
 from featurestore.store.lock import WriterLock
@@ -99,7 +99,13 @@ def rm(
     lock.acquire(wait_seconds=0)
     try:
         for path in targets:
-            path.unlink()
+            try:
+                path.unlink()
+            except OSError as error:
+                raise RootNotWritable(
+                    f"{path}: cannot delete ({error.strerror}); the featurestore root is not writable by this "
+                    f"user: make {path.parent} writable or run as its owner"
+                ) from None
         fmt.lock_path(final).unlink(missing_ok=True)
     finally:
         lock.release()

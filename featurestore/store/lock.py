@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from featurestore.errors import StoreLocked
+from featurestore.errors import RootNotWritable, StoreLocked
 
 
 class WriterLock:
@@ -19,8 +19,15 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self, wait_seconds: float = 2.0) -> WriterLock:
-        """Take the lock, waiting briefly (a reader may be probing it); raise ``StoreLocked`` if held."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock, waiting briefly (a reader may be probing it); raise ``StoreLocked`` if held,
+        ``RootNotWritable`` if the lock file cannot be opened for writing."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise RootNotWritable(
+                f"{self.path}: cannot open the store's lock file for writing ({error.strerror}); the featurestore "
+                f"root is not writable by this user: make {self.path.parent} writable or use another --root"
+            ) from None
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
