@@ -23,6 +23,12 @@ class InvalidName(FeatureStoreError, ValueError):
     exit_code = 2
 
 
+class InvalidOption(FeatureStoreError, ValueError):
+    """An option value nothing can run with (a batch size below 1, a precision the runtime lacks)."""
+
+    exit_code = 2
+
+
 class RootNotWritable(FeatureStoreError):
     """The featurestore root cannot be written."""
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from featurestore.errors import InvalidName
+from featurestore.errors import InvalidName, InvalidOption
 from featurestore.extract.stop import clear_stop, request_stop
 
 ENV_DASK_ADDRESS = "FEATURESTORE_DASK_ADDRESS"
@@ -43,9 +43,12 @@ PROCESS_RUNNERS = frozenset({"processes", "dask"})
 
 
 def make_task_runner(name: str, workers: int = 2) -> TaskRunner:
-    """The task runner called ``name`` running ``workers`` tasks at once."""
+    """The task runner called ``name`` running ``workers`` tasks at once; one line for a bad name or
+    for fewer than one worker (the runners would raise a traceback only when they start)."""
     if name not in TASK_RUNNERS:
         raise InvalidName(f"unknown task runner {name!r}: choose one of {', '.join(TASK_RUNNERS)}")
+    if workers < 1:
+        raise InvalidOption(f"--workers {workers}: a flow runs at least 1 task at once; pass --workers 1 or more")
     return TASK_RUNNERS[name](workers)
 
 

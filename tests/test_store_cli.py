@@ -75,6 +75,18 @@ def test_errors_are_one_line_without_traceback(root, args):
     assert len(lines) == 1 and lines[0].startswith("error: ")
 
 
+@pytest.mark.parametrize("command", [["featurestore.cli", "evaluate", "-d", "toy"], ["featurestore.cli", "run"],
+                                     ["flows.extract", "--dataset", "toy"]])
+def test_flows_refuse_fewer_than_one_worker_in_one_line(root, command):
+    # Before: a ThreadPoolExecutor traceback once the flow run had started.
+    write_store(root, n=30, model="a")  # evaluate checks its dataset has stores first
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    result = subprocess.run([sys.executable, "-m", *command, "--workers", "0", "--root", str(root)],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert (result.returncode, result.stderr) == (
+        2, "error: --workers 0: a flow runs at least 1 task at once; pass --workers 1 or more\n")
+
+
 def test_rm_on_a_read_only_root_is_one_line(root):
     store = write_store(root, n=10, model="a")
     lock = fmt.lock_path(store)
