@@ -22,10 +22,11 @@ import featurestore
 from featurestore.backbones import WeightsMismatch, onnx_backbone, register
 from featurestore.cli import backbones_commands
 from featurestore.datasets.manifest import Manifest, load_manifest
-from featurestore.extract import Shard, extract, merge_shards
+from featurestore.errors import InvalidName, InvalidOption
+from featurestore.extract import Shard, extract, merge_shards, plan_jobs
 from featurestore.extract.runtimes import HalvingBatches
 from featurestore.store import format as fmt
-from featurestore.store import verify_file
+from featurestore.store import StoreWriter, verify_file
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -357,6 +358,50 @@ def test_cli_extract_and_one_line_errors(root):
         assert "no CUDA GPU" in str(no_gpu.exception) and "--device cpu" in str(no_gpu.exception)
     assert runner.invoke(app, ["extract", "--help"]).exit_code == 0
     assert runner.invoke(app, ["merge-shards", "--help"]).exit_code == 0
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "featurestore.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def complete_without_a_model(root: Path, dataset: str, model: str) -> Path:
+    """The complete store extract would write (same fingerprint), filled with zeros: no model loads."""
+    (job,) = plan_jobs(load_manifest(dataset, root), dataset, [model], root)
+    with StoreWriter.open(job.spec, job.rows, job.root) as writer:
+        writer.write(np.zeros((len(job.rows), job.spec.dim), np.float32))
+        return writer.finalize()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"batch_size": -5}, "--batch-size -5: must be 1 or more; leave it out for the default"),
+    ({"batch_size": 0}, "--batch-size 0: must be 1 or more"),
+    ({"workers": 0}, "--workers 0: must be 1 or more"),
+    ({"threads": 0}, "--threads 0: must be 1 or more"),
+    ({"precision": "fp8"}, "--precision fp8: not one of fp32, bf16, fp16; leave it out for the default"),
+    ({"precision": "fp16"}, "--precision fp16: efficientnet_lite0 runs on onnxruntime here, which computes in fp32 "
+                            "only; use --runtime torch or leave --precision out"),
+    ({"precision": "bf16", "runtime": "onnxruntime"}, "--precision bf16: efficientnet_lite0 runs on onnxruntime"),
+    ({"runtime": "fibres"}, "unknown runtime 'fibres'; choose one of onnxruntime, torch"),
+])
+def test_bad_options_fail_even_when_every_store_is_complete(root, options, message):
+    write_photo_dataset(root, "photos", copies=1)
+    store = complete_without_a_model(root, "photos", "efficientnet_lite0")
+    before = store.stat().st_mtime_ns
+    with pytest.raises((InvalidOption, InvalidName)) as caught:
+        extract("photos", ["efficientnet_lite0"], root, device="cpu", progress=False, **options)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+    assert store.stat().st_mtime_ns == before
+    assert extract("photos", ["efficientnet_lite0"], root, device="cpu", progress=False)[0].status == "skipped"
+
+
+def test_cli_refuses_a_negative_batch_size_before_any_store(root):
+    # It once ran no batch and failed at the end: "cannot finalize after 0 of 5 rows".
+    write_photo_dataset(root, "photos", copies=1)
+    result = cli("extract", "-d", "photos", "--batch-size", "-5", "--root", str(root), "--no-progress")
+    assert (result.returncode, result.stderr) == (2, "error: --batch-size -5: must be 1 or more; leave it out "
+                                                     "for the default\n")
+    assert not (root / "stores").exists()
 
 
 def test_bf16_autocast_stays_close_to_fp32():

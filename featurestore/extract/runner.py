@@ -16,9 +16,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from featurestore.backbones import get_backbone
 from featurestore.extract.plan import WHOLE, Job, Shard, plan_jobs
 from featurestore.extract.reader import Reader, open_reader
-from featurestore.extract.runtimes import RuntimeRequest, build_runtime, default_runtime, resolve_device
+from featurestore.extract.runtimes import RuntimeRequest, build_runtime, check_options, default_runtime, resolve_device
 from featurestore.extract.stop import raise_if_stop_requested
 from featurestore.extract.writer import BackgroundWriter
 from featurestore.paths import check_root
@@ -104,6 +105,9 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     a shard store (see docs/sharding.md). ``extract.stop.request_stop()`` from another thread stops
     it after the current batch, as Ctrl-C does in the thread running it.
     """
+    device = resolve_device(device)
+    # Before the plan: with every store complete nothing runs, and a bad option must fail all the same.
+    check_options([get_backbone(name) for name in models], device, runtime, precision, batch_size, workers, threads)
     check_root(root)  # the stores go there: a bad root fails here, in one line
     if manifest is None:
         from featurestore.datasets.manifest import load_manifest
@@ -120,7 +124,6 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
         else:
             pending.append(job)
     if pending:
-        device = resolve_device(device)
         runtimes = [runtime or default_runtime(job.backbone, device) for job in pending]
         preprocessings = [job.backbone.preprocessing for job in pending]
         read = open_reader(reader, device, manifest, runtimes, preprocessings)

@@ -23,7 +23,7 @@ import numpy as np
 
 from featurestore.backbones import Backbone, Preprocessing, ResolvedWeights, WeightsCorrupt
 from featurestore.backbones.weights import first_line
-from featurestore.errors import InvalidName
+from featurestore.errors import InvalidName, InvalidOption
 from featurestore.extract.onnx_cache import INPUT_NAME, exported_onnx
 
 log = logging.getLogger(__name__)
@@ -133,8 +133,7 @@ class TorchRunner:
     def __init__(self, net, device: str = "cpu", precision: str = "fp32", max_batch: int = 256):
         import torch
 
-        if precision not in PRECISIONS:
-            raise InvalidName(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        _check_precision(precision)
         self.torch = torch
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
@@ -219,8 +218,6 @@ def _torch(request: RuntimeRequest) -> TorchRunner:
     from featurestore.extract.feature_net import FeatureNet
 
     backbone = request.backbone
-    if not backbone.is_torch:
-        raise InvalidName(f"backbone {backbone.name!r} is an ONNX file; run it with runtime 'onnxruntime'")
     if request.threads and not request.device.startswith("cuda"):
         import torch
 
@@ -241,9 +238,45 @@ def default_runtime(backbone: Backbone, device: str) -> str:
 def build_runtime(request: RuntimeRequest, runtime: str | None = None):
     """Load the model behind ``request`` into ``runtime`` (default: ``default_runtime``)."""
     name = runtime or default_runtime(request.backbone, request.device)
+    _check_runtime(request.backbone, name, request.precision)
+    return RUNTIMES[name](request)
+
+
+def _check_precision(precision: str | None) -> None:
+    if precision is not None and precision not in PRECISIONS:
+        raise InvalidOption(f"--precision {precision}: not one of {', '.join(PRECISIONS)}; "
+                            "leave it out for the default (bf16 on GPU, fp32 on CPU)")
+
+
+def _check_runtime(backbone: Backbone, name: str, precision: str | None) -> None:
+    """One line if runtime ``name`` cannot run ``backbone`` at ``precision``."""
     if name not in RUNTIMES:
         raise InvalidName(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
-    return RUNTIMES[name](request)
+    if name == "torch" and not backbone.is_torch:
+        raise InvalidName(f"backbone {backbone.name!r} is an ONNX file; run it with runtime 'onnxruntime'")
+    _check_precision(precision)
+    if name != "torch" and precision not in (None, "fp32"):
+        # onnxruntime runs the exported graph as it is, in fp32: any other precision would be ignored.
+        fix = "use --runtime torch or leave --precision out" if backbone.is_torch else "leave --precision out"
+        raise InvalidOption(f"--precision {precision}: {backbone.name} runs on {name} here, which computes in "
+                            f"fp32 only; {fix}")
+
+
+def check_options(backbones: Sequence[Backbone], device: str, runtime: str | None = None,
+                  precision: str | None = None, batch_size: int | None = None, workers: int | None = None,
+                  threads: int | None = None) -> None:
+    """Raise ``InvalidOption`` or ``InvalidName`` (one line) for an extract option that cannot work
+    with ``backbones`` on the resolved ``device``; ``None`` stands for the default.
+
+    ``extract`` calls it before planning, so a bad option fails even when every store is
+    complete and nothing would run.
+    """
+    for flag, value in (("--batch-size", batch_size), ("--workers", workers), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise InvalidOption(f"{flag} {value}: must be 1 or more; leave it out for the default")
+    _check_precision(precision)
+    for backbone in backbones:
+        _check_runtime(backbone, runtime or default_runtime(backbone, device), precision)
 
 
 def resolve_device(device: str = "auto") -> str:
