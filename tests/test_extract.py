@@ -404,6 +404,18 @@ def test_cli_refuses_a_negative_batch_size_before_any_store(root):
     assert not (root / "stores").exists()
 
 
+def test_cli_refuses_weights_for_a_model_it_does_not_extract(root, tmp_path):
+    # They were silently ignored.
+    write_photo_dataset(root, "photos", copies=1)
+    weights = save_random_resnet18(tmp_path / "resnet18-random.pth")
+    result = cli("extract", "-d", "photos", "-m", "efficientnet_lite0,efficientnet_lite1", "--weights",
+                 f"resnet18={weights}", "--root", str(root), "--no-progress")
+    assert (result.returncode, result.stderr) == (2, (
+        f"error: --weights resnet18={weights}: 'resnet18' is not among the models of this run (efficientnet_lite0, "
+        "efficientnet_lite1); add it to --models or fix the name\n"))
+    assert not (root / "stores").exists()
+
+
 def test_bf16_autocast_stays_close_to_fp32():
     # The GPU path's bf16 autocast, run on CPU: same number format, so the same size of error.
     # (fp16 autocast is emulated on CPU and far too slow for a test; measured once: cosine 0.99998.)

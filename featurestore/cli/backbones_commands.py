@@ -32,7 +32,9 @@ def backbones(as_json: bool = JSON_OPTION) -> None:
 
 
 def _weights_map(entries: list[str], models: list[str]) -> dict[str, str]:
-    """``--weights FILE`` (one model) or ``--weights MODEL=FILE`` (any number)."""
+    """``--weights FILE`` (one model) or ``--weights MODEL=FILE`` (any number), each for one of ``models``."""
+    from featurestore.extract.plan import check_weights
+
     mapping = {}
     for entry in entries:
         model, sep, path = entry.partition("=")
@@ -41,6 +43,7 @@ def _weights_map(entries: list[str], models: list[str]) -> dict[str, str]:
                 raise InvalidName(f"--weights {entry}: with several models write --weights MODEL=FILE")
             model, path = models[0], entry
         mapping[model] = path
+    check_weights(mapping, models)
     return mapping
 
 

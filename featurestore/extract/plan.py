@@ -94,6 +94,18 @@ def make_spec(dataset: str, manifest_hash: str, backbone: Backbone, layer: str, 
                      weights_sha256=weights.sha256, preprocessing=preprocessing, dim=backbone.layers[layer].dim)
 
 
+def check_weights(weights: Mapping[str, str], models: Sequence[str]) -> None:
+    """``InvalidName`` if ``weights`` names a model outside ``models``: its file would go unused.
+
+    For a run's whole request: ``plan_jobs`` takes weights for every model of a run while it
+    may plan only some of them (the extract flow plans the pending ones), so it cannot check.
+    """
+    for name, path in weights.items():
+        if name not in models:
+            raise InvalidName(f"--weights {name}={path}: {name!r} is not among the models of this run "
+                              f"({', '.join(dict.fromkeys(models))}); add it to --models or fix the name")
+
+
 def plan_jobs(manifest, dataset: str, models: Sequence[str], root=None, *, weights: Mapping[str, str] | None = None,
               layer: str | None = None, shard: Shard = WHOLE, download: bool = True) -> list[Job]:
     """One ``Job`` per model; weights are located and hashed, never loaded."""
