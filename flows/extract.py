@@ -16,7 +16,10 @@ import sys
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from featurestore.backbones import register_onnx_spec
 from featurestore.errors import exit_on_error
+from featurestore.extract import check_request
+from featurestore.extract.plan import check_weights
 from featurestore.paths import check_root
 from flows.artifacts import artifact_key
 from flows.runners import TASK_RUNNERS, ctrl_c_stops_tasks, make_task_runner, shared_api
@@ -37,6 +40,11 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
     shard complete does the merge, the others report ``shard-done``.
     """
     check_root(root)
+    # Checked here, not only in the tasks: a plan that finds every store complete runs no task.
+    for spec in onnx_specs or []:
+        register_onnx_spec(spec)
+    check_request(models, device=device, runtime=runtime, precision=precision, batch_size=batch_size)
+    check_weights(weights or {}, models)
     plans = {d: steps.pending_models.submit(d, models, root, weights, layer, onnx_specs) for d in datasets}
     runs, merges, skipped = [], [], []
     for dataset, planned in plans.items():

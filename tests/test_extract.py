@@ -383,6 +383,7 @@ def complete_without_a_model(root: Path, dataset: str, model: str) -> Path:
                             "only; use --runtime torch or leave --precision out"),
     ({"precision": "bf16", "runtime": "onnxruntime"}, "--precision bf16: efficientnet_lite0 runs on onnxruntime"),
     ({"runtime": "fibres"}, "unknown runtime 'fibres'; choose one of onnxruntime, torch"),
+    ({"reader": "gpu"}, "unknown reader 'gpu'; choose one of threads, processes"),
 ])
 def test_bad_options_fail_even_when_every_store_is_complete(root, options, message):
     write_photo_dataset(root, "photos", copies=1)

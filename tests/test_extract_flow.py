@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from test_extract import spawn, wait_for_commits
+from test_extract import complete_without_a_model, spawn, wait_for_commits
 from test_extract_support import onnx_cache_dir, shared_cache_root, write_photo_dataset
 
 import featurestore
@@ -90,6 +90,22 @@ def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_
     (resumed,) = run_extract(datasets=["many"], models=["efficientnet_lite0"], root=str(root), batch_size=8)
     assert (resumed["status"], resumed["written"]) == ("resumed", 120 - kept)
     assert featurestore.catalog(root=root)["state"].tolist() == ["complete"]
+
+
+def test_flow_checks_its_options_even_when_every_store_is_complete(tmp_path):
+    from featurestore.errors import InvalidName, InvalidOption
+    from flows.extract import run_extract
+
+    write_photo_dataset(tmp_path, "photos", copies=1)
+    store = complete_without_a_model(tmp_path, "photos", "efficientnet_lite0")
+    before = store.stat().st_mtime_ns
+    request = dict(datasets=["photos"], models=["efficientnet_lite0"], root=str(tmp_path))
+    with pytest.raises(InvalidOption, match="--batch-size -5: must be 1 or more"):
+        run_extract(**request, batch_size=-5)
+    with pytest.raises(InvalidName, match="'resnet18' is not among the models of this run"):
+        run_extract(**request, weights={"resnet18": str(tmp_path / "r.pth")})
+    assert store.stat().st_mtime_ns == before
+    assert [r["status"] for r in run_extract(**request)] == ["skipped"]
 
 
 def store_bytes(root, model: str) -> bytes:

@@ -5,9 +5,9 @@
 """
 
 from featurestore.extract.plan import Job, Shard, plan_jobs, store_model_name
-from featurestore.extract.runner import ExtractResult, extract, pending_models
+from featurestore.extract.runner import ExtractResult, check_request, extract, pending_models
 from featurestore.extract.runtimes import RUNTIMES, build_runtime, default_runtime, resolve_device
 from featurestore.extract.shards import merge_shards
 
-__all__ = ["ExtractResult", "Job", "RUNTIMES", "Shard", "build_runtime", "default_runtime", "extract",
+__all__ = ["ExtractResult", "Job", "RUNTIMES", "Shard", "build_runtime", "check_request", "default_runtime", "extract",
            "merge_shards", "pending_models", "plan_jobs", "resolve_device", "store_model_name"]

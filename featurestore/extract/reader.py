@@ -195,11 +195,16 @@ class Reader:
         return self.read(*args, **kwargs)
 
 
+def check_reader_name(name: str | None) -> None:
+    """``InvalidName`` listing the readers unless ``name`` is one of them (``None``: the default)."""
+    if name is not None and name not in READERS:
+        raise InvalidName(f"unknown reader {name!r}; choose one of {', '.join(READERS)}")
+
+
 def open_reader(name: str | None, device: str, manifest, runtimes: Sequence[str],
                 preprocessings: Sequence[Preprocessing]) -> Reader:
     """The reader called ``name`` (default: ``default_reader``) for a pass over ``manifest`` on
     ``device`` by models with these runtime names and preprocessings."""
     name = name or default_reader(device, manifest, runtimes, preprocessings)
-    if name not in READERS:
-        raise InvalidName(f"unknown reader {name!r}; choose one of {', '.join(READERS)}")
+    check_reader_name(name)
     return Reader(name, READERS[name](device, manifest, runtimes, preprocessings))

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from featurestore.backbones import get_backbone
 from featurestore.extract.plan import WHOLE, Job, Shard, plan_jobs
-from featurestore.extract.reader import Reader, open_reader
+from featurestore.extract.reader import Reader, check_reader_name, open_reader
 from featurestore.extract.runtimes import RuntimeRequest, build_runtime, check_options, default_runtime, resolve_device
 from featurestore.extract.stop import raise_if_stop_requested
 from featurestore.extract.writer import BackgroundWriter
@@ -91,6 +91,20 @@ class _Active:
             self._drain()
 
 
+def check_request(models: Sequence[str], *, device: str = "auto", runtime: str | None = None,
+                  precision: str | None = None, batch_size: int | None = None, workers: int | None = None,
+                  threads: int | None = None, reader: str | None = None) -> str:
+    """Check an extract request's models and options, in one line each; return the resolved device.
+
+    ``extract`` and the extract flow call it before planning: with every store complete nothing
+    runs, and a bad option must fail all the same.
+    """
+    device = resolve_device(device)
+    check_options([get_backbone(name) for name in models], device, runtime, precision, batch_size, workers, threads)
+    check_reader_name(reader)
+    return device
+
+
 def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "auto", runtime: str | None = None,
             precision: str | None = None, batch_size: int | None = None, workers: int | None = None,
             threads: int | None = None, reader: str | None = None, weights: Mapping[str, str] | None = None,
@@ -105,9 +119,8 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     a shard store (see docs/sharding.md). ``extract.stop.request_stop()`` from another thread stops
     it after the current batch, as Ctrl-C does in the thread running it.
     """
-    device = resolve_device(device)
-    # Before the plan: with every store complete nothing runs, and a bad option must fail all the same.
-    check_options([get_backbone(name) for name in models], device, runtime, precision, batch_size, workers, threads)
+    device = check_request(models, device=device, runtime=runtime, precision=precision, batch_size=batch_size,
+                           workers=workers, threads=threads, reader=reader)
     check_root(root)  # the stores go there: a bad root fails here, in one line
     if manifest is None:
         from featurestore.datasets.manifest import load_manifest
