@@ -11,7 +11,7 @@ from prefect import task
 
 from featurestore import extract as library
 from featurestore.backbones import register_onnx_spec
-from featurestore.errors import StoreLocked
+from featurestore.errors import FeatureStoreError, StoreLocked
 from featurestore.extract.shards import ShardMissing
 
 
@@ -28,7 +28,19 @@ def pending_models(dataset: str, models: list[str], root: str | None, weights: d
     return library.pending_models(dataset, models, root, weights=weights, layer=layer)
 
 
-@task(name="extract-stores", retries=1, retry_delay_seconds=5)
+def retry_unless_bad_input(task, task_run, state) -> bool:
+    """Retry a pass that crashed (a retry resumes its stores), not one refused for a reason the
+    user must fix (bad option, weights, store held by another writer): it would fail again."""
+    try:
+        state.result()
+    except FeatureStoreError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(name="extract-stores", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_unless_bad_input)
 def extract_stores(dataset: str, models: list[str], root: str | None, device: str, runtime: str | None,
                    precision: str | None, batch_size: int | None, weights: dict[str, str] | None, layer: str | None,
                    shard_index: int = 0, shard_count: int = 1, onnx_specs: list[str] | None = None) -> list[dict]:

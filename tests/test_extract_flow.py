@@ -12,6 +12,8 @@ from test_extract import complete_without_a_model, spawn, wait_for_commits
 from test_extract_support import onnx_cache_dir, shared_cache_root, write_photo_dataset
 
 import featurestore
+from featurestore.backbones import WeightsMismatch
+from featurestore.errors import StoreLocked
 
 pytestmark = pytest.mark.slow
 MODELS = ["efficientnet_lite0", "efficientnet_lite1"]
@@ -106,6 +108,20 @@ def test_flow_checks_its_options_even_when_every_store_is_complete(tmp_path):
         run_extract(**request, weights={"resnet18": str(tmp_path / "r.pth")})
     assert store.stat().st_mtime_ns == before
     assert [r["status"] for r in run_extract(**request)] == ["skipped"]
+
+
+@pytest.mark.parametrize("error, retried", [
+    (OSError(5, "Input/output error"), True),  # a crash: the retry resumes the stores
+    (WeightsMismatch("w.pth: weights are not efficientnet_lite0's"), False),
+    (StoreLocked("a.h5.partial: pid 7 is still writing this store"), False),
+])
+def test_extract_task_retries_crashes_not_bad_input(error, retried):
+    from prefect.states import Failed
+
+    from tasks.extract import extract_stores, retry_unless_bad_input
+
+    assert extract_stores.retries == 1
+    assert retry_unless_bad_input(extract_stores, None, Failed(data=error)) is retried
 
 
 def store_bytes(root, model: str) -> bytes:
