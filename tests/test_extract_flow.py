@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -74,9 +73,7 @@ def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_
                         f"sys.argv = {argv!r}; runpy.run_module('flows.extract', run_name='__main__')")
     committed = wait_for_commits(child, root, 8)
     child.send_signal(signal.SIGINT)
-    interrupted = time.monotonic()
     stdout, stderr = child.communicate(timeout=120)
-    seconds = time.monotonic() - interrupted
     output = stdout + stderr
     assert child.returncode == 130, output[-3000:]
     found = re.search(r"efficientnet_lite0\.h5: stopped after (\d+) of 120 rows, which are kept; run extract again "
@@ -85,10 +82,9 @@ def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_
     kept = int(found.group(1))
     (state,) = featurestore.catalog(root=root)["state"]
     # Stopped within a few batches of 4 rows, not at the end of the pass (before the fix the task
-    # thread went on to row 120); the seconds include Prefect reporting the crashed runs.
+    # thread went on to row 120): counted in rows, not timed.
     assert committed <= kept < committed + 40 and state == f"interrupted {kept}/120"
-    assert seconds < 30, f"took {seconds:.1f}s after Ctrl-C"
-    request_stop()  # left over from an earlier run in this process: the next extract() clears it
+    request_stop()  # left over from an earlier run in this process: run_extract clears it as it starts
     (resumed,) = run_extract(datasets=["many"], models=["efficientnet_lite0"], root=str(root), batch_size=8)
     assert (resumed["status"], resumed["written"]) == ("resumed", 120 - kept)
     assert featurestore.catalog(root=root)["state"].tolist() == ["complete"]
