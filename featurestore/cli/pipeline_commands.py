@@ -49,7 +49,6 @@ def run(
     )
     print_run(load_run(Path(result["run_dir"]).name, root), as_json=False, root=root)
     typer.echo(f"recomputed {result['recomputed']}")
-    typer.echo(f"report: {result['run_dir']}/report.md")
 
 
 def register(app: typer.Typer) -> None:

@@ -195,6 +195,12 @@ def ingested_names(root: str | os.PathLike[str] | None = None) -> list[str]:
     return _manifest_folders(datasets_dir(root))
 
 
+def read_info(directory: Path) -> dict:
+    """The ``dataset.json`` kept in ``directory`` beside its manifest: classes, counts, ingest
+    parameters (without parsing the manifest itself)."""
+    return json.loads((directory / INFO_FILE).read_text())
+
+
 def load_manifest(dataset: str, root: str | os.PathLike[str] | None = None) -> Manifest:
     """Load the manifest of ``dataset`` ingested under ``root`` (see ``featurestore.paths``)."""
     return manifest_at(dataset_dir(dataset, root), dataset)
@@ -206,7 +212,7 @@ def manifest_at(directory: Path, dataset: str | None = None) -> Manifest:
     path = directory / MANIFEST_FILE
     try:
         data = path.read_bytes()
-        info = json.loads((directory / INFO_FILE).read_text())
+        info = read_info(directory)
     except FileNotFoundError:
         # Name what is there, so that a misspelt name reads as one rather than as a missing ingest.
         here = _manifest_folders(directory.parent)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from featurestore.datasets.arrays import ARRAY_FILE
 from featurestore.datasets.errors import DatasetError
-from featurestore.datasets.manifest import ARRAY_SEPARATOR, MANIFEST_FILE, manifest_at, write_manifest
+from featurestore.datasets.manifest import ARRAY_SEPARATOR, MANIFEST_FILE, read_info, write_manifest
 from featurestore.datasets.registry import DatasetSpec, Layout, get_dataset
 from featurestore.datasets.sources import IMAGES, attach_folder, is_url, local_source, source_resource
 from featurestore.ingest.download import fetch
@@ -194,7 +194,7 @@ def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: 
 def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> dict:
     """A row of ``featurestore datasets`` for a dataset ingested under a name of the user's
     (``ingest imagefolder --name``), read from its ``dataset.json``."""
-    info = manifest_at(dataset_dir(name, root)).info
+    info = read_info(dataset_dir(name, root))
     return {"name": name, "images": info["images"], "classes": len(info["classes"]), "size": None,
             "licence": info.get("licence"), "official_split": info["official_split"], "present": True,
             "title": f"{info['dataset']} from {info['parameters']['source']}"}
