@@ -17,6 +17,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 
 from featurestore.errors import InvalidName, InvalidOption
 from featurestore.extract.stop import clear_stop, request_stop
+from tasks.interrupts import handle_ctrl_c_in_worker
 
 ENV_DASK_ADDRESS = "FEATURESTORE_DASK_ADDRESS"
 
@@ -34,7 +35,7 @@ def _dask(workers: int) -> TaskRunner:
 #: task runners by name; each factory takes the number of tasks to run at once
 TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {
     "threads": lambda workers: ThreadPoolTaskRunner(max_workers=workers),
-    "processes": lambda workers: ProcessPoolTaskRunner(max_workers=workers),
+    "processes": lambda workers: ProcessPoolTaskRunner(max_workers=workers, initializer=handle_ctrl_c_in_worker),
     "dask": _dask,
 }
 
@@ -103,7 +104,7 @@ def ctrl_c_stops_tasks() -> Iterator[None]:
     waits for the running tasks: a task thread would finish its whole pass first. The handler
     installed here asks the library to stop after the current batch, then raises as before; the
     task thread then keeps its committed rows and logs how to resume before the process exits.
-    Process workers get the terminal's SIGINT themselves. Outside the main thread, or if SIGINT
+    Process-pool workers get the terminal's SIGINT themselves (``tasks.interrupts``). Outside the main thread, or if SIGINT
     is ignored (a background job), nothing is installed.
     """
     previous = signal.getsignal(signal.SIGINT)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from featurestore.evaluation import (
@@ -24,6 +23,7 @@ from featurestore.evaluation.data import check_rows
 from featurestore.evaluation.parts import load_records, part_path, save_records
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
 from featurestore.evaluation.threads import limit_native_threads
+from tasks.interrupts import task
 
 
 @task(name="check-store", task_run_name="check {dataset}/{model}", cache_policy=NO_CACHE)

@@ -7,12 +7,11 @@ another process or on another host.
 
 from __future__ import annotations
 
-from prefect import task
-
 from featurestore import extract as library
 from featurestore.backbones import register_onnx_spec
 from featurestore.errors import FeatureStoreError, StoreLocked
 from featurestore.extract.shards import ShardMissing
+from tasks.interrupts import task
 
 
 def _register(onnx_specs: list[str] | None) -> None:
@@ -52,7 +51,7 @@ def extract_stores(dataset: str, models: list[str], root: str | None, device: st
     return [r.as_dict() for r in results]
 
 
-@task(name="merge-shards", retries=1, retry_delay_seconds=5)
+@task(name="merge-shards", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_unless_bad_input)
 def merge_shards(dataset: str, model: str, count: int, root: str | None, weights: dict[str, str] | None,
                  layer: str | None, onnx_specs: list[str] | None = None, if_ready: bool = False) -> dict:
     """Join the ``count`` shard stores of ``model`` into its store; return the summary.

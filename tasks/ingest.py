@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from prefect import task
 from prefect.tasks import exponential_backoff
 
 from featurestore.datasets.errors import DownloadFailed, DownloadRefused
 from featurestore.ingest import pipeline
+from tasks.interrupts import task
 
 
 def retry_on_network_failure(task, task_run, state) -> bool:

@@ -60,10 +60,11 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-def spawn(root: Path, code: str) -> subprocess.Popen:
+def spawn(root: Path, code: str, own_session: bool = False) -> subprocess.Popen:
+    """A Python child running ``code``; ``own_session`` puts it and its children in a process group of their own."""
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'tests'}", OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=own_session)
 
 
 def test_store_records_failed_rows_and_second_run_loads_nothing(root):

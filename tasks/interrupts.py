@@ -1,0 +1,77 @@
+"""Ctrl-C reaching tasks that run in process-pool workers, without hanging the flow.
+
+A terminal's Ctrl-C sends SIGINT to every process of its foreground group: the flow's process
+and each worker of the ``processes`` task runner. Prefect 3.8.8 passes a worker's
+``KeyboardInterrupt`` back to the flow process, where it escapes a future callback and kills the
+pool's manager thread; the process then waits forever at exit for workers nobody tells to quit.
+
+So each pool worker runs ``handle_ctrl_c_in_worker`` first (the runner's initializer): there,
+Ctrl-C interrupts a running task body only (an idle worker, or Prefect's bookkeeping around a
+body, ignores it), and every task is declared with this module's ``task``, whose body turns that
+interrupt into ``TaskStopped``, an ordinary exception that crosses the process boundary as a
+failed task. Stores keep their committed rows as after any Ctrl-C. Outside pool workers (threads
+runner, plain calls) the body is left alone: ``KeyboardInterrupt`` behaves as usual.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+from collections.abc import Callable
+
+from prefect import task as prefect_task
+
+from featurestore.errors import FeatureStoreError
+
+_in_worker = False
+_body_running = False
+
+
+class TaskStopped(FeatureStoreError):
+    """A task body in a pool worker stopped by Ctrl-C (never retried: the user asked to stop)."""
+
+
+def _interrupt_running_body(signum, frame) -> None:
+    if _body_running:
+        raise KeyboardInterrupt
+
+
+def handle_ctrl_c_in_worker() -> None:
+    """Process-pool initializer: from now on Ctrl-C in this worker interrupts only a running task body.
+
+    A worker that inherited an ignored SIGINT (the flow runs as a background job) keeps ignoring it.
+    """
+    global _in_worker
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return
+    _in_worker = True
+    signal.signal(signal.SIGINT, _interrupt_running_body)
+
+
+def _run_body(fn: Callable, args: tuple, kwargs: dict):
+    global _body_running
+    if not _in_worker:
+        return fn(*args, **kwargs)
+    _body_running = True
+    try:
+        return fn(*args, **kwargs)
+    except KeyboardInterrupt as interrupt:
+        raise TaskStopped(f"{fn.__name__}: stopped by Ctrl-C; run the flow again to resume") from interrupt
+    finally:
+        _body_running = False
+
+
+def _stoppable(fn: Callable) -> Callable:
+    # The body only calls the module-level _run_body: the pool pickles a task's function by value,
+    # with a copy of the globals it names, while _run_body travels by reference and so sees the
+    # flags this worker's initializer set.
+    @functools.wraps(fn)
+    def body(*args, **kwargs):
+        return _run_body(fn, args, kwargs)
+
+    return body
+
+
+def task(**options) -> Callable[[Callable], object]:
+    """``prefect.task(**options)`` over a body that a pool worker's Ctrl-C stops cleanly (see above)."""
+    return lambda fn: prefect_task(**options)(_stoppable(fn))
