@@ -56,7 +56,7 @@ def _run_body(fn: Callable, args: tuple, kwargs: dict):
     try:
         return fn(*args, **kwargs)
     except KeyboardInterrupt as interrupt:
-        raise TaskStopped(f"{fn.__name__}: stopped by Ctrl-C; run the flow again to resume") from interrupt
+        raise TaskStopped(f"{fn.__name__}: stopped by Ctrl-C") from interrupt
     finally:
         _body_running = False
 
