@@ -220,3 +220,29 @@ def test_verification_cache_survives_a_limited_run(root, folder, monkeypatch):
     full = _ingest(root, folder)
     assert full.images == sum(CLASSES.values())
     assert len(decoded) == CLASSES["bird"] - 3 and all("/bird/" in p for p in decoded)
+
+
+def test_archive_after_a_folder_under_the_same_name_replaces_the_link_not_the_folder(tmp_path, root, folder):
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    _ingest(root, folder, name="pets")
+    archive = tmp_path / "two.tgz"
+    archive.write_bytes(tar_bytes({f"{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["cat", "fox"])
+                                   for k in range(3)}))
+    result = _ingest(root, archive, name="pets")
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before, "the user's folder is untouched"
+    assert (result.images, load_manifest("pets", root).classes) == (6, ["cat", "fox"])
+    assert not (root / "datasets" / "pets" / "images").is_symlink()
+
+
+def test_a_different_archive_under_the_same_name_replaces_the_old_one(tmp_path, root):
+    old, new, cut = tmp_path / "old.tgz", tmp_path / "new.tgz", tmp_path / "cut.tgz"
+    old.write_bytes(tar_bytes({f"{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["cat", "dog"]) for k in range(3)}))
+    new.write_bytes(tar_bytes({f"{c}/{k}.jpg": jpeg(50 + 10 * j + k) for j, c in enumerate(["bird", "fish"])
+                               for k in range(4)}))
+    cut.write_bytes(new.read_bytes()[:900])
+    _ingest(root, old, name="pets")
+    result = _ingest(root, new, name="pets")
+    assert (result.images, load_manifest("pets", root).classes) == (8, ["bird", "fish"])
+    with pytest.raises(DatasetError, match="cut.tgz: cannot be unpacked"):
+        _ingest(root, cut, name="pets")
+    assert len(load_manifest("pets", root)) == 8, "a failed unpack leaves the dataset as it was"

@@ -119,3 +119,38 @@ def test_truncated_archive_is_a_clear_error(tmp_path, target):
     with pytest.raises((DatasetError, UnsafeArchive), match="cut.tgz"):
         unpack(archive, target)
     assert not list(target.glob(".staging-*"))
+
+
+def test_replace_leaves_exactly_the_new_archive(tmp_path, target):
+    first, second = tmp_path / "first.tgz", tmp_path / "second.tgz"
+    first.write_bytes(tar_bytes({"cat/a.jpg": jpeg(1), "dog/b.jpg": jpeg(2)}))
+    second.write_bytes(tar_bytes({"bird/c.jpg": jpeg(3), "cat/d.jpg": jpeg(4)}))
+    unpack(first, target, replace=True)
+    unpack(second, target, replace=True)
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*.jpg")) == ["bird/c.jpg", "cat/d.jpg"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["target"], "no staging or old copy left"
+
+
+def test_replace_that_fails_keeps_the_old_contents(tmp_path, target):
+    good, cut = tmp_path / "good.tgz", tmp_path / "cut.tgz"
+    good.write_bytes(tar_bytes({"cat/a.jpg": jpeg(1)}))
+    cut.write_bytes(tar_bytes({"dog/b.jpg": jpeg(2) * 20})[:900])
+    unpack(good, target, replace=True)
+    with pytest.raises(DatasetError, match="cut.tgz: cannot be unpacked"):
+        unpack(cut, target, replace=True)
+    assert [str(p.relative_to(target)) for p in target.rglob("*.jpg")] == ["cat/a.jpg"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["target"]
+
+
+def test_replace_removes_a_link_and_never_writes_through_it(tmp_path, target):
+    mine = tmp_path / "mine"
+    (mine / "cat").mkdir(parents=True)
+    (mine / "cat" / "keep.jpg").write_bytes(jpeg(5))
+    before = sorted(mine.rglob("*"))
+    target.symlink_to(mine, target_is_directory=True)
+    archive = tmp_path / "photos.tgz"
+    archive.write_bytes(tar_bytes({"cat/a.jpg": jpeg(1)}))
+    unpack(archive, target, replace=True)
+    assert not target.is_symlink()
+    assert [str(p.relative_to(target)) for p in target.rglob("*.jpg")] == ["cat/a.jpg"]
+    assert sorted(mine.rglob("*")) == before and (mine / "cat" / "keep.jpg").read_bytes() == jpeg(5)

@@ -99,7 +99,9 @@ def prepare(dataset: str, files: Mapping[str, str], root: str | os.PathLike[str]
         if source.is_dir():
             attach_folder(source, directory)
         else:
-            unpack(source, directory / IMAGES)
+            # Replace, not merge: a re-ingest under this name holds exactly this archive, and a link
+            # left by an earlier folder ingest is replaced rather than unpacked through.
+            unpack(source, directory / IMAGES, replace=True)
     for resource in spec.resources:
         if resource.unpack:
             unpack(paths[resource.filename], directory)

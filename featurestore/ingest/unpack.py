@@ -3,7 +3,7 @@
 Every member is checked before anything is written: absolute paths, ``..`` components, links
 that resolve outside the target and device or FIFO entries are refused, naming the member; the
 total declared size is bounded (decompression bombs). Extraction goes to a staging directory
-inside the target and is moved into place only when complete, then a marker makes reruns free.
+and is moved into place only when complete, then a marker makes reruns free.
 """
 
 from __future__ import annotations
@@ -98,9 +98,12 @@ def _fingerprint(archive: Path) -> str:
 
 
 def is_unpacked(archive: Path, target: Path) -> bool:
-    """Whether ``archive`` (in its current state) was already unpacked into ``target``."""
+    """Whether ``archive`` (in its current state) was already unpacked into ``target``.
+
+    A link at ``target`` points at a folder of the user's, never at an unpacked archive.
+    """
     marker = _marker(target, archive)
-    return marker.is_file() and marker.read_text() == _fingerprint(archive)
+    return not target.is_symlink() and marker.is_file() and marker.read_text() == _fingerprint(archive)
 
 
 def _extract(archive: Path, staging: Path, max_bytes: int, max_ratio: int) -> None:
@@ -120,12 +123,22 @@ def _extract(archive: Path, staging: Path, max_bytes: int, max_ratio: int) -> No
         raise UnsafeArchive(f"{archive}: not a tar or zip archive; check the file or its registry entry")
 
 
-def unpack(archive: Path, target: Path, *, max_bytes: int = MAX_BYTES, max_ratio: int = MAX_RATIO) -> Path:
-    """Unpack the tar or zip ``archive`` into ``target`` safely; do nothing if already done."""
+def unpack(archive: Path, target: Path, *, replace: bool = False, max_bytes: int = MAX_BYTES,
+           max_ratio: int = MAX_RATIO) -> Path:
+    """Unpack the tar or zip ``archive`` into ``target`` safely; do nothing if already done.
+
+    By default the archive's top-level entries replace same-named ones in ``target`` and the rest
+    is kept (a dataset of several archives). With ``replace``, ``target`` ends up holding exactly
+    the archive: it is swapped in whole once extracted, so a failure leaves the old contents, and a
+    link at ``target`` is replaced, never written through.
+    """
     if is_unpacked(archive, target):
         return target
-    target.mkdir(parents=True, exist_ok=True)
-    staging = target / f".staging-{archive.name}"
+    if replace:
+        staging = target.with_name(f".staging-{target.name}")
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        staging = target / f".staging-{archive.name}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         _extract(archive, staging, max_bytes, max_ratio)
@@ -135,6 +148,23 @@ def unpack(archive: Path, target: Path, *, max_bytes: int = MAX_BYTES, max_ratio
     except UnsafeArchive:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if replace:
+        _write_marker(staging, archive)
+        _swap(staging, target)
+    else:
+        _merge(staging, target)
+        _write_marker(target, archive)
+    return target
+
+
+def _write_marker(target: Path, archive: Path) -> None:
+    marker = _marker(target, archive)
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(_fingerprint(archive))
+
+
+def _merge(staging: Path, target: Path) -> None:
+    """Move each top-level entry of ``staging`` into ``target``, replacing a same-named one."""
     for entry in staging.iterdir():
         destination = target / entry.name
         if destination.is_dir() and not destination.is_symlink():
@@ -143,7 +173,15 @@ def unpack(archive: Path, target: Path, *, max_bytes: int = MAX_BYTES, max_ratio
             destination.unlink()
         os.replace(entry, destination)
     staging.rmdir()
-    marker = _marker(target, archive)
-    marker.parent.mkdir(exist_ok=True)
-    marker.write_text(_fingerprint(archive))
-    return target
+
+
+def _swap(staging: Path, target: Path) -> None:
+    """Put ``staging`` in ``target``'s place; a link there is removed, not followed."""
+    old = target.with_name(f".old-{target.name}")
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
