@@ -23,7 +23,7 @@ from featurestore.backbones import (
 )
 from featurestore.backbones.weights import PackageWeights, TorchvisionWeights, sha256_file
 from featurestore.cli import backbones_commands
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, InvalidName, InvalidOption
 
 TORCHVISION = ["resnet18", "resnet50", "vgg16", "vgg19", "inception_v3", "mobilenet_v3_large", "efficientnet_b0",
                "convnext_tiny", "vit_b_16"]
@@ -220,3 +220,64 @@ def test_cli_lists_backbones_as_json_and_table():
 def test_errors_are_feature_store_errors():
     for error in (UnknownBackbone, UnknownLayer, WeightsCorrupt, WeightsMismatch, WeightsUnavailable):
         assert issubclass(error, FeatureStoreError)
+
+
+class _TinyNet(torch.nn.Module):
+    """Two strided convolutions, global-average-pooled: a 32-dim ONNX backbone for 64x64 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 16, 3, stride=2)
+        self.conv2 = torch.nn.Conv2d(16, 32, 3, stride=2)
+
+    def forward(self, x):
+        return torch.relu(self.conv2(torch.relu(self.conv1(x)))).mean(dim=(2, 3))
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    """The tiny net exported with a dynamic batch axis (tiny.onnx) and with the batch fixed at 2 (fixed.onnx)."""
+    folder = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    model = _TinyNet().eval()
+    example = (torch.zeros(2, 3, 64, 64),)
+    torch.onnx.export(model, example, str(folder / "tiny.onnx"), dynamo=False, input_names=["image"],
+                      output_names=["features"], dynamic_axes={"image": {0: "n"}, "features": {0: "n"}})
+    torch.onnx.export(model, example, str(folder / "fixed.onnx"), dynamo=False, input_names=["image"],
+                      output_names=["features"])
+    return folder
+
+
+@pytest.mark.parametrize("spec, error, message", [
+    ({"size": 32}, WeightsMismatch, "input 'image' is nx3x64x64, but the spec feeds NCHW nx3x32x32; fix size"),
+    ({"size": 64, "layout": "NHWC"}, WeightsMismatch, "is nx3x64x64, but the spec feeds NHWC nx64x64x3"),
+    ({"size": 64, "path": "fixed.onnx"}, WeightsMismatch, "fixed batch size of 2; export it with a dynamic batch"),
+    ({"size": 64, "sise": 99}, InvalidOption, "unknown ONNX spec key(s) sise; the keys are name, path, dim,"),
+    ({"size": "big"}, InvalidOption, "ONNX backbone 'tinynet': size 'big' must be a whole number of pixels"),
+    ({"size": -5}, InvalidOption, "size -5 must be a whole number of pixels >= 1"),
+    ({"size": 64, "std": [0.2, 0, 0.2]}, InvalidOption, "std [0.2, 0, 0.2] must be three non-zero numbers"),
+    ({"size": 64, "name": "efficientnet_lite0"}, InvalidName, "'efficientnet_lite0' is a built-in backbone"),
+    ({"size": 64, "name": "../evil"}, InvalidName, "invalid model name '../evil'"),
+    ([1, 2], WeightsUnavailable, "not a valid ONNX backbone spec (ValueError: a JSON list, not an object)"),
+])
+def test_onnx_spec_that_does_not_fit_the_model_is_refused_in_one_line(tiny_onnx, tmp_path, spec, error, message):
+    from featurestore.backbones import register_onnx_spec
+
+    if isinstance(spec, dict):
+        spec = {"name": "tinynet", "path": "tiny.onnx", **spec}
+    spec_file = tiny_onnx / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    with pytest.raises(error) as caught:
+        register_onnx_spec(spec_file)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert get_backbone("efficientnet_lite0").dim == 1280  # a built-in is never replaced
+
+
+def test_onnx_spec_registers_again_under_its_name(tiny_onnx):
+    from featurestore.backbones import register_onnx_spec
+
+    spec_file = tiny_onnx / "good.json"
+    spec_file.write_text(json.dumps({"name": "tinynet2", "path": "tiny.onnx", "size": 64, "resize": 72}))
+    first = register_onnx_spec(spec_file)
+    again = register_onnx_spec(spec_file)  # every task of a flow registers the specs it was given
+    assert (first.dim, again.dim, again.preprocessing.resize, again.default_layer) == (32, 32, 72, "features")

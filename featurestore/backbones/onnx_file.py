@@ -6,21 +6,31 @@ image batch and return one ``(n, dim)`` feature matrix; onnxruntime runs it on e
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
-from featurestore.backbones.errors import WeightsCorrupt, WeightsUnavailable
+from featurestore.backbones.errors import WeightsCorrupt, WeightsMismatch, WeightsUnavailable
 from featurestore.backbones.preprocessing import Preprocessing
-from featurestore.backbones.registry import Backbone, Layer, register
+from featurestore.backbones.registry import Backbone, Layer, backbone_names, get_backbone, register
 from featurestore.backbones.weights import FileWeights, first_line
-from featurestore.errors import InvalidName
+from featurestore.errors import InvalidName, InvalidOption
+from featurestore.paths import check_name
 
 LAYOUTS = ("NCHW", "NHWC")
 
 
-def _graph_io(path: Path) -> tuple[str, str, int | None]:
-    """(input name, output name, static feature dim or None) read from the ONNX graph."""
+class _GraphIO(NamedTuple):
+    input: str
+    input_shape: list[int | None]  # None: a free (symbolic) dimension
+    output: str
+    dim: int | None
+
+
+def _graph_io(path: Path) -> _GraphIO:
+    """The image input (name, shape) and feature output (name, static last dimension) of the graph."""
     import onnx
 
     try:
@@ -31,23 +41,67 @@ def _graph_io(path: Path) -> tuple[str, str, int | None]:
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1 or not model.graph.output:
         raise WeightsCorrupt(f"{path}: expected one image input and one output, found {len(inputs)} inputs")
-    output = model.graph.output[0]
-    dims = output.type.tensor_type.shape.dim
-    dim = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
-    return inputs[0].name, output.name, dim
+    input_shape, output_shape = (
+        [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        for value in (inputs[0], model.graph.output[0]))
+    return _GraphIO(inputs[0].name, input_shape, model.graph.output[0].name,
+                    output_shape[-1] if output_shape else None)
+
+
+def _check_input(path: Path, graph: _GraphIO, layout: str, size: int) -> None:
+    """The graph's input must take what the spec says the extractor feeds it: a batch of any
+    size of 3-channel ``size`` x ``size`` images in ``layout``; onnxruntime would fail mid-pass."""
+    fed = {"NCHW": [None, 3, size, size], "NHWC": [None, size, size, 3]}[layout]
+    shape = graph.input_shape
+    if shape and shape[0] is not None:
+        raise WeightsMismatch(f"{path}: the model's input {graph.input!r} has a fixed batch size of {shape[0]}; "
+                              f"export it with a dynamic batch axis (dynamic_axes={{{graph.input!r}: {{0: 'n'}}}})")
+    if len(shape) == 4 and all(d is None or d == f for d, f in zip(shape[1:], fed[1:])):
+        return
+
+    def shown(dims: list[int | None]) -> str:
+        return "x".join("n" if d is None else str(d) for d in dims)
+
+    raise WeightsMismatch(f"{path}: the model's input {graph.input!r} is {shown(shape)}, but the spec feeds "
+                          f"{layout} {shown(fed)}; fix size and layout in the spec")
+
+
+def _check_spec(name: str, size, resize, dim, mean, std) -> None:
+    """Refuse spec values no extraction can run with, in one line, before any file is read."""
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    def three_numbers(value) -> bool:
+        return (isinstance(value, (list, tuple)) and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+    for key, value, ok, wanted in (
+            ("size", size, whole(size), "a whole number of pixels >= 1"),
+            ("resize", resize, resize is None or whole(resize), "a whole number of pixels >= size"),
+            ("dim", dim, dim is None or whole(dim), "a whole number >= 1"),
+            ("mean", mean, three_numbers(mean), "three numbers (R, G, B)"),
+            ("std", std, three_numbers(std) and all(std), "three non-zero numbers (R, G, B)")):
+        if not ok:
+            raise InvalidOption(f"ONNX backbone {name!r}: {key} {value!r} must be {wanted}")
 
 
 def onnx_backbone(name: str, path: str | os.PathLike[str], size: int = 224, resize: int | None = None,
                   interpolation: str = "bilinear", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                   layout: str = "NCHW", dim: int | None = None) -> Backbone:
-    """Describe an ONNX image model: its file and the input it expects (float32, normalised)."""
+    """Describe an ONNX image model: its file and the input it expects (float32, normalised).
+
+    The graph's input shape is checked against ``layout`` and ``size`` here, so a spec that does
+    not fit the model fails in one line before extraction starts.
+    """
+    _check_spec(name, size, resize, dim, mean, std)
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise WeightsUnavailable(f"ONNX model {path} does not exist; give the path of an exported .onnx file")
     if layout not in LAYOUTS:
         raise InvalidName(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
-    input_name, output_name, graph_dim = _graph_io(path)
-    dim = dim or graph_dim
+    graph = _graph_io(path)
+    _check_input(path, graph, layout, size)
+    dim = dim or graph.dim
     if not dim:
         raise WeightsCorrupt(f"{path}: the output's last dimension is not fixed in the graph; pass dim=")
     return Backbone(
@@ -55,15 +109,26 @@ def onnx_backbone(name: str, path: str | os.PathLike[str], size: int = 224, resi
         architecture=f"ONNX model {path.name}",
         weights=FileWeights(path),
         preprocessing=Preprocessing(size=size, resize=resize or size, interpolation=interpolation, mean=mean, std=std),
-        layers={output_name: Layer(int(dim))},
-        default_layer=output_name,
-        onnx_input={"name": input_name, "layout": layout},
+        layers={graph.output: Layer(int(dim))},
+        default_layer=graph.output,
+        onnx_input={"name": graph.input, "layout": layout},
     )
 
 
-def register_onnx(name: str, path: str | os.PathLike[str], replace: bool = True, **spec) -> Backbone:
-    """Describe and register an ONNX backbone (see ``onnx_backbone`` for ``spec``)."""
-    return register(onnx_backbone(name, path, **spec), replace=replace)
+#: the optional keys of a spec file: ``onnx_backbone``'s keyword arguments
+SPEC_KEYS = frozenset(inspect.signature(onnx_backbone).parameters) - {"name", "path"}
+
+
+def register_onnx(name: str, path: str | os.PathLike[str], **spec) -> Backbone:
+    """Describe and register an ONNX backbone (see ``onnx_backbone`` for ``spec``).
+
+    Registering a name again replaces an earlier ONNX entry (each task re-registers its specs),
+    never a built-in backbone: a store named after one must hold that backbone's features.
+    """
+    check_name("model", name)
+    if name in backbone_names() and not get_backbone(name).onnx_input:
+        raise InvalidName(f"{name!r} is a built-in backbone; give the ONNX model another name (the spec's \"name\")")
+    return register(onnx_backbone(name, path, **spec), replace=True)
 
 
 def register_onnx_spec(spec_file: str | os.PathLike[str]) -> Backbone:
@@ -72,12 +137,16 @@ def register_onnx_spec(spec_file: str | os.PathLike[str]) -> Backbone:
     A relative ``path`` is taken relative to the JSON file.
     """
     spec_file = Path(spec_file)
+    example = 'write JSON like {"name": "mynet", "path": "mynet.onnx", "size": 224}'
     try:
         spec = json.loads(spec_file.read_text())
+        if not isinstance(spec, dict):
+            raise ValueError(f"a JSON {type(spec).__name__}, not an object")
         name, path = spec.pop("name"), Path(spec.pop("path"))
-    except (OSError, ValueError, KeyError, AttributeError) as error:
-        raise WeightsUnavailable(
-            f"{spec_file}: not a valid ONNX backbone spec ({first_line(error)}); "
-            'write JSON like {"name": "mynet", "path": "mynet.onnx", "size": 224}'
-        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise WeightsUnavailable(f"{spec_file}: not a valid ONNX backbone spec ({first_line(error)}); {example}") from None
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        raise InvalidOption(f"{spec_file}: unknown ONNX spec key(s) {', '.join(unknown)}; "
+                            f"the keys are name, path, {', '.join(sorted(SPEC_KEYS))}")
     return register_onnx(name, path if path.is_absolute() else spec_file.parent / path, **spec)
