@@ -195,3 +195,19 @@ def test_failed_rows_are_left_out_of_every_model(tmp_path):
     data = load_eval_data(DATASET, ["pixels", "fourier"], tmp_path)
     assert data.n_failed == 2 and len(data.y) == len(rows) - 2
     assert rows.ids[0] not in data.ids and data.X.shape[1] == 64 + 128
+
+
+def test_macro_f1_averages_only_the_classes_with_test_rows(tmp_path):
+    # e.g. a small class whose few images all went to train: it has no F1 on test to average
+    pixels, rows = digits_rows()
+    keep = ~((rows.labels == 9) & (rows.split == "test"))
+    table = RowTable(ids=rows.ids[keep], labels=rows.labels[keep], class_names=rows.class_names,
+                     split=rows.split[keep], fold=rows.fold[keep])
+    write_store(tmp_path, "pixels", pixels[keep], table)
+    record = evaluate_classifier(DATASET, "pixels", "logreg", root=tmp_path)
+    matrix = np.asarray(record["confusion_matrix"])
+    precision = matrix.diagonal() / np.maximum(matrix.sum(axis=0), 1)
+    recall = matrix.diagonal()[:9] / matrix.sum(axis=1)[:9]
+    f1 = 2 * precision[:9] * recall / np.maximum(precision[:9] + recall, 1e-12)
+    assert record["per_class_accuracy"]["9"] is None
+    assert record["macro_f1"] == pytest.approx(f1.mean()) and record["macro_f1"] > 0.9
