@@ -246,3 +246,10 @@ def test_a_different_archive_under_the_same_name_replaces_the_old_one(tmp_path, 
     with pytest.raises(DatasetError, match="cut.tgz: cannot be unpacked"):
         _ingest(root, cut, name="pets")
     assert len(load_manifest("pets", root)) == 8, "a failed unpack leaves the dataset as it was"
+
+
+def test_a_registered_dataset_name_is_refused_as_name(root, folder):
+    with pytest.raises(DatasetError, match="--name 'fashion-mnist' is a registered dataset's name; pick another") as error:
+        _ingest(root, folder, name="fashion-mnist")
+    assert "\n" not in str(error.value)
+    assert not (root / "datasets" / "fashion-mnist").exists()

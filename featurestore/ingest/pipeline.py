@@ -17,7 +17,7 @@ import pandas as pd
 from featurestore.datasets.arrays import ARRAY_FILE
 from featurestore.datasets.errors import DatasetError
 from featurestore.datasets.manifest import ARRAY_SEPARATOR, MANIFEST_FILE, read_info, write_manifest
-from featurestore.datasets.registry import DatasetSpec, Layout, get_dataset
+from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset
 from featurestore.datasets.sources import IMAGES, attach_folder, is_url, local_source, source_resource
 from featurestore.ingest.download import fetch
 from featurestore.ingest.split import (
@@ -48,10 +48,15 @@ class IngestResult:
 
 
 def target_name(dataset: str, name: str | None) -> str:
-    """The name the dataset is stored under: ``name`` (only for user sources) or the dataset's own."""
+    """The name the dataset is stored under: ``name`` (only for user sources) or the dataset's own.
+
+    A user source may not take a registered dataset's name: it would stand in for that dataset.
+    """
     spec = get_dataset(dataset)
     if name and not spec.needs_source and name != dataset:
         raise DatasetError(f"--name {name!r} applies only to 'imagefolder'; {dataset!r} is stored under its own name")
+    if name and name != dataset and name in dataset_names():
+        raise DatasetError(f"--name {name!r} is a registered dataset's name; pick another --name for your images")
     return check_name("dataset", name or dataset)
 
 
