@@ -253,3 +253,10 @@ def test_a_registered_dataset_name_is_refused_as_name(root, folder):
         _ingest(root, folder, name="fashion-mnist")
     assert "\n" not in str(error.value)
     assert not (root / "datasets" / "fashion-mnist").exists()
+
+
+def test_a_zero_test_ratio_is_refused_before_anything_is_written(root, folder):
+    with pytest.raises(DatasetError, match=r"split ratios \[1, 0, 0\] are invalid: .*train and test above 0") as error:
+        _ingest(root, folder, ratios=(1, 0, 0))
+    assert "\n" not in str(error.value)
+    assert not (root / "datasets").exists()

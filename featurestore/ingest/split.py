@@ -29,12 +29,16 @@ def rank(ids: pd.Series, seed: int) -> pd.Series:
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
-    """Validate ``(train, val, test)`` ratios: three non-negative numbers summing to 1, train > 0."""
+    """Validate ``(train, val, test)`` ratios: three non-negative numbers summing to 1, train and test > 0.
+
+    A test split is required because evaluate scores on it; val may be empty.
+    """
     values = tuple(float(r) for r in ratios)
-    if len(values) != 3 or min(values) < 0 or values[0] <= 0 or not math.isclose(sum(values), 1.0, abs_tol=1e-6):
+    if (len(values) != 3 or min(values) < 0 or values[0] <= 0 or values[2] <= 0
+            or not math.isclose(sum(values), 1.0, abs_tol=1e-6)):
         raise DatasetError(
-            f"split ratios {list(ratios)} are invalid: give three non-negative numbers train,val,test that sum to 1 "
-            "(e.g. 0.7,0.15,0.15)"
+            f"split ratios {list(ratios)} are invalid: give three non-negative numbers train,val,test that sum to 1, "
+            "train and test above 0 (evaluate scores on the test split), e.g. 0.7,0.15,0.15"
         )
     return values  # type: ignore[return-value]
 
