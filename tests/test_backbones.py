@@ -203,13 +203,28 @@ def test_weights_of_another_architecture_are_rejected():
         get_backbone("efficientnet_lite0").load_torch(lite2)
 
 
+def test_weights_that_do_not_fit_show_missing_and_unexpected_keys(tmp_path):
+    from test_extract_support import save_random_resnet18
+
+    state = torch.load(save_random_resnet18(tmp_path / "r18.pth"), weights_only=True)
+    torch.save({f"module.{key}": value for key, value in state.items()}, tmp_path / "ddp.pth")  # saved from DDP
+    backbone = get_backbone("resnet18")
+    with pytest.raises(WeightsMismatch) as caught:
+        backbone.load_torch(backbone.weights.resolve(tmp_path / "ddp.pth"))
+    message = str(caught.value)
+    assert 'Missing key(s) in state_dict: "conv1.weight", "bn1.weight", "bn1.bias", ... (' in message
+    assert 'Unexpected key(s) in state_dict: "module.conv1.weight"' in message and "\n" not in message
+    with pytest.raises(WeightsUnavailable, match=f"--weights {tmp_path} is a directory; pass the weights file itself"):
+        backbone.weights.resolve(tmp_path)
+
+
 def test_cli_lists_backbones_as_json_and_table():
     app = typer.Typer()
     backbones_commands.register(app)
     result = CliRunner().invoke(app, ["backbones", "--json"])
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
-    assert rows["efficientnet_lite0"]["dim"] == 1280 and rows["efficientnet_lite0"]["offline"] == "yes"
+    assert rows["efficientnet_lite0"]["dim"] == 1280 and rows["efficientnet_lite0"]["offline"] is True
     assert rows["efficientnet_lite2"]["input"] == "260x260"
     assert rows["resnet50"]["dim"] == 2048 and rows["resnet50"]["weights"].startswith("torchvision:")
     table = CliRunner().invoke(app, ["backbones"])

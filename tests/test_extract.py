@@ -319,11 +319,38 @@ def test_two_backbones_in_two_processes_then_shards_in_two_processes(root, tmp_p
     assert [r.status for r in extract("photos", ["efficientnet_lite0"], sharded, progress=False)] == ["skipped"]
 
 
-def test_merge_names_the_missing_shard(root):
+def test_merge_names_the_missing_shard_with_a_command_that_runs_as_written(root):
     write_photo_dataset(root, "photos", copies=1)
     extract("photos", ["efficientnet_lite0"], root, shard=Shard(0, 2), progress=False)
-    with pytest.raises(featurestore.errors.StoreIncomplete, match="1-of-2"):
+    with pytest.raises(featurestore.errors.StoreIncomplete, match="1-of-2") as caught:
         merge_shards("photos", ["efficientnet_lite0"], 2, root)
+    command = re.search(r"run `featurestore (extract [^`]+)`", str(caught.value)).group(1)
+    assert command == "extract -d photos -m efficientnet_lite0 --shard 1/2"
+    app = typer.Typer()
+    backbones_commands.register(app)
+    ran = CliRunner().invoke(app, [*command.split(), "--root", str(root), "--no-progress"])
+    assert ran.exit_code == 0, ran.output
+    assert merge_shards("photos", ["efficientnet_lite0"], 2, root)[0].status == "merged"
+    with pytest.raises(InvalidOption, match="--shard 0/99: photos has 5 rows, fewer than the 99 shards"):
+        extract("photos", ["efficientnet_lite0"], root, shard=Shard(0, 99), progress=False)
+
+
+def test_features_that_are_not_finite_are_reported_at_extraction(root, tmp_path, caplog):
+    write_photo_dataset(root, "photos", copies=1)
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            return torch.log(-torch.ones_like(x)).mean(dim=(2, 3))  # NaN, as from weights gone bad
+
+    path = tmp_path / "broken.onnx"
+    torch.onnx.export(Broken(), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, input_names=["image"],
+                      output_names=["features"], dynamic_axes={"image": {0: "n"}, "features": {0: "n"}})
+    register(onnx_backbone("broken", path, size=32, dim=3), replace=True)
+    with caplog.at_level("WARNING", logger="featurestore.extract.runner"):
+        (result,) = extract("photos", ["broken"], root, progress=False)
+    assert result.status == "extracted"
+    assert "broken.h5: 5 of 5 rows have NaN or infinite features: the model or its weights are probably broken" \
+        in caplog.text
 
 
 def test_out_of_memory_halves_the_batch_and_goes_on():

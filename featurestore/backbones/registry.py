@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from featurestore.backbones.errors import UnknownBackbone, UnknownLayer, WeightsMismatch
 from featurestore.backbones.preprocessing import Preprocessing
-from featurestore.backbones.weights import ResolvedWeights, WeightsSource, first_line, load_state_dict
+from featurestore.backbones.weights import ResolvedWeights, WeightsSource, load_state_dict
 from featurestore.registry import Registry
 
 DEFAULT_LAYER = "avgpool"
@@ -77,13 +77,29 @@ class Backbone:
             model.load_state_dict(state, strict=True, assign=True)
         except (RuntimeError, KeyError, ValueError) as error:
             raise WeightsMismatch(
-                f"{weights.path}: weights do not fit {self.name} ({first_line(error)[:200]}); "
+                f"{weights.path}: weights do not fit {self.name} ({_mismatch(error)}); "
                 f"pass weights saved from {self.architecture}"
             ) from None
         cut = self.layers[layer].cut
         model = cut(model) if cut is not None else model
         # A state dict saved in half precision would otherwise leave the model half precision.
         return model.float().eval()
+
+
+def _mismatch(error: BaseException) -> str:
+    """What does not fit, from torch's ``load_state_dict`` error, in one line: each detail line
+    (missing keys, unexpected keys, size mismatches) with long key lists shortened to their first
+    three, so that both the missing and the unexpected keys show."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    parts = []
+    for line in lines[1:] or lines:
+        label, _, listed = line.partition(": ")
+        keys = listed.rstrip(". ").split(", ")
+        if label.endswith("key(s) in state_dict") and len(keys) > 3:
+            line = f"{label}: {', '.join(keys[:3])}, ... ({len(keys)} in all)"
+        parts.append(line)
+    detail = "; ".join(parts) or type(error).__name__
+    return detail if len(detail) <= 400 else detail[:397] + "..."
 
 
 def _register_builtins() -> None:

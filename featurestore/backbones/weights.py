@@ -72,6 +72,8 @@ class WeightsSource:
         """Locate (``weights_file`` first), fetch if allowed, hash and verify the weights."""
         if weights_file is not None:
             path = Path(weights_file).expanduser()
+            if path.is_dir():
+                raise WeightsUnavailable(f"--weights {path} is a directory; pass the weights file itself")
             if not path.is_file():
                 raise WeightsUnavailable(f"weights file {path} does not exist; pass an existing file to --weights")
             return ResolvedWeights(path.resolve(), sha256_file(path), f"file:{path.resolve()}")

@@ -23,12 +23,13 @@ def backbones(as_json: bool = JSON_OPTION) -> None:
             "name": name, "dim": backbone.dim, "input": f"{prep.size}x{prep.size}", "resize": prep.resize,
             "interpolation": prep.interpolation, "layers": ",".join(backbone.layers),
             "weights": backbone.weights.description,
-            "offline": "yes" if backbone.weights.available_offline else "no",
+            "offline": backbone.weights.available_offline,
         })
     if as_json:
         print_json(rows)
     else:
-        print_table(rows, BACKBONE_COLUMNS, title="backbones")
+        print_table([{**row, "offline": "yes" if row["offline"] else "no"} for row in rows], BACKBONE_COLUMNS,
+                    title="backbones")
 
 
 def _weights_map(entries: list[str], models: list[str]) -> dict[str, str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurestore.backbones import Backbone, ResolvedWeights, get_backbone
-from featurestore.errors import InvalidName
+from featurestore.errors import InvalidName, InvalidOption
 from featurestore.paths import resolve_root
 from featurestore.store import RowTable, StoreSpec, store_state
 from featurestore.store import format as store_format
@@ -111,6 +111,9 @@ def plan_jobs(manifest, dataset: str, models: Sequence[str], root=None, *, weigh
     """One ``Job`` per model; weights are located and hashed, never loaded."""
     weights = dict(weights or {})
     rows = RowTable.from_manifest(manifest.frame, manifest.classes)
+    if shard.count > len(rows):
+        raise InvalidOption(f"--shard {shard.index}/{shard.count}: {dataset} has {len(rows)} rows, fewer than the "
+                            f"{shard.count} shards; split it into at most {len(rows)} shards")
     start, stop = shard.bounds(len(rows))
     if not shard.whole:
         rows = RowTable.from_manifest(manifest.frame.iloc[start:stop], manifest.classes)

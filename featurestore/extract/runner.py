@@ -14,6 +14,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from featurestore.backbones import get_backbone
@@ -70,6 +71,7 @@ class _Active:
     resumed: bool
     written: int = 0
     failed: int = 0
+    not_finite: int = 0
     inflight: tuple | None = field(default=None)
 
     def push(self, handle, failed) -> None:
@@ -82,9 +84,11 @@ class _Active:
     def _drain(self) -> None:
         handle, failed = self.inflight
         self.inflight = None
-        self.sink.put(self.runtime.collect(handle), failed)
+        features = self.runtime.collect(handle)
+        self.sink.put(features, failed)
         self.written += len(failed)
         self.failed += int(failed.sum())
+        self.not_finite += int((~np.isfinite(features).all(axis=1) & ~failed).sum())
 
     def flush(self) -> None:
         if self.inflight is not None:
@@ -212,6 +216,11 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
             item.flush()
             item.sink.close()
             item.writer.finalize(_provenance(item, device, batch_size, read.name))
+            if item.not_finite:
+                # Stored as computed (the store records what the model gave); said now, not first by verify.
+                log.warning("%s: %d of %d rows have NaN or infinite features: the model or its weights are "
+                            "probably broken (`featurestore verify` lists the store)", item.writer.path,
+                            item.not_finite, item.written)
             done.append(ExtractResult(item.job.spec.dataset, item.job.model, item.writer.path,
                                       "resumed" if item.resumed else "extracted", len(item.job.rows),
                                       item.written, item.failed, seconds, item.runtime.name,

@@ -38,8 +38,9 @@ def _shard_paths(job: Job, count: int, manifest_hash: str, root) -> list[tuple[S
     return out
 
 
-def _check_shard(path, fingerprint: str, shard: Shard, model: str) -> dict:
-    hint = f"run `featurestore extract DATASET --models {model} --shard {shard.index}/{shard.count}` and copy its store there"
+def _check_shard(path, fingerprint: str, dataset: str, shard: Shard, model: str) -> dict:
+    command = f"featurestore extract -d {dataset} -m {model} --shard {shard.index}/{shard.count}"
+    hint = f"run `{command}` (here, or elsewhere and copy its store there)"
     if not path.exists():
         raise ShardMissing(f"{path}: shard {shard.label} of {model} is missing; {hint}")
     with fmt.open_h5(path) as file:
@@ -47,7 +48,8 @@ def _check_shard(path, fingerprint: str, shard: Shard, model: str) -> dict:
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
             raise ShardMissing(f"{path}: shard {shard.label} of {model} is incomplete; {hint}")
         if str(file.attrs.get(fmt.ATTR_FINGERPRINT, "")) != fingerprint:
-            raise ShardMissing(f"{path}: shard {shard.label} of {model} was built from other inputs; {hint}")
+            raise ShardMissing(f"{path}: shard {shard.label} of {model} was built from other inputs; "
+                               f"run `{command} --overwrite` to rebuild it from the current ones")
     return provenance
 
 
@@ -68,7 +70,7 @@ def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, 
                                          fingerprint=job.spec.fingerprint))
             continue
         shards = _shard_paths(job, count, manifest.hash, root)
-        provenances = [_check_shard(path, fingerprint, shard, job.model) for shard, path, fingerprint in shards]
+        provenances = [_check_shard(path, fingerprint, dataset, shard, job.model) for shard, path, fingerprint in shards]
         results.append(_merge(job, shards, provenances, root, overwrite))
     return results
 
