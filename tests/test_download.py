@@ -42,6 +42,7 @@ def test_checksum_mismatch_is_refused_and_nothing_kept(tmp_path, loopback, mirro
     with pytest.raises(ChecksumMismatch, match="photos.bin.*differs from the pinned sha256:000") as error:
         fetch(resource(wrong), "toy", tmp_path, mirror=mirror, progress=False)
     assert "\n" not in str(error.value)
+    assert "nothing was kept" in str(error.value) and "delete it" not in str(error.value)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -119,8 +120,19 @@ def test_unpublished_checksum_is_recorded_then_enforced(tmp_path, loopback, mirr
     assert len(loopback.requests) == 2
 
 
+def test_a_new_download_must_match_the_hash_recorded_at_the_first(tmp_path, loopback, mirror):
+    fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False)
+    loopback.serve("/toy/photos.bin", PAYLOAD[::-1])  # the server's copy changes
+    (tmp_path / "photos.bin").write_bytes(b"damaged")
+    with pytest.raises(ChecksumMismatch, match=rf"differs from the pinned {SHA}.*delete .*photos.bin.sha256 to accept"):
+        fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False)
+    assert (tmp_path / "photos.bin.sha256").read_text().strip() == SHA, "the first download's hash is kept"
+    assert not (tmp_path / "photos.bin").exists() and not (tmp_path / "photos.bin.part").exists()
+
+
 def test_pinned_size_is_enforced(tmp_path, loopback, mirror):
-    with pytest.raises(ChecksumMismatch, match=f"{len(PAYLOAD)} bytes, expected 10"):
+    with pytest.raises(ChecksumMismatch, match=f"{len(PAYLOAD)} bytes, expected 10; nothing was kept; check that "
+                       "the server sends the right file, then run ingest again"):
         fetch(resource(None, size=10), "toy", tmp_path, mirror=mirror, progress=False)
 
 

@@ -36,18 +36,22 @@ def resource_url(resource: Resource, dataset: str, mirror: str | None = None) ->
     return f"{base}/{dataset}/{resource.filename}" if base else resource.url
 
 
+_FIX_FILE = "delete it and download again, or check the mirror"
+
+
 def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[str, ...] = (),
-            remember: bool = True) -> str:
+            remember: bool = True, fix: str = _FIX_FILE) -> str:
     """Check ``path`` against its pinned size and checksum; return the checksum that matched.
 
     With no checksum pinned, the one recorded at the first download is enforced, and a file seen
     for the first time has its hash recorded. ``remember=False`` (files we do not own, such as a
     distribution package's) writes nothing beside the file: it is simply hashed every time.
+    ``fix`` ends a mismatch's message: what the user should do about it.
     """
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         raise ChecksumMismatch(
-            f"{path}: {actual_size} bytes, expected {size}; delete it and download again (or check the mirror)"
+            f"{path}: {actual_size} bytes, expected {size}; {fix}"
         )
     expected = [c for c in (checksum or checksums.recorded(path),) if c] + list(accepted)
     if not expected:
@@ -66,7 +70,7 @@ def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[
     others = f" (nor any of {len(expected) - 1} other accepted hashes)" if len(expected) > 1 else ""
     raise ChecksumMismatch(
         f"{path}: checksum {found[0]} differs from the pinned {expected[0]}{others}; the file is corrupt or not "
-        "the published one — delete it and download again, or check the mirror"
+        f"the published one — {fix}"
     )
 
 
@@ -114,11 +118,17 @@ def fetch(
             return target
         except ChecksumMismatch:
             target.unlink()
+    # Trust on first download only: with no checksum published, a new download must match the
+    # hash recorded at the first one, which is kept.
+    recorded = None if expected else checksums.recorded(target)
     url = resource_url(resource, dataset, mirror)
     partial = target.with_name(target.name + ".part")
     _download(url, partial, size, progress=progress, attempts=attempts, backoff=backoff, timeout=timeout)
+    fix = "nothing was kept; check that the server sends the right file, then run ingest again to download it again"
+    if recorded:
+        fix += f" (if the file changed on purpose, delete {target}.sha256 to accept the new one)"
     try:
-        _verify(partial, expected, size)
+        _verify(partial, expected or recorded, size, fix=fix)
     except ChecksumMismatch as error:
         partial.unlink(missing_ok=True)
         raise ChecksumMismatch(f"{url}: {error}") from None
