@@ -61,6 +61,17 @@ def test_malicious_tar_is_refused_naming_the_member(tmp_path, target, member, pr
     assert not (target / "photos").exists(), "nothing of a refused archive is extracted"
 
 
+def test_chain_of_links_escaping_only_as_a_whole_is_unsafe_not_damaged(tmp_path, target):
+    archive = tmp_path / "chain.tgz"
+    _tar(archive, _member("photos/l1", tarfile.SYMTYPE, link="."), _member("photos/l1/l2", tarfile.SYMTYPE, link=".."),
+         _member("photos/l1/l2/l3", tarfile.SYMTYPE, link=".."))
+    with pytest.raises(UnsafeArchive, match="chain.tgz: .*outside the destination.*; refusing to unpack") as error:
+        unpack(archive, target)
+    assert "download again" not in str(error.value) and "\n" not in str(error.value)
+    _nothing_outside(target)
+    assert not (target / "photos").exists()
+
+
 def test_symlink_inside_the_target_is_allowed(tmp_path, target):
     archive = tmp_path / "ok.tgz"
     _tar(archive, _member("photos/same.jpg", tarfile.SYMTYPE, link="cat.jpg"))

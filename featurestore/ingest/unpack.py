@@ -142,6 +142,11 @@ def unpack(archive: Path, target: Path, *, replace: bool = False, max_bytes: int
     shutil.rmtree(staging, ignore_errors=True)
     try:
         _extract(archive, staging, max_bytes, max_ratio)
+    except tarfile.FilterError as error:
+        # The data filter caught what the member checks did not (a chain of links that escapes only
+        # as a whole): the archive is unsafe, not damaged, so downloading it again will not help.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UnsafeArchive(f"{archive}: {error}; refusing to unpack this archive") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise DatasetError(f"{archive}: cannot be unpacked ({error}); delete it and download again") from None
