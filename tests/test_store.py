@@ -11,7 +11,7 @@ from store_fixtures import CLASSES, features_for, rows_for, spec_for, write_stor
 import featurestore
 from featurestore.errors import (StoreConflict, StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound,
                                  StoreSchemaTooNew)
-from featurestore.store import RowTable, StoreWriter, format as fmt, load_arrays, store_path, store_state
+from featurestore.store import RowTable, StoreWriter, format as fmt, load_arrays, store_path, store_state, verify_file
 from featurestore.store.spec import InvalidStoreInput
 
 
@@ -232,3 +232,21 @@ def test_catalog_keeps_whole_numbers_beside_an_unreadable_store(root):
     assert frame.loc["broken", "state"] == "unreadable" and pd.isna(frame.loc["broken", "rows"])
     assert (frame.loc["net", "rows"], frame.loc["net", "dim"]) == (30, 8)
     assert str(frame["rows"].dtype) == "Int64"
+
+
+def test_verify_and_resume_read_non_ascii_ids_as_utf8(root):
+    # Before: verify and resuming a partial decoded the ids as ASCII (UnicodeDecodeError).
+    ids = ["chat/é.jpg", "blume/flöwer.webp", "x/0.jpg", "x/1.jpg"]
+    rows = RowTable(ids=ids, labels=[0, 1, 0, 1], class_names=["chat", "blume"],
+                    split=["train", "train", "test", "test"], fold=[0, 1, -1, -1])
+    writer = StoreWriter.open(spec_for(), rows, root=root)
+    writer.write(features_for(0, 2, 32))
+    writer.commit()
+    writer.close()
+    with StoreWriter.open(spec_for(), rows, root=root) as resumed:
+        assert resumed.committed_rows == 2
+        resumed.write(features_for(2, 4, 32))
+        path = resumed.finalize()
+    report = verify_file(path)
+    assert report.ok, report.problems
+    assert load_arrays("toy", "net", root=root).ids.tolist() == ids

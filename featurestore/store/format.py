@@ -75,6 +75,11 @@ def feature_columns(dim: int) -> list[str]:
     return [f"f{i:0{width}d}" for i in range(dim)]
 
 
+def read_ids(file: h5py.File) -> np.ndarray:
+    """The image ids of ``/features`` as str, decoded from the UTF-8 bytes the writer stores."""
+    return np.char.decode(file[ROW_INDEX][:], "utf-8")
+
+
 def create_preallocated(group: h5py.Group, name: str, shape: tuple[int, ...], dtype) -> h5py.Dataset:
     """Create a contiguous dataset whose file space is allocated now and never written as fill.
 

@@ -72,7 +72,7 @@ def verify_file(path: Path) -> VerifyReport:
             if not stored == provenance.get("fingerprint") == computed:
                 problems.append(f"fingerprint inconsistent: attribute {stored[:12]}, provenance "
                                 f"{str(provenance.get('fingerprint'))[:12]}, recomputed {computed[:12]}")
-            if len(rows) == shapes["ids"] and not np.array_equal(rows.index.to_numpy(dtype=str), file[fmt.ROW_INDEX][:].astype(str)):
+            if len(rows) == shapes["ids"] and not np.array_equal(rows.index.to_numpy(dtype=str), fmt.read_ids(file)):
                 problems.append("ids of /rows and /features differ")
             status = file[fmt.ROW_STATUS][:]
             pending = int(np.count_nonzero(status == fmt.STATUS_PENDING))

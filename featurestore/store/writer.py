@@ -208,7 +208,7 @@ def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | Non
                 return "it was started from other inputs"
             if int(file.attrs.get(fmt.ATTR_SCHEMA, -1)) != fmt.SCHEMA_VERSION:
                 return "it has another schema version"
-            stored_ids = file[fmt.ROW_INDEX][:].astype(str)
+            stored_ids = fmt.read_ids(file)
             if len(stored_ids) != len(rows) or not np.array_equal(stored_ids, rows.ids):
                 return "its rows differ from the requested ones"
     except (StoreCorrupt, KeyError) as error:
