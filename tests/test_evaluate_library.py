@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from mlxtend.classifier import StackingCVClassifier
@@ -211,3 +213,35 @@ def test_macro_f1_averages_only_the_classes_with_test_rows(tmp_path):
     f1 = 2 * precision[:9] * recall / np.maximum(precision[:9] + recall, 1e-12)
     assert record["per_class_accuracy"]["9"] is None
     assert record["macro_f1"] == pytest.approx(f1.mean()) and record["macro_f1"] > 0.9
+
+
+def _tiny_store(root, per_split: dict[str, tuple[int, int]], models=("pixels",)) -> None:
+    """Digits 0 and 1 only, with the given (zeros, ones) row counts per split, the dataset's own folds."""
+    pixels, rows = digits_rows()
+    chosen = sorted(i for split, counts in per_split.items() for label, n in enumerate(counts)
+                    for i in np.flatnonzero((rows.split == split) & (rows.labels == label))[:n])
+    table = RowTable(ids=rows.ids[chosen], labels=rows.labels[chosen], class_names=rows.class_names[:2],
+                     split=rows.split[chosen], fold=rows.fold[chosen])
+    for model in models:
+        write_store(root, model, pixels[chosen], table)
+
+
+@pytest.mark.parametrize("classifier", ["logreg", "linear_svm", "lightgbm", "knn"])
+def test_a_train_split_smaller_than_the_grid_still_evaluates(tmp_path, classifier):
+    # 7 train rows, no val: kNN's k=20 exceeds the rows, and the CV folds are tiny
+    _tiny_store(tmp_path, {"train": (3, 4), "test": (1, 1)}, MODELS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor any scikit-learn warning about the small classes
+        runs = [evaluate_classifier(DATASET, "pixels", classifier, root=tmp_path, seed=3) for _ in range(2)]
+    assert runs[0]["n_fit"] == 7 and runs[0]["n_test"] == 2
+    assert [(r["params"], r["accuracy"]) for r in runs] == [(runs[1]["params"], runs[1]["accuracy"])] * 2
+    if classifier == "knn":
+        assert [s["params"]["k"] for s in runs[0]["selection"]["scores"]] == [5, 10, 20]
+
+
+def test_stacking_on_a_tiny_train_split_takes_fewer_folds(tmp_path):
+    _tiny_store(tmp_path, {"train": (3, 4), "test": (1, 1)}, MODELS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        records = evaluate_stacking(DATASET, list(MODELS), root=tmp_path)
+    assert records[0]["params"]["cv_folds"] == 3

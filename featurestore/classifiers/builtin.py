@@ -64,10 +64,14 @@ def build_lightgbm(params: Mapping[str, Any], seed: int, n_jobs: int, shape: tup
 
 
 def build_knn(params: Mapping[str, Any], seed: int, n_jobs: int, shape: tuple[int, int]) -> Pipeline:
-    """k nearest neighbours under cosine distance, votes weighted by closeness."""
+    """k nearest neighbours under cosine distance, votes weighted by closeness.
+
+    ``k`` is clipped to the training rows: a small split (or CV fold) has fewer rows than the
+    grid's largest ``k``, and then every row is a neighbour.
+    """
     return make_pipeline(
         KNeighborsClassifier(
-            n_neighbors=params["k"],
+            n_neighbors=min(params["k"], shape[0]),
             metric="cosine",
             algorithm="brute",
             weights="distance",
@@ -90,14 +94,14 @@ def knn_grid_accuracies(
     The search dominates a kNN fit-and-predict and the k nearest rows are the first k of the
     largest-k list, so one search serves the whole grid. Votes are weighted and tied as in
     ``KNeighborsClassifier.predict`` (weights 1/distance; exact matches alone when a row has any;
-    ties to the lowest class).
+    ties to the lowest class). A ``k`` above the rows of ``X_fit`` is clipped as ``build_knn`` clips it.
     """
     largest = build_knn(max(grid, key=lambda params: params["k"]), seed, n_jobs, X_fit.shape)[-1]
     distances, neighbours = largest.fit(X_fit, y_fit).kneighbors(X_score)
     neighbour_classes = np.searchsorted(largest.classes_, y_fit)[neighbours]
     accuracies = []
     for params in grid:
-        k = params["k"]
+        k = min(params["k"], distances.shape[1])
         with np.errstate(divide="ignore"):
             weights = 1.0 / distances[:, :k]
         exact = np.isinf(weights)

@@ -3,6 +3,9 @@ stratified subsample of a large train split; then refitting on all rows."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,17 +72,42 @@ def _walk_grid(
     return accuracies
 
 
+def _learnable(y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The splits whose fit part holds every class of ``y``: on a tiny train split a fold may
+    take a class's only rows, and most classifiers cannot be fitted on what is left."""
+    n_classes = len(np.unique(y))
+    return [(fit, held) for fit, held in splits if len(np.unique(y[fit])) == n_classes]
+
+
+@contextmanager
+def small_classes_expected() -> Iterator[None]:
+    """Silence only scikit-learn's warning that a class has fewer rows than the folds: on a small
+    dataset that is expected, and ``stratified_folds`` already takes as few folds as it can."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        yield
+
+
+def stratified_folds(y: np.ndarray, n_splits: int, seed: int) -> StratifiedKFold:
+    """A seeded shuffled ``StratifiedKFold`` with at most ``n_splits`` folds and at least two, no
+    more than the smallest class has rows where it can (scikit-learn refuses more folds than every
+    class has rows)."""
+    smallest = int(np.unique(y, return_counts=True)[1].min())
+    return StratifiedKFold(n_splits=max(2, min(n_splits, smallest)), shuffle=True, random_state=seed)
+
+
 def cv_splits(y: np.ndarray, folds: np.ndarray | None, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The dataset's own folds when train has at least two, else a seeded stratified split;
-    at most ``MAX_CV_FOLDS`` of them."""
+    """The dataset's own folds when train has at least two, else a seeded stratified split; only
+    splits whose fit part holds every class, at most ``MAX_CV_FOLDS`` of them (none when a
+    train split is too small for any)."""
     present = np.unique(folds[folds >= 0]) if folds is not None else []
-    if len(present) >= 2:
-        splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in present]
-    else:
-        smallest = int(np.unique(y, return_counts=True)[1].min())
-        n_splits = max(2, min(FALLBACK_FOLDS, smallest))
-        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        splits = list(splitter.split(np.zeros(len(y)), y))
+    splits = _learnable(y, [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in present])
+    if len(present) < 2 or not splits:
+        splitter = stratified_folds(y, FALLBACK_FOLDS, seed)
+        if np.unique(y, return_counts=True)[1].max() < splitter.n_splits:
+            return []
+        with small_classes_expected():
+            splits = _learnable(y, list(splitter.split(np.zeros(len(y)), y)))
     return splits[:MAX_CV_FOLDS]
 
 
@@ -120,15 +148,19 @@ def select_params(
     Scored on the val split when there is one, else by mean accuracy over train's folds
     (``folds``: one fold number per train row, -1 for none), or on a stratified subsample when
     train is large (see ``selection_splits``). Ties go to the earlier candidate, i.e. the
-    stronger regularisation.
+    stronger regularisation. The first candidate is the default when there is nothing to select
+    on: a single candidate, or no val split and a train split too small for any CV fold.
     """
+    default = Selection(params=dict(spec.grid[0]), method="default")
     if len(spec.grid) == 1:
-        return Selection(params=dict(spec.grid[0]), method="default")
+        return default
     if y_val is not None and len(y_val):
         accuracies = _walk_grid(spec, X_train, y_train, X_val, y_val, seed, n_jobs)
         method, fit_rows, score_rows = "val", len(y_train), len(y_val)
     else:
         method, splits = selection_splits(y_train, folds, seed)
+        if not splits:
+            return default
         per_fold = [
             _walk_grid(spec, X_train[fit], y_train[fit], X_train[held], y_train[held], seed, n_jobs)
             for fit, held in splits

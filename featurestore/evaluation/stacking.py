@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from mlxtend.classifier import EnsembleVoteClassifier, StackingClassifier, StackingCVClassifier
 from mlxtend.feature_selection import ColumnSelector
-from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.svm import LinearSVC
 
 from featurestore.classifiers import get_classifier, select_params
+from featurestore.classifiers.selection import small_classes_expected, stratified_folds
 from featurestore.evaluation.data import FIT_SPLITS, EvalData, load_eval_data
 from featurestore.evaluation.single import base_record, run_classifier, score_fitted
 
@@ -94,16 +94,18 @@ def stacking_records(
         if model not in chosen:
             chosen[model] = base_params_for(data, model, seed, n_jobs)
     X_fit, y_fit = data.part(*FIT_SPLITS)
+    folds = stratified_folds(y_fit, STACKING_FOLDS, seed)
     stack = StackingCVClassifier(
         classifiers=backbone_pipelines(data, chosen, seed, 1),
         meta_classifier=_meta_classifier(seed),
         use_probas=True,
-        cv=StratifiedKFold(n_splits=STACKING_FOLDS, shuffle=True, random_state=seed),
+        cv=folds,
         random_state=seed,
         n_jobs=n_jobs,
     )
     started = time.perf_counter()
-    stack.fit(X_fit, y_fit)
+    with small_classes_expected():
+        stack.fit(X_fit, y_fit)
     fit_seconds = time.perf_counter() - started
 
     X_test, y_test = data.part("test")
@@ -114,7 +116,7 @@ def stacking_records(
     records = [
         _ensemble_record(
             data, "stacking_cv", stack, fit_seconds,
-            {**shared, "params": {**shared["params"], "cv_folds": STACKING_FOLDS}},
+            {**shared, "params": {**shared["params"], "cv_folds": folds.n_splits}},
         )
     ]
     # The vote and the in-sample stack reuse the base pipelines fitted on all of train+val.
