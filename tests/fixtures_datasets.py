@@ -221,6 +221,7 @@ class LoopbackServer:
         self.failures: dict[str, list[int]] = {}
         self.cuts: dict[str, int] = {}
         self.stalls: dict[str, float] = {}
+        self.overstated: dict[str, int] = {}  # path -> bytes announced in Content-Length but never sent
         self.requests: list[tuple[str, str | None]] = []
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -268,14 +269,18 @@ class LoopbackServer:
                 if ranged and ranged.startswith("bytes="):
                     start = int(ranged[6:].split("-")[0])
                     if start >= len(data):
-                        self.send_error(416)
+                        # As real servers do: the Content-Range says how long the file really is.
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
                         return
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
                 body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(body) + server.overstated.get(self.path, 0)))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
                 cut = server.cuts.pop(self.path, None)

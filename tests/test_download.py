@@ -86,8 +86,15 @@ def test_unreachable_server_names_the_whole_url_and_the_reason(tmp_path):
     url = f"http://127.0.0.1:{port}/toy/photos.bin"
     with pytest.raises(DownloadFailed) as error:
         fetch(resource(), "toy", tmp_path, mirror=f"http://127.0.0.1:{port}", progress=False, attempts=2, backoff=0)
-    assert str(error.value) == (f"could not reach {url} (connection refused, 2 attempts); check the network or pass "
-                                "--mirror BASE_URL")
+    assert str(error.value) == (f"could not reach {url} (connection refused, 2 attempts); check that the mirror is up "
+                                "and serves this file")
+
+
+def test_too_long_content_length_ends_in_the_whole_file_not_an_endless_restart(tmp_path, loopback, mirror):
+    loopback.overstated["/toy/photos.bin"] = 100
+    path = fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False, backoff=0)
+    assert path.read_bytes() == PAYLOAD
+    assert [r[1] for r in loopback.requests] == [None, f"bytes={len(PAYLOAD)}-"]
 
 
 def test_missing_file_is_not_retried(tmp_path, loopback):

@@ -123,7 +123,8 @@ def fetch(
     recorded = None if expected else checksums.recorded(target)
     url = resource_url(resource, dataset, mirror)
     partial = target.with_name(target.name + ".part")
-    _download(url, partial, size, progress=progress, attempts=attempts, backoff=backoff, timeout=timeout)
+    _download(url, partial, size, check=_what_to_check(resource, mirror), progress=progress, attempts=attempts,
+              backoff=backoff, timeout=timeout)
     fix = "nothing was kept; check that the server sends the right file, then run ingest again to download it again"
     if recorded:
         fix += f" (if the file changed on purpose, delete {target}.sha256 to accept the new one)"
@@ -141,9 +142,21 @@ def fetch(
     return target
 
 
-def _download(url: str, partial: Path, size: int | None, *, progress: bool, attempts: int,
+def _what_to_check(resource: Resource, mirror: str | None) -> str:
+    """What a user whose download failed should check: the mirror in use, the user's own URL, or the network."""
+    if not resource.mirrored:
+        return "check the network and the URL"
+    if resolve_mirror(mirror):
+        return "check that the mirror is up and serves this file"
+    return "check the network or pass --mirror BASE_URL"
+
+
+def _download(url: str, partial: Path, size: int | None, *, check: str, progress: bool, attempts: int,
               backoff: float, timeout: float) -> None:
-    """Stream ``url`` into ``partial``, resuming from its current length after each failure."""
+    """Stream ``url`` into ``partial``, resuming from its current length after each failure.
+
+    ``check`` is the advice that ends the error when every attempt fails.
+    """
     reason, unreachable = "no attempt made", False
     for attempt in range(attempts):
         if attempt:
@@ -157,12 +170,9 @@ def _download(url: str, partial: Path, size: int | None, *, progress: bool, atte
         except (requests.RequestException, urllib3.exceptions.HTTPError, _Transient) as error:
             reason, unreachable = _reason(error), isinstance(error, requests.ConnectionError)
     if unreachable:
-        raise DownloadFailed(f"could not reach {url} ({reason}, {attempts} attempts); check the network or pass "
-                             "--mirror BASE_URL")
-    raise DownloadFailed(
-        f"{url}: failed after {attempts} attempts ({reason}); check the network or the mirror, then rerun "
-        "— the download resumes where it stopped"
-    )
+        raise DownloadFailed(f"could not reach {url} ({reason}, {attempts} attempts); {check}")
+    resumes = " — the download resumes where it stopped" if partial.exists() else ""
+    raise DownloadFailed(f"{url}: failed after {attempts} attempts ({reason}); {check}, then rerun{resumes}")
 
 
 def _reason(error: BaseException) -> str:
@@ -199,7 +209,11 @@ def _stream(url: str, partial: Path, size: int | None, *, progress: bool, timeou
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
         if response.status_code == 416:
-            # Our partial file is longer than the resource: it cannot be resumed, start over.
+            # "bytes */<offset>": the partial file already holds the whole resource (a server that
+            # announced too long a Content-Length made it look short); the checksum has the last word.
+            if response.headers.get("Content-Range") == f"bytes */{offset}":
+                return True
+            # Otherwise our partial file does not fit the resource: it cannot be resumed, start over.
             partial.unlink(missing_ok=True)
             raise _Transient("HTTP 416: partial file does not match the server's copy")
         if response.status_code in _TRANSIENT:
