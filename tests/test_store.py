@@ -1,6 +1,7 @@
 """The store format: round trip of every field, pandas inspection, reuse rules, bad input."""
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -250,3 +251,42 @@ def test_verify_and_resume_read_non_ascii_ids_as_utf8(root):
     report = verify_file(path)
     assert report.ok, report.problems
     assert load_arrays("toy", "net", root=root).ids.tolist() == ids
+
+
+def flip_metadata_bytes(path):
+    """Invert bytes among the HDF5 object headers, as a failing disk would: the file still opens."""
+    with open(path, "r+b") as file:
+        for offset in range(800, 4000, 97):
+            file.seek(offset)
+            byte = file.read(1)[0]
+            file.seek(offset)
+            file.write(bytes([byte ^ 0xFF]))
+
+
+def garble_provenance_attribute(path):
+    with h5py.File(path, "r+") as file:
+        file.attrs[fmt.ATTR_PROVENANCE] = "not json{"
+
+
+@pytest.mark.parametrize("damage, message", [
+    (flip_metadata_bytes, "its HDF5 internals are damaged"),
+    (garble_provenance_attribute, "its provenance attribute is not readable JSON"),
+])
+def test_damaged_internals_give_store_corrupt_everywhere_and_are_left_alone(root, damage, message):
+    # Before: raw KeyError / JSONDecodeError from every reader, and the catalog failed as a whole.
+    write_store(root, n=64, model="good")
+    path = write_store(root, n=64, model="net")
+    damage(path)
+    before = path.read_bytes()
+    expected = f"{path}: {message} (.*); delete it with `featurestore rm toy net` and extract again$"
+    table = featurestore.catalog(root).set_index("model")
+    assert table.loc["good", "state"] == "complete" and table.loc["net", "state"] == "unreadable"
+    assert re.match(expected, table.loc["net", "problem"])
+    report = verify_file(path)
+    assert not report.ok and re.match(expected, report.problems[0])
+    for read in (lambda: load_arrays("toy", "net", root=root), lambda: featurestore.load("toy", "net", root=root),
+                 lambda: store_state(spec_for(), root), lambda: StoreWriter.open(spec_for(), rows_for(64), root=root)):
+        with pytest.raises(StoreCorrupt, match=expected) as caught:
+            read()
+        assert "\n" not in str(caught.value)
+    assert path.read_bytes() == before

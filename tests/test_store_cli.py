@@ -111,3 +111,19 @@ def test_help_everywhere():
         result = subprocess.run([sys.executable, "-m", "featurestore.cli", *command, "--help"],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_damaged_store_is_listed_unreadable_and_fails_verify_in_one_line(root):
+    # Before: ls, show and verify ended in a KeyError traceback, and ls listed no store at all.
+    write_store(root, n=30, model="good")
+    damaged = write_store(root, n=30, model="bad")
+    with h5py.File(damaged, "r+") as file:
+        file.attrs[fmt.ATTR_PROVENANCE] = "not json{"
+    listing = {s["model"]: s for s in json.loads(cli("ls", "--json", root=root).stdout)}
+    assert listing["good"]["state"] == "complete" and listing["bad"]["state"] == "unreadable"
+    verified = cli("verify", root=root)
+    assert verified.returncode == 1 and "FAILED" in verified.stdout and "Traceback" not in verified.stderr
+    shown = cli("show", "toy", "bad", root=root)
+    assert (shown.returncode, shown.stderr) == (1, (
+        f"error: {damaged}: its provenance attribute is not readable JSON (Expecting value: line 1 column 1 "
+        "(char 0)); delete it with `featurestore rm toy bad` and extract again\n"))

@@ -42,7 +42,7 @@ def describe(path: Path) -> dict:
     writer = holder_of(fmt.lock_path(final)) if partial else None
     try:
         # A partial store's metadata never changes while it is filled, so it can be read without the lock.
-        with fmt.open_h5(path, locking=not partial) as file:
+        with fmt.open_store(path, locking=not partial) as file:
             provenance = check_header(file, path)
             committed = int(file[fmt.COMMITTED][0])
             entry.update(

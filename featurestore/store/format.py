@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from featurestore.errors import StoreCorrupt, StoreLocked, StoreNotFound
+from featurestore.errors import FeatureStoreError, StoreCorrupt, StoreLocked, StoreNotFound
 from featurestore.paths import check_name, stores_dir
 
 SCHEMA_VERSION = 1
@@ -52,6 +54,10 @@ ATTR_COMPLETE = "featurestore_complete"
 STATUS_PENDING, STATUS_OK, STATUS_FAILED = 0, 1, 2
 SPLITS = ("train", "val", "test")
 DTYPES = ("float32", "float16")
+
+# What h5py, PyTables (under pandas) and json raise when a file opens but its objects,
+# attributes or strings are damaged; PyTables even raises SystemError on garbled string sizes.
+DAMAGE_ERRORS = (KeyError, OSError, RuntimeError, ValueError, SystemError)
 
 
 def store_path(dataset: str, model: str, root=None) -> Path:
@@ -146,6 +152,34 @@ def translate_os_error(path: Path, error: OSError):
         )
     first_line = text.splitlines()[0] if text else type(error).__name__
     return StoreCorrupt(f"{path}: cannot be opened as a store ({first_line}); delete it with `featurestore rm` and extract again")
+
+
+def corrupt(path: Path, problem: str) -> StoreCorrupt:
+    """The one-line error for a damaged store file: what is wrong and the command that deletes it."""
+    model = path.name.removesuffix(PARTIAL_SUFFIX).removesuffix(SUFFIX)
+    return StoreCorrupt(f"{path}: {problem}; delete it with `featurestore rm {path.parent.name} {model}` and extract again")
+
+
+@contextmanager
+def damage_reported(path: Path, what: str = "its HDF5 internals are damaged") -> Iterator[None]:
+    """Raise ``StoreCorrupt`` (``what`` and the library's first line) for errors of reading a damaged
+    store; featurestore's own errors pass unchanged."""
+    try:
+        yield
+    except FeatureStoreError:
+        raise
+    except DAMAGE_ERRORS as error:
+        # str(KeyError) adds quotes and HDF5 messages run to many lines: keep the first line.
+        text = str(error.args[0]) if error.args else ""
+        detail = text.splitlines()[0] if text.strip() else type(error).__name__
+        raise corrupt(path, f"{what} ({detail})") from None
+
+
+@contextmanager
+def open_store(path: Path, *, locking: bool = True) -> Iterator[h5py.File]:
+    """Open a store read-only; damage found while reading it raises ``StoreCorrupt``, never h5py's error."""
+    with open_h5(path, locking=locking) as file, damage_reported(path):
+        yield file
 
 
 def fsync_path(path: Path) -> None:

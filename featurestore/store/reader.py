@@ -55,28 +55,39 @@ def locate(dataset: str, model: str, root=None) -> Path:
 
 
 def check_header(file: h5py.File, path: Path) -> dict:
-    """Validate a store's schema version and return its provenance."""
-    if fmt.ATTR_SCHEMA not in file.attrs or fmt.ATTR_PROVENANCE not in file.attrs:
-        raise StoreCorrupt(f"{path}: HDF5 file is not a featurestore store (no schema version); move it out of the store directory")
-    schema = int(file.attrs[fmt.ATTR_SCHEMA])
-    if schema > fmt.SCHEMA_VERSION:
-        raise StoreSchemaTooNew(
-            f"{path}: store has schema version {schema} but this featurestore reads up to {fmt.SCHEMA_VERSION}; "
-            "upgrade featurestore to read it"
-        )
-    for key in (fmt.MATRIX, fmt.ROW_INDEX, fmt.COMMITTED, fmt.ROW_STATUS):
-        if key not in file:
-            raise StoreCorrupt(f"{path}: store lacks /{key}; delete it with `featurestore rm` and extract again")
-    return read_provenance(file)
+    """Validate a store's schema version and structure and return its provenance.
+
+    Cheap (attributes and links only); damaged HDF5 internals or provenance raise ``StoreCorrupt``.
+    """
+    with fmt.damage_reported(path):
+        if fmt.ATTR_SCHEMA not in file.attrs or fmt.ATTR_PROVENANCE not in file.attrs:
+            raise StoreCorrupt(f"{path}: HDF5 file is not a featurestore store (no schema version); move it out of the store directory")
+        schema = int(file.attrs[fmt.ATTR_SCHEMA])
+        if schema > fmt.SCHEMA_VERSION:
+            raise StoreSchemaTooNew(
+                f"{path}: store has schema version {schema} but this featurestore reads up to {fmt.SCHEMA_VERSION}; "
+                "upgrade featurestore to read it"
+            )
+        for key in (fmt.MATRIX, fmt.ROW_INDEX, fmt.COMMITTED, fmt.ROW_STATUS):
+            if key not in file:
+                raise fmt.corrupt(path, f"store lacks /{key}")
+        with fmt.damage_reported(path, "its provenance attribute is not readable JSON"):
+            return read_provenance(file)
+
+
+def read_frame(path: Path, key: str, **options) -> pd.DataFrame:
+    """The pandas frame under ``key``, read as a pandas user would; unreadable raises ``StoreCorrupt``."""
+    with fmt.damage_reported(path, f"pandas cannot read /{key}"):
+        frame = pd.read_hdf(path, key, **options)
+    if not isinstance(frame, pd.DataFrame):
+        # PyTables hands back None for a node whose pandas attributes are damaged.
+        raise fmt.corrupt(path, f"pandas cannot read /{key} (no frame there)")
+    return frame
 
 
 def read_rows(path: Path) -> pd.DataFrame:
     """The ``/rows`` table (index id; label, class_name, split, fold)."""
-    try:
-        return pd.read_hdf(path, fmt.ROWS_KEY)
-    except (KeyError, OSError, ValueError, RuntimeError) as error:
-        # PyTables reports damage as HDF5ExtError, a RuntimeError.
-        raise StoreCorrupt(f"{path}: cannot read /rows ({str(error).splitlines()[0]}); delete it with `featurestore rm` and extract again") from None
+    return read_frame(path, fmt.ROWS_KEY)
 
 
 def _runs(index: np.ndarray) -> list[tuple[int, int]]:
@@ -114,7 +125,7 @@ def read_arrays(path: Path, split: str | None = None) -> StoreArrays:
     """Load the store at ``path`` as numpy arrays (see ``load_arrays``)."""
     if split is not None and split not in fmt.SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(fmt.SPLITS)}")
-    with fmt.open_h5(path) as file:
+    with fmt.open_store(path) as file:
         provenance = check_header(file, path)
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
             raise StoreIncomplete(f"{path}: store is not marked complete; run extract again to finish it")

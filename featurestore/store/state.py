@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from featurestore.errors import StoreConflict
 from featurestore.store import format as fmt
+from featurestore.store.reader import check_header
 from featurestore.store.spec import StoreSpec
 
 
@@ -15,7 +16,9 @@ def store_state(spec: StoreSpec, root=None) -> str:
     """
     final = fmt.store_path(spec.dataset, spec.model, root)
     if final.exists():
-        with fmt.open_h5(final) as file:
+        with fmt.open_store(final) as file:
+            # A store that cannot be read is not "complete", however its fingerprint reads.
+            check_header(file, final)
             stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
         if stored == spec.fingerprint:
             return "complete"

@@ -50,7 +50,7 @@ def verify_file(path: Path) -> VerifyReport:
         problems.append("extraction not finished (partial file); run extract again to resume it")
         return report
     try:
-        with fmt.open_h5(path) as file:
+        with fmt.open_store(path) as file:
             provenance = check_header(file, path)
             rows = read_rows(path)
             matrix = file[fmt.MATRIX]

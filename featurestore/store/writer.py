@@ -203,7 +203,7 @@ def _resume_or_create(final: Path, spec: StoreSpec, rows: RowTable) -> tuple[h5p
 def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | None:
     """Why the partial file cannot be resumed for this request, or None if it can."""
     try:
-        with fmt.open_h5(partial) as file:
+        with fmt.open_store(partial) as file:
             if file.attrs.get(fmt.ATTR_FINGERPRINT) != spec.fingerprint:
                 return "it was started from other inputs"
             if int(file.attrs.get(fmt.ATTR_SCHEMA, -1)) != fmt.SCHEMA_VERSION:
@@ -211,7 +211,7 @@ def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | Non
             stored_ids = fmt.read_ids(file)
             if len(stored_ids) != len(rows) or not np.array_equal(stored_ids, rows.ids):
                 return "its rows differ from the requested ones"
-    except (StoreCorrupt, KeyError) as error:
+    except StoreCorrupt as error:
         return f"it is unreadable: {error}"
     return None
 
