@@ -138,6 +138,17 @@ def test_unknown_task_runner_or_classifier_is_refused(harness, tmp_path, capsys)
     assert exit_.value.code == 2 and "unknown classifier 'forest'" in capsys.readouterr().err
 
 
+def test_no_usable_test_rows_is_refused_before_prefect_starts(tmp_path, capsys):
+    # no harness: the refusal comes before any Prefect API is needed
+    pixels, rows = digits_rows()
+    write_store(tmp_path, "pixels", pixels, rows, failed=rows.split == "test")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dataset", DATASET, "--root", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 1 and error.count("\n") == 1 and "has no usable test rows" in error
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.fixture(scope="module")
 def fashion_root(tmp_path_factory):
     """A Fashion-MNIST subset (30 images per class and split, official split) through efficientnet_lite0."""

@@ -26,6 +26,7 @@ from featurestore.evaluation import (
     store_problem,
 )
 from featurestore.evaluation.data import check_rows
+from featurestore.evaluation.errors import NoTestRows
 from featurestore.evaluation.stacking import STACKING_FOLDS, backbone_pipelines
 from featurestore.evaluation.threads import limit_native_threads
 from featurestore.store import RowTable
@@ -245,3 +246,20 @@ def test_stacking_on_a_tiny_train_split_takes_fewer_folds(tmp_path):
         warnings.simplefilter("error")
         records = evaluate_stacking(DATASET, list(MODELS), root=tmp_path)
     assert records[0]["params"]["cv_folds"] == 3
+
+
+@pytest.mark.parametrize("case", ["empty test split", "every test row failed"])
+def test_no_usable_test_rows_is_refused_before_fitting(tmp_path, case):
+    pixels, rows = digits_rows()
+    test = rows.split == "test"
+    if case == "empty test split":
+        keep = ~test
+        write_store(tmp_path, "pixels", pixels[keep], RowTable(ids=rows.ids[keep], labels=rows.labels[keep],
+                    class_names=rows.class_names, split=rows.split[keep], fold=rows.fold[keep]))
+    else:
+        write_store(tmp_path, "pixels", pixels, rows, failed=test)
+    with pytest.raises(NoTestRows) as error:
+        check_rows(DATASET, ["pixels"], tmp_path)
+    assert "has no usable test rows" in _one_line(error) and DATASET in str(error.value)
+    with pytest.raises(NoTestRows):
+        evaluate_classifier(DATASET, "pixels", "logreg", root=tmp_path)

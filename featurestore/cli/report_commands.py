@@ -87,7 +87,7 @@ def evaluate(
     """Run the evaluate flow and print its results table."""
     from featurestore.classifiers import get_classifier
     from featurestore.evaluation.history import load_run
-    from featurestore.evaluation.readiness import requested_models
+    from featurestore.evaluation.readiness import check_usable_test_rows, requested_models
     from flows.evaluate import run_evaluate  # Prefect loads only when a flow actually runs
 
     classifiers = split_names(classifier)
@@ -95,7 +95,7 @@ def evaluate(
     for name in classifiers:
         get_classifier(name)
     for name in split_names(dataset):
-        requested_models(name, split_names(model), root)
+        check_usable_test_rows(name, requested_models(name, split_names(model), root), root)
     check_prefect_api()
     run_dir = run_evaluate(task_runner=task_runner, workers=workers, datasets=split_names(dataset),
                            models=split_names(model) or None, classifiers=classifiers or None,

@@ -14,10 +14,10 @@ import pandas as pd
 
 import featurestore
 from featurestore.errors import InvalidName
-from featurestore.evaluation.errors import ClassMissingFromTrain, SingleClassDataset, StoresDisagree
+from featurestore.evaluation.errors import ClassMissingFromTrain, NoTestRows, SingleClassDataset, StoresDisagree
 from featurestore.ingest.split import limit_per_class
 from featurestore.store import locate
-from featurestore.store.format import open_h5
+from featurestore.store.format import ROW_STATUS, STATUS_FAILED, open_h5
 from featurestore.store.reader import check_header, read_rows
 
 FIT_SPLITS = ("train", "val")
@@ -100,35 +100,52 @@ class StoreRows:
     split: np.ndarray
     fold: np.ndarray
     class_names: list[str]
+    #: rows that failed at extraction
+    failed: np.ndarray
 
 
 def read_store_rows(dataset: str, model: str, root=None) -> StoreRows:
-    """Read only the rows table and class names of the (dataset, model) store."""
+    """Read only the rows table, the failed-row flags and class names of the (dataset, model) store."""
     path = locate(dataset, model, root)
     rows = read_rows(path)
     with open_h5(path) as file:
         classes = [str(c) for c in check_header(file, path)["classes"]]
+        failed = file[ROW_STATUS][:] == STATUS_FAILED
     return StoreRows(
         ids=rows.index.to_numpy(dtype=str),
         labels=rows["label"].to_numpy(dtype=np.int64),
         split=rows["split"].to_numpy(dtype=str),
         fold=rows["fold"].to_numpy(dtype=np.int64),
         class_names=classes,
+        failed=failed,
     )
 
 
 def check_rows(dataset: str, models: Sequence[str], root=None) -> None:
     """Raise before any fitting if the stores of ``models`` disagree on their rows, or if the
-    dataset's classes cannot be learnt (see ``check_classes``). Reads no feature matrix."""
+    dataset's rows cannot be evaluated (see ``check_classes``), counting only the rows no store
+    failed. Reads no feature matrix."""
     tables = [read_store_rows(dataset, model, root) for model in models]
     for model, table in zip(models[1:], tables[1:]):
         _check_same_rows(dataset, models[0], tables[0], model, table)
     if tables:
-        check_classes(dataset, tables[0].labels, tables[0].split, tables[0].class_names)
+        keep = ~np.logical_or.reduce([table.failed for table in tables])
+        check_classes(dataset, tables[0].labels[keep], tables[0].split[keep], tables[0].class_names)
+
+
+def check_test_rows(dataset: str, split: np.ndarray) -> None:
+    """Raise ``NoTestRows`` if ``split`` (of the rows that did not fail) holds no test row."""
+    if not np.any(split == "test"):
+        raise NoTestRows(
+            f"dataset {dataset!r} has no usable test rows (its test split is empty, or every test image failed "
+            "at extraction); ingest it again with a test ratio above 0 (e.g. --ratios 0.8,0.1,0.1) and extract again"
+        )
 
 
 def check_classes(dataset: str, y: np.ndarray, split: np.ndarray, class_names: Sequence[str]) -> None:
-    """Raise if train holds fewer than two classes or misses a class that val or test holds."""
+    """Raise if test holds no row, or train holds fewer than two classes or misses a class
+    that val or test holds."""
+    check_test_rows(dataset, split)
     train_classes = set(np.unique(y[split == "train"]).tolist())
     if len(train_classes) < 2:
         raise SingleClassDataset(

@@ -17,6 +17,10 @@ class ClassMissingFromTrain(EvaluationError):
     """A class has no train rows, so no classifier can learn it."""
 
 
+class NoTestRows(EvaluationError):
+    """The dataset's test split is empty, or every test row failed at extraction."""
+
+
 class StoresDisagree(EvaluationError):
     """Stores to be combined hold different rows (ids, labels, split or folds)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from featurestore.errors import FeatureStoreError
+from featurestore.evaluation.data import check_test_rows, read_store_rows
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.paths import check_name, stores_dir
 from featurestore.store import locate, store_files, verify_file
@@ -37,6 +38,17 @@ def requested_models(dataset: str, models: Sequence[str] | None, root=None) -> l
             f"check the name, or run `featurestore extract -d {dataset} -m {','.join(missing)}` first"
         )
     return list(models or present)
+
+
+def check_usable_test_rows(dataset: str, models: Sequence[str], root=None) -> None:
+    """Raise ``NoTestRows`` before a run starts if a store of ``models`` has no usable test row;
+    reads only the row tables. A store that cannot be read is left to ``store_problem``."""
+    for model in models:
+        try:
+            table = read_store_rows(dataset, model, root)
+        except FeatureStoreError:
+            continue
+        check_test_rows(dataset, table.split[~table.failed])
 
 
 def store_problem(dataset: str, model: str, root=None) -> str | None:
