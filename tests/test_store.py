@@ -290,3 +290,32 @@ def test_damaged_internals_give_store_corrupt_everywhere_and_are_left_alone(root
             read()
         assert "\n" not in str(caught.value)
     assert path.read_bytes() == before
+
+
+def overwrite_provenance_table(path):
+    """30 bytes of /provenance's table data become 0xFF: HDF5 is intact, pandas cannot decode it."""
+    with h5py.File(path, "r") as file:
+        offset = file["provenance/table"].id.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as file:
+        file.seek(offset + 10)
+        file.write(b"\xff" * 30)
+
+
+def delete_rows(path):
+    with h5py.File(path, "r+") as file:
+        del file[fmt.ROWS_KEY]
+
+
+@pytest.mark.parametrize("damage, problem, listed", [
+    # The catalog checks links only, so it cannot see garbled table bytes; verify reads them.
+    (overwrite_provenance_table, "pandas cannot read /provenance", "complete"),
+    (delete_rows, "store lacks /rows", "unreadable"),
+])
+def test_verify_and_catalog_catch_a_pandas_key_that_does_not_read(root, damage, problem, listed):
+    # Before: verify passed a store whose /provenance pandas cannot read, and ls called a store
+    # without /rows complete.
+    path = write_store(root, n=40)
+    damage(path)
+    report = verify_file(path)
+    assert not report.ok and problem in report.problems[0]
+    assert featurestore.catalog(root)["state"].tolist() == [listed]

@@ -68,7 +68,7 @@ def check_header(file: h5py.File, path: Path) -> dict:
                 f"{path}: store has schema version {schema} but this featurestore reads up to {fmt.SCHEMA_VERSION}; "
                 "upgrade featurestore to read it"
             )
-        for key in (fmt.MATRIX, fmt.ROW_INDEX, fmt.COMMITTED, fmt.ROW_STATUS):
+        for key in (fmt.MATRIX, fmt.ROW_INDEX, fmt.ROWS_KEY, fmt.PROVENANCE_KEY, fmt.COMMITTED, fmt.ROW_STATUS):
             if key not in file:
                 raise fmt.corrupt(path, f"store lacks /{key}")
         with fmt.damage_reported(path, "its provenance attribute is not readable JSON"):

@@ -9,7 +9,7 @@ import numpy as np
 
 from featurestore.errors import FeatureStoreError
 from featurestore.store import format as fmt
-from featurestore.store.reader import check_header, read_rows
+from featurestore.store.reader import check_header, read_frame, read_rows
 from featurestore.store.spec import FINGERPRINT_FIELDS, fingerprint_of
 
 SCAN_ROWS = 8192
@@ -53,6 +53,10 @@ def verify_file(path: Path) -> VerifyReport:
         with fmt.open_store(path) as file:
             provenance = check_header(file, path)
             rows = read_rows(path)
+            # Every key the docs promise pandas reads must read: /features's header and first row
+            # (cheap), /rows (above) and /provenance.
+            read_frame(path, fmt.FEATURES_KEY, start=0, stop=1)
+            read_frame(path, fmt.PROVENANCE_KEY)
             matrix = file[fmt.MATRIX]
             n, dim = provenance["rows"], provenance["dim"]
             if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
