@@ -61,7 +61,7 @@ def test_load_returns_dataframe_with_features_and_row_columns(root):
     write_store(root, n=60)
     frame = featurestore.load("toy", "net", split="test", root=root)
     assert list(frame.columns[:2]) == ["f0000", "f0001"]
-    assert list(frame.columns[-5:]) == ["id", "label", "class_name", "split", "fold"]
+    assert list(frame.columns[-6:]) == ["id", "label", "class_name", "split", "fold", "failed"]
     assert (frame["split"] == "test").all()
     assert frame["class_name"].tolist() == [CLASSES[label] for label in frame["label"]]
 
@@ -130,6 +130,12 @@ def test_failed_rows_are_flagged_and_zeroed(root):
     arrays = load_arrays("toy", "net", root=root)
     assert arrays.failed.tolist() == failed.tolist()
     assert not arrays.features[3].any() and arrays.provenance["failed_rows"] == 2
+    # Before: load() gave these rows as zero features with nothing saying they failed.
+    frame = featurestore.load("toy", "net", root=root)
+    assert frame["failed"].tolist() == failed.tolist() and frame["failed"].dtype == bool
+    (warning,) = verify_file(arrays.path).warnings
+    assert warning.endswith("2 rows failed to decode at extraction (stored as zeros, flagged failed): "
+                            "img/000003.jpg, img/000007.jpg")
 
 
 def test_missing_store_says_how_to_make_it(root):

@@ -150,7 +150,11 @@ def read_arrays(path: Path, split: str | None = None) -> StoreArrays:
 
 
 def load(dataset: str, model: str, split: str | None = None, root=None) -> pd.DataFrame:
-    """Load a complete store as a DataFrame: feature columns, then id, label, class_name, split, fold."""
+    """Load a complete store as a DataFrame: feature columns, then id, label, class_name, split, fold, failed.
+
+    ``failed`` is True for rows whose image could not be decoded at extraction: their features are
+    zeros, so drop them (``frame[~frame.failed]``) before training on the features.
+    """
     arrays = load_arrays(dataset, model, split, root)
     frame = pd.DataFrame(arrays.features, columns=fmt.feature_columns(arrays.features.shape[1]), copy=False)
     meta = pd.DataFrame({
@@ -159,5 +163,6 @@ def load(dataset: str, model: str, split: str | None = None, root=None) -> pd.Da
         "class_name": np.asarray(arrays.class_names, dtype=object)[arrays.labels],
         "split": arrays.split,
         "fold": arrays.fold,
+        "failed": arrays.failed,
     })
     return pd.concat([frame, meta], axis=1, copy=False)

@@ -13,6 +13,7 @@ from featurestore.store.reader import check_header, read_frame, read_rows
 from featurestore.store.spec import FINGERPRINT_FIELDS, fingerprint_of
 
 SCAN_ROWS = 8192
+SHOW_FAILED = 3  # failed ids named in the warning; the rest are counted
 
 
 @dataclass
@@ -82,9 +83,11 @@ def verify_file(path: Path) -> VerifyReport:
             pending = int(np.count_nonzero(status == fmt.STATUS_PENDING))
             if pending:
                 problems.append(f"{pending} rows were never written")
-            failed = int(np.count_nonzero(status == fmt.STATUS_FAILED))
-            if failed:
-                report.warnings.append(f"{failed} rows failed to decode at extraction (stored as zeros, flagged failed)")
+            failed = fmt.read_ids(file)[status == fmt.STATUS_FAILED] if len(status) == shapes["ids"] else []
+            if len(failed):
+                named = ", ".join(failed[:SHOW_FAILED]) + (", ..." if len(failed) > SHOW_FAILED else "")
+                report.warnings.append(f"{len(failed)} rows failed to decode at extraction (stored as zeros, "
+                                       f"flagged failed): {named}")
             bad_rows, first = _count_non_finite(matrix)
             if bad_rows:
                 problems.append(f"{bad_rows} rows contain NaN or inf (first: row {first})")
