@@ -14,7 +14,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from featurestore.classifiers import classifier_names, get_classifier
-from featurestore.evaluation import new_run_dir, table_rows
+from featurestore.evaluation import new_run_dir, remove_if_empty, table_rows
+from featurestore.evaluation.data import check_train_per_class
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.evaluation.readiness import requested_models
 from featurestore.evaluation.report import markdown_summary
@@ -66,6 +67,7 @@ def evaluate(
     classifiers = list(classifiers or classifier_names())
     for name in classifiers:
         get_classifier(name)
+    check_train_per_class(train_per_class)
     threads = max(1, (os.cpu_count() or 1) // workers)
     check_root(root)
     requested = {dataset: requested_models(dataset, models, root) for dataset in datasets}
@@ -76,28 +78,37 @@ def evaluate(
     # An empty report would become the latest run and hide the previous one.
     if not any(usable.values()):
         raise NothingToEvaluate("no store can be evaluated: " + "; ".join(s["reason"] for s in skipped))
-    run_dir = str(new_run_dir(root))
-    parts = []
-    for dataset, ready in ((d, m) for d, m in usable.items() if m):
-        steps.check_dataset_rows.submit(dataset, ready, root).result()
-        # Logistic regression goes first: the ensembles reuse its chosen C, and they are the
-        # longest tasks, so they should start early rather than last.
-        logreg = [steps.fit_classifier.submit(dataset, m, BASE_CLASSIFIER, root, seed, threads, run_dir,
-                                              train_per_class) for m in ready] if BASE_CLASSIFIER in classifiers else []
-        parts += logreg
-        if stacking and len(ready) > 1:
-            # early fusion first: stacking blocks a worker until every logistic regression is done
-            parts.append(steps.early_fusion.submit(dataset, ready, root, seed, threads, run_dir, train_per_class))
-            parts.append(steps.stack.submit(dataset, ready, root, seed, threads, run_dir, logreg, in_sample,
-                                            train_per_class))
-        parts += [steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir, train_per_class)
-                  for c in classifiers if c != BASE_CLASSIFIER for m in ready]
-        if stacking and len(ready) < 2:
-            skipped.append({"dataset": dataset, "model": "+".join(ready), "classifier": "stacking",
-                            "reason": "stacking needs at least two usable stores of the dataset"})
+    ready_datasets = {d: m for d, m in usable.items() if m}
+    for dataset, ready in ready_datasets.items():
+        # stores are compared with each other only where they are combined
+        for group in ([ready] if stacking else [[m] for m in ready]):
+            steps.check_dataset_rows.submit(dataset, group, root).result()
     parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,
                   "in_sample": in_sample, "seed": seed, "workers": workers, "train_per_class": train_per_class}
-    results_json = steps.report.submit(run_dir, [f.result() for f in parts], skipped, parameters).result()
+    run_dir = str(new_run_dir(root))
+    try:
+        parts = []
+        for dataset, ready in ready_datasets.items():
+            # Logistic regression goes first: the ensembles reuse its chosen C, and they are the
+            # longest tasks, so they should start early rather than last.
+            logreg = [steps.fit_classifier.submit(dataset, m, BASE_CLASSIFIER, root, seed, threads, run_dir,
+                                                  train_per_class) for m in ready] if BASE_CLASSIFIER in classifiers else []
+            parts += logreg
+            if stacking and len(ready) > 1:
+                # early fusion first: stacking blocks a worker until every logistic regression is done
+                parts.append(steps.early_fusion.submit(dataset, ready, root, seed, threads, run_dir, train_per_class))
+                parts.append(steps.stack.submit(dataset, ready, root, seed, threads, run_dir, logreg, in_sample,
+                                                train_per_class))
+            parts += [steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir, train_per_class)
+                      for c in classifiers if c != BASE_CLASSIFIER for m in ready]
+            if stacking and len(ready) < 2:
+                skipped.append({"dataset": dataset, "model": "+".join(ready), "classifier": "stacking",
+                                "reason": "only stacking is skipped: it needs at least two usable stores of the dataset"})
+        results_json = steps.report.submit(run_dir, [f.result() for f in parts], skipped, parameters).result()
+    except BaseException:
+        # a run that failed before its report leaves no empty run directory behind
+        remove_if_empty(run_dir)
+        raise
     document = steps.read_document(results_json)
     _publish(document)
     for dataset, line in document["summary"].items():

@@ -12,7 +12,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.testing.utilities import prefect_test_harness
 
 from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
-from featurestore.errors import InvalidName
+from featurestore.errors import InvalidName, InvalidOption
 from featurestore.evaluation import StoresDisagree, validate_results
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.store import RowTable
@@ -102,9 +102,22 @@ def test_disagreeing_stores_stop_the_flow_before_fitting(harness, tmp_path):
     shuffled = RowTable(ids=rows.ids, labels=rows.labels[::-1], class_names=rows.class_names, split=rows.split,
                         fold=rows.fold)
     write_store(tmp_path, "fourier", pixels, shuffled)
-    with pytest.raises(StoresDisagree, match="labels"):
+    with pytest.raises(StoresDisagree, match="labels.*or evaluate each on its own with --no-stacking"):
         run_evaluate(datasets=[DATASET], classifiers=["knn"], root=str(tmp_path))
-    assert not list((tmp_path / "runs").glob("*/parts/*"))
+    assert not (tmp_path / "runs").exists()
+    run = Path(run_evaluate(datasets=[DATASET], classifiers=["knn"], stacking=False, root=str(tmp_path)))
+    assert {r["model"] for r in _document(run)["results"]} == set(MODELS)
+
+
+def test_bad_train_per_class_is_refused_before_any_task(harness, tmp_path, capsys):
+    write_digits_stores(tmp_path)
+    with pytest.raises(InvalidOption, match="--train-per-class 0 is invalid"):
+        run_evaluate(datasets=[DATASET], classifiers=["knn"], root=str(tmp_path), train_per_class=0)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dataset", DATASET, "--train-per-class", "-3", "--root", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and error.count("\n") == 1 and "--train-per-class -3 is invalid" in error
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_misspelled_name_or_no_usable_store_fails_without_a_new_report(two_runs, tmp_path, capsys):

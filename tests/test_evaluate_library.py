@@ -113,7 +113,7 @@ def test_train_per_class_subsets_train_only_and_is_seeded(digits_root):
     assert set(other.ids[other.split == "train"]) != set(few.ids[few.split == "train"])
     record = evaluate_classifier(DATASET, "pixels", "logreg", root=digits_root, seed=1, train_per_class=5)
     assert record["n_fit"] == 50 + full.n_rows("val") and record["n_test"] == full.n_rows("test")
-    with pytest.raises(FeatureStoreError, match="train rows per class 0 is invalid"):
+    with pytest.raises(FeatureStoreError, match="--train-per-class 0 is invalid"):
         load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=0)
 
 

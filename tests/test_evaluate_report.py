@@ -21,8 +21,10 @@ from featurestore.evaluation import (
     history_table,
     load_run,
     new_run_dir,
+    remove_if_empty,
     write_report,
 )
+from featurestore.evaluation.parts import part_path, save_records
 from featurestore.evaluation.report import TABLE_COLUMNS, selection_text
 from featurestore.evaluation.summary import add_gains, summary_line
 from featurestore.evaluation.threads import limit_native_threads
@@ -139,6 +141,15 @@ def test_no_runs_is_a_one_line_error(tmp_path):
     with pytest.raises(NoRuns) as error:
         load_run(root=tmp_path)
     assert "\n" not in str(error.value) and "featurestore evaluate" in str(error.value)
+
+
+def test_a_failed_run_leaves_no_empty_directory_but_keeps_finished_parts(tmp_path):
+    empty, with_part = new_run_dir(tmp_path), new_run_dir(tmp_path)
+    (empty / "parts").mkdir()
+    save_records(part_path(with_part, DATASET, "pixels", "knn"), [{"accuracy": 1.0}])
+    for run in (empty, with_part):
+        remove_if_empty(run)
+    assert not empty.exists() and with_part.exists()
 
 
 @pytest.fixture

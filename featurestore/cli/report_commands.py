@@ -41,7 +41,8 @@ def print_run(document: dict, as_json: bool, root: str | None = None) -> None:
         print_table(shown, REPORT_COLUMNS, title=f"{dataset} (run {document['run_id']})")
         console.print(f"[bold]{dataset}: {line}[/bold]")
     for entry in document["skipped"]:
-        console.print(f"skipped {entry['dataset']}/{entry['model']}: {entry['reason']}")
+        what = f"{entry['classifier']} on " if entry.get("classifier") else ""
+        console.print(f"skipped {what}{entry['dataset']}/{entry['model']}: {entry['reason']}")
     console.print(f"report: {runs_dir(root) / document['run_id'] / 'report.md'}", soft_wrap=True)
 
 
@@ -86,6 +87,7 @@ def evaluate(
 ) -> None:
     """Run the evaluate flow and print its results table."""
     from featurestore.classifiers import get_classifier
+    from featurestore.evaluation.data import check_train_per_class
     from featurestore.evaluation.history import load_run
     from featurestore.evaluation.readiness import check_usable_test_rows, requested_models
     from flows.evaluate import run_evaluate  # Prefect loads only when a flow actually runs
@@ -94,6 +96,7 @@ def evaluate(
     # An unknown name is reported before a flow run starts, without Prefect's failure log.
     for name in classifiers:
         get_classifier(name)
+    check_train_per_class(train_per_class)
     for name in split_names(dataset):
         check_usable_test_rows(name, requested_models(name, split_names(model), root), root)
     check_prefect_api()

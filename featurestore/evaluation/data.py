@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 import featurestore
-from featurestore.errors import InvalidName
+from featurestore.errors import InvalidOption
 from featurestore.evaluation.errors import ClassMissingFromTrain, NoTestRows, SingleClassDataset, StoresDisagree
 from featurestore.ingest.split import limit_per_class
 from featurestore.store import locate
@@ -66,13 +66,17 @@ def _read(dataset: str, model: str, root) -> tuple:
     return arrays, features, failed
 
 
+#: stores are compared only to combine them (stacking, early fusion)
+STORES_DISAGREE_HINT = ("extract both from the same manifest to combine them, or evaluate each on its own "
+                        "with --no-stacking (or one with -m MODEL)")
+
+
 def _check_same_rows(dataset: str, first_model: str, first, model: str, other) -> None:
     """Raise ``StoresDisagree`` naming the first field on which two stores' rows differ."""
     where = f"stores {dataset}/{first_model} and {dataset}/{model}"
     if len(first.ids) != len(other.ids):
         raise StoresDisagree(
-            f"{where} hold {len(first.ids)} and {len(other.ids)} rows; "
-            "extract both from the same manifest before stacking them"
+            f"{where} hold {len(first.ids)} and {len(other.ids)} rows; {STORES_DISAGREE_HINT}"
         )
     for field in ("ids", "labels", "split", "fold"):
         left, right = np.asarray(getattr(first, field)), np.asarray(getattr(other, field))
@@ -81,13 +85,11 @@ def _check_same_rows(dataset: str, first_model: str, first, model: str, other) -
             row = int(differ[0])
             raise StoresDisagree(
                 f"{where} disagree on {field} at row {row} (id {first.ids[row]!r}: "
-                f"{left[row]!r} vs {right[row]!r}, {len(differ)} rows differ); "
-                "extract both from the same manifest before stacking them"
+                f"{left[row]!r} vs {right[row]!r}, {len(differ)} rows differ); {STORES_DISAGREE_HINT}"
             )
     if list(first.class_names) != list(other.class_names):
         raise StoresDisagree(
-            f"{where} disagree on class names ({list(first.class_names)} vs {list(other.class_names)}); "
-            "extract both from the same manifest before stacking them"
+            f"{where} disagree on class names ({list(first.class_names)} vs {list(other.class_names)}); {STORES_DISAGREE_HINT}"
         )
 
 
@@ -162,11 +164,17 @@ def check_classes(dataset: str, y: np.ndarray, split: np.ndarray, class_names: S
         )
 
 
+def check_train_per_class(per_class: int | None) -> None:
+    """Raise ``InvalidOption`` unless ``per_class`` is ``None`` (every train row) or at least 1."""
+    if per_class is not None and per_class < 1:
+        raise InvalidOption(f"--train-per-class {per_class} is invalid: give a positive number of train images "
+                            "per class, or leave it out to fit on all of them")
+
+
 def train_subset(ids: np.ndarray, y: np.ndarray, split: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """Mask keeping at most ``per_class`` train rows of each class, chosen by ``seed``, and every
     val and test row: a learning-curve point on the same test set, from the same stores."""
-    if per_class < 1:
-        raise InvalidName(f"train rows per class {per_class} is invalid: give a positive number, or none for all")
+    check_train_per_class(per_class)
     train = np.flatnonzero(split == "train")
     # The same seeded choice ingest's --limit-per-class makes, applied to train rows only.
     rows = pd.DataFrame({"id": ids[train], "class_name": y[train], "split": "train"}, index=train)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,14 @@ def new_run_dir(root=None) -> Path:
     path = runs_dir(root) / run_id
     path.mkdir(parents=True)
     return path
+
+
+def remove_if_empty(run_dir: str | os.PathLike[str]) -> None:
+    """Remove a failed run's directory if it holds no file: a run that failed before writing
+    anything should not leave an empty run behind, but finished parts are kept."""
+    path = Path(run_dir)
+    if not any(p.is_file() for p in path.rglob("*")):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
