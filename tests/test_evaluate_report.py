@@ -143,6 +143,11 @@ def test_no_runs_is_a_one_line_error(tmp_path):
     assert "\n" not in str(error.value) and "featurestore evaluate" in str(error.value)
 
 
+def test_history_of_a_dataset_without_runs_names_the_dataset(evaluated):
+    with pytest.raises(NoRuns, match="no finished evaluation run of dataset 'nosuch' found"):
+        history_table(evaluated[0], "nosuch")
+
+
 def test_a_failed_run_leaves_no_empty_directory_but_keeps_finished_parts(tmp_path):
     empty, with_part = new_run_dir(tmp_path), new_run_dir(tmp_path)
     (empty / "parts").mkdir()

@@ -65,6 +65,7 @@ def history_table(root=None, dataset: str | None = None) -> pd.DataFrame:
     class), accuracy in %: a learning-curve run is not mixed with the runs that fitted on all rows."""
     frame = history_frame(root, dataset)
     if frame.empty:
-        raise NoRuns(f"{runs_dir(root)}: no finished evaluation run found; run `featurestore evaluate` first")
+        wanted = f"evaluation run of dataset {dataset!r}" if dataset else "evaluation run"
+        raise NoRuns(f"{runs_dir(root)}: no finished {wanted} found; run `featurestore evaluate` first")
     table = frame.pivot_table(index=HISTORY_KEYS, columns="run_id", values="accuracy")
     return (100 * table[sorted(table.columns)]).round(2)
