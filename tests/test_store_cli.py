@@ -9,9 +9,9 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from store_fixtures import write_store
+from store_fixtures import features_for, rows_for, spec_for, write_store
 
-from featurestore.store import format as fmt
+from featurestore.store import StoreWriter, format as fmt
 
 
 def cli(*args, root, prefix=()):
@@ -127,3 +127,26 @@ def test_damaged_store_is_listed_unreadable_and_fails_verify_in_one_line(root):
     assert (shown.returncode, shown.stderr) == (1, (
         f"error: {damaged}: its provenance attribute is not readable JSON (Expecting value: line 1 column 1 "
         "(char 0)); delete it with `featurestore rm toy bad` and extract again\n"))
+
+
+def test_unfinished_and_misplaced_stores_get_hints_that_work(root):
+    # Before: verify told an interrupted `extract --overwrite` to "run extract again" (extract then
+    # refuses without --overwrite), and rm blamed permissions for a directory at the store path.
+    final = write_store(root, n=30, model="a")
+    def problems_of_a():
+        return [p for report in json.loads(cli("verify", "toy", "a", "--json", root=root).stdout) for p in report["problems"]]
+
+    with StoreWriter.open(spec_for(model="a", dim=16), rows_for(30), root=root, overwrite=True) as writer:
+        writer.write(features_for(0, 8, 16))
+        writer.commit()
+        assert f"extraction in progress: another process (pid {os.getpid()}) is writing it" in problems_of_a()[0]
+    assert problems_of_a() == ["interrupted `extract --overwrite` (partial file beside the complete store); "
+                        "run extract again with --overwrite to resume it"]
+    directory = fmt.store_path("toy", "dir", root)
+    directory.mkdir()
+    removed = cli("rm", "toy", "dir", root=root)
+    assert (removed.returncode, removed.stderr) == (1, (
+        f"error: {directory}: is a directory, not a store file; featurestore never deletes directories: "
+        "move or delete it yourself\n"))
+    (report,) = json.loads(cli("verify", "toy", "dir", "--json", root=root).stdout)
+    assert report["problems"] == [removed.stderr.removeprefix("error: ").strip()] and final.exists()

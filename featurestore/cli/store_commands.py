@@ -96,6 +96,9 @@ def rm(
     targets = [p for p in (final, fmt.partial_path(final)) if p.exists()]
     if not targets:
         raise StoreNotFound(f"{final}: no store for dataset {dataset!r} and model {model!r}; `featurestore ls` lists the stores")
+    for path in targets:
+        if path.is_dir():
+            raise fmt.directory_in_the_way(path)
     lock.acquire(wait_seconds=0)
     try:
         for path in targets:

@@ -133,8 +133,16 @@ def open_h5(path: Path, mode: str = "r", *, locking: bool = True) -> h5py.File:
         raise translate_os_error(path, error) from None
 
 
+def directory_in_the_way(path: Path) -> StoreCorrupt:
+    """The error for a directory where a store file belongs (``featurestore rm`` deletes files only)."""
+    return StoreCorrupt(f"{path}: is a directory, not a store file; featurestore never deletes directories: "
+                        "move or delete it yourself")
+
+
 def translate_os_error(path: Path, error: OSError):
     """Map an HDF5 open failure to the featurestore error that says what to do."""
+    if path.is_dir():
+        return directory_in_the_way(path)
     text = str(error)
     if error.errno == errno.EAGAIN or "unable to lock file" in text:
         return StoreLocked(

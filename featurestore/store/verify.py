@@ -9,6 +9,8 @@ import numpy as np
 
 from featurestore.errors import FeatureStoreError
 from featurestore.store import format as fmt
+from featurestore.store.catalog import final_path_of
+from featurestore.store.lock import holder_of
 from featurestore.store.reader import check_header, read_frame, read_rows
 from featurestore.store.spec import FINGERPRINT_FIELDS, fingerprint_of
 
@@ -43,12 +45,24 @@ def _count_non_finite(matrix) -> tuple[int, int]:
     return bad_rows, first
 
 
+def _unfinished(partial: Path) -> str:
+    """Why a partial store file fails verify, and what to do about it."""
+    final = final_path_of(partial)
+    writer = holder_of(fmt.lock_path(final))
+    if writer:
+        return f"extraction in progress: {writer} is writing it; wait for it to finish"
+    if final.exists():
+        # Only `extract --overwrite` builds a partial beside a complete store; without the flag extract refuses.
+        return "interrupted `extract --overwrite` (partial file beside the complete store); run extract again with --overwrite to resume it"
+    return "extraction not finished (partial file); run extract again to resume it"
+
+
 def verify_file(path: Path) -> VerifyReport:
     """Check shapes, completeness, fingerprint and finiteness of one store file."""
     report = VerifyReport(path)
     problems = report.problems
     if path.name.endswith(fmt.PARTIAL_SUFFIX):
-        problems.append("extraction not finished (partial file); run extract again to resume it")
+        problems.append(_unfinished(path))
         return report
     try:
         with fmt.open_store(path) as file:
