@@ -130,6 +130,22 @@ def test_incomplete_and_unverifiable_stores_are_reported_not_evaluated(tmp_path)
     assert "no store" in store_problem(DATASET, "absent", tmp_path)
 
 
+def test_a_store_built_from_an_earlier_manifest_is_not_scored(tmp_path):
+    from featurestore.paths import dataset_dir
+
+    pixels, rows = digits_rows()
+    write_store(tmp_path, "pixels", pixels, rows)
+    assert store_problem(DATASET, "pixels", tmp_path) is None  # stores copied without their dataset
+    manifest = dataset_dir(DATASET, tmp_path) / "manifest.csv"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_bytes(rows.ids.tobytes())  # the bytes whose SHA-256 write_store recorded
+    assert store_problem(DATASET, "pixels", tmp_path) is None
+    manifest.write_bytes(b"id,label\n")  # the dataset was ingested again: split and labels may differ
+    problem = store_problem(DATASET, "pixels", tmp_path)
+    assert (f"built from an earlier manifest of {DATASET!r} (ingested again since); "
+            f"run `featurestore extract -d {DATASET} -m pixels --overwrite` to rebuild it") in problem
+
+
 def _one_line(error: pytest.ExceptionInfo) -> str:
     message = str(error.value)
     assert isinstance(error.value, FeatureStoreError) and "\n" not in message

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
+from featurestore.datasets.manifest import MANIFEST_FILE
 from featurestore.errors import FeatureStoreError
 from featurestore.evaluation.data import check_test_rows, read_store_rows
 from featurestore.evaluation.errors import NothingToEvaluate
-from featurestore.paths import check_name, stores_dir
+from featurestore.paths import check_name, dataset_dir, stores_dir
 from featurestore.store import locate, store_files, verify_file
+from featurestore.store.format import open_store
+from featurestore.store.reader import check_header
 from featurestore.store.catalog import final_path_of
 
 
@@ -51,12 +56,27 @@ def check_usable_test_rows(dataset: str, models: Sequence[str], root=None) -> No
         check_test_rows(dataset, table.split[~table.failed])
 
 
+def _built_from_another_manifest(dataset: str, model: str, path: Path, root) -> str | None:
+    """Why a store built from another manifest than the dataset's current one is not scored (its
+    split or labels may have moved since: it was ingested again), or ``None``. Stores copied
+    without their dataset have no manifest here to compare with."""
+    manifest = dataset_dir(dataset, root) / MANIFEST_FILE
+    if not manifest.is_file():
+        return None
+    with open_store(path) as file:
+        recorded = check_header(file, path)["manifest_hash"]
+    if recorded == hashlib.sha256(manifest.read_bytes()).hexdigest():
+        return None
+    return (f"{path}: built from an earlier manifest of {dataset!r} (ingested again since); "
+            f"run `featurestore extract -d {dataset} -m {model} --overwrite` to rebuild it")
+
+
 def store_problem(dataset: str, model: str, root=None) -> str | None:
     """Why the (dataset, model) store cannot be evaluated, in one line, or ``None`` if it can."""
     try:
         report = verify_file(locate(dataset, model, root))
+        if report.ok:
+            return _built_from_another_manifest(dataset, model, report.path, root)
     except FeatureStoreError as error:
         return str(error)
-    if report.ok:
-        return None
     return f"{report.path}: fails verify ({'; '.join(report.problems)}); extract it again"
