@@ -232,6 +232,22 @@ def test_discard_if_unused_drops_only_a_fresh_empty_partial(root):
     assert featurestore.catalog(root=root)["state"].tolist() == ["interrupted 16/40", "interrupted 4/40"]
 
 
+@pytest.mark.parametrize("cut_before", [fmt.ATTR_FINGERPRINT, fmt.ATTR_PROVENANCE])
+def test_a_partial_cut_short_while_being_created_is_started_again_not_resumed(root, cut_before):
+    # Ctrl-C reaches a process-pool worker anywhere, also while a fresh partial gets its last
+    # attributes: such a file lacks the fingerprint (written last) or, before the fix, the provenance.
+    spec, rows = spec_for(dim=8), rows_for(20)
+    StoreWriter.open(spec, rows, root).close()
+    partial = fmt.partial_path(store_path("toy", "net", root))
+    with h5py.File(partial, "r+") as file:
+        del file.attrs[cut_before]
+    with StoreWriter.open(spec, rows, root) as writer:
+        assert writer.created
+        writer.write(features_for(0, 20, 8))
+        writer.finalize({})
+    np.testing.assert_array_equal(load_arrays("toy", "net", root=root).features, features_for(0, 20, 8))
+
+
 def test_catalog_keeps_whole_numbers_beside_an_unreadable_store(root):
     write_store(root, n=30, dim=8)
     store_path("toy", "broken", root).write_bytes(b"not an HDF5 file")

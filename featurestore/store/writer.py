@@ -10,10 +10,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from featurestore.errors import FeatureStoreError, StoreConflict, StoreCorrupt, StoreIncomplete
+from featurestore.errors import FeatureStoreError, StoreConflict, StoreCorrupt, StoreIncomplete, StoreSchemaTooNew
 from featurestore.store import format as fmt
 from featurestore.store.lock import WriterLock
 from featurestore.store.provenance import count_failed, new_provenance, provenance_frame, read_provenance, utc_now
+from featurestore.store.reader import check_header
 from featurestore.store.spec import InvalidStoreInput, RowTable, StoreSpec, canonical_json
 from featurestore.store.state import store_state
 
@@ -204,6 +205,7 @@ def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | Non
     """Why the partial file cannot be resumed for this request, or None if it can."""
     try:
         with fmt.open_store(partial) as file:
+            check_header(file, partial)  # a partial cut short while being created lacks part of it
             if file.attrs.get(fmt.ATTR_FINGERPRINT) != spec.fingerprint:
                 return "it was started from other inputs"
             if int(file.attrs.get(fmt.ATTR_SCHEMA, -1)) != fmt.SCHEMA_VERSION:
@@ -211,7 +213,7 @@ def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | Non
             stored_ids = fmt.read_ids(file)
             if len(stored_ids) != len(rows) or not np.array_equal(stored_ids, rows.ids):
                 return "its rows differ from the requested ones"
-    except StoreCorrupt as error:
+    except (StoreCorrupt, StoreSchemaTooNew) as error:
         return f"it is unreadable: {error}"
     return None
 
@@ -246,7 +248,9 @@ def _create(partial: Path, spec: StoreSpec, rows: RowTable) -> None:
         fmt.create_preallocated(extraction, "committed_rows", (1,), np.int64)[0] = 0
         fmt.create_preallocated(extraction, "row_status", (len(rows),), np.int8)[:] = fmt.STATUS_PENDING
         file.attrs[fmt.ATTR_SCHEMA] = fmt.SCHEMA_VERSION
-        file.attrs[fmt.ATTR_FINGERPRINT] = spec.fingerprint
         file.attrs[fmt.ATTR_PROVENANCE] = canonical_json(provenance)
         file.attrs[fmt.ATTR_COMPLETE] = np.uint8(0)
+        # Last: a partial interrupted before this line (Ctrl-C can land anywhere) has no fingerprint
+        # and is never resumed, only started again.
+        file.attrs[fmt.ATTR_FINGERPRINT] = spec.fingerprint
     fmt.fsync_path(partial)
