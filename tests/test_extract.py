@@ -229,11 +229,12 @@ def test_onnx_file_entry_end_to_end(root, tmp_path):
     assert cosine(stored.features, reference).min() >= 0.999
 
 
-def slow_extraction_child(root: Path) -> subprocess.Popen:
+def slow_extraction_child(root: Path, overwrite: bool = False) -> subprocess.Popen:
     """A child extracting dataset 'many' a few rows per commit; Ctrl-C raises KeyboardInterrupt in it."""
     code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
             "from featurestore.extract import extract; "
-            f"extract('many', ['efficientnet_lite0'], {str(root)!r}, batch_size=4, workers=1, threads=1, commit_bytes=1)")
+            f"extract('many', ['efficientnet_lite0'], {str(root)!r}, batch_size=4, workers=1, threads=1, commit_bytes=1, "
+            f"overwrite={overwrite})")
     return spawn(root, code)
 
 
@@ -278,12 +279,28 @@ def test_ctrl_c_keeps_the_rows_and_says_how_to_resume(root):
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=60)
     assert child.returncode != 0 and "KeyboardInterrupt" in stderr
-    assert re.search(r"efficientnet_lite0\.h5: stopped after (\d+) of 120 rows, which are kept; run extract again", stderr)
+    assert re.search(r"efficientnet_lite0\.h5\.partial: stopped after (\d+) of 120 rows, which are kept; run extract again", stderr)
     kept = int(re.search(r"stopped after (\d+) of 120", stderr).group(1))
     (state,) = featurestore.catalog(root=root)["state"]
     assert kept >= 8 and state == f"interrupted {kept}/120"
     (resumed,) = extract("many", ["efficientnet_lite0"], root, batch_size=8, progress=False)
     assert (resumed.status, resumed.written) == ("resumed", 120 - kept)
+
+
+def test_ctrl_c_while_overwriting_says_that_only_overwrite_resumes(root):
+    write_photo_dataset(root, "many", copies=2, size=48)
+    extract("many", ["efficientnet_lite0"], root, progress=False)
+    write_photo_dataset(root, "many", copies=24, size=48)  # ingested again: the complete store is now stale
+    child = slow_extraction_child(root, overwrite=True)
+    wait_for_commits(child, root, 8)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    assert re.search(r"efficientnet_lite0\.h5\.partial: stopped after \d+ of 120 rows, which are kept; run extract "
+                     r"again with --overwrite to resume", stderr), stderr[-2000:]
+    with pytest.raises(featurestore.errors.StoreConflict):
+        extract("many", ["efficientnet_lite0"], root, progress=False)
+    (resumed,) = extract("many", ["efficientnet_lite0"], root, overwrite=True, progress=False)
+    assert resumed.status == "resumed"
 
 
 def test_two_backbones_in_two_processes_then_shards_in_two_processes(root, tmp_path, cache):

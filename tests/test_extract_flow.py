@@ -79,7 +79,7 @@ def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_
     stdout, stderr = child.communicate(timeout=120)
     output = stdout + stderr
     assert child.returncode == 130, output[-3000:]
-    found = re.search(r"efficientnet_lite0\.h5: stopped after (\d+) of 120 rows, which are kept; run extract again "
+    found = re.search(r"efficientnet_lite0\.h5\.partial: stopped after (\d+) of 120 rows, which are kept; run extract again "
                       r"to resume", output)
     assert found, output[-3000:]
     kept = int(found.group(1))
@@ -122,7 +122,7 @@ def test_ctrl_c_in_a_terminal_stops_process_pool_workers_and_the_flow_exits(tmp_
     assert child.returncode == 130, output[-3000:]
     assert "TaskStopped: extract_stores: stopped by Ctrl-C" in output, output[-3000:]
     # Rows are committed every few MiB: a stop before the first commit leaves no store behind.
-    found = re.search(r"efficientnet_lite0\.h5: stopped after (\d+) of 400 rows, which are kept", output)
+    found = re.search(r"efficientnet_lite0\.h5\.partial: stopped after (\d+) of 400 rows, which are kept", output)
     kept = int(found.group(1)) if found else 0
     (rerun,) = run_extract(datasets=["many"], models=["efficientnet_lite0"], root=str(root), batch_size=32)
     assert rerun["written"] == 400 - kept and featurestore.catalog(root=root)["state"].tolist() == ["complete"]

@@ -25,6 +25,7 @@ from featurestore.extract.stop import raise_if_stop_requested
 from featurestore.extract.writer import BackgroundWriter
 from featurestore.paths import check_root
 from featurestore.store import StoreWriter
+from featurestore.store.format import partial_path
 
 log = logging.getLogger(__name__)
 
@@ -232,14 +233,16 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
 def _kept_if_written(writer: StoreWriter) -> Iterator[StoreWriter]:
     """``writer``, closed on exit. If the pass fails before it got a row, its fresh partial file
     goes too (a model that does not load must not leave an "interrupted 0/N" store); if it fails
-    later (Ctrl-C, say), the log says how far it got and that running again resumes."""
+    later (Ctrl-C, say), the log names the partial file, how far it got and how to resume: a
+    complete store still beside it was built from other inputs, so only --overwrite resumes."""
     with writer:
         try:
             yield writer
         except BaseException:
             if not writer.discard_if_unused() and not writer.is_complete:
-                log.warning("%s: stopped after %d of %d rows, which are kept; run extract again to resume",
-                            writer.path, writer.committed_rows, len(writer.rows))
+                again = "run extract again with --overwrite" if writer.path.exists() else "run extract again"
+                log.warning("%s: stopped after %d of %d rows, which are kept; %s to resume",
+                            partial_path(writer.path), writer.committed_rows, len(writer.rows), again)
             raise
 
 
