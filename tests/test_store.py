@@ -248,6 +248,12 @@ def test_a_partial_cut_short_while_being_created_is_started_again_not_resumed(ro
     np.testing.assert_array_equal(load_arrays("toy", "net", root=root).features, features_for(0, 20, 8))
 
 
+def test_store_arrays_print_as_a_summary_not_every_number(root):
+    write_store(root, n=30, dim=8)
+    arrays = load_arrays("toy", "net", root=root)
+    assert repr(arrays) == "StoreArrays(net.h5: features 30 x 8 float32, 3 classes, 0 failed rows)"
+
+
 def test_catalog_keeps_whole_numbers_beside_an_unreadable_store(root):
     write_store(root, n=30, dim=8)
     store_path("toy", "broken", root).write_bytes(b"not an HDF5 file")

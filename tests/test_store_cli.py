@@ -29,6 +29,14 @@ def bound_by_permissions() -> list[str]:
     return ["setpriv", "--bounding-set=-dac_override", "--"]
 
 
+def test_ls_tells_an_empty_root_from_a_missing_one(root, tmp_path):
+    root.mkdir(parents=True, exist_ok=True)
+    assert f"no stores yet under {root}" in cli("ls", root=root).stdout
+    typo = tmp_path / "no-such-root"
+    assert f"no featurestore root at {typo}; check --root" in cli("ls", root=typo).stdout
+    assert not typo.exists()
+
+
 def test_ls_show_and_rm_with_json(root):
     assert json.loads(cli("ls", "--json", root=root).stdout) == []
     write_store(root, n=30, model="a")

@@ -8,6 +8,7 @@ import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, emit, human_bytes, print_json, print_table, records
 from featurestore.errors import RootNotWritable, StoreNotFound
+from featurestore.paths import resolve_root
 from featurestore.store import format as fmt
 from featurestore.store.catalog import catalog
 from featurestore.store.lock import WriterLock
@@ -29,7 +30,10 @@ def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
         created=frame["created"].dt.strftime("%Y-%m-%d %H:%M"),
     )
     if frame.empty:
-        typer.echo("no stores yet; run `featurestore extract` or `make run`")
+        where = resolve_root(root)
+        # A typo in --root must not read as an empty store.
+        typer.echo(f"no stores yet under {where}; run `featurestore extract` or `make run`" if where.is_dir() else
+                   f"no featurestore root at {where}; check --root or $FEATURESTORE_HOME")
         return
     emit(frame, LS_COLUMNS, False, title="feature stores")
 

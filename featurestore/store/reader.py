@@ -34,6 +34,11 @@ class StoreArrays:
         """The fingerprint of the request that produced the store."""
         return self.provenance["fingerprint"]
 
+    def __repr__(self) -> str:
+        # The arrays themselves would fill a notebook cell; their shapes say what is loaded.
+        return (f"StoreArrays({self.path.name}: features {self.features.shape[0]} x {self.features.shape[1]} "
+                f"{self.features.dtype}, {len(self.class_names)} classes, {int(self.failed.sum())} failed rows)")
+
 
 def locate(dataset: str, model: str, root=None) -> Path:
     """Path of the complete store for (dataset, model), or a one-line error saying why there is none."""
