@@ -27,6 +27,8 @@ def _summary(result: dict) -> str:
     ]
     if result["empty_classes"]:
         lines.append(f"* classes dropped, no readable image: {', '.join(result['empty_classes'])}")
+    if result["copies_across"]:
+        lines.append(f"* byte-identical copies across splits or classes: {result['copies_across']} images")
     if result["quarantined"]:
         quarantine = pd.read_csv(result["quarantine"], dtype=str, keep_default_na=False).head(50)
         lines += ["", "| file | class | reason |", "|---|---|---|"]
@@ -58,6 +60,10 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     if result["empty_classes"]:
         get_run_logger().warning("%s: dropped the classes with no readable image: %s", result["dataset"],
                                  ", ".join(result["empty_classes"]))
+    if result["copies_across"]:
+        get_run_logger().warning("%s: %d images are byte-identical copies of one in another split or class "
+                                 "(same sha256 in manifest.csv): test copies of training images inflate accuracy; "
+                                 "remove the copies and ingest again", result["dataset"], result["copies_across"])
     return result
 
 

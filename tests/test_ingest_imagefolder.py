@@ -6,6 +6,7 @@ import hashlib
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -115,6 +116,22 @@ def test_corrupt_images_are_quarantined_not_fatal(root, folder):
     (folder / "dog" / "text.png").write_bytes(b"hello")
     result = _ingest(root, folder)
     assert result.quarantined == 3 and result.images == sum(CLASSES.values())
+
+
+def test_a_broken_link_is_quarantined_with_its_reason_not_dropped(root, folder):
+    (folder / "cat" / "gone.jpg").symlink_to(folder / "nowhere.jpg")
+    result = _ingest(root, folder)
+    assert result.quarantined == 1 and result.images == sum(CLASSES.values())
+    quarantine = pd.read_csv(result.quarantine, keep_default_na=False)
+    assert quarantine.to_dict("records") == [{"source": "images/cat/gone.jpg", "class_name": "cat",
+                                              "reason": f"broken link (its target {folder / 'nowhere.jpg'} is missing)"}]
+
+
+def test_copies_of_one_image_across_classes_or_splits_are_counted(root, folder):
+    assert _ingest(root, folder).copies_across == 0
+    (folder / "dog" / "copy.jpg").write_bytes((folder / "cat" / "000.jpg").read_bytes())  # one file, two labels
+    result = _ingest(root, folder)
+    assert result.copies_across == 2 and load_manifest("imagefolder", root).info["copies_across"] == 2
 
 
 def test_classes_left_without_a_readable_image_are_dropped_and_named(root, folder):

@@ -45,7 +45,8 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
     rows = []
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_CLASSES)
     for folder in folders:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p)):
+        # A broken link stays a candidate, so that verification quarantines it with its reason.
+        for path in sorted(p for p in folder.rglob("*") if is_image_name(p) and (p.is_file() or not p.exists())):
             rows.append((path.relative_to(root).as_posix(), path.relative_to(directory).as_posix(), folder.name))
     if not rows:
         raise DatasetError(

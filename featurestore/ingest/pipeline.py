@@ -45,6 +45,7 @@ class IngestResult:
     quarantined: int
     quarantine: str
     empty_classes: list[str] = field(default_factory=list)
+    copies_across: int = 0
 
 
 def target_name(dataset: str, name: str | None) -> str:
@@ -161,16 +162,27 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
     empty = [c for c in layout["classes"] if c not in present]
     usable["label"] = usable["class_name"].map({c: i for i, c in enumerate(classes)}).astype("int64")
     usable = usable.astype({"width": "int64", "height": "int64"})
+    copies = _copies_across(usable)
     info = {
         "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
         "licence": spec.licence, "citation": spec.citation, "quarantined": int(bad.sum()), "empty_classes": empty,
+        "copies_across": copies,
         "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit,
                        "ratios": None if spec.official_split else list(check_ratios(ratios)), "source": source},
     }
     digest = write_manifest(directory, usable, classes, info)
     return IngestResult(dataset=directory.name, directory=str(directory), manifest=str(directory / MANIFEST_FILE),
                         manifest_hash=digest, images=len(usable), classes=int(usable["label"].nunique()),
-                        quarantined=int(bad.sum()), quarantine=str(quarantine), empty_classes=empty)
+                        quarantined=int(bad.sum()), quarantine=str(quarantine), empty_classes=empty,
+                        copies_across=copies)
+
+
+def _copies_across(usable: pd.DataFrame) -> int:
+    """Images whose exact bytes (SHA-256) also sit in another split or under another class: a test
+    image seen in training inflates accuracy, and one file under two labels teaches both wrong."""
+    spread = usable.groupby("sha256")[["split", "class_name"]].nunique()
+    spread = spread[(spread["split"] > 1) | (spread["class_name"] > 1)].index
+    return int(usable["sha256"].isin(spread).sum())
 
 
 def _check_usable(directory: Path, usable: pd.DataFrame) -> None:

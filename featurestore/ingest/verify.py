@@ -31,6 +31,8 @@ def inspect_file(path: str) -> tuple[int, int, str, str, str]:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
+        if Path(path).is_symlink() and not Path(path).exists():
+            return 0, 0, "", "", f"broken link (its target {os.readlink(path)} is missing)"
         return 0, 0, "", "", f"unreadable: {error.strerror or error}"
     digest = hashlib.sha256(data).hexdigest()
     if not data:
@@ -60,7 +62,8 @@ def inspect_file(path: str) -> tuple[int, int, str, str, str]:
 def _stat(directory: Path, sources: Sequence[str]) -> pd.DataFrame:
     sizes, mtimes = [], []
     for source in sources:
-        info = os.stat(directory / source)
+        path = directory / source
+        info = os.stat(path) if path.exists() else os.lstat(path)  # a broken link: verification says so
         sizes.append(info.st_size)
         mtimes.append(info.st_mtime_ns)
     return pd.DataFrame({"source": list(sources), "size": sizes, "mtime_ns": mtimes})
