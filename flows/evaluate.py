@@ -97,8 +97,13 @@ def evaluate(
             if stacking and len(ready) > 1:
                 # early fusion first: stacking blocks a worker until every logistic regression is done
                 parts.append(steps.early_fusion.submit(dataset, ready, root, seed, threads, run_dir, train_per_class))
-                parts.append(steps.stack.submit(dataset, ready, root, seed, threads, run_dir, logreg, in_sample,
-                                                train_per_class))
+                problem = steps.check_stacking.submit(dataset, ready, root, train_per_class, seed).result()
+                if problem:
+                    skipped.append({"dataset": dataset, "model": "+".join(ready), "classifier": "stacking",
+                                    "reason": f"only stacking and its soft vote are skipped: {problem}"})
+                else:
+                    parts.append(steps.stack.submit(dataset, ready, root, seed, threads, run_dir, logreg, in_sample,
+                                                    train_per_class))
             parts += [steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir, train_per_class)
                       for c in classifiers if c != BASE_CLASSIFIER for m in ready]
             if stacking and len(ready) < 2:

@@ -21,7 +21,7 @@ from featurestore.evaluation import (
 )
 from featurestore.evaluation.data import check_rows
 from featurestore.evaluation.parts import load_records, part_path, save_records
-from featurestore.evaluation.stacking import BASE_CLASSIFIER
+from featurestore.evaluation.stacking import BASE_CLASSIFIER, stacking_problem
 from featurestore.evaluation.threads import limit_native_threads
 from tasks.interrupts import task
 
@@ -36,6 +36,13 @@ def check_store(dataset: str, model: str, root: str | None) -> str | None:
 def check_dataset_rows(dataset: str, models: list[str], root: str | None) -> None:
     """Fail early, before any fit, on disagreeing stores or classes train cannot learn."""
     check_rows(dataset, models, root)
+
+
+@task(name="check-stacking", task_run_name="check stacking on {dataset}", cache_policy=NO_CACHE)
+def check_stacking(dataset: str, models: list[str], root: str | None, train_per_class: int | None,
+                   seed: int) -> str | None:
+    """Why stacking over ``models`` cannot run on the rows it would fit (a class with one row), or ``None``."""
+    return stacking_problem(dataset, models, root, train_per_class, seed)
 
 
 @task(name="classifier", task_run_name="{classifier} on {dataset}/{model}", cache_policy=NO_CACHE)

@@ -151,6 +151,26 @@ def test_unknown_task_runner_or_classifier_is_refused(harness, tmp_path, capsys)
     assert exit_.value.code == 2 and "unknown classifier 'forest'" in capsys.readouterr().err
 
 
+def test_a_class_with_one_train_row_skips_only_stacking(harness, tmp_path):
+    # two backbones, class '0' with a single train row: the singles and early fusion are scored
+    pixels, rows = digits_rows()
+    chosen = np.concatenate([np.flatnonzero((rows.split == s) & (rows.labels == label))[:n]
+                             for s, counts in (("train", (1, 4)), ("test", (1, 1))) for label, n in enumerate(counts)])
+    table = RowTable(ids=rows.ids[chosen], labels=rows.labels[chosen], class_names=rows.class_names[:2],
+                     split=rows.split[chosen], fold=rows.fold[chosen])
+    for model in MODELS:
+        write_store(tmp_path, model, pixels[chosen], table)
+    run = Path(run_evaluate(datasets=[DATASET], classifiers=FAST, root=str(tmp_path)))
+    document = _document(run)
+    assert {(r["model"], r["classifier"]) for r in document["results"]} == {
+        (m, c) for m in MODELS for c in FAST} | {("+".join(sorted(MODELS)), "early_fusion")}
+    (skipped,) = document["skipped"]
+    assert skipped["classifier"] == "stacking" and skipped["reason"] == (
+        "only stacking and its soft vote are skipped: stacking needs at least 2 train+val rows per class "
+        "for its cross-validation; class '0' has 1")
+    assert skipped["reason"] in (run / "report.md").read_text()
+
+
 def test_no_usable_test_rows_is_refused_before_prefect_starts(tmp_path, capsys):
     # no harness: the refusal comes before any Prefect API is needed
     pixels, rows = digits_rows()

@@ -26,8 +26,8 @@ from featurestore.evaluation import (
     store_problem,
 )
 from featurestore.evaluation.data import check_rows
-from featurestore.evaluation.errors import NoTestRows
-from featurestore.evaluation.stacking import STACKING_FOLDS, backbone_pipelines
+from featurestore.evaluation.errors import NoTestRows, TooFewRowsToStack
+from featurestore.evaluation.stacking import STACKING_FOLDS, backbone_pipelines, stacking_problem
 from featurestore.evaluation.threads import limit_native_threads
 from featurestore.store import RowTable
 
@@ -262,6 +262,21 @@ def test_stacking_on_a_tiny_train_split_takes_fewer_folds(tmp_path):
         warnings.simplefilter("error")
         records = evaluate_stacking(DATASET, list(MODELS), root=tmp_path)
     assert records[0]["params"]["cv_folds"] == 3
+
+
+def test_stacking_with_a_one_row_class_is_refused_in_one_line(tmp_path):
+    # one '0' in train+val: any fold holding it leaves its base models without that class
+    _tiny_store(tmp_path, {"train": (1, 4), "val": (0, 1), "test": (1, 1)}, MODELS)
+    reason = "stacking needs at least 2 train+val rows per class for its cross-validation; class '0' has 1"
+    assert stacking_problem(DATASET, list(MODELS), tmp_path) == reason
+    with pytest.raises(TooFewRowsToStack) as error:
+        evaluate_stacking(DATASET, list(MODELS), root=tmp_path)
+    assert reason in _one_line(error) and "--no-stacking" in str(error.value)
+    assert evaluate_early_fusion(DATASET, list(MODELS), root=tmp_path)["n_fit"] == 6
+    two = tmp_path / "two rows"
+    _tiny_store(two, {"train": (2, 4), "test": (1, 1)}, MODELS)
+    assert stacking_problem(DATASET, list(MODELS), two) is None
+    assert stacking_problem(DATASET, list(MODELS), two, train_per_class=1).endswith("classes '0', '1' have 1")
 
 
 @pytest.mark.parametrize("case", ["empty test split", "every test row failed"])

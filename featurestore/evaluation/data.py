@@ -183,6 +183,16 @@ def train_subset(ids: np.ndarray, y: np.ndarray, split: np.ndarray, per_class: i
     return keep
 
 
+def kept_rows(ids: np.ndarray, labels: np.ndarray, split: np.ndarray, failed: np.ndarray,
+              train_per_class: int | None, seed: int) -> np.ndarray:
+    """Mask of the rows evaluation uses: none that ``failed`` (in any store), and with
+    ``train_per_class`` at most that many train rows per class (see ``train_subset``)."""
+    keep = ~failed
+    if train_per_class is not None:
+        keep &= train_subset(ids, labels, split, train_per_class, seed)
+    return keep
+
+
 def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_class: int | None = None,
                    seed: int = 0) -> EvalData:
     """Read each model's store of ``dataset`` once and put the features side by side.
@@ -200,9 +210,7 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
     labels = np.asarray(first.labels, np.int64)
     split = np.asarray(first.split).astype(str)
     failed = np.logical_or.reduce([f for _, _, f in read])
-    keep = ~failed
-    if train_per_class is not None:
-        keep &= train_subset(ids, labels, split, train_per_class, seed)
+    keep = kept_rows(ids, labels, split, failed, train_per_class, seed)
     blocks, start = {}, 0
     for model, (_, features, _) in zip(models, read):
         blocks[model] = (start, start + features.shape[1])

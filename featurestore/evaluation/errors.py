@@ -21,6 +21,10 @@ class NoTestRows(EvaluationError):
     """The dataset's test split is empty, or every test row failed at extraction."""
 
 
+class TooFewRowsToStack(EvaluationError):
+    """A class has a single train+val row, so stacking's cross-validation cannot learn it in every fold."""
+
+
 class StoresDisagree(EvaluationError):
     """Stores to be combined hold different rows (ids, labels, split or folds)."""
 

@@ -22,12 +22,40 @@ from sklearn.svm import LinearSVC
 
 from featurestore.classifiers import get_classifier, select_params
 from featurestore.classifiers.selection import small_classes_expected, stratified_folds
-from featurestore.evaluation.data import FIT_SPLITS, EvalData, load_eval_data
+from featurestore.evaluation.data import FIT_SPLITS, EvalData, kept_rows, load_eval_data, read_store_rows
+from featurestore.evaluation.errors import TooFewRowsToStack
 from featurestore.evaluation.single import base_record, run_classifier, score_fitted
 
 #: folds of the out-of-fold probabilities the meta-classifier learns from
 STACKING_FOLDS = 5
 BASE_CLASSIFIER = "logreg"
+
+
+def too_few_rows_to_stack(y_fit: np.ndarray, class_names: list[str]) -> str | None:
+    """Why leak-free stacking cannot run on these train+val labels, or ``None``.
+
+    Every fold's fit part must hold every class (a base model that never saw a class gives
+    out-of-fold probabilities without its column), and a class with one row leaves it out of
+    the fold that holds that row, however few folds there are.
+    """
+    single = [class_names[c] for c in np.flatnonzero(np.bincount(y_fit, minlength=len(class_names)) == 1)]
+    if not single:
+        return None
+    names = ", ".join(repr(name) for name in single)
+    which = f"class {names} has 1" if len(single) == 1 else f"classes {names} have 1"
+    return f"stacking needs at least 2 train+val rows per class for its cross-validation; {which}"
+
+
+def stacking_problem(dataset: str, models: list[str], root=None, train_per_class: int | None = None,
+                     seed: int = 0) -> str | None:
+    """Why leak-free stacking over ``models`` cannot run (see ``too_few_rows_to_stack``), or
+    ``None``; reads only the stores' row tables, so the flow can skip it before any fit."""
+    tables = [read_store_rows(dataset, model, root) for model in models]
+    first = tables[0]
+    failed = np.logical_or.reduce([table.failed for table in tables])
+    keep = kept_rows(first.ids, first.labels, first.split, failed, train_per_class, seed)
+    fit = keep & np.isin(first.split, FIT_SPLITS)
+    return too_few_rows_to_stack(first.labels[fit], first.class_names)
 
 
 def _meta_classifier(seed: int) -> LinearSVC:
@@ -89,6 +117,10 @@ def stacking_records(
     ``base_params`` maps a model to its logistic regression's chosen parameters (e.g. from
     the single-classifier results); models without an entry are tuned here.
     """
+    problem = too_few_rows_to_stack(data.part(*FIT_SPLITS)[1], data.class_names)
+    if problem:
+        raise TooFewRowsToStack(f"dataset {data.dataset!r}: {problem}; evaluate it with --no-stacking, "
+                                "or give every class at least 2 train images")
     chosen = dict(base_params or {})
     for model in data.models:
         if model not in chosen:
