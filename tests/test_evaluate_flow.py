@@ -171,6 +171,18 @@ def test_a_class_with_one_train_row_skips_only_stacking(harness, tmp_path):
     assert skipped["reason"] in (run / "report.md").read_text()
 
 
+def test_evaluate_json_prints_the_runs_parameters_and_counts(harness, tmp_path, capsys):
+    write_digits_stores(tmp_path, models=["pixels"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dataset", DATASET, "-c", "knn", "--train-per-class", "5", "--json", "--root", str(tmp_path)])
+    assert exit_.value.code == 0
+    printed = json.loads(capsys.readouterr().out)
+    (run,) = (tmp_path / "runs").iterdir()
+    assert printed == _document(run) and printed["parameters"]["train_per_class"] == 5
+    (record,) = printed["results"]
+    assert record["n_fit"] == 50 + sum(digits_rows()[1].split == "val") and record["store_fingerprints"].keys() == {"pixels"}
+
+
 def test_no_usable_test_rows_is_refused_before_prefect_starts(tmp_path, capsys):
     # no harness: the refusal comes before any Prefect API is needed
     pixels, rows = digits_rows()

@@ -174,6 +174,9 @@ def test_report_command_prints_latest_table_and_json(evaluated, cli):
     parsed = json.loads(result.output)
     assert parsed["run_id"] == runs[-1].name and len(parsed["results"]) == len(documents[-1]["results"])
     assert {r["classifier"]: r["params"] for r in parsed["results"]}["stacking_cv"]["cv_folds"] == 5
+    # the whole results.json: the run's parameters, and each answer's row counts and store fingerprints
+    assert parsed == json.loads((runs[-1] / "results.json").read_text()) and parsed["parameters"] == {"seed": 0}
+    assert {"n_fit", "n_test", "n_failed_rows", "store_fingerprints"} <= set(parsed["results"][0])
 
 
 def test_report_history_command(evaluated, cli):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -19,13 +18,12 @@ def _percent(value) -> str | None:
 
 
 def print_run(document: dict, as_json: bool, root: str | None = None) -> None:
-    """The run's results table per dataset, headed by its summary line, then where its report is."""
+    """The run's results table per dataset, headed by its summary line, then where its report is;
+    with ``as_json``, the run's whole ``results.json`` document (parameters, counts, fingerprints)."""
     from featurestore.evaluation.report import table_rows  # scikit-learn loads only when needed
 
     if as_json:
-        # params as the object they are: table_rows writes them as a JSON string for CSV cells
-        rows = [row | {"params": json.loads(row["params"])} for row in table_rows(document["results"])]
-        print_json({k: document[k] for k in ("run_id", "created_at", "summary", "skipped")} | {"results": rows})
+        print_json(document)
         return
     rows = table_rows(document["results"])
     for dataset, line in document["summary"].items():
