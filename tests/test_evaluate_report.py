@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from _evaluate_stores import DATASET, MODELS, write_digits_stores
-from featurestore.cli import report_commands
+from featurestore.cli import main, report_commands
 from featurestore.evaluation import (
     NoRuns,
     evaluate_classifier,
@@ -188,6 +188,15 @@ def test_report_history_command(evaluated, cli):
     assert all(runs[0].name in r and runs[1].name in r for r in rows)
     table = CliRunner().invoke(cli, ["report", "--history", "--root", str(root)])
     assert table.exit_code == 0 and "pixels" in table.output
+
+
+def test_report_refuses_run_with_history_in_one_line(evaluated, capsys):
+    root, runs, _ = evaluated
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--run", runs[0].name, "--history", "--root", str(root)])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and error.count("\n") == 1
+    assert f"--run {runs[0].name} and --history cannot be combined" in error
 
 
 def test_help_everywhere(cli):

@@ -8,6 +8,7 @@ import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, console, print_json, print_table, records, split_names
 from featurestore.cli.prefect_api import check_prefect_api
+from featurestore.errors import InvalidOption
 from featurestore.paths import runs_dir
 
 REPORT_COLUMNS = ["model", "classifier", "accuracy %", "top-5 %", "macro-F1 %", "gain", "fit s", "params"]
@@ -54,6 +55,9 @@ def report(
     """Print the latest evaluation run's results table, or the accuracy history across runs."""
     from featurestore.evaluation.history import history_table, load_run
 
+    if history and run is not None:
+        raise InvalidOption(f"--run {run} and --history cannot be combined: --history shows every finished run; "
+                            "leave out --history to see that run, or --run to see the history")
     if not history:
         print_run(load_run(run, root), as_json, root)
         return
