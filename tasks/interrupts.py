@@ -7,9 +7,9 @@ pool's manager thread; the process then waits forever at exit for workers nobody
 
 So each pool worker runs ``handle_ctrl_c_in_worker`` first (the runner's initializer): there,
 Ctrl-C interrupts a running task body only (an idle worker, or Prefect's bookkeeping around a
-body, ignores it), and every task is declared with this module's ``task``, whose body turns that
-interrupt into ``TaskStopped``, an ordinary exception that crosses the process boundary as a
-failed task. Stores keep their committed rows as after any Ctrl-C. Outside pool workers (threads
+body, ignores it) and asks extractions to stop after their batch, and every task is declared
+with this module's ``task``, whose body turns that interrupt into ``TaskStopped``, an ordinary
+exception that crosses the process boundary as a failed task. Stores keep their committed rows as after any Ctrl-C. Outside pool workers (threads
 runner, plain calls) the body is left alone: ``KeyboardInterrupt`` behaves as usual.
 """
 
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from prefect import task as prefect_task
 
 from featurestore.errors import FeatureStoreError
+from featurestore.extract.stop import clear_stop, request_stop
 
 _in_worker = False
 _body_running = False
@@ -33,6 +34,10 @@ class TaskStopped(FeatureStoreError):
 
 def _interrupt_running_body(signum, frame) -> None:
     if _body_running:
+        # The interrupt lands wherever the body is; inside a finalizer (PyTables and h5py close
+        # files in __del__) Python swallows it. The stop request is what an extraction's batch
+        # loop checks, so an extraction stops after its batch all the same.
+        request_stop()
         raise KeyboardInterrupt
 
 
@@ -52,6 +57,7 @@ def _run_body(fn: Callable, args: tuple, kwargs: dict):
     global _body_running
     if not _in_worker:
         return fn(*args, **kwargs)
+    clear_stop()  # pool workers are reused: a stop was meant for the body it interrupted
     _body_running = True
     try:
         return fn(*args, **kwargs)

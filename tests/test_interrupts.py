@@ -1,0 +1,50 @@
+"""Ctrl-C inside a process-pool worker's task body (``tasks.interrupts``), without the pool."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from featurestore.extract.stop import clear_stop, raise_if_stop_requested
+from tasks import interrupts
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    """This process set up as a pool worker is: the initializer's SIGINT handler installed."""
+    monkeypatch.setattr(interrupts, "_in_worker", True)
+    previous = signal.signal(signal.SIGINT, interrupts._interrupt_running_body)
+    yield
+    signal.signal(signal.SIGINT, previous)
+    clear_stop()
+
+
+class _ClosedWhenCollected:
+    """Stands for the PyTables and h5py objects that close files in ``__del__``."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C arriving now: Python ignores what a finalizer raises
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt itself
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_extraction(worker):
+    def extraction():
+        _ClosedWhenCollected()
+        for _ in range(3):
+            raise_if_stop_requested()  # the batch loop's check between batches
+        return "ran to the end"
+
+    with pytest.raises(interrupts.TaskStopped, match="extraction: stopped by Ctrl-C"):
+        interrupts._run_body(extraction, (), {})
+
+
+def test_a_stop_is_not_carried_into_the_next_task_of_the_worker(worker):
+    with pytest.raises(interrupts.TaskStopped):
+        interrupts._run_body(lambda: signal.raise_signal(signal.SIGINT), (), {})
+    assert interrupts._run_body(raise_if_stop_requested, (), {}) is None
+
+
+def test_ctrl_c_between_task_bodies_is_ignored(worker):
+    signal.raise_signal(signal.SIGINT)  # an idle worker, or Prefect's bookkeeping around a body
+    assert interrupts._run_body(lambda: "done", (), {}) == "done"
