@@ -294,3 +294,20 @@ def test_no_usable_test_rows_is_refused_before_fitting(tmp_path, case):
     assert "has no usable test rows" in _one_line(error) and DATASET in str(error.value)
     with pytest.raises(NoTestRows):
         evaluate_classifier(DATASET, "pixels", "logreg", root=tmp_path)
+
+
+def test_a_store_with_damaged_metadata_is_skipped_by_the_pre_checks_not_crashed_on(tmp_path):
+    import subprocess
+    import sys
+
+    from test_store import flip_metadata_bytes
+
+    write_digits_stores(tmp_path)
+    flip_metadata_bytes(featurestore.store.store_path(DATASET, MODELS[0], tmp_path))
+    # In a child: before the fix PyTables could take the whole process down (SIGSEGV) here.
+    code = ("from featurestore.evaluation.readiness import check_usable_test_rows, store_problem; "
+            f"check_usable_test_rows({DATASET!r}, {list(MODELS)!r}, {str(tmp_path)!r}); "
+            f"print(store_problem({DATASET!r}, {MODELS[0]!r}, {str(tmp_path)!r}))")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert "its HDF5 internals are damaged" in child.stdout

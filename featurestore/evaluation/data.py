@@ -17,7 +17,7 @@ from featurestore.errors import InvalidOption
 from featurestore.evaluation.errors import ClassMissingFromTrain, NoTestRows, SingleClassDataset, StoresDisagree
 from featurestore.ingest.split import limit_per_class
 from featurestore.store import locate
-from featurestore.store.format import ROW_STATUS, STATUS_FAILED, open_h5
+from featurestore.store.format import ROW_STATUS, STATUS_FAILED, open_store
 from featurestore.store.reader import check_header, read_rows
 
 FIT_SPLITS = ("train", "val")
@@ -109,10 +109,12 @@ class StoreRows:
 def read_store_rows(dataset: str, model: str, root=None) -> StoreRows:
     """Read only the rows table, the failed-row flags and class names of the (dataset, model) store."""
     path = locate(dataset, model, root)
-    rows = read_rows(path)
-    with open_h5(path) as file:
+    # The header first: PyTables, reading /rows of a store whose HDF5 metadata is damaged, can
+    # crash the process, where the header check gives StoreCorrupt.
+    with open_store(path) as file:
         classes = [str(c) for c in check_header(file, path)["classes"]]
         failed = file[ROW_STATUS][:] == STATUS_FAILED
+    rows = read_rows(path)
     return StoreRows(
         ids=rows.index.to_numpy(dtype=str),
         labels=rows["label"].to_numpy(dtype=np.int64),
