@@ -142,7 +142,8 @@ def check_test_rows(dataset: str, split: np.ndarray) -> None:
     if not np.any(split == "test"):
         raise NoTestRows(
             f"dataset {dataset!r} has no usable test rows (its test split is empty, or every test image failed "
-            "at extraction); ingest it again with a test ratio above 0 (e.g. --ratios 0.8,0.1,0.1) and extract again"
+            "at extraction); with few images per class the ratios may leave test empty: add images or raise the "
+            "test share (e.g. --ratios 0.6,0.2,0.2), then ingest and extract again"
         )
 
 
