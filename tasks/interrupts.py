@@ -6,10 +6,10 @@ and each worker of the ``processes`` task runner. Prefect 3.8.8 passes a worker'
 pool's manager thread; the process then waits forever at exit for workers nobody tells to quit.
 
 So each pool worker runs ``handle_ctrl_c_in_worker`` first (the runner's initializer): there,
-Ctrl-C interrupts a running task body only (an idle worker, or Prefect's bookkeeping around a
-body, ignores it) and asks extractions to stop after their batch, and every task is declared
-with this module's ``task``, whose body turns that interrupt into ``TaskStopped``, an ordinary
-exception that crosses the process boundary as a failed task. Stores keep their committed rows as after any Ctrl-C. Outside pool workers (threads
+Ctrl-C interrupts a running task body only (never Prefect's bookkeeping around it), asks
+extractions to stop after their batch, and keeps the worker from starting the tasks still
+queued; every task is declared with this module's ``task``, whose body turns that interrupt
+into ``TaskStopped``, an ordinary exception that crosses the process boundary as a failed task. Stores keep their committed rows as after any Ctrl-C. Outside pool workers (threads
 runner, plain calls) the body is left alone: ``KeyboardInterrupt`` behaves as usual.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from prefect import task as prefect_task
 
 from featurestore.errors import FeatureStoreError
-from featurestore.extract.stop import clear_stop, request_stop
+from featurestore.extract.stop import raise_if_stop_requested, request_stop
 
 _in_worker = False
 _body_running = False
@@ -33,16 +33,18 @@ class TaskStopped(FeatureStoreError):
 
 
 def _interrupt_running_body(signum, frame) -> None:
+    # Kept for the pool's life (it ends with the flow run): the tasks queued behind this one must
+    # not start. It is also what an extraction's batch loop checks, so an extraction stops after
+    # its batch even when the interrupt below lands in a finalizer (PyTables and h5py close files
+    # in __del__), where Python swallows it.
+    request_stop()
     if _body_running:
-        # The interrupt lands wherever the body is; inside a finalizer (PyTables and h5py close
-        # files in __del__) Python swallows it. The stop request is what an extraction's batch
-        # loop checks, so an extraction stops after its batch all the same.
-        request_stop()
         raise KeyboardInterrupt
 
 
 def handle_ctrl_c_in_worker() -> None:
-    """Process-pool initializer: from now on Ctrl-C in this worker interrupts only a running task body.
+    """Process-pool initializer: from now on Ctrl-C in this worker interrupts a running task body
+    (never Prefect's bookkeeping around it), and the worker starts no further body.
 
     A worker that inherited an ignored SIGINT (the flow runs as a background job) keeps ignoring it.
     """
@@ -57,9 +59,9 @@ def _run_body(fn: Callable, args: tuple, kwargs: dict):
     global _body_running
     if not _in_worker:
         return fn(*args, **kwargs)
-    clear_stop()  # pool workers are reused: a stop was meant for the body it interrupted
     _body_running = True
     try:
+        raise_if_stop_requested()  # Ctrl-C already reached this worker: a queued task does not start
         return fn(*args, **kwargs)
     except KeyboardInterrupt as interrupt:
         raise TaskStopped(f"{fn.__name__}: stopped by Ctrl-C") from interrupt

@@ -39,12 +39,16 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_extraction(worker):
         interrupts._run_body(extraction, (), {})
 
 
-def test_a_stop_is_not_carried_into_the_next_task_of_the_worker(worker):
+def test_after_ctrl_c_the_worker_starts_no_queued_task(worker):
+    started = []
     with pytest.raises(interrupts.TaskStopped):
         interrupts._run_body(lambda: signal.raise_signal(signal.SIGINT), (), {})
-    assert interrupts._run_body(raise_if_stop_requested, (), {}) is None
+    with pytest.raises(interrupts.TaskStopped, match="append: stopped by Ctrl-C"):
+        interrupts._run_body(started.append, ("queued",), {})
+    assert started == []
 
 
-def test_ctrl_c_between_task_bodies_is_ignored(worker):
-    signal.raise_signal(signal.SIGINT)  # an idle worker, or Prefect's bookkeeping around a body
-    assert interrupts._run_body(lambda: "done", (), {}) == "done"
+def test_ctrl_c_between_task_bodies_interrupts_nothing_and_stops_the_next(worker):
+    signal.raise_signal(signal.SIGINT)  # an idle worker, or Prefect's bookkeeping around a body: nothing raised here
+    with pytest.raises(interrupts.TaskStopped):
+        interrupts._run_body(lambda: "done", (), {})
