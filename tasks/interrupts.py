@@ -22,7 +22,7 @@ from collections.abc import Callable
 from prefect import task as prefect_task
 
 from featurestore.errors import FeatureStoreError
-from featurestore.extract.stop import raise_if_stop_requested, request_stop
+from featurestore.extract.stop import raise_if_stop_requested, request_stop, stop_requested
 
 _in_worker = False
 _body_running = False
@@ -65,6 +65,12 @@ def _run_body(fn: Callable, args: tuple, kwargs: dict):
         return fn(*args, **kwargs)
     except KeyboardInterrupt as interrupt:
         raise TaskStopped(f"{fn.__name__}: stopped by Ctrl-C") from interrupt
+    except Exception as error:
+        # An interrupt can surface as another error: one landing in a C extension's import comes
+        # out as ImportError('initialization failed'). After Ctrl-C it is a stop, not a crash to retry.
+        if stop_requested():
+            raise TaskStopped(f"{fn.__name__}: stopped by Ctrl-C") from error
+        raise
     finally:
         _body_running = False
 

@@ -39,6 +39,25 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_extraction(worker):
         interrupts._run_body(extraction, (), {})
 
 
+def test_an_error_raised_by_a_ctrl_c_is_a_stop_not_a_crash_to_retry(worker):
+    def interrupted_import():
+        try:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C landing in a C extension's module init...
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None  # ...which turns it into this (seen in CI)
+
+    with pytest.raises(interrupts.TaskStopped, match="interrupted_import: stopped by Ctrl-C"):
+        interrupts._run_body(interrupted_import, (), {})
+
+
+def test_an_error_without_ctrl_c_stays_what_it_is(worker):
+    def broken():
+        raise ImportError("no module named nowhere")
+
+    with pytest.raises(ImportError, match="nowhere"):
+        interrupts._run_body(broken, (), {})
+
+
 def test_after_ctrl_c_the_worker_starts_no_queued_task(worker):
     started = []
     with pytest.raises(interrupts.TaskStopped):

@@ -32,7 +32,12 @@ def clear_stop() -> None:
     _requested.clear()
 
 
+def stop_requested() -> bool:
+    """Whether ``request_stop`` was called since the last ``clear_stop``."""
+    return _requested.is_set()
+
+
 def raise_if_stop_requested() -> None:
     """Raise ``ExtractionStopped`` if ``request_stop`` was called since the last ``clear_stop``."""
-    if _requested.is_set():
+    if stop_requested():
         raise ExtractionStopped("extraction stopped on request (Ctrl-C)")
