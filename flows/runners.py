@@ -107,11 +107,11 @@ def ctrl_c_stops_tasks() -> Iterator[None]:
     Process-pool workers get the terminal's SIGINT themselves (``tasks.interrupts``). Outside the main thread, or if SIGINT
     is ignored (a background job), nothing is installed.
     """
+    clear_stop()  # a stop requested for an earlier run in this process is not meant for this one
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
         yield
         return
-    clear_stop()  # a stop requested for an earlier run in this process is not meant for this one
 
     def stop_then_interrupt(signum, frame):
         request_stop()  # first, so the task thread already has it when the main thread unwinds

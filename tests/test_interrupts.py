@@ -71,3 +71,19 @@ def test_ctrl_c_between_task_bodies_interrupts_nothing_and_stops_the_next(worker
     signal.raise_signal(signal.SIGINT)  # an idle worker, or Prefect's bookkeeping around a body: nothing raised here
     with pytest.raises(interrupts.TaskStopped):
         interrupts._run_body(lambda: "done", (), {})
+
+
+def test_a_flow_run_clears_an_earlier_stop_also_where_sigint_is_ignored():
+    # A background job (CI, nohup ... &) ignores SIGINT: no handler is installed, and a stop left
+    # from an earlier run in the process must still not stop this one.
+    from featurestore.extract.stop import request_stop, stop_requested
+    from flows.runners import ctrl_c_stops_tasks
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        request_stop()
+        with ctrl_c_stops_tasks():
+            assert not stop_requested()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        clear_stop()
