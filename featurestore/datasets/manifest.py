@@ -86,11 +86,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
+def manifest_hash(data: bytes) -> str:
+    """The hash of a manifest: the SHA-256 of its ``manifest.csv`` bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def current_manifest_hash(dataset: str, root: str | os.PathLike[str] | None = None) -> str | None:
+    """The hash of ``dataset``'s manifest as it is now on disk (not parsed), or ``None`` if it has none."""
+    path = dataset_dir(dataset, root) / MANIFEST_FILE
+    return manifest_hash(path.read_bytes()) if path.is_file() else None
+
+
 def write_manifest(directory: Path, frame: pd.DataFrame, classes: Sequence[str], info: dict) -> str:
     """Write ``manifest.csv`` and ``dataset.json`` into ``directory``; return the manifest hash."""
     ordered = sort_rows(frame.loc[:, list(COLUMNS)])
     data = manifest_bytes(ordered)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = manifest_hash(data)
     _atomic_write(directory / MANIFEST_FILE, data)
     document = dict(info, classes=list(classes), manifest_sha256=digest, images=len(ordered))
     _atomic_write(directory / INFO_FILE, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
@@ -223,5 +234,5 @@ def manifest_at(directory: Path, dataset: str | None = None) -> Manifest:
     frame = pd.read_csv(io.BytesIO(data), dtype=_DTYPES, keep_default_na=False)
     if tuple(frame.columns) != COLUMNS:
         raise DatasetError(f"{path}: columns {list(frame.columns)} are not {list(COLUMNS)}; re-run the ingest")
-    return Manifest(frame=frame, hash=hashlib.sha256(data).hexdigest(), classes=list(info["classes"]),
+    return Manifest(frame=frame, hash=manifest_hash(data), classes=list(info["classes"]),
                     directory=directory, info=info)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from featurestore.datasets.manifest import MANIFEST_FILE
+from featurestore.datasets.manifest import current_manifest_hash
 from featurestore.errors import FeatureStoreError
 from featurestore.evaluation.data import check_test_rows, read_store_rows
 from featurestore.evaluation.errors import NothingToEvaluate
-from featurestore.paths import check_name, dataset_dir, stores_dir
+from featurestore.paths import check_name, stores_dir
 from featurestore.store import locate, store_files, verify_file
 from featurestore.store.format import open_store
 from featurestore.store.reader import check_header
@@ -60,13 +59,12 @@ def _built_from_another_manifest(dataset: str, model: str, path: Path, root) -> 
     """Why a store built from another manifest than the dataset's current one is not scored (its
     split or labels may have moved since: it was ingested again), or ``None``. Stores copied
     without their dataset have no manifest here to compare with."""
-    manifest = dataset_dir(dataset, root) / MANIFEST_FILE
-    if not manifest.is_file():
+    current = current_manifest_hash(dataset, root)
+    if current is None:
         return None
     with open_store(path) as file:
-        recorded = check_header(file, path)["manifest_hash"]
-    if recorded == hashlib.sha256(manifest.read_bytes()).hexdigest():
-        return None
+        if check_header(file, path)["manifest_hash"] == current:
+            return None
     return (f"{path}: built from an earlier manifest of {dataset!r} (ingested again since); "
             f"run `featurestore extract -d {dataset} -m {model} --overwrite` to rebuild it")
 
