@@ -53,6 +53,10 @@ class StoreConflict(FeatureStoreError):
     """A store exists but was built from other inputs (its fingerprint differs)."""
 
 
+class StoreStale(StoreConflict):
+    """A store exists but was built from an earlier manifest of its dataset (ingested again since)."""
+
+
 class StoreIncomplete(FeatureStoreError):
     """The store's extraction has not finished."""
 

@@ -31,13 +31,15 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
             runtime: str | None = None, precision: str | None = None, batch_size: int | None = None,
             weights: dict[str, str] | None = None, layer: str | None = None, shards: int = 1,
             shard_index: int | None = None, share_decode: bool = True,
-            onnx_specs: list[str] | None = None) -> list[dict]:
+            onnx_specs: list[str] | None = None, overwrite: bool = False, replace_stale: bool = False) -> list[dict]:
     """Extract every model over every dataset; return one summary per (dataset, model) store.
 
     ``weights`` maps a model to a weights file; ``onnx_specs`` are JSON files registering ONNX
     backbones; ``shards`` splits each dataset's rows into that many tasks, merged at the end.
     ``shard_index`` runs only that shard (one run per host or GPU); the run that finds every
-    shard complete does the merge, the others report ``shard-done``.
+    shard complete does the merge, the others report ``shard-done``. ``overwrite`` replaces complete
+    stores built from other inputs (each once its new one is complete); ``replace_stale`` only those
+    built from an earlier manifest of their dataset (ingested again since).
     """
     check_root(root)
     # Checked here, not only in the tasks: a plan that finds every store complete runs no task.
@@ -45,7 +47,8 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
         register_onnx_spec(spec)
     check_request(models, device=device, runtime=runtime, precision=precision, batch_size=batch_size)
     check_weights(weights or {}, models)
-    plans = {d: steps.pending_models.submit(d, models, root, weights, layer, onnx_specs) for d in datasets}
+    plans = {d: steps.pending_models.submit(d, models, root, weights, layer, onnx_specs, overwrite, replace_stale)
+             for d in datasets}
     runs, merges, skipped = [], [], []
     for dataset, planned in plans.items():
         pending = planned.result()
@@ -55,13 +58,14 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
             for index in (range(shards) if shard_index is None else [shard_index]):
                 runs.append((dataset, group, steps.extract_stores.submit(
                     dataset, group, root, device, runtime, precision, batch_size, weights, layer,
-                    index, shards, onnx_specs)))
+                    index, shards, onnx_specs, overwrite, replace_stale)))
     summaries = [s for _, _, future in runs for s in future.result()]
     if shards > 1:
         firsts = runs[::shards] if shard_index is None else runs
         for dataset, group, _ in firsts:
             merges += [steps.merge_shards.submit(dataset, m, shards, root, weights, layer, onnx_specs,
-                                                 if_ready=shard_index is not None) for m in group]
+                                                 if_ready=shard_index is not None, overwrite=overwrite,
+                                                 replace_stale=replace_stale) for m in group]
         summaries = [future.result() for future in merges]
     rows = summaries + skipped
     key = artifact_key("extract", *datasets)
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard-index", type=int, help="run only this shard (0-based) of --shards")
     parser.add_argument("--no-share-decode", action="store_true", help="one task per model instead of per dataset")
     parser.add_argument("--onnx-spec", action="append", default=[])
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace complete stores built from other inputs, each once its new one is complete")
     parser.add_argument("--task-runner", default="threads", choices=sorted(TASK_RUNNERS))
     parser.add_argument("--workers", type=int, default=1, help="tasks at once (default 1: one device)")
     args = parser.parse_args(argv)
@@ -108,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                 models=[m for m in args.models.split(",") if m], root=args.root, device=args.device,
                 runtime=args.runtime, precision=args.precision, batch_size=args.batch_size, weights=weights or None,
                 layer=args.layer, shards=args.shards, shard_index=args.shard_index,
-                share_decode=not args.no_share_decode, onnx_specs=args.onnx_spec or None)
+                share_decode=not args.no_share_decode, onnx_specs=args.onnx_spec or None,
+                overwrite=args.overwrite)
     except KeyboardInterrupt:
         # The stores already said how far they got and how to resume; Prefect logged the crash.
         sys.exit(130)

@@ -48,11 +48,15 @@ def feature_pipeline(
     workers: int = 2,
     device: str = "auto",
     mirror: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Ingest every dataset, extract every model over it, evaluate every classifier and stacking.
 
     ``limit_per_class`` takes a reproducible subset for quick runs; ``task_runner`` (threads,
     processes, dask) runs the extract and evaluate fan-outs; ``workers`` tasks run at once.
+    The pipeline follows its data: a store built from an earlier manifest of its dataset (ingested
+    again since, by this run or by hand) is rebuilt; ``overwrite`` also replaces stores built from
+    other weights, layer or preprocessing. A store is replaced only once its new one is complete.
     Returns the run directory, the summary lines and what was recomputed.
     """
     for name in datasets:
@@ -71,7 +75,8 @@ def feature_pipeline(
         if before == result["manifest_hash"]:
             unchanged_manifests.append(dataset)
     stores = extract.with_options(task_runner=make_task_runner(task_runner, workers))(
-        datasets=list(datasets), models=list(models), root=root_path, device=device)
+        datasets=list(datasets), models=list(models), root=root_path, device=device, overwrite=overwrite,
+        replace_stale=True)
     run_dir = evaluate.with_options(task_runner=make_task_runner(task_runner, workers))(
         datasets=list(datasets), models=list(models), classifiers=classifiers, stacking=stacking, seed=seed,
         root=root_path, workers=workers)

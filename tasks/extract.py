@@ -21,10 +21,12 @@ def _register(onnx_specs: list[str] | None) -> None:
 
 @task(name="plan-extract")
 def pending_models(dataset: str, models: list[str], root: str | None, weights: dict[str, str] | None,
-                   layer: str | None, onnx_specs: list[str] | None = None) -> list[str]:
-    """Models of ``dataset`` whose store is not complete; decided by fingerprint, no model loaded."""
+                   layer: str | None, onnx_specs: list[str] | None = None, overwrite: bool = False,
+                   replace_stale: bool = False) -> list[str]:
+    """Models of ``dataset`` whose store must be written; decided by fingerprint, no model loaded."""
     _register(onnx_specs)
-    return library.pending_models(dataset, models, root, weights=weights, layer=layer)
+    return library.pending_models(dataset, models, root, weights=weights, layer=layer, overwrite=overwrite,
+                                  replace_stale=replace_stale)
 
 
 def retry_unless_bad_input(task, task_run, state) -> bool:
@@ -42,18 +44,21 @@ def retry_unless_bad_input(task, task_run, state) -> bool:
 @task(name="extract-stores", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_unless_bad_input)
 def extract_stores(dataset: str, models: list[str], root: str | None, device: str, runtime: str | None,
                    precision: str | None, batch_size: int | None, weights: dict[str, str] | None, layer: str | None,
-                   shard_index: int = 0, shard_count: int = 1, onnx_specs: list[str] | None = None) -> list[dict]:
+                   shard_index: int = 0, shard_count: int = 1, onnx_specs: list[str] | None = None,
+                   overwrite: bool = False, replace_stale: bool = False) -> list[dict]:
     """Extract ``models`` over one shard of ``dataset`` with shared decoding; a retry resumes the stores."""
     _register(onnx_specs)
     results = library.extract(dataset, models, root, device=device, runtime=runtime, precision=precision,
                               batch_size=batch_size, weights=weights, layer=layer,
-                              shard=library.Shard(shard_index, shard_count), progress=True)
+                              shard=library.Shard(shard_index, shard_count), overwrite=overwrite,
+                              replace_stale=replace_stale, progress=True)
     return [r.as_dict() for r in results]
 
 
 @task(name="merge-shards", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_unless_bad_input)
 def merge_shards(dataset: str, model: str, count: int, root: str | None, weights: dict[str, str] | None,
-                 layer: str | None, onnx_specs: list[str] | None = None, if_ready: bool = False) -> dict:
+                 layer: str | None, onnx_specs: list[str] | None = None, if_ready: bool = False,
+                 overwrite: bool = False, replace_stale: bool = False) -> dict:
     """Join the ``count`` shard stores of ``model`` into its store; return the summary.
 
     With ``if_ready`` (one run per shard) a shard still missing, or another run merging, is
@@ -61,7 +66,8 @@ def merge_shards(dataset: str, model: str, count: int, root: str | None, weights
     """
     _register(onnx_specs)
     try:
-        (result,) = library.merge_shards(dataset, [model], count, root, weights=weights, layer=layer)
+        (result,) = library.merge_shards(dataset, [model], count, root, weights=weights, layer=layer,
+                                         overwrite=overwrite, replace_stale=replace_stale)
     except (ShardMissing, StoreLocked):
         if not if_ready:
             raise

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import typer
+from store_fixtures import write_store
 from test_extract_support import onnx_cache_dir, save_random_resnet18, shared_cache_root, write_photo_dataset
 from typer.testing import CliRunner
 
@@ -23,7 +24,7 @@ from featurestore.backbones import WeightsMismatch, onnx_backbone, register
 from featurestore.cli import backbones_commands
 from featurestore.datasets.manifest import Manifest, load_manifest
 from featurestore.errors import InvalidName, InvalidOption
-from featurestore.extract import Shard, extract, merge_shards, plan_jobs
+from featurestore.extract import Shard, extract, merge_shards, pending_models, plan_jobs
 from featurestore.extract.runtimes import HalvingBatches
 from featurestore.store import format as fmt
 from featurestore.store import StoreWriter, verify_file
@@ -301,6 +302,26 @@ def test_ctrl_c_while_overwriting_says_that_only_overwrite_resumes(root):
         extract("many", ["efficientnet_lite0"], root, progress=False)
     (resumed,) = extract("many", ["efficientnet_lite0"], root, overwrite=True, progress=False)
     assert resumed.status == "resumed"
+
+
+def test_only_a_store_of_an_earlier_manifest_is_replaced_with_replace_stale(root):
+    write_photo_dataset(root, "photos", copies=1, size=48)
+    extract("photos", ["efficientnet_lite0"], root, progress=False)
+    current = load_manifest("photos", root).hash
+    # Built from this manifest with other weights: a conflict that replace_stale leaves alone.
+    write_store(root, dataset="photos", model="efficientnet_lite1", manifest_hash=current)
+    with pytest.raises(featurestore.errors.StoreConflict, match="other weights, layer or preprocessing") as refused:
+        pending_models("photos", ["efficientnet_lite1"], root, replace_stale=True)
+    assert not isinstance(refused.value, featurestore.errors.StoreStale)
+    assert pending_models("photos", ["efficientnet_lite1"], root, overwrite=True) == ["efficientnet_lite1"]
+
+    write_photo_dataset(root, "photos", copies=2, size=48)  # ingested again
+    with pytest.raises(featurestore.errors.StoreStale, match="built from an earlier manifest of 'photos'"):
+        extract("photos", ["efficientnet_lite0"], root, progress=False)
+    assert pending_models("photos", ["efficientnet_lite0"], root, replace_stale=True) == ["efficientnet_lite0"]
+    (rebuilt,) = extract("photos", ["efficientnet_lite0"], root, replace_stale=True, progress=False)
+    assert (rebuilt.status, rebuilt.written) == ("extracted", len(load_manifest("photos", root).frame))
+    assert featurestore.load_arrays("photos", "efficientnet_lite0", root=root).provenance["manifest_hash"] != current
 
 
 def test_two_backbones_in_two_processes_then_shards_in_two_processes(root, tmp_path, cache):

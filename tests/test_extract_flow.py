@@ -14,7 +14,7 @@ from test_extract_support import onnx_cache_dir, shared_cache_root, write_photo_
 
 import featurestore
 from featurestore.backbones import WeightsMismatch
-from featurestore.errors import StoreLocked
+from featurestore.errors import StoreLocked, StoreStale
 from featurestore.store import format as fmt
 
 pytestmark = pytest.mark.slow
@@ -55,6 +55,17 @@ def test_flow_extracts_then_skips_then_shards(tmp_path, tmp_path_factory):
     for model in MODELS:
         np.testing.assert_allclose(featurestore.load_arrays("photos", model, root=sharded).features,
                                    featurestore.load_arrays("photos", model, root=root).features, rtol=1e-5, atol=1e-5)
+
+    write_photo_dataset(root, "photos", copies=3)  # ingested again: the stores are now stale
+    with pytest.raises(StoreStale, match=r"earlier manifest of 'photos' \(ingested again since\); extract it again "
+                                         r"with --overwrite"):
+        extract(datasets=["photos"], models=MODELS[:1], root=str(root))
+    (rebuilt,) = extract(datasets=["photos"], models=MODELS[:1], root=str(root), replace_stale=True)
+    rows = len(featurestore.datasets.load_manifest("photos", root).frame)
+    assert (rebuilt["status"], rebuilt["written"]) == ("extracted", rows)
+    (replaced,) = extract(datasets=["photos"], models=MODELS[1:], root=str(root), overwrite=True)
+    assert (replaced["status"], replaced["written"]) == ("extracted", rows)
+    assert featurestore.catalog(root=root)["state"].tolist() == ["complete", "complete"]
 
 
 def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_path_factory, monkeypatch):

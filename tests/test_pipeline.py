@@ -32,6 +32,10 @@ def test_rerun_with_unchanged_inputs_recomputes_only_the_report(tmp_path):
     assert store.stat().st_mtime_ns == before
     assert second["run_dir"] != first["run_dir"] and (Path(second["run_dir"]) / "report.md").exists()
     assert second["summary"] == first["summary"]
+    # A larger subset is a new manifest: the pipeline rebuilds the store its ingest made stale.
+    third = run_pipeline(**dict(parameters, limit_per_class=6))
+    assert third["recomputed"] == "1 manifest(s), 1 store(s) and the report"
+    assert [s["status"] for s in third["stores"]] == ["extracted"]
 
 
 def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):

@@ -31,6 +31,8 @@ def run(
     workers: int = typer.Option(2, "--workers", help="Tasks run at once."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     mirror: str = typer.Option(None, "--mirror", envvar="FEATURESTORE_MIRROR", help="Base URL replacing the download sites."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Also replace stores built from other weights, layer "
+                                   "or preprocessing (stores of an earlier manifest are always rebuilt)."),
 ) -> None:
     """Run the feature pipeline (ingest -> extract -> evaluate) and print the accuracy table."""
     from flows.runners import make_task_runner
@@ -45,7 +47,7 @@ def run(
     result = run_pipeline(
         datasets=_names(datasets) or DEFAULT_DATASETS, models=_names(models) or DEFAULT_MODELS,
         classifiers=_names(classifiers), stacking=stacking, root=root, limit_per_class=limit_per_class or None,
-        seed=seed, task_runner=task_runner, workers=workers, device=device, mirror=mirror,
+        seed=seed, task_runner=task_runner, workers=workers, device=device, mirror=mirror, overwrite=overwrite,
     )
     print_run(load_run(Path(result["run_dir"]).name, root), as_json=False, root=root)
     typer.echo(f"recomputed {result['recomputed']}")

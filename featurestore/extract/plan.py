@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurestore.backbones import Backbone, ResolvedWeights, get_backbone
-from featurestore.errors import InvalidName, InvalidOption
+from featurestore.errors import InvalidName, InvalidOption, StoreConflict, StoreCorrupt, StoreStale
 from featurestore.paths import resolve_root
 from featurestore.store import RowTable, StoreSpec, store_state
 from featurestore.store import format as store_format
@@ -82,6 +82,21 @@ class Job:
     def state(self) -> str:
         """``missing``, ``partial`` or ``complete`` (``StoreConflict`` if another store is there)."""
         return store_state(self.spec, self.root)
+
+    def pending(self, overwrite: bool = False, replace_stale: bool = False) -> bool:
+        """True if the store must be written: it is not complete, or it was built from other inputs
+        and may be replaced (any other inputs with ``overwrite``; with ``replace_stale`` only an
+        earlier manifest of the dataset). A store that may not be replaced raises its conflict."""
+        try:
+            return self.state() != "complete"
+        except StoreStale:
+            if overwrite or replace_stale:
+                return True
+            raise
+        except (StoreConflict, StoreCorrupt):
+            if overwrite:
+                return True
+            raise
 
 
 def make_spec(dataset: str, manifest_hash: str, backbone: Backbone, layer: str, weights: ResolvedWeights,

@@ -113,15 +113,18 @@ def check_request(models: Sequence[str], *, device: str = "auto", runtime: str |
 def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "auto", runtime: str | None = None,
             precision: str | None = None, batch_size: int | None = None, workers: int | None = None,
             threads: int | None = None, reader: str | None = None, weights: Mapping[str, str] | None = None,
-            layer: str | None = None, shard: Shard = WHOLE, overwrite: bool = False, download: bool = True,
-            commit_bytes: int = DEFAULT_COMMIT_BYTES, progress: bool = True, manifest=None) -> list[ExtractResult]:
+            layer: str | None = None, shard: Shard = WHOLE, overwrite: bool = False, replace_stale: bool = False,
+            download: bool = True, commit_bytes: int = DEFAULT_COMMIT_BYTES, progress: bool = True,
+            manifest=None) -> list[ExtractResult]:
     """Extract ``models`` over ``dataset`` into ``<root>/stores/<dataset>/<model>.h5``.
 
     Complete stores with a matching fingerprint are skipped without loading their model;
     interrupted ones resume. ``reader`` (a name in ``reader.READERS``; default: see
     ``reader.default_reader``) and ``workers`` choose how images are decoded. ``weights``
     maps a model to a weights file (``--weights``); ``shard`` extracts one slice of the rows into
-    a shard store (see docs/sharding.md). ``extract.stop.request_stop()`` from another thread stops
+    a shard store (see docs/sharding.md). A complete store built from other inputs is replaced
+    (once the new one is complete) with ``overwrite``; with ``replace_stale``, only one built from
+    an earlier manifest of the dataset. ``extract.stop.request_stop()`` from another thread stops
     it after the current batch, as Ctrl-C does in the thread running it.
     """
     device = check_request(models, device=device, runtime=runtime, precision=precision, batch_size=batch_size,
@@ -135,7 +138,7 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     results: dict[str, ExtractResult] = {}
     pending = []
     for job in jobs:
-        if not overwrite and job.state() == "complete":
+        if not job.pending(overwrite, replace_stale):
             log.info("%s: complete with the same fingerprint; skipped", job.path)
             results[job.model] = ExtractResult(dataset, job.model, job.path, "skipped", len(job.rows),
                                                fingerprint=job.spec.fingerprint)
@@ -146,20 +149,22 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
         preprocessings = [job.backbone.preprocessing for job in pending]
         read = open_reader(reader, device, manifest, runtimes, preprocessings)
         for result in _run(pending, manifest, root, device, runtime, precision, batch_size, read, workers, threads,
-                           overwrite, commit_bytes, progress):
+                           overwrite or replace_stale, commit_bytes, progress):
             results[result.model] = result
     return [results[job.model] for job in jobs]
 
 
 def pending_models(dataset: str, models: Sequence[str], root=None, *, weights: Mapping[str, str] | None = None,
-                   layer: str | None = None, download: bool = True, manifest=None) -> list[str]:
-    """Models whose whole store is not complete yet (decided from fingerprints; no model is loaded)."""
+                   layer: str | None = None, overwrite: bool = False, replace_stale: bool = False,
+                   download: bool = True, manifest=None) -> list[str]:
+    """Models whose whole store must be written (decided from fingerprints; no model is loaded);
+    ``overwrite`` and ``replace_stale`` as for ``extract``."""
     if manifest is None:
         from featurestore.datasets.manifest import load_manifest
 
         manifest = load_manifest(dataset, root)
     jobs = plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, download=download)
-    return [job.backbone.name for job in jobs if job.state() != "complete"]
+    return [job.backbone.name for job in jobs if job.pending(overwrite, replace_stale)]
 
 
 def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, precision: str | None,

@@ -54,9 +54,10 @@ def _check_shard(path, fingerprint: str, dataset: str, shard: Shard, model: str)
 
 
 def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, weights: Mapping[str, str] | None = None,
-                 layer: str | None = None, overwrite: bool = False, download: bool = True,
-                 manifest=None) -> list[ExtractResult]:
-    """Join the ``count`` shard stores of each model into ``<root>/stores/<dataset>/<model>.h5``."""
+                 layer: str | None = None, overwrite: bool = False, replace_stale: bool = False,
+                 download: bool = True, manifest=None) -> list[ExtractResult]:
+    """Join the ``count`` shard stores of each model into ``<root>/stores/<dataset>/<model>.h5``;
+    ``overwrite`` and ``replace_stale`` as for ``featurestore.extract.extract``."""
     if count < 1:
         raise FeatureStoreError(f"shard count {count} is not positive; give the count used at extraction")
     if manifest is None:
@@ -65,13 +66,13 @@ def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, 
         manifest = load_manifest(dataset, root)
     results = []
     for job in plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, download=download):
-        if not overwrite and job.state() == "complete":
+        if not job.pending(overwrite, replace_stale):
             results.append(ExtractResult(dataset, job.model, job.path, "skipped", len(job.rows),
                                          fingerprint=job.spec.fingerprint))
             continue
         shards = _shard_paths(job, count, manifest.hash, root)
         provenances = [_check_shard(path, fingerprint, dataset, shard, job.model) for shard, path, fingerprint in shards]
-        results.append(_merge(job, shards, provenances, root, overwrite))
+        results.append(_merge(job, shards, provenances, root, overwrite or replace_stale))
     return results
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featurestore.errors import StoreConflict
+from featurestore.errors import StoreConflict, StoreStale
 from featurestore.store import format as fmt
 from featurestore.store.reader import check_header
 from featurestore.store.spec import StoreSpec
@@ -11,20 +11,25 @@ from featurestore.store.spec import StoreSpec
 def store_state(spec: StoreSpec, root=None) -> str:
     """``"complete"``, ``"partial"`` or ``"missing"`` for ``spec``.
 
-    Raises ``StoreConflict`` if a complete store for (dataset, model) was built from other
-    inputs, and ``StoreCorrupt`` if the file there is not a readable store.
+    Raises ``StoreStale`` if a complete store for (dataset, model) was built from an earlier
+    manifest of the dataset, ``StoreConflict`` if it was built from other inputs otherwise, and
+    ``StoreCorrupt`` if the file there is not a readable store.
     """
     final = fmt.store_path(spec.dataset, spec.model, root)
     if final.exists():
         with fmt.open_store(final) as file:
             # A store that cannot be read is not "complete", however its fingerprint reads.
-            check_header(file, final)
+            provenance = check_header(file, final)
             stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
         if stored == spec.fingerprint:
             return "complete"
+        replace = ("extract it again with --overwrite (overwrite=True) to replace it once the new one is complete, "
+                   f"or remove it with `featurestore rm {spec.dataset} {spec.model}`")
+        if provenance.get("manifest_hash") != spec.manifest_hash:
+            raise StoreStale(f"{final}: store was built from an earlier manifest of {spec.dataset!r} (ingested again "
+                             f"since); {replace}")
         raise StoreConflict(
             f"{final}: store was built from other inputs (fingerprint {stored[:12]} != requested "
-            f"{spec.fingerprint[:12]}); remove it with `featurestore rm`, or overwrite it (--overwrite, overwrite=True) "
-            "to replace it once the new one is complete"
+            f"{spec.fingerprint[:12]}: other weights, layer or preprocessing); {replace}"
         )
     return "partial" if fmt.partial_path(final).exists() else "missing"
