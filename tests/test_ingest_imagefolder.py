@@ -277,3 +277,34 @@ def test_a_zero_test_ratio_is_refused_before_anything_is_written(root, folder):
         _ingest(root, folder, ratios=(1, 0, 0))
     assert "\n" not in str(error.value)
     assert not (root / "datasets").exists()
+
+
+def _dataset_state(directory):
+    """What a failed ingest must leave alone: the images (link target and files), manifest and dataset.json."""
+    images = directory / "images"
+    return (os.readlink(images) if images.is_symlink() else None,
+            sorted(p.relative_to(images).as_posix() for p in images.rglob("*")),
+            (directory / "manifest.csv").read_bytes(), (directory / "dataset.json").read_bytes())
+
+
+def _sources(tmp_path, folder):
+    """A good folder and archive, and a folder and archive that unpack fine but hold a single class."""
+    good_archive, bad_archive = tmp_path / "two.tgz", tmp_path / "one.tgz"
+    good_archive.write_bytes(tar_bytes({f"{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["cat", "fox"])
+                                        for k in range(3)}))
+    bad_archive.write_bytes(tar_bytes({f"bird/{k}.jpg": jpeg(70 + k) for k in range(2)}))
+    bad_folder = _photo_folder(tmp_path / "one", {"bird": 2})
+    return {"folder": folder, "archive": good_archive}, {"folder": bad_folder, "archive": bad_archive}
+
+
+@pytest.mark.parametrize("first, second", [("folder", "folder"), ("folder", "archive"), ("archive", "archive")])
+def test_an_ingest_that_fails_after_unpacking_leaves_the_dataset_as_it_was(tmp_path, root, folder, first, second):
+    good, bad = _sources(tmp_path, folder)
+    directory = root / "datasets" / "pets"
+    digest = _ingest(root, good[first], name="pets").manifest_hash
+    before = _dataset_state(directory)
+    with pytest.raises(DatasetError, match="single class 'bird'"):
+        _ingest(root, bad[second], name="pets")
+    assert _dataset_state(directory) == before
+    assert not (directory / ".next").exists(), "nothing staged is left behind"
+    assert _ingest(root, good[first], name="pets").manifest_hash == digest

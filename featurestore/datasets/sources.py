@@ -35,18 +35,16 @@ def local_source(source: str) -> Path:
     return path
 
 
-def attach_folder(folder: Path, directory: Path) -> None:
-    """Make ``directory/images`` point at the user's ``folder`` (a link: the images are not copied)."""
-    directory.mkdir(parents=True, exist_ok=True)
+def is_attached(folder: Path, directory: Path) -> bool:
+    """Whether ``directory/images`` is a link to ``folder`` already."""
     link = directory / IMAGES
-    if link.is_symlink() and Path(os.readlink(link)) == folder:
-        return
-    if link.is_symlink() or link.is_file():
-        link.unlink()
-    elif link.exists():
-        raise DatasetError(f"{link} already holds unpacked images; remove it to ingest the folder {folder} here, "
-                           "or pick another --name")
-    link.symlink_to(folder, target_is_directory=True)
+    return link.is_symlink() and Path(os.readlink(link)) == folder
+
+
+def attach_folder(folder: Path, directory: Path) -> None:
+    """Make ``directory/images`` a link to the user's ``folder`` (the images are not copied)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / IMAGES).symlink_to(folder, target_is_directory=True)
 
 
 def read_imagefolder(directory: Path, paths: dict[str, Path]) -> Layout:

@@ -2,12 +2,16 @@
 
 ``tasks/ingest.py`` wraps each step as a Prefect task; ``ingest()`` runs them in order without
 Prefect. Intermediate tables live in ``<dataset dir>/.ingest/`` as ``.npz`` files of plain arrays.
+New images, their verification cache and the new manifest are staged in ``<dataset dir>/.next/``
+and moved into place together at the end, so an ingest that fails leaves the dataset as it was.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,19 +20,20 @@ import pandas as pd
 
 from featurestore.datasets.arrays import ARRAY_FILE
 from featurestore.datasets.errors import DatasetError
-from featurestore.datasets.manifest import ARRAY_SEPARATOR, MANIFEST_FILE, read_info, write_manifest
+from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, read_info, write_manifest
 from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset
-from featurestore.datasets.sources import IMAGES, attach_folder, is_url, local_source, source_resource
+from featurestore.datasets.sources import IMAGES, attach_folder, is_attached, is_url, local_source, source_resource
 from featurestore.ingest.download import fetch
 from featurestore.ingest.split import (
     DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_ratios, limit_per_class,
 )
 from featurestore.ingest.tables import load_table, save_table
-from featurestore.ingest.unpack import unpack
-from featurestore.ingest.verify import verify_array, verify_files
+from featurestore.ingest.unpack import is_unpacked, swap_in, unpack
+from featurestore.ingest.verify import CACHE_FILE, verify_array, verify_files
 from featurestore.paths import check_name, dataset_dir, downloads_dir
 
 WORK = ".ingest"
+STAGE = ".next"
 QUARANTINE_FILE = "quarantine.csv"
 
 
@@ -95,26 +100,71 @@ def fetch_files(dataset: str, root: str | os.PathLike[str] | None = None, *, sou
 
 def prepare(dataset: str, files: Mapping[str, str], root: str | os.PathLike[str] | None = None,
             name: str | None = None) -> str:
-    """Unpack the fetched files and read the dataset's layout; return the candidates table's path."""
+    """Unpack the fetched files and read the dataset's layout; return the candidates table's path.
+
+    A user's source is staged in ``<dataset dir>/.next/images`` unless ``images`` holds it already:
+    the dataset's own images change only when ``build_manifest`` has built the new manifest.
+    """
     spec = get_dataset(dataset)
     directory = dataset_dir(target_name(dataset, name), root)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {key: Path(value) for key, value in files.items()}
-    if spec.needs_source:
-        source = paths["source"]
-        if source.is_dir():
-            attach_folder(source, directory)
-        else:
-            # Replace, not merge: a re-ingest under this name holds exactly this archive, and a link
-            # left by an earlier folder ingest is replaced rather than unpacked through.
-            unpack(source, directory / IMAGES, replace=True)
+    stage = directory / STAGE
+    # What an earlier ingest left staged, it left because it failed or was stopped.
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
     for resource in spec.resources:
         if resource.unpack:
             unpack(paths[resource.filename], directory)
-    layout: Layout = spec.reader(directory, paths)
+    with _discarded_on_error(stage):
+        base = _stage_source(paths["source"], directory, stage) if spec.needs_source else directory
+        layout: Layout = spec.reader(base, paths)
     (directory / WORK).mkdir(exist_ok=True)
     return save_table(directory / WORK / "candidates.npz", layout.frame,
-                      {"classes": list(layout.classes), "arrays": layout.arrays})
+                      {"classes": list(layout.classes), "arrays": layout.arrays, "base": str(base)})
+
+
+def _stage_source(source: Path, directory: Path, stage: Path) -> Path:
+    """Stage a user's folder (a link) or archive (unpacked) as ``stage/images``; return the folder
+    the candidates' paths are relative to: ``stage``, or ``directory`` when it holds ``source`` already."""
+    images = directory / IMAGES
+    if source.is_dir():
+        if is_attached(source, directory):
+            return directory
+        if images.is_dir() and not images.is_symlink():
+            raise DatasetError(f"{images} already holds unpacked images; remove it to ingest the folder {source} "
+                               "here, or pick another --name")
+        attach_folder(source, stage)
+    else:
+        if is_unpacked(source, images):
+            return directory
+        unpack(source, stage / IMAGES, replace=True)
+    return stage
+
+
+@contextmanager
+def _discarded_on_error(stage: Path) -> Iterator[None]:
+    """Remove what was staged when a step fails: the dataset keeps what it held."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _commit(stage: Path, directory: Path) -> None:
+    """Move the staged images (if any), verification cache, quarantine list, manifest and
+    ``dataset.json`` into ``directory``.
+
+    The manifest moves last: a crash in between leaves rows whose image changed, which extract marks
+    failed (with a hint to ingest again), and ingesting again completes the swap.
+    """
+    if os.path.lexists(stage / IMAGES):
+        swap_in(stage / IMAGES, directory / IMAGES)
+    for name in (CACHE_FILE, QUARANTINE_FILE, MANIFEST_FILE, INFO_FILE):
+        if (stage / name).exists():
+            os.replace(stage / name, directory / name)
+    shutil.rmtree(stage)
 
 
 def verify(candidates: str, *, seed: int = 0, limit: int | None = None, workers: int | None = None) -> str:
@@ -124,13 +174,13 @@ def verify(candidates: str, *, seed: int = 0, limit: int | None = None, workers:
     """
     frame, layout = load_table(candidates)
     frame = limit_per_class(frame, limit, seed)
-    directory = Path(candidates).parent.parent
+    base = Path(layout["base"])
     if layout["arrays"]:
         sources = frame["source"].tolist()
         rows = np.fromiter((int(s.rpartition(ARRAY_SEPARATOR)[2]) for s in sources), np.int64, len(sources))
-        checked = verify_array(directory / ARRAY_FILE, rows)
+        checked = verify_array(base / ARRAY_FILE, rows)
     else:
-        checked = verify_files(directory, frame["source"].tolist(), workers=workers)
+        checked = verify_files(base, frame["source"].tolist(), workers=workers)
     frame = frame.reset_index(drop=True)
     for column in ("width", "height", "mode", "sha256", "error"):
         frame[column] = checked[column].to_numpy()
@@ -142,38 +192,44 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
     """Quarantine the unreadable, split the rest, and write ``manifest.csv`` and ``dataset.json``.
 
     Classes left with no readable image are dropped from the labels and listed as ``empty_classes``.
+    The staged images and the new files replace the dataset's only when every check has passed.
     """
     spec = get_dataset(dataset)
     frame, layout = load_table(verified)
     directory = Path(verified).parent.parent
+    stage = directory / STAGE
     bad = frame["error"] != ""
-    quarantine = directory / QUARANTINE_FILE
+    # Kept in the work folder too, so that the reasons stay readable when the checks below fail.
+    reasons = directory / WORK / QUARANTINE_FILE
     frame.loc[bad, ["source", "class_name", "error"]].rename(columns={"error": "reason"}).sort_values("source").to_csv(
-        quarantine, index=False, lineterminator="\n")
-    usable = frame.loc[~bad].copy()
-    _check_usable(directory, usable)
-    if not spec.official_split:
-        usable["split"] = assign_splits(usable, ratios, seed)
-    usable["fold"] = assign_folds(usable, folds, seed)
-    # A class with no readable image cannot be learned or scored; keeping it would give the
-    # classifiers fewer classes than the labels name.
-    present = set(usable["class_name"])
-    classes = [c for c in layout["classes"] if c in present]
-    empty = [c for c in layout["classes"] if c not in present]
-    usable["label"] = usable["class_name"].map({c: i for i, c in enumerate(classes)}).astype("int64")
-    usable = usable.astype({"width": "int64", "height": "int64"})
-    copies = _copies_across(usable)
-    info = {
-        "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
-        "licence": spec.licence, "citation": spec.citation, "quarantined": int(bad.sum()), "empty_classes": empty,
-        "copies_across": copies,
-        "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit,
-                       "ratios": None if spec.official_split else list(check_ratios(ratios)), "source": source},
-    }
-    digest = write_manifest(directory, usable, classes, info)
+        reasons, index=False, lineterminator="\n")
+    with _discarded_on_error(stage):
+        usable = frame.loc[~bad].copy()
+        _check_usable(reasons, usable)
+        if not spec.official_split:
+            usable["split"] = assign_splits(usable, ratios, seed)
+        usable["fold"] = assign_folds(usable, folds, seed)
+        # A class with no readable image cannot be learned or scored; keeping it would give the
+        # classifiers fewer classes than the labels name.
+        present = set(usable["class_name"])
+        classes = [c for c in layout["classes"] if c in present]
+        empty = [c for c in layout["classes"] if c not in present]
+        usable["label"] = usable["class_name"].map({c: i for i, c in enumerate(classes)}).astype("int64")
+        usable = usable.astype({"width": "int64", "height": "int64"})
+        copies = _copies_across(usable)
+        info = {
+            "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
+            "licence": spec.licence, "citation": spec.citation, "quarantined": int(bad.sum()), "empty_classes": empty,
+            "copies_across": copies,
+            "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit,
+                           "ratios": None if spec.official_split else list(check_ratios(ratios)), "source": source},
+        }
+        shutil.copyfile(reasons, stage / QUARANTINE_FILE)
+        digest = write_manifest(stage, usable, classes, info)
+    _commit(stage, directory)
     return IngestResult(dataset=directory.name, directory=str(directory), manifest=str(directory / MANIFEST_FILE),
                         manifest_hash=digest, images=len(usable), classes=int(usable["label"].nunique()),
-                        quarantined=int(bad.sum()), quarantine=str(quarantine), empty_classes=empty,
+                        quarantined=int(bad.sum()), quarantine=str(directory / QUARANTINE_FILE), empty_classes=empty,
                         copies_across=copies)
 
 
@@ -185,9 +241,11 @@ def _copies_across(usable: pd.DataFrame) -> int:
     return int(usable["sha256"].isin(spread).sum())
 
 
-def _check_usable(directory: Path, usable: pd.DataFrame) -> None:
+def _check_usable(reasons: Path, usable: pd.DataFrame) -> None:
+    """Refuse a dataset with no readable image or a single class (``reasons`` lists the unreadable)."""
+    directory = reasons.parent.parent
     if usable.empty:
-        raise DatasetError(f"{directory}: no readable images (see {QUARANTINE_FILE}); check the source files")
+        raise DatasetError(f"{directory}: no readable images (the reasons are in {reasons}); check the source files")
     if usable["class_name"].nunique() < 2:
         only = usable["class_name"].iat[0]
         raise DatasetError(

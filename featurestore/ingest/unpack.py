@@ -155,7 +155,7 @@ def unpack(archive: Path, target: Path, *, replace: bool = False, max_bytes: int
         raise
     if replace:
         _write_marker(staging, archive)
-        _swap(staging, target)
+        swap_in(staging, target)
     else:
         _merge(staging, target)
         _write_marker(target, archive)
@@ -180,8 +180,8 @@ def _merge(staging: Path, target: Path) -> None:
     staging.rmdir()
 
 
-def _swap(staging: Path, target: Path) -> None:
-    """Put ``staging`` in ``target``'s place; a link there is removed, not followed."""
+def swap_in(staging: Path, target: Path) -> None:
+    """Put ``staging`` (a folder or a link) in ``target``'s place; a link there is removed, not followed."""
     old = target.with_name(f".old-{target.name}")
     if target.is_symlink() or target.is_file():
         target.unlink()
