@@ -297,7 +297,8 @@ def _sources(tmp_path, folder):
     return {"folder": folder, "archive": good_archive}, {"folder": bad_folder, "archive": bad_archive}
 
 
-@pytest.mark.parametrize("first, second", [("folder", "folder"), ("folder", "archive"), ("archive", "archive")])
+@pytest.mark.parametrize("first, second", [("folder", "folder"), ("folder", "archive"), ("archive", "archive"),
+                                           ("archive", "folder")])
 def test_an_ingest_that_fails_after_unpacking_leaves_the_dataset_as_it_was(tmp_path, root, folder, first, second):
     good, bad = _sources(tmp_path, folder)
     directory = root / "datasets" / "pets"
@@ -308,3 +309,24 @@ def test_an_ingest_that_fails_after_unpacking_leaves_the_dataset_as_it_was(tmp_p
     assert _dataset_state(directory) == before
     assert not (directory / ".next").exists(), "nothing staged is left behind"
     assert _ingest(root, good[first], name="pets").manifest_hash == digest
+
+
+def test_a_folder_after_an_archive_under_the_same_name_replaces_the_unpacked_copy(tmp_path, root, folder):
+    good, _ = _sources(tmp_path, folder)
+    _ingest(root, good["archive"], name="pets")
+    result = _ingest(root, folder, name="pets")
+    assert (result.images, load_manifest("pets", root).classes) == (sum(CLASSES.values()), sorted(CLASSES))
+    assert os.readlink(root / "datasets" / "pets" / "images") == str(folder)
+    assert not list((root / "datasets" / "pets").glob(".old-*")), "the unpacked copy is gone"
+
+
+@pytest.mark.parametrize("kind", ["folder", "archive"])
+def test_images_featurestore_did_not_unpack_are_never_replaced(tmp_path, root, folder, kind):
+    good, _ = _sources(tmp_path, folder)
+    own = _photo_folder(root / "datasets" / "pets" / "images", {"owl": 2, "emu": 2})
+    before = sorted(p.relative_to(own) for p in own.rglob("*"))
+    with pytest.raises(DatasetError, match=r"pets/images holds files featurestore did not unpack, which it will not "
+                       r"delete; move them elsewhere \(or ingest them with --source\), or pick another --name") as error:
+        _ingest(root, good[kind], name="pets")
+    assert "\n" not in str(error.value)
+    assert sorted(p.relative_to(own) for p in own.rglob("*")) == before

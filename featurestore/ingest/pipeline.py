@@ -28,7 +28,7 @@ from featurestore.ingest.split import (
     DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_ratios, limit_per_class,
 )
 from featurestore.ingest.tables import load_table, save_table
-from featurestore.ingest.unpack import is_unpacked, swap_in, unpack
+from featurestore.ingest.unpack import is_unpacked, swap_in, unpack, unpacked_here
 from featurestore.ingest.verify import CACHE_FILE, verify_array, verify_files
 from featurestore.paths import check_name, dataset_dir, downloads_dir
 
@@ -128,12 +128,12 @@ def _stage_source(source: Path, directory: Path, stage: Path) -> Path:
     """Stage a user's folder (a link) or archive (unpacked) as ``stage/images``; return the folder
     the candidates' paths are relative to: ``stage``, or ``directory`` when it holds ``source`` already."""
     images = directory / IMAGES
+    if images.is_dir() and not images.is_symlink() and not unpacked_here(images):
+        raise DatasetError(f"{images} holds files featurestore did not unpack, which it will not delete; move them "
+                           "elsewhere (or ingest them with --source), or pick another --name")
     if source.is_dir():
         if is_attached(source, directory):
             return directory
-        if images.is_dir() and not images.is_symlink():
-            raise DatasetError(f"{images} already holds unpacked images; remove it to ingest the folder {source} "
-                               "here, or pick another --name")
         attach_folder(source, stage)
     else:
         if is_unpacked(source, images):

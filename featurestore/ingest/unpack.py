@@ -106,6 +106,12 @@ def is_unpacked(archive: Path, target: Path) -> bool:
     return not target.is_symlink() and marker.is_file() and marker.read_text() == _fingerprint(archive)
 
 
+def unpacked_here(target: Path) -> bool:
+    """Whether ``target`` is a folder an archive was unpacked into by ``unpack`` (it holds the markers),
+    as opposed to one a user made: only the former may be replaced."""
+    return not target.is_symlink() and (target / _MARKERS).is_dir()
+
+
 def _extract(archive: Path, staging: Path, max_bytes: int, max_ratio: int) -> None:
     """Check every member of ``archive``, then extract it into ``staging``."""
     if tarfile.is_tarfile(archive):
