@@ -153,3 +153,32 @@ def test_local_copy_is_used_in_place_without_network(tmp_path, loopback):
     assert found == shelf / "photos.bin"
     assert loopback.requests == []
     assert [p.name for p in shelf.iterdir()] == ["photos.bin"], "nothing written beside a file we do not own"
+
+
+def _user(url: str) -> Resource:
+    """A user's own URL (``--source``): no checksum published, no mirror."""
+    return Resource("photos.bin", url, None, mirrored=False)
+
+
+def test_a_different_url_with_the_same_file_name_is_downloaded_anew(tmp_path, loopback):
+    first, second = loopback.serve("/v1/photos.bin", PAYLOAD), loopback.serve("/v2/photos.bin", PAYLOAD[::-1])
+    assert fetch(_user(first), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD
+    assert fetch(_user(second), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD[::-1]
+    assert fetch(_user(second), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD[::-1]
+    assert loopback.requests == [("/v1/photos.bin", None), ("/v2/photos.bin", None)]
+    assert (tmp_path / "photos.bin.sha256").read_text().strip() == f"sha256:{hashlib.sha256(PAYLOAD[::-1]).hexdigest()}"
+
+
+def test_a_part_file_from_another_url_is_not_resumed(tmp_path, loopback):
+    first, second = loopback.serve("/v1/photos.bin", PAYLOAD), loopback.serve("/v2/photos.bin", PAYLOAD[::-1])
+    loopback.cut("/v1/photos.bin", after=1000)
+    with pytest.raises(DownloadFailed, match="failed after 1 attempts"):
+        fetch(_user(first), "mine", tmp_path, progress=False, attempts=1)
+    assert fetch(_user(second), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD[::-1]
+    assert loopback.requests[-1] == ("/v2/photos.bin", None)
+
+
+def test_another_mirror_is_no_reason_to_download_a_registered_file_again(tmp_path, loopback, mirror):
+    fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False)
+    fetch(resource(None), "toy", tmp_path, mirror=f"{mirror}/elsewhere", progress=False)
+    assert loopback.requests == [("/toy/photos.bin", None)]

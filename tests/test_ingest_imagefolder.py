@@ -330,3 +330,14 @@ def test_images_featurestore_did_not_unpack_are_never_replaced(tmp_path, root, f
         _ingest(root, good[kind], name="pets")
     assert "\n" not in str(error.value)
     assert sorted(p.relative_to(own) for p in own.rglob("*")) == before
+
+
+def test_a_new_url_with_the_same_file_name_is_ingested_not_the_old_download(tmp_path, root, loopback):
+    old = loopback.serve("/v1/small.tgz", tar_bytes({f"{c}/{k}.jpg": jpeg(10 * j + k)
+                                                     for j, c in enumerate(["cat", "dog"]) for k in range(3)}))
+    new = loopback.serve("/v2/small.tgz", tar_bytes({f"{c}/{k}.jpg": jpeg(50 + 10 * j + k)
+                                                     for j, c in enumerate(["bird", "fish"]) for k in range(3)}))
+    _ingest(root, old, name="web")
+    _ingest(root, new, name="web")
+    assert load_manifest("web", root).classes == ["bird", "fish"]
+    assert [path for path, _ in loopback.requests] == ["/v1/small.tgz", "/v2/small.tgz"]

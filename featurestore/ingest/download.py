@@ -37,6 +37,8 @@ def resource_url(resource: Resource, dataset: str, mirror: str | None = None) ->
 
 
 _FIX_FILE = "delete it and download again, or check the mirror"
+# Beside a downloaded file: the URL it came from. The cache is keyed by URL, not by file name.
+_SOURCE = ".url"
 
 
 def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[str, ...] = (),
@@ -112,6 +114,10 @@ def fetch(
         return local
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / resource.filename
+    if not _same_source(target, resource):
+        _forget(target)
+    # Recorded before the download starts, so that a .part left behind is resumed only from its own URL.
+    target.with_name(target.name + _SOURCE).write_text(resource.url + "\n")
     if target.is_file():
         try:
             _verify(target, expected, size)
@@ -132,6 +138,9 @@ def fetch(
         _verify(partial, expected or recorded, size, fix=fix)
     except ChecksumMismatch as error:
         partial.unlink(missing_ok=True)
+        if not recorded:
+            # Nothing from this URL is kept; a recorded hash keeps its URL beside it.
+            target.with_name(target.name + _SOURCE).unlink()
         raise ChecksumMismatch(f"{url}: {error}") from None
     os.replace(partial, target)
     # The verification stamp and first-download record travel with the file (rename keeps mtime).
@@ -140,6 +149,23 @@ def fetch(
         if side.exists():
             os.replace(side, target.with_name(target.name + suffix))
     return target
+
+
+def _same_source(target: Path, resource: Resource) -> bool:
+    """Whether what is kept at ``target`` (the file, its ``.part``, its recorded hash) came from
+    ``resource``'s URL: the canonical one, so that a change of mirror is no change of source."""
+    try:
+        return target.with_name(target.name + _SOURCE).read_text().strip() == resource.url
+    except FileNotFoundError:
+        # Kept by a version that recorded no URL: a registered file is named by its registry entry,
+        # but a user's file name says nothing about which URL it came from.
+        return resource.mirrored
+
+
+def _forget(target: Path) -> None:
+    """Delete the file kept at ``target`` from another URL, with its ``.part`` and the records beside it."""
+    for suffix in ("", ".part", ".verified", ".sha256", _SOURCE):
+        target.with_name(target.name + suffix).unlink(missing_ok=True)
 
 
 def _what_to_check(resource: Resource, mirror: str | None) -> str:
