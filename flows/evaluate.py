@@ -9,12 +9,14 @@ summaries are also published as Prefect artifacts with stable keys (``evaluate-<
 from __future__ import annotations
 
 import os
+from concurrent.futures import CancelledError
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture
 
 from featurestore.classifiers import classifier_names, get_classifier
-from featurestore.evaluation import new_run_dir, remove_if_empty, table_rows
+from featurestore.evaluation import discard_unfinished, new_run_dir, table_rows
 from featurestore.evaluation.data import check_train_per_class
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.evaluation.readiness import requested_models
@@ -41,6 +43,20 @@ def _publish(document: dict) -> None:
         )
     create_markdown_artifact(key=artifact_key("evaluate", "report"), markdown=markdown_summary(document),
                              description=f"evaluate run {document['run_id']}")
+
+
+def _settle(futures: list[PrefectFuture]) -> None:
+    """Cancel the submitted tasks that have not started and wait for the running ones to end,
+    whatever their outcome, so none writes into a run directory after it is discarded."""
+    for future in futures:
+        queued = getattr(future, "wrapped_future", None)  # the executor's future, where there is one
+        if queued is not None:
+            queued.cancel()
+    for future in futures:
+        try:
+            future.wait()
+        except CancelledError:
+            pass
 
 
 @flow(name="evaluate", log_prints=True)
@@ -86,8 +102,8 @@ def evaluate(
     parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,
                   "in_sample": in_sample, "seed": seed, "workers": workers, "train_per_class": train_per_class}
     run_dir = str(new_run_dir(root))
+    parts: list[PrefectFuture] = []
     try:
-        parts = []
         for dataset, ready in ready_datasets.items():
             # Logistic regression goes first: the ensembles reuse its chosen C, and they are the
             # longest tasks, so they should start early rather than last.
@@ -109,10 +125,14 @@ def evaluate(
             if stacking and len(ready) < 2:
                 skipped.append({"dataset": dataset, "model": "+".join(ready), "classifier": "stacking",
                                 "reason": "only stacking is skipped: it needs at least two usable stores of the dataset"})
-        results_json = steps.report.submit(run_dir, [f.result() for f in parts], skipped, parameters).result()
+        written = steps.report.submit(run_dir, [f.result() for f in parts], skipped, parameters)
+        parts.append(written)
+        results_json = written.result()
     except BaseException:
-        # a run that failed before its report leaves no empty run directory behind
-        remove_if_empty(run_dir)
+        # A failed or stopped run (Ctrl-C) leaves nothing under runs/: its parts are no report, and
+        # `report` and the history read finished runs only. Running tasks would still write parts.
+        _settle(parts)
+        discard_unfinished(run_dir)
         raise
     document = steps.read_document(results_json)
     _publish(document)

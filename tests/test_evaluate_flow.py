@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.testing.utilities import prefect_test_harness
+from sklearn.neighbors import KNeighborsClassifier
 
 from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
+from featurestore.classifiers import registry
+from featurestore.classifiers.registry import ClassifierSpec
 from featurestore.errors import InvalidName, InvalidOption
 from featurestore.evaluation import StoresDisagree, validate_results
 from featurestore.evaluation.errors import NothingToEvaluate
@@ -192,6 +197,43 @@ def test_no_usable_test_rows_is_refused_before_prefect_starts(tmp_path, capsys):
     error = capsys.readouterr().err
     assert exit_.value.code == 1 and error.count("\n") == 1 and "has no usable test rows" in error
     assert not (tmp_path / "runs").exists()
+
+
+class BrokenClassifier(Exception):
+    """What the user's broken classifier below raises."""
+
+
+def _broken(params, seed, n_jobs, shape):
+    raise BrokenClassifier("this classifier cannot be built")
+
+
+def _ctrl_c_once():
+    """A builder that presses Ctrl-C (SIGINT to this process) the first time it runs, then builds as usual."""
+    pressed = threading.Event()
+
+    def build(params, seed, n_jobs, shape):
+        if not pressed.is_set():
+            pressed.set()
+            signal.raise_signal(signal.SIGINT)
+        return KNeighborsClassifier(n_neighbors=1)
+    return build
+
+
+@pytest.fixture
+def user_classifiers(monkeypatch):
+    """Two registered classifiers of a user: one whose fit fails, one during whose fit Ctrl-C is pressed."""
+    monkeypatch.setattr(registry.CLASSIFIERS, "_entries", dict(registry.CLASSIFIERS._entries))
+    for name, build in (("broken", _broken), ("ctrl_c", _ctrl_c_once())):
+        registry.register(ClassifierSpec(name=name, description=name, build=build, grid=({},), has_proba=True))
+
+
+@pytest.mark.parametrize("classifier, raised", [("broken", BrokenClassifier), ("ctrl_c", KeyboardInterrupt)])
+def test_a_failed_or_stopped_run_leaves_nothing_under_runs(harness, tmp_path, user_classifiers, classifier, raised):
+    # one worker: logistic regression writes its part before the other classifier fails or is stopped
+    write_digits_stores(tmp_path, models=["pixels"])
+    with pytest.raises(raised):
+        run_evaluate(datasets=[DATASET], classifiers=["logreg", classifier], workers=1, root=str(tmp_path))
+    assert list((tmp_path / "runs").iterdir()) == []
 
 
 @pytest.fixture(scope="module")

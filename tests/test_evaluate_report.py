@@ -16,12 +16,12 @@ from _evaluate_stores import DATASET, MODELS, write_digits_stores
 from featurestore.cli import main, report_commands
 from featurestore.evaluation import (
     NoRuns,
+    discard_unfinished,
     evaluate_classifier,
     evaluate_stacking,
     history_table,
     load_run,
     new_run_dir,
-    remove_if_empty,
     write_report,
 )
 from featurestore.evaluation.parts import part_path, save_records
@@ -148,13 +148,25 @@ def test_history_of_a_dataset_without_runs_names_the_dataset(evaluated):
         history_table(evaluated[0], "nosuch")
 
 
-def test_a_failed_run_leaves_no_empty_directory_but_keeps_finished_parts(tmp_path):
+def test_an_unfinished_run_is_discarded_with_its_parts_and_a_finished_one_kept(evaluated, tmp_path):
     empty, with_part = new_run_dir(tmp_path), new_run_dir(tmp_path)
-    (empty / "parts").mkdir()
     save_records(part_path(with_part, DATASET, "pixels", "knn"), [{"accuracy": 1.0}])
-    for run in (empty, with_part):
-        remove_if_empty(run)
-    assert not empty.exists() and with_part.exists()
+    finished = evaluated[1][0]
+    for run in (empty, with_part, finished):
+        discard_unfinished(run)
+    assert not empty.exists() and not with_part.exists() and (finished / "results.json").exists()
+    # a task outliving its discarded run does not make the directory again
+    with pytest.raises(FileNotFoundError):
+        save_records(part_path(with_part, DATASET, "pixels", "logreg"), [{"accuracy": 1.0}])
+    assert not with_part.exists()
+
+
+def test_report_of_a_run_without_results_says_it_has_not_finished(tmp_path):
+    running = new_run_dir(tmp_path)
+    with pytest.raises(NoRuns, match=f"run '{running.name}' has not finished .*still running"):
+        load_run(running.name, tmp_path)
+    with pytest.raises(NoRuns, match="no run 'nosuch' found"):
+        load_run("nosuch", tmp_path)
 
 
 @pytest.fixture

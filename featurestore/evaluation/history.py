@@ -35,6 +35,10 @@ def load_run(run_id: str | None = None, root=None) -> dict[str, Any]:
     runs = finished_runs(root)
     if run_id is not None:
         runs = [d for d in runs if d["run_id"] == run_id]
+    if not runs and run_id is not None and (runs_dir(root) / run_id).is_dir():
+        # a failed or stopped run leaves no directory: this one is running, or its process was killed
+        raise NoRuns(f"{runs_dir(root) / run_id}: run {run_id!r} has not finished (it is still running, or its "
+                     "process was killed before the report); wait for it, or delete the directory")
     if not runs:
         wanted = f"run {run_id!r}" if run_id else "finished evaluation run"
         raise NoRuns(

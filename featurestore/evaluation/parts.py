@@ -17,8 +17,12 @@ def part_path(run_dir: str | os.PathLike[str], dataset: str, model: str, classif
 
 
 def save_records(path: Path, records: list[dict[str, Any]]) -> str:
-    """Write ``records`` to ``path`` atomically and return the path as a string."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``records`` to ``path`` atomically and return the path as a string.
+
+    The run directory must exist: a task that outlives its discarded run (failed or stopped)
+    must not create it again.
+    """
+    path.parent.mkdir(exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(records), encoding="utf-8")
     os.replace(temporary, path)

@@ -46,11 +46,11 @@ def new_run_dir(root=None) -> Path:
     return path
 
 
-def remove_if_empty(run_dir: str | os.PathLike[str]) -> None:
-    """Remove a failed run's directory if it holds no file: a run that failed before writing
-    anything should not leave an empty run behind, but finished parts are kept."""
+def discard_unfinished(run_dir: str | os.PathLike[str]) -> None:
+    """Remove a run directory, parts included, unless its ``results.json`` marks it finished: the
+    parts of a failed or stopped run are no run that ``report`` or the history could show."""
     path = Path(run_dir)
-    if not any(p.is_file() for p in path.rglob("*")):
+    if not (path / "results.json").exists():
         shutil.rmtree(path, ignore_errors=True)
 
 
