@@ -29,6 +29,10 @@ class InvalidOption(FeatureStoreError, ValueError):
     exit_code = 2
 
 
+class RootNotFound(FeatureStoreError):
+    """A command that only reads was pointed at a featurestore root that does not exist."""
+
+
 class RootNotWritable(FeatureStoreError):
     """The featurestore root cannot be written."""
 

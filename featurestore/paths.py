@@ -19,6 +19,17 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
+def existing_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The resolved root; ``RootNotFound`` if there is none. Commands that only read call it before
+    saying "no stores": a typo in ``--root`` must not read as an empty store."""
+    from featurestore.errors import RootNotFound
+
+    path = resolve_root(root)
+    if not path.is_dir():
+        raise RootNotFound(f"no featurestore root at {path}; check --root or $FEATURESTORE_HOME")
+    return path
+
+
 def check_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The resolved root, created if missing; ``RootNotWritable`` (one line: why, what to do) if
     nothing can be written there. The flows and the library's ``extract`` call it first, so a bad

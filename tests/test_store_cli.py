@@ -1,17 +1,22 @@
 """The `featurestore` store commands, run as the installed console script."""
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import warnings
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 from store_fixtures import features_for, rows_for, spec_for, write_store
 
+import featurestore
 from featurestore.store import StoreWriter, format as fmt
+from featurestore.store.staleness import StaleStoreWarning
 
 
 def cli(*args, root, prefix=()):
@@ -33,8 +38,32 @@ def test_ls_tells_an_empty_root_from_a_missing_one(root, tmp_path):
     root.mkdir(parents=True, exist_ok=True)
     assert f"no stores yet under {root}" in cli("ls", root=root).stdout
     typo = tmp_path / "no-such-root"
-    assert f"no featurestore root at {typo}; check --root" in cli("ls", root=typo).stdout
+    for command in (["ls"], ["ls", "--json"], ["verify"]):
+        refused = cli(*command, root=typo)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.strip() == f"error: no featurestore root at {typo}; check --root or $FEATURESTORE_HOME"
     assert not typo.exists()
+
+
+def test_a_store_of_an_earlier_manifest_is_stale_in_ls_verify_and_load(root):
+    current = b"id,label,class_name,split,fold\n"
+    write_store(root, n=30, model="old")  # built from another manifest than the one written below
+    write_store(root, n=30, model="new", manifest_hash=hashlib.sha256(current).hexdigest())
+    (root / "datasets" / "toy").mkdir(parents=True)
+    (root / "datasets" / "toy" / "manifest.csv").write_bytes(current)
+    listing = {s["model"]: s for s in json.loads(cli("ls", "--json", root=root).stdout)}
+    rebuild = "featurestore extract -d toy -m old --overwrite"
+    assert listing["old"]["state"] == "stale" and rebuild in listing["old"]["problem"]
+    assert (listing["new"]["state"], listing["new"]["problem"]) == ("complete", None)
+    verified = cli("verify", "--json", root=root)
+    assert verified.returncode == 0  # intact, only out of date
+    warnings_of = {Path(r["path"]).stem: r["warnings"] for r in json.loads(verified.stdout)}
+    assert warnings_of["new"] == [] and "built from an earlier manifest of 'toy'" in warnings_of["old"][0]
+    with pytest.warns(StaleStoreWarning, match=f"toy/old: store built from an earlier manifest of 'toy'.*{rebuild}"):
+        featurestore.load("toy", "old", root=root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        featurestore.load("toy", "new", root=root)
 
 
 def test_ls_show_and_rm_with_json(root):

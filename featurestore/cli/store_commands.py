@@ -8,7 +8,7 @@ import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, emit, human_bytes, print_json, print_table, records
 from featurestore.errors import RootNotWritable, StoreNotFound
-from featurestore.paths import resolve_root
+from featurestore.paths import existing_root
 from featurestore.store import format as fmt
 from featurestore.store.catalog import catalog
 from featurestore.store.lock import WriterLock
@@ -21,6 +21,8 @@ LS_COLUMNS = ["dataset", "model", "rows", "dim", "dtype", "state", "size", "crea
 def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """List every store under the root (the catalog)."""
     frame = catalog(root)
+    if frame.empty:
+        existing_root(root)
     if as_json:
         print_json(records(frame))
         return
@@ -30,10 +32,7 @@ def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
         created=frame["created"].dt.strftime("%Y-%m-%d %H:%M"),
     )
     if frame.empty:
-        where = resolve_root(root)
-        # A typo in --root must not read as an empty store.
-        typer.echo(f"no stores yet under {where}; run `featurestore extract` or `make run`" if where.is_dir() else
-                   f"no featurestore root at {where}; check --root or $FEATURESTORE_HOME")
+        typer.echo(f"no stores yet under {existing_root(root)}; run `featurestore extract` or `make run`")
         return
     emit(frame, LS_COLUMNS, False, title="feature stores")
 
@@ -75,14 +74,19 @@ def verify(
     if model:
         frame = frame[frame["model"] == model]
     if frame.empty:
+        existing_root(root)
         raise StoreNotFound(f"no store matches dataset={dataset or '*'} model={model or '*'}; `featurestore ls` lists the stores")
     reports = [verify_file(Path(p)) for p in frame["path"]]
+    # A stale store is intact (ok) but no longer matches its dataset: said as a warning.
+    stale = {p: [problem] for p, state, problem in zip(frame["path"], frame["state"], frame["problem"]) if state == "stale"}
+    warnings = [r.warnings + stale.get(str(r.path), []) for r in reports]
     if as_json:
-        print_json([{"path": str(r.path), "ok": r.ok, "problems": r.problems, "warnings": r.warnings} for r in reports])
+        print_json([{"path": str(r.path), "ok": r.ok, "problems": r.problems, "warnings": w}
+                    for r, w in zip(reports, warnings)])
     else:
         print_table(
-            [{"store": str(r.path), "result": "ok" if r.ok else "FAILED", "details": "; ".join(r.problems + r.warnings) or "-"}
-             for r in reports],
+            [{"store": str(r.path), "result": "ok" if r.ok else "FAILED", "details": "; ".join(r.problems + w) or "-"}
+             for r, w in zip(reports, warnings)],
             ["store", "result", "details"], title="verify")
     if not all(r.ok for r in reports):
         raise typer.Exit(1)

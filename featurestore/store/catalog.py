@@ -11,6 +11,7 @@ from featurestore.paths import stores_dir
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
 from featurestore.store.reader import check_header
+from featurestore.store.staleness import stale_reason
 
 CATALOG_COLUMNS = ["dataset", "model", "rows", "dim", "dtype", "complete", "state", "bytes",
                    "created", "fingerprint", "path", "problem"]
@@ -32,8 +33,9 @@ def final_path_of(path: Path) -> Path:
     return path
 
 
-def describe(path: Path) -> dict:
-    """One catalog row for a store file; unreadable files get a row with the reason in ``problem``."""
+def describe(path: Path, root=None) -> dict:
+    """One catalog row for a store file; unreadable and stale stores (see ``staleness``) get the
+    reason in ``problem``."""
     final = final_path_of(path)
     partial = path != final
     entry = dict.fromkeys(CATALOG_COLUMNS)
@@ -54,7 +56,8 @@ def describe(path: Path) -> dict:
         entry.update(state="unreadable", problem=str(error))
         return entry
     if entry["complete"]:
-        entry["state"] = "complete"
+        entry["problem"] = stale_reason(entry["dataset"], entry["model"], provenance["manifest_hash"], root)
+        entry["state"] = "stale" if entry["problem"] else "complete"
     else:
         entry["state"] = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"
     return entry
@@ -62,7 +65,7 @@ def describe(path: Path) -> dict:
 
 def catalog(root=None) -> pd.DataFrame:
     """One row per store under the root: dataset, model, rows, dim, dtype, complete, bytes, created, fingerprint..."""
-    frame = pd.DataFrame([describe(p) for p in store_files(root)], columns=CATALOG_COLUMNS)
+    frame = pd.DataFrame([describe(p, root) for p in store_files(root)], columns=CATALOG_COLUMNS)
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     # Whole numbers even where an unreadable store leaves a gap (plain ints would turn to 30.0).
     return frame.astype({"rows": "Int64", "dim": "Int64"})

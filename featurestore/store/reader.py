@@ -13,6 +13,7 @@ from featurestore.errors import StoreCorrupt, StoreIncomplete, StoreLocked, Stor
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
 from featurestore.store.provenance import read_provenance
+from featurestore.store.staleness import warn_if_stale
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,13 @@ def read_matrix(dataset: h5py.Dataset, index: np.ndarray | None) -> np.ndarray:
 
 
 def load_arrays(dataset: str, model: str, split: str | None = None, root=None) -> StoreArrays:
-    """Load a complete store as numpy arrays; ``split`` selects train, val or test rows."""
+    """Load a complete store as numpy arrays; ``split`` selects train, val or test rows.
+
+    Warns (``StaleStoreWarning``) if the dataset was ingested again since the store was built."""
     path = locate(dataset, model, root)
-    return read_arrays(path, split)
+    arrays = read_arrays(path, split)
+    warn_if_stale(dataset, model, arrays.provenance["manifest_hash"], root)
+    return arrays
 
 
 def read_arrays(path: Path, split: str | None = None) -> StoreArrays:
@@ -162,12 +167,16 @@ def load(dataset: str, model: str, split: str | None = None, root=None) -> pd.Da
     """
     arrays = load_arrays(dataset, model, split, root)
     frame = pd.DataFrame(arrays.features, columns=fmt.feature_columns(arrays.features.shape[1]), copy=False)
-    meta = pd.DataFrame({
+    meta = {
         "id": arrays.ids,
         "label": arrays.labels,
         "class_name": np.asarray(arrays.class_names, dtype=object)[arrays.labels],
         "split": arrays.split,
         "fold": arrays.fold,
         "failed": arrays.failed,
-    })
-    return pd.concat([frame, meta], axis=1, copy=False)
+    }
+    # Columns added one by one leave the feature block uncopied on pandas 2 and 3 alike
+    # (pd.concat copies on 2 unless copy=False, which 3 deprecates).
+    for name, values in meta.items():
+        frame[name] = values
+    return frame

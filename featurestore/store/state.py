@@ -6,6 +6,7 @@ from featurestore.errors import StoreConflict, StoreStale
 from featurestore.store import format as fmt
 from featurestore.store.reader import check_header
 from featurestore.store.spec import StoreSpec
+from featurestore.store.staleness import earlier_manifest
 
 
 def store_state(spec: StoreSpec, root=None) -> str:
@@ -26,8 +27,7 @@ def store_state(spec: StoreSpec, root=None) -> str:
         replace = ("extract it again with --overwrite (overwrite=True) to replace it once the new one is complete, "
                    f"or remove it with `featurestore rm {spec.dataset} {spec.model}`")
         if provenance.get("manifest_hash") != spec.manifest_hash:
-            raise StoreStale(f"{final}: store was built from an earlier manifest of {spec.dataset!r} (ingested again "
-                             f"since); {replace}")
+            raise StoreStale(f"{final}: store was {earlier_manifest(spec.dataset)}; {replace}")
         raise StoreConflict(
             f"{final}: store was built from other inputs (fingerprint {stored[:12]} != requested "
             f"{spec.fingerprint[:12]}: other weights, layer or preprocessing); {replace}"
