@@ -256,6 +256,14 @@ def test_a_train_split_smaller_than_the_grid_still_evaluates(tmp_path, classifie
         assert [s["params"]["k"] for s in runs[0]["selection"]["scores"]] == [5, 10, 20]
 
 
+@pytest.mark.parametrize("classifier, used", [("knn", {"k": 3}), ("lightgbm", {"pca": None})])
+def test_a_record_shows_the_parameters_its_fit_used_not_the_grids(tmp_path, classifier, used):
+    # 3 train rows: kNN's k clipped from 5 to 3, and no PCA to 32 components on 3 rows
+    _tiny_store(tmp_path, {"train": (1, 2), "test": (1, 1)})
+    record = evaluate_classifier(DATASET, "pixels", classifier, root=tmp_path)
+    assert record["n_fit"] == 3 and used.items() <= record["params"].items()
+
+
 def test_stacking_on_a_tiny_train_split_takes_fewer_folds(tmp_path):
     _tiny_store(tmp_path, {"train": (3, 4), "test": (1, 1)}, MODELS)
     with warnings.catch_warnings():

@@ -39,14 +39,21 @@ def build_linear_svm(params: Mapping[str, Any], seed: int, n_jobs: int, shape: t
     return make_pipeline(StandardScaler(), DenseLinearSVC(C=params["C"]))
 
 
+def lightgbm_params_used(params: Mapping[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
+    """``params`` with ``pca`` None where the data has no more rows or columns than it: no projection then."""
+    pca = params.get("pca")
+    return {**params, "pca": pca if pca and pca < min(shape) else None}
+
+
 def build_lightgbm(params: Mapping[str, Any], seed: int, n_jobs: int, shape: tuple[int, int]) -> Pipeline:
     """Gradient-boosted trees, optionally on a PCA projection (``pca``: components or None).
 
     The projection is skipped when the training data has no more rows or columns than ``pca``.
     """
     steps: list[Any] = []
-    if params.get("pca") and params["pca"] < min(shape):
-        steps.append(PCA(n_components=params["pca"], random_state=seed))
+    pca = lightgbm_params_used(params, shape)["pca"]
+    if pca:
+        steps.append(PCA(n_components=pca, random_state=seed))
     steps.append(
         LGBMClassifier(
             n_estimators=params["n_estimators"],
@@ -63,15 +70,17 @@ def build_lightgbm(params: Mapping[str, Any], seed: int, n_jobs: int, shape: tup
     return make_pipeline(*steps)
 
 
-def build_knn(params: Mapping[str, Any], seed: int, n_jobs: int, shape: tuple[int, int]) -> Pipeline:
-    """k nearest neighbours under cosine distance, votes weighted by closeness.
+def knn_params_used(params: Mapping[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
+    """``params`` with ``k`` clipped to the training rows: a small split (or CV fold) has fewer rows
+    than the grid's largest ``k``, and then every row is a neighbour."""
+    return {**params, "k": min(params["k"], shape[0])}
 
-    ``k`` is clipped to the training rows: a small split (or CV fold) has fewer rows than the
-    grid's largest ``k``, and then every row is a neighbour.
-    """
+
+def build_knn(params: Mapping[str, Any], seed: int, n_jobs: int, shape: tuple[int, int]) -> Pipeline:
+    """k nearest neighbours under cosine distance, votes weighted by closeness (``k``: see ``knn_params_used``)."""
     return make_pipeline(
         KNeighborsClassifier(
-            n_neighbors=min(params["k"], shape[0]),
+            n_neighbors=knn_params_used(params, shape)["k"],
             metric="cosine",
             algorithm="brute",
             weights="distance",
@@ -143,6 +152,7 @@ register(
             for pca in (32, 64)
         ),
         has_proba=True,
+        params_used=lightgbm_params_used,
     )
 )
 register(
@@ -153,5 +163,6 @@ register(
         grid=tuple({"k": k} for k in (5, 10, 20)),
         has_proba=True,
         score_grid=knn_grid_accuracies,
+        params_used=knn_params_used,
     )
 )

@@ -27,6 +27,10 @@ GridScorer = Callable[
     [tuple[Mapping[str, Any], ...], int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], list[float]
 ]
 
+#: ``params_used(params, shape)`` returns the hyper-parameters ``build`` actually applies to
+#: training data of ``shape`` (rows, columns)
+ParamsUsed = Callable[[Mapping[str, Any], tuple[int, int]], dict[str, Any]]
+
 
 @dataclass(frozen=True)
 class ClassifierSpec:
@@ -44,10 +48,18 @@ class ClassifierSpec:
     warm_start_step: str | None = None
     #: scores the whole grid at once (see ``GridScorer``) instead of one fit per candidate
     score_grid: GridScorer | None = None
+    #: where ``build`` adapts a candidate to the data (kNN clips k to the rows), what it applies;
+    #: records show these, so a report never names a value the fit did not use
+    params_used: ParamsUsed | None = None
 
     def __post_init__(self) -> None:
         if not self.grid:
             raise ValueError(f"classifier {self.name!r} needs at least one hyper-parameter set")
+
+    def used_params(self, params: Mapping[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
+        """The hyper-parameters ``build`` applies to training data of ``shape``: ``params`` unless
+        the spec's ``params_used`` says it adapts them."""
+        return dict(params) if self.params_used is None else self.params_used(params, shape)
 
 
 CLASSIFIERS: Registry[ClassifierSpec] = Registry("classifier")

@@ -53,7 +53,7 @@ def run_classifier(data: EvalData, spec: ClassifierSpec, seed: int = 0, n_jobs: 
     return {
         **base_record(data, data.models[0], spec.name, "single"),
         **metrics,
-        "params": selection.params,
+        "params": spec.used_params(selection.params, X_fit.shape),
         "selection": {
             "method": selection.method,
             "scores": selection.scores,
