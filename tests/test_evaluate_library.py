@@ -130,6 +130,22 @@ def test_incomplete_and_unverifiable_stores_are_reported_not_evaluated(tmp_path)
     assert "no store" in store_problem(DATASET, "absent", tmp_path)
 
 
+def test_a_damaged_store_is_skipped_for_one_reason_naming_its_path_once(tmp_path):
+    from test_store import garble_provenance_attribute
+
+    write_digits_stores(tmp_path)
+    path = featurestore.store.store_path(DATASET, "pixels", tmp_path)
+    garble_provenance_attribute(path)
+    problem = store_problem(DATASET, "pixels", tmp_path)
+    assert problem == (f"{path}: its provenance attribute is not readable JSON (Expecting value: line 1 column 1 (char 0)); "
+                       f"delete it with `featurestore rm {DATASET} pixels` and extract again")
+    bad = digits_rows()[0].copy()
+    bad[3, 5] = np.nan
+    write_store(tmp_path, "nan", bad, digits_rows()[1])
+    problem = store_problem(DATASET, "nan", tmp_path)
+    assert problem.count(str(path.parent)) == 1 and problem.count("extract") == 1 and "NaN" in problem
+
+
 def test_a_store_built_from_an_earlier_manifest_is_not_scored(tmp_path):
     from featurestore.paths import dataset_dir
 

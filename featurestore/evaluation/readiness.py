@@ -11,9 +11,10 @@ from featurestore.evaluation.data import check_test_rows, read_store_rows
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.paths import check_name, stores_dir
 from featurestore.store import locate, store_files, verify_file
-from featurestore.store.format import open_store
+from featurestore.store.format import corrupt, open_store
 from featurestore.store.reader import check_header
 from featurestore.store.catalog import final_path_of
+from featurestore.store.verify import VerifyReport
 
 
 def dataset_models(dataset: str, root=None) -> list[str]:
@@ -69,6 +70,15 @@ def _built_from_another_manifest(dataset: str, model: str, path: Path, root) -> 
             f"run `featurestore extract -d {dataset} -m {model} --overwrite` to rebuild it")
 
 
+def _verify_failure(report: VerifyReport) -> str:
+    """One reason for a store failing verify: its path once, what is wrong, and one thing to do."""
+    # An error verify caught already reads "<path>: <problem>; <what to do>"; wrapping it would repeat both.
+    errors = [problem for problem in report.problems if problem.startswith(f"{report.path}: ")]
+    if errors:
+        return errors[0]
+    return str(corrupt(report.path, f"fails verify ({'; '.join(report.problems)})"))
+
+
 def store_problem(dataset: str, model: str, root=None) -> str | None:
     """Why the (dataset, model) store cannot be evaluated, in one line, or ``None`` if it can."""
     try:
@@ -77,4 +87,4 @@ def store_problem(dataset: str, model: str, root=None) -> str | None:
             return _built_from_another_manifest(dataset, model, report.path, root)
     except FeatureStoreError as error:
         return str(error)
-    return f"{report.path}: fails verify ({'; '.join(report.problems)}); extract it again"
+    return _verify_failure(report)
