@@ -82,7 +82,8 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
     fixture = serve_layout("tf-flowers")
     from flows.ingest import ingest
 
-    result = ingest(dataset="tf-flowers", root=str(root), seed=1, limit_per_class=4,
+    # 4 images per class leave the default ratios' test split empty: 2 train, 1 val, 1 test here.
+    result = ingest(dataset="tf-flowers", root=str(root), seed=1, limit_per_class=4, ratios=[0.5, 0.25, 0.25],
                     checksums=fixture.checksums())
     assert result["images"] == 20 and result["classes"] == 5
 

@@ -103,11 +103,11 @@ def test_custom_ratios_and_folds(root, folder):
 
 
 def test_limit_per_class_is_reproducible(tmp_path, folder):
-    a = _ingest(tmp_path / "a", folder, limit_per_class=5, seed=1)
-    b = _ingest(tmp_path / "b", folder, limit_per_class=5, seed=1)
-    assert a.images == 15 and a.manifest_hash == b.manifest_hash
+    a = _ingest(tmp_path / "a", folder, limit_per_class=6, seed=1)
+    b = _ingest(tmp_path / "b", folder, limit_per_class=6, seed=1)
+    assert a.images == 18 and a.manifest_hash == b.manifest_hash
     frame = load_manifest("imagefolder", tmp_path / "a").frame
-    assert frame["class_name"].value_counts().to_dict() == {"bird": 5, "cat": 5, "dog": 5}
+    assert frame["class_name"].value_counts().to_dict() == {"bird": 6, "cat": 6, "dog": 6}
 
 
 def test_corrupt_images_are_quarantined_not_fatal(root, folder):
@@ -163,14 +163,14 @@ def test_a_file_changed_in_the_folder_after_ingest_is_not_extracted_under_the_ol
 
 
 def test_archive_source_and_url_source(tmp_path, loopback):
-    members = {f"mine/{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["left", "right"]) for k in range(5)}
+    members = {f"mine/{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["left", "right"]) for k in range(6)}
     data = tar_bytes(members)
     archive = tmp_path / "mine.tgz"
     archive.write_bytes(data)
     local = _ingest(tmp_path / "local", archive)
     url = loopback.serve("/files/mine.tgz", data)
     remote = _ingest(tmp_path / "remote", url)
-    assert local.images == remote.images == 10
+    assert local.images == remote.images == 12
     assert local.manifest_hash == remote.manifest_hash
     assert load_manifest("imagefolder", tmp_path / "remote").classes == ["left", "right"]
 
@@ -216,11 +216,12 @@ def test_read_rgb_batch_for_files(root, folder, tmp_path):
     odd = tmp_path / "odd"
     for name, size in (("a", (48, 40)), ("b", (30, 20))):
         (odd / name).mkdir(parents=True)
-        (odd / name / "x.jpg").write_bytes(jpeg(5, size))
+        for k in range(2):
+            (odd / name / f"{k}.jpg").write_bytes(jpeg(5 + k, size))
     _ingest(tmp_path / "r2", odd)
     mixed = load_manifest("imagefolder", tmp_path / "r2")
     with pytest.raises(DatasetError, match="2 different sizes"):
-        mixed.read_rgb_batch([0, 1])
+        mixed.read_rgb_batch(range(len(mixed)))
 
 
 def test_verification_cache_survives_a_limited_run(root, folder, monkeypatch):
@@ -255,14 +256,14 @@ def test_a_different_archive_under_the_same_name_replaces_the_old_one(tmp_path, 
     old, new, cut = tmp_path / "old.tgz", tmp_path / "new.tgz", tmp_path / "cut.tgz"
     old.write_bytes(tar_bytes({f"{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["cat", "dog"]) for k in range(3)}))
     new.write_bytes(tar_bytes({f"{c}/{k}.jpg": jpeg(50 + 10 * j + k) for j, c in enumerate(["bird", "fish"])
-                               for k in range(4)}))
+                               for k in range(6)}))
     cut.write_bytes(new.read_bytes()[:900])
     _ingest(root, old, name="pets")
     result = _ingest(root, new, name="pets")
-    assert (result.images, load_manifest("pets", root).classes) == (8, ["bird", "fish"])
+    assert (result.images, load_manifest("pets", root).classes) == (12, ["bird", "fish"])
     with pytest.raises(DatasetError, match="cut.tgz: cannot be unpacked"):
         _ingest(root, cut, name="pets")
-    assert len(load_manifest("pets", root)) == 8, "a failed unpack leaves the dataset as it was"
+    assert len(load_manifest("pets", root)) == 12, "a failed unpack leaves the dataset as it was"
 
 
 def test_a_registered_dataset_name_is_refused_as_name(root, folder):
@@ -341,3 +342,19 @@ def test_a_new_url_with_the_same_file_name_is_ingested_not_the_old_download(tmp_
     _ingest(root, new, name="web")
     assert load_manifest("web", root).classes == ["bird", "fish"]
     assert [path for path, _ in loopback.requests] == ["/v1/small.tgz", "/v2/small.tgz"]
+
+
+@pytest.mark.parametrize("per_class, ratios, fix", [
+    (4, (0.7, 0.15, 0.15), r"give --ratios with a larger test share \(e.g. 0.6,0.2,0.2\)"),
+    (1, (0.5, 0.25, 0.25), "add images: a class needs at least 2, one to train on and one to test"),
+])
+def test_a_split_that_leaves_the_test_split_empty_is_refused_and_changes_nothing(tmp_path, root, folder, per_class,
+                                                                                ratios, fix):
+    _ingest(root, folder, name="pets")
+    before = _dataset_state(root / "datasets" / "pets")
+    small = _photo_folder(tmp_path / "small", {"cat": per_class, "coffee": per_class})
+    with pytest.raises(DatasetError, match=rf"pets: the test split would be empty \(images per class: cat {per_class}, "
+                       rf"coffee {per_class}; ratios {','.join(f'{r:g}' for r in ratios)}\), and evaluate scores on it; .*{fix}") as error:
+        _ingest(root, small, name="pets", ratios=ratios)
+    assert "\n" not in str(error.value)
+    assert _dataset_state(root / "datasets" / "pets") == before

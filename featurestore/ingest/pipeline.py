@@ -34,6 +34,8 @@ from featurestore.paths import check_name, dataset_dir, downloads_dir
 
 WORK = ".ingest"
 STAGE = ".next"
+# How many classes an error message lists by name.
+_LISTED_CLASSES = 10
 QUARANTINE_FILE = "quarantine.csv"
 
 
@@ -208,6 +210,7 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
         _check_usable(reasons, usable)
         if not spec.official_split:
             usable["split"] = assign_splits(usable, ratios, seed)
+            _check_test_split(directory, usable, ratios)
         usable["fold"] = assign_folds(usable, folds, seed)
         # A class with no readable image cannot be learned or scored; keeping it would give the
         # classifiers fewer classes than the labels name.
@@ -252,6 +255,27 @@ def _check_usable(reasons: Path, usable: pd.DataFrame) -> None:
             f"{directory}: every readable image is in the single class {only!r}; a classifier needs two or more "
             "classes — add class folders"
         )
+
+
+def _check_test_split(directory: Path, usable: pd.DataFrame, ratios: Sequence[float]) -> None:
+    """Refuse a seeded split that leaves the test split empty: evaluate scores on it.
+
+    Every class keeps a training image first, so small classes (1 image, or 4 and 5 with the default
+    ratios) can leave nothing for test even with a test ratio above 0.
+    """
+    if (usable["split"] == "test").any():
+        return
+    counts = usable["class_name"].value_counts().sort_index()
+    listed = ", ".join(f"{name} {count}" for name, count in counts.head(_LISTED_CLASSES).items())
+    if len(counts) > _LISTED_CLASSES:
+        listed += f" and {len(counts) - _LISTED_CLASSES} more classes"
+    if counts.max() < 2:
+        fix = "add images: a class needs at least 2, one to train on and one to test"
+    else:
+        fix = "add images to each class, or give --ratios with a larger test share (e.g. 0.6,0.2,0.2)"
+    shown = ",".join(f"{r:g}" for r in ratios)
+    raise DatasetError(f"{directory}: the test split would be empty (images per class: {listed}; ratios {shown}), "
+                       f"and evaluate scores on it; {fix}")
 
 
 def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: Sequence[float] = DEFAULT_RATIOS,
