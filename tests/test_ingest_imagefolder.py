@@ -358,3 +358,24 @@ def test_a_split_that_leaves_the_test_split_empty_is_refused_and_changes_nothing
         _ingest(root, small, name="pets", ratios=ratios)
     assert "\n" not in str(error.value)
     assert _dataset_state(root / "datasets" / "pets") == before
+
+
+def test_images_in_a_linked_sub_folder_are_ingested_and_a_link_loop_is_quarantined(tmp_path, root, folder):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for k in range(4):
+        (extra / f"{k}.jpg").write_bytes(jpeg(500 + k))
+    (folder / "cat" / "more").symlink_to(extra, target_is_directory=True)
+    (folder / "cat" / "nested").mkdir()
+    (folder / "cat" / "nested" / "again").symlink_to(extra, target_is_directory=True)
+    (folder / "dog" / "loop").symlink_to("..", target_is_directory=True)
+    result = _ingest(root, folder)
+    counts = load_manifest("imagefolder", root).frame["class_name"].value_counts().to_dict()
+    assert counts == dict(CLASSES, cat=CLASSES["cat"] + 4)
+    reasons = pd.read_csv(result.quarantine).to_dict("records")
+    assert reasons == [
+        {"source": "images/cat/nested/again", "class_name": "cat",
+         "reason": f"link to a folder already scanned ({extra}): a loop or a second way to the same images, skipped"},
+        {"source": "images/dog/loop", "class_name": "dog",
+         "reason": "link to a folder already scanned (..): a loop or a second way to the same images, skipped"},
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,8 +46,7 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
     rows = []
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_CLASSES)
     for folder in folders:
-        # A broken link stays a candidate, so that verification quarantines it with its reason.
-        for path in sorted(p for p in folder.rglob("*") if is_image_name(p) and (p.is_file() or not p.exists())):
+        for path in _class_files(folder):
             rows.append((path.relative_to(root).as_posix(), path.relative_to(directory).as_posix(), folder.name))
     if not rows:
         raise DatasetError(
@@ -54,6 +54,32 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
         )
     frame = pd.DataFrame(rows, columns=["id", "source", "class_name"]).assign(split="")
     return Layout(frame=frame, classes=tuple(folder.name for folder in folders))
+
+
+def _class_files(folder: Path) -> list[Path]:
+    """The image files under ``folder``, in linked sub-folders too, and the linked sub-folders skipped.
+
+    ``Path.rglob`` does not enter a linked sub-folder (Python 3.11), so its images went missing.
+    A link to a folder already walked, or to one holding this folder (``loop -> ..``), would walk
+    images twice or forever: it stays a candidate, so that verification quarantines it with its
+    reason, as it does a broken link.
+    """
+    found: list[Path] = []
+    walked = {os.path.realpath(folder)}
+    for current, subfolders, names in os.walk(folder, followlinks=True):
+        here = Path(os.path.realpath(current))
+        kept = []
+        for name in sorted(subfolders):
+            real = os.path.realpath(os.path.join(current, name))
+            if real in walked or here.is_relative_to(real):
+                found.append(Path(current, name))
+            else:
+                walked.add(real)
+                kept.append(name)
+        subfolders[:] = kept
+        paths = (Path(current, name) for name in names)
+        found += [p for p in paths if is_image_name(p) and (p.is_file() or not p.exists())]
+    return sorted(found)
 
 
 def folder_reader(subdirectory: str) -> Callable[[Path, dict[str, Path]], Layout]:

@@ -28,6 +28,10 @@ _POOL_THRESHOLD = 256
 
 def inspect_file(path: str) -> tuple[int, int, str, str, str]:
     """Decode one file; return ``(width, height, mode, sha256, error)`` (error ``""`` if fine)."""
+    if os.path.islink(path) and os.path.isdir(path):
+        # The folder scan lists a linked sub-folder only when following it would walk images again.
+        return 0, 0, "", "", (f"link to a folder already scanned ({os.readlink(path)}): a loop or a second way to "
+                              "the same images, skipped")
     try:
         data = Path(path).read_bytes()
     except OSError as error:
