@@ -131,7 +131,8 @@ def test_a_new_download_must_match_the_hash_recorded_at_the_first(tmp_path, loop
     fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False)
     loopback.serve("/toy/photos.bin", PAYLOAD[::-1])  # the server's copy changes
     (tmp_path / "photos.bin").write_bytes(b"damaged")
-    with pytest.raises(ChecksumMismatch, match=rf"differs from the pinned {SHA}.*delete .*photos.bin.sha256 to accept"):
+    with pytest.raises(ChecksumMismatch, match=rf"differs from {SHA}, recorded at its first download; the file is "
+                       r"corrupt or has changed since — .*delete .*photos.bin.sha256 to accept"):
         fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False)
     assert (tmp_path / "photos.bin.sha256").read_text().strip() == SHA, "the first download's hash is kept"
     assert not (tmp_path / "photos.bin").exists() and not (tmp_path / "photos.bin.part").exists()

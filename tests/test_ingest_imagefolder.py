@@ -379,3 +379,17 @@ def test_images_in_a_linked_sub_folder_are_ingested_and_a_link_loop_is_quarantin
         {"source": "images/dog/loop", "class_name": "dog",
          "reason": "link to a folder already scanned (..): a loop or a second way to the same images, skipped"},
     ]
+
+
+def test_a_damaged_archive_of_the_users_is_not_to_be_deleted_but_a_download_is(tmp_path, root, loopback):
+    data = tar_bytes({f"{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["cat", "dog"]) for k in range(6)})
+    cut = tmp_path / "cut.tgz"
+    cut.write_bytes(data[:900])
+    with pytest.raises(DatasetError, match=r"cut.tgz: cannot be unpacked \(.*\); the archive is damaged or incomplete; "
+                       "check it, or replace it with a complete copy, and ingest again") as error:
+        _ingest(root, cut)
+    assert "delete it" not in str(error.value) and cut.read_bytes() == data[:900]
+    url = loopback.serve("/files/cut.tgz", data[:900])
+    with pytest.raises(DatasetError, match=r"downloads/imagefolder/cut.tgz: cannot be unpacked \(.*\); delete it and "
+                       "download again"):
+        _ingest(root, url)

@@ -42,20 +42,23 @@ _SOURCE = ".url"
 
 
 def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[str, ...] = (),
-            remember: bool = True, fix: str = _FIX_FILE) -> str:
+            remember: bool = True, fix: str = _FIX_FILE, pinned: bool = True) -> str:
     """Check ``path`` against its pinned size and checksum; return the checksum that matched.
 
     With no checksum pinned, the one recorded at the first download is enforced, and a file seen
     for the first time has its hash recorded. ``remember=False`` (files we do not own, such as a
     distribution package's) writes nothing beside the file: it is simply hashed every time.
-    ``fix`` ends a mismatch's message: what the user should do about it.
+    ``fix`` ends a mismatch's message: what the user should do about it. ``pinned=False`` says
+    that ``checksum`` is the one recorded at the first download, which the message then names.
     """
+    if not checksum:
+        checksum, pinned = checksums.recorded(path), False
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         raise ChecksumMismatch(
             f"{path}: {actual_size} bytes, expected {size}; {fix}"
         )
-    expected = [c for c in (checksum or checksums.recorded(path),) if c] + list(accepted)
+    expected = [c for c in (checksum,) if c] + list(accepted)
     if not expected:
         return checksums.record(path) if remember else f"sha256:{checksums.digest_file(path, 'sha256')}"
     for candidate in expected:
@@ -70,10 +73,11 @@ def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[
             return candidate
         found.append(actual)
     others = f" (nor any of {len(expected) - 1} other accepted hashes)" if len(expected) > 1 else ""
-    raise ChecksumMismatch(
-        f"{path}: checksum {found[0]} differs from the pinned {expected[0]}{others}; the file is corrupt or not "
-        f"the published one — {fix}"
-    )
+    if pinned:
+        differs = f"differs from the pinned {expected[0]}{others}; the file is corrupt or not the published one"
+    else:
+        differs = f"differs from {expected[0]}, recorded at its first download; the file is corrupt or has changed since"
+    raise ChecksumMismatch(f"{path}: checksum {found[0]} {differs} — {fix}")
 
 
 def _local_copy(resource: Resource) -> Path | None:
@@ -135,7 +139,7 @@ def fetch(
     if recorded:
         fix += f" (if the file changed on purpose, delete {target}.sha256 to accept the new one)"
     try:
-        _verify(partial, expected or recorded, size, fix=fix)
+        _verify(partial, expected or recorded, size, fix=fix, pinned=bool(expected))
     except ChecksumMismatch as error:
         partial.unlink(missing_ok=True)
         if not recorded:

@@ -28,7 +28,7 @@ from featurestore.ingest.split import (
     DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_ratios, limit_per_class,
 )
 from featurestore.ingest.tables import load_table, save_table
-from featurestore.ingest.unpack import is_unpacked, swap_in, unpack, unpacked_here
+from featurestore.ingest.unpack import REDOWNLOAD, is_unpacked, swap_in, unpack, unpacked_here
 from featurestore.ingest.verify import CACHE_FILE, verify_array, verify_files
 from featurestore.paths import check_name, dataset_dir, downloads_dir
 
@@ -119,14 +119,14 @@ def prepare(dataset: str, files: Mapping[str, str], root: str | os.PathLike[str]
         if resource.unpack:
             unpack(paths[resource.filename], directory)
     with _discarded_on_error(stage):
-        base = _stage_source(paths["source"], directory, stage) if spec.needs_source else directory
+        base = _stage_source(paths["source"], directory, stage, root) if spec.needs_source else directory
         layout: Layout = spec.reader(base, paths)
     (directory / WORK).mkdir(exist_ok=True)
     return save_table(directory / WORK / "candidates.npz", layout.frame,
                       {"classes": list(layout.classes), "arrays": layout.arrays, "base": str(base)})
 
 
-def _stage_source(source: Path, directory: Path, stage: Path) -> Path:
+def _stage_source(source: Path, directory: Path, stage: Path, root: str | os.PathLike[str] | None) -> Path:
     """Stage a user's folder (a link) or archive (unpacked) as ``stage/images``; return the folder
     the candidates' paths are relative to: ``stage``, or ``directory`` when it holds ``source`` already."""
     images = directory / IMAGES
@@ -140,8 +140,16 @@ def _stage_source(source: Path, directory: Path, stage: Path) -> Path:
     else:
         if is_unpacked(source, images):
             return directory
-        unpack(source, stage / IMAGES, replace=True)
+        unpack(source, stage / IMAGES, replace=True, fix=_damaged_archive_fix(source, root))
     return stage
+
+
+def _damaged_archive_fix(archive: Path, root: str | os.PathLike[str] | None) -> str:
+    """What to do about a user's archive that cannot be unpacked: download it again, or, for the
+    user's own file (never downloaded), check or replace it."""
+    if archive.resolve().is_relative_to(downloads_dir(root).resolve()):
+        return REDOWNLOAD
+    return "the archive is damaged or incomplete; check it, or replace it with a complete copy, and ingest again"
 
 
 @contextmanager

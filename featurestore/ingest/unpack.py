@@ -21,6 +21,7 @@ from featurestore.datasets.errors import DatasetError, UnsafeArchive
 MAX_BYTES = 64 << 30
 MAX_RATIO = 100
 _MARKERS = ".unpacked"
+REDOWNLOAD = "delete it and download again"
 
 
 def _member_path(archive: Path, name: str) -> str:
@@ -130,13 +131,14 @@ def _extract(archive: Path, staging: Path, max_bytes: int, max_ratio: int) -> No
 
 
 def unpack(archive: Path, target: Path, *, replace: bool = False, max_bytes: int = MAX_BYTES,
-           max_ratio: int = MAX_RATIO) -> Path:
+           max_ratio: int = MAX_RATIO, fix: str = REDOWNLOAD) -> Path:
     """Unpack the tar or zip ``archive`` into ``target`` safely; do nothing if already done.
 
     By default the archive's top-level entries replace same-named ones in ``target`` and the rest
     is kept (a dataset of several archives). With ``replace``, ``target`` ends up holding exactly
     the archive: it is swapped in whole once extracted, so a failure leaves the old contents, and a
-    link at ``target`` is replaced, never written through.
+    link at ``target`` is replaced, never written through. ``fix`` ends the message for a damaged
+    archive: what to do about it (a download is fetched again; a user's own file is not).
     """
     if is_unpacked(archive, target):
         return target
@@ -155,7 +157,7 @@ def unpack(archive: Path, target: Path, *, replace: bool = False, max_bytes: int
         raise UnsafeArchive(f"{archive}: {error}; refusing to unpack this archive") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as error:
         shutil.rmtree(staging, ignore_errors=True)
-        raise DatasetError(f"{archive}: cannot be unpacked ({error}); delete it and download again") from None
+        raise DatasetError(f"{archive}: cannot be unpacked ({error}); {fix}") from None
     except UnsafeArchive:
         shutil.rmtree(staging, ignore_errors=True)
         raise
