@@ -211,6 +211,37 @@ def test_report_refuses_run_with_history_in_one_line(evaluated, capsys):
     assert f"--run {runs[0].name} and --history cannot be combined" in error
 
 
+def test_report_of_a_dataset_shows_its_latest_run_only(evaluated, tmp_path, capsys):
+    records = evaluated[2][0]["results"]
+    first = write_report(new_run_dir(tmp_path), records, [], {"seed": 0})
+    other = [{**r, "dataset": "other"} for r in records]
+    latest = write_report(new_run_dir(tmp_path), other, [{"dataset": DATASET, "model": "x", "reason": "why"}], {})
+    for argv, shown, hidden in ((["--dataset", DATASET], first, latest), ([], latest, first),
+                                (["--run", latest["run_id"], "-d", "other"], latest, first)):
+        with pytest.raises(SystemExit) as exit_:
+            main(["report", *argv, "--root", str(tmp_path)])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0 and f"run {shown['run_id']}" in out and hidden["run_id"] not in out
+    assert f"{DATASET}:" not in out and "skipped" not in out  # the run's other dataset is left out
+    for argv, wanted in ((["--dataset", "nosuch"], "no finished evaluation run of dataset 'nosuch' found"),
+                         (["--run", first["run_id"], "-d", "other"],
+                          f"no run '{first['run_id']}' with results for dataset 'other' found")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["report", *argv, "--root", str(tmp_path)])
+        error = capsys.readouterr().err
+        assert exit_.value.code == 1 and error.count("\n") == 1 and wanted in error
+
+
+@pytest.mark.parametrize("command", [["report"], ["report", "--history"], ["evaluate", "-d", DATASET]])
+def test_a_root_that_does_not_exist_is_named_not_read_as_empty(tmp_path, capsys, command):
+    missing = tmp_path / "nonexistent" / "x"
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--root", str(missing)])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 1 and error.count("\n") == 1 and f"no featurestore root at {missing}" in error
+    assert not missing.exists()
+
+
 def test_help_everywhere(cli):
     for command in ("report", "evaluate"):
         result = CliRunner().invoke(cli, [command, "--help"])

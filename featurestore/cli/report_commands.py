@@ -18,16 +18,19 @@ def _percent(value) -> str | None:
     return None if value is None else f"{100 * value:.2f}"
 
 
-def print_run(document: dict, as_json: bool, root: str | None = None) -> None:
-    """The run's results table per dataset, headed by its summary line, then where its report is;
-    with ``as_json``, the run's whole ``results.json`` document (parameters, counts, fingerprints)."""
+def print_run(document: dict, as_json: bool, root: str | None = None, dataset: str | None = None) -> None:
+    """The run's results table per dataset (only ``dataset``'s, if given), headed by its summary
+    line, then where its report is; with ``as_json``, the run's whole ``results.json`` document
+    (parameters, counts, fingerprints)."""
     from featurestore.evaluation.report import table_rows  # scikit-learn loads only when needed
 
     if as_json:
         print_json(document)
         return
     rows = table_rows(document["results"])
-    for dataset, line in document["summary"].items():
+    for name, line in document["summary"].items():
+        if dataset not in (None, name):
+            continue
         shown = [
             {"model": r["model"],
              "classifier": r["classifier"] + ("" if r["leak_free"] else " (in-sample, leaky)"),
@@ -35,11 +38,11 @@ def print_run(document: dict, as_json: bool, root: str | None = None) -> None:
              "macro-F1 %": _percent(r["macro_f1"]),
              "gain": None if r["gain_over_best_single"] is None else f"{r['gain_over_best_single']:+.2f}",
              "fit s": f"{r['fit_seconds']:.1f}", "params": r["params"]}
-            for r in rows if r["dataset"] == dataset
+            for r in rows if r["dataset"] == name
         ]
-        print_table(shown, REPORT_COLUMNS, title=f"{dataset} (run {document['run_id']})")
-        console.print(f"[bold]{dataset}: {line}[/bold]")
-    for entry in document["skipped"]:
+        print_table(shown, REPORT_COLUMNS, title=f"{name} (run {document['run_id']})")
+        console.print(f"[bold]{name}: {line}[/bold]")
+    for entry in (e for e in document["skipped"] if dataset in (None, e["dataset"])):
         what = f"{entry['classifier']} on " if entry.get("classifier") else ""
         console.print(f"skipped {what}{entry['dataset']}/{entry['model']}: {entry['reason']}")
     console.print(f"report: {runs_dir(root) / document['run_id'] / 'report.md'}", soft_wrap=True)
@@ -48,18 +51,19 @@ def print_run(document: dict, as_json: bool, root: str | None = None) -> None:
 def report(
     run: str = typer.Option(None, "--run", help="Run id to show (default: the latest finished run)."),
     history: bool = typer.Option(False, "--history", help="Accuracy per (dataset, model, classifier) across runs."),
-    dataset: str = typer.Option(None, "--dataset", help="Only this dataset (with --history)."),
+    dataset: str = typer.Option(None, "--dataset", "-d",
+                                help="Only this dataset: its latest run (or --run's results for it), or its --history rows."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Print the latest evaluation run's results table, or the accuracy history across runs."""
+    """Print the latest evaluation run's results table (of --dataset, if given), or the accuracy history across runs."""
     from featurestore.evaluation.history import history_table, load_run
 
     if history and run is not None:
         raise InvalidOption(f"--run {run} and --history cannot be combined: --history shows every finished run; "
                             "leave out --history to see that run, or --run to see the history")
     if not history:
-        print_run(load_run(run, root), as_json, root)
+        print_run(load_run(run, root, dataset), as_json, root, dataset)
         return
     table = history_table(root, dataset)
     flat = table.reset_index()

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from featurestore.errors import FeatureStoreError
-from featurestore.paths import runs_dir
+from featurestore.paths import existing_root, runs_dir
 
 
 class NoRuns(FeatureStoreError, FileNotFoundError):
@@ -30,8 +30,23 @@ def finished_runs(root=None) -> list[dict[str, Any]]:
     return sorted((d for d in documents if d), key=lambda d: (d["created_at"], d["run_id"]))
 
 
-def load_run(run_id: str | None = None, root=None) -> dict[str, Any]:
-    """The ``results.json`` of run ``run_id``, or of the latest finished run."""
+def _no_runs(root, wanted: str, dataset: str | None = None) -> NoRuns:
+    """The error for finding no ``wanted`` run; ``RootNotFound`` instead where the root itself is
+    missing, so a typo in ``--root`` does not read as a root without runs."""
+    existing_root(root)
+    return NoRuns(f"{runs_dir(root)}: no {wanted} found; run `featurestore evaluate --dataset {dataset or '<name>'}` first")
+
+
+def _wanted(run_id: str | None, dataset: str | None) -> str:
+    """What ``load_run`` looked for, in words."""
+    if run_id is None:
+        return "finished evaluation run" + (f" of dataset {dataset!r}" if dataset else "")
+    return f"run {run_id!r}" + (f" with results for dataset {dataset!r}" if dataset else "")
+
+
+def load_run(run_id: str | None = None, root=None, dataset: str | None = None) -> dict[str, Any]:
+    """The ``results.json`` of run ``run_id``, or of the latest finished run; with ``dataset``, of
+    the latest run (or run ``run_id``) that has results for that dataset."""
     runs = finished_runs(root)
     if run_id is not None:
         runs = [d for d in runs if d["run_id"] == run_id]
@@ -39,11 +54,10 @@ def load_run(run_id: str | None = None, root=None) -> dict[str, Any]:
         # a failed or stopped run leaves no directory: this one is running, or its process was killed
         raise NoRuns(f"{runs_dir(root) / run_id}: run {run_id!r} has not finished (it is still running, or its "
                      "process was killed before the report); wait for it, or delete the directory")
+    if dataset is not None:
+        runs = [d for d in runs if dataset in d["summary"]]
     if not runs:
-        wanted = f"run {run_id!r}" if run_id else "finished evaluation run"
-        raise NoRuns(
-            f"{runs_dir(root)}: no {wanted} found; run `featurestore evaluate --dataset <name>` first"
-        )
+        raise _no_runs(root, _wanted(run_id, dataset), dataset)
     return runs[-1]
 
 
@@ -69,7 +83,6 @@ def history_table(root=None, dataset: str | None = None) -> pd.DataFrame:
     class), accuracy in %: a learning-curve run is not mixed with the runs that fitted on all rows."""
     frame = history_frame(root, dataset)
     if frame.empty:
-        wanted = f"evaluation run of dataset {dataset!r}" if dataset else "evaluation run"
-        raise NoRuns(f"{runs_dir(root)}: no finished {wanted} found; run `featurestore evaluate` first")
+        raise _no_runs(root, _wanted(None, dataset), dataset)
     table = frame.pivot_table(index=HISTORY_KEYS, columns="run_id", values="accuracy")
     return (100 * table[sorted(table.columns)]).round(2)

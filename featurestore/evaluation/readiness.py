@@ -9,7 +9,7 @@ from featurestore.datasets.manifest import current_manifest_hash
 from featurestore.errors import FeatureStoreError
 from featurestore.evaluation.data import check_test_rows, read_store_rows
 from featurestore.evaluation.errors import NothingToEvaluate
-from featurestore.paths import check_name, stores_dir
+from featurestore.paths import check_name, existing_root, stores_dir
 from featurestore.store import locate, store_files, verify_file
 from featurestore.store.format import corrupt, open_store
 from featurestore.store.reader import check_header
@@ -32,6 +32,7 @@ def requested_models(dataset: str, models: Sequence[str] | None, root=None) -> l
     """
     present = dataset_models(dataset, root)
     if not present:
+        existing_root(root)  # a typo in --root must not read as a root without stores
         others = sorted({p.parent.name for p in store_files(root)})
         where = f"datasets with stores: {', '.join(others)}" if others else "it holds no stores yet"
         raise NothingToEvaluate(f"dataset {dataset!r} has no stores under {stores_dir(root)} ({where}); "
