@@ -178,7 +178,15 @@ def test_unfinished_and_misplaced_stores_get_hints_that_work(root):
         writer.commit()
         assert f"extraction in progress: another process (pid {os.getpid()}) is writing it" in problems_of_a()[0]
     assert problems_of_a() == ["interrupted `extract --overwrite` (partial file beside the complete store); "
-                        "run extract again with --overwrite to resume it"]
+                        "run extract again with --overwrite to resume it, or `featurestore rm toy a --partial` "
+                        "to drop it"]
+    complete = final.read_bytes()
+    dropped = cli("rm", "toy", "a", "--partial", root=root)
+    assert (dropped.returncode, dropped.stdout) == (0, f"removed {fmt.partial_path(final)}\n")
+    assert final.read_bytes() == complete and problems_of_a() == []
+    again = cli("rm", "toy", "a", "--partial", root=root)
+    assert (again.returncode, again.stderr) == (1, f"error: {final}: no unfinished extraction for dataset 'toy' and "
+                                                   "model 'a'; `featurestore ls` lists the stores\n")
     directory = fmt.store_path("toy", "dir", root)
     directory.mkdir()
     removed = cli("rm", "toy", "dir", root=root)

@@ -95,15 +95,18 @@ def verify(
 def rm(
     dataset: str = typer.Argument(..., help="Dataset name."),
     model: str = typer.Argument(..., help="Model name."),
+    partial: bool = typer.Option(False, "--partial", help="Delete only the unfinished extraction (.partial), "
+                                 "keeping the complete store beside it (an interrupted --overwrite)."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Delete a store (complete or interrupted). Refuses while another process writes it."""
     final = fmt.store_path(dataset, model, root)
     lock = WriterLock(fmt.lock_path(final), final)
-    targets = [p for p in (final, fmt.partial_path(final)) if p.exists()]
+    targets = [p for p in ([] if partial else [final]) + [fmt.partial_path(final)] if p.exists()]
     if not targets:
-        raise StoreNotFound(f"{final}: no store for dataset {dataset!r} and model {model!r}; `featurestore ls` lists the stores")
+        what = "no unfinished extraction" if partial else "no store"
+        raise StoreNotFound(f"{final}: {what} for dataset {dataset!r} and model {model!r}; `featurestore ls` lists the stores")
     for path in targets:
         if path.is_dir():
             raise fmt.directory_in_the_way(path)
@@ -117,7 +120,8 @@ def rm(
                     f"{path}: cannot delete ({error.strerror}); the featurestore root is not writable by this "
                     f"user: make {path.parent} writable or run as its owner"
                 ) from None
-        fmt.lock_path(final).unlink(missing_ok=True)
+        if not final.exists():
+            fmt.lock_path(final).unlink(missing_ok=True)
     finally:
         lock.release()
     if as_json:

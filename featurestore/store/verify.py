@@ -53,7 +53,8 @@ def _unfinished(partial: Path) -> str:
         return f"extraction in progress: {writer} is writing it; wait for it to finish"
     if final.exists():
         # Only `extract --overwrite` builds a partial beside a complete store; without the flag extract refuses.
-        return "interrupted `extract --overwrite` (partial file beside the complete store); run extract again with --overwrite to resume it"
+        return ("interrupted `extract --overwrite` (partial file beside the complete store); run extract again with "
+                f"--overwrite to resume it, or `featurestore rm {final.parent.name} {final.stem} --partial` to drop it")
     return "extraction not finished (partial file); run extract again to resume it"
 
 
