@@ -16,7 +16,8 @@ from tasks.interrupts import task
 
 
 def retry_on_network_failure(task, task_run, state) -> bool:
-    """Retry only downloads that failed on the network: not refusals, bad checksums or bad names."""
+    """Retry only downloads that failed on the network: not refusals (an HTTP 4xx answer, a connection
+    refused), bad checksums or bad names."""
     try:
         state.result()
     except DownloadRefused:

@@ -78,16 +78,29 @@ def test_persistent_server_errors_end_in_a_clear_error(tmp_path, loopback, mirro
     assert not (tmp_path / "photos.bin").exists()
 
 
-def test_unreachable_server_names_the_whole_url_and_the_reason(tmp_path):
+def test_a_refused_connection_fails_at_once_naming_the_whole_url(tmp_path):
     # A loopback port nobody listens on: bound once to learn a free number, then closed.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/toy/photos.bin"
-    with pytest.raises(DownloadFailed) as error:
-        fetch(resource(), "toy", tmp_path, mirror=f"http://127.0.0.1:{port}", progress=False, attempts=2, backoff=0)
-    assert str(error.value) == (f"could not reach {url} (connection refused, 2 attempts); check that the mirror is up "
-                                "and serves this file")
+    with pytest.raises(DownloadRefused) as error:
+        fetch(resource(), "toy", tmp_path, mirror=f"http://127.0.0.1:{port}", progress=False, attempts=4, backoff=0)
+    # One attempt, not 4 here times 3 Prefect task runs: nothing listens, so waiting would not help.
+    assert str(error.value) == (f"could not reach {url} (connection refused); check that the mirror is up and serves "
+                                "this file")
+    from prefect.states import Failed
+
+    from tasks.ingest import fetch_files, retry_on_network_failure
+
+    assert retry_on_network_failure(fetch_files, None, Failed(data=error.value)) is False
+
+
+def test_a_connection_cut_before_the_body_is_retried(tmp_path, loopback, mirror):
+    loopback.cut("/toy/photos.bin", after=0)
+    path = fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False, backoff=0)
+    assert path.read_bytes() == PAYLOAD
+    assert len(loopback.requests) == 2
 
 
 def test_too_long_content_length_ends_in_the_whole_file_not_an_endless_restart(tmp_path, loopback, mirror):

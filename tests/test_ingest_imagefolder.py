@@ -353,8 +353,9 @@ def test_a_split_that_leaves_the_test_split_empty_is_refused_and_changes_nothing
     _ingest(root, folder, name="pets")
     before = _dataset_state(root / "datasets" / "pets")
     small = _photo_folder(tmp_path / "small", {"cat": per_class, "coffee": per_class})
+    shown = ",".join(f"{r:g}" for r in ratios)
     with pytest.raises(DatasetError, match=rf"pets: the test split would be empty \(images per class: cat {per_class}, "
-                       rf"coffee {per_class}; ratios {','.join(f'{r:g}' for r in ratios)}\), and evaluate scores on it; .*{fix}") as error:
+                       rf"coffee {per_class}; ratios {shown}\), and evaluate scores on it; .*{fix}") as error:
         _ingest(root, small, name="pets", ratios=ratios)
     assert "\n" not in str(error.value)
     assert _dataset_state(root / "datasets" / "pets") == before

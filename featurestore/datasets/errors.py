@@ -22,7 +22,8 @@ class DownloadFailed(FeatureStoreError):
 
 
 class DownloadRefused(DownloadFailed):
-    """A download the server refused outright (404, 403, ...): retrying will not help."""
+    """A download refused outright, by an HTTP answer (404, 403, ...) or by a host where nothing
+    listens (connection refused): retrying at once will not help."""
 
 
 class UnsafeArchive(FeatureStoreError):

@@ -76,7 +76,8 @@ def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[
     if pinned:
         differs = f"differs from the pinned {expected[0]}{others}; the file is corrupt or not the published one"
     else:
-        differs = f"differs from {expected[0]}, recorded at its first download; the file is corrupt or has changed since"
+        differs = (f"differs from {expected[0]}, recorded at its first download; the file is corrupt or has "
+                   "changed since")
     raise ChecksumMismatch(f"{path}: checksum {found[0]} {differs} — {fix}")
 
 
@@ -198,6 +199,10 @@ def _download(url: str, partial: Path, size: int | None, *, check: str, progress
         except _Permanent as error:
             raise DownloadRefused(f"{url}: {error}; check the URL or the mirror") from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, _Transient) as error:
+            if isinstance(_innermost(error), ConnectionRefusedError):
+                # Nothing listens there: retrying, here or in the Prefect task, only delays the answer.
+                resumes = " (the download resumes where it stopped)" if partial.exists() else ""
+                raise DownloadRefused(f"could not reach {url} (connection refused); {check}{resumes}") from None
             reason, unreachable = _reason(error), isinstance(error, requests.ConnectionError)
     if unreachable:
         raise DownloadFailed(f"could not reach {url} ({reason}, {attempts} attempts); {check}")
@@ -205,9 +210,9 @@ def _download(url: str, partial: Path, size: int | None, *, check: str, progress
     raise DownloadFailed(f"{url}: failed after {attempts} attempts ({reason}); {check}, then rerun{resumes}")
 
 
-def _reason(error: BaseException) -> str:
-    """Why an attempt failed, in a few words: the innermost cause (``connection refused``,
-    ``timed out``), not requests' and urllib3's nested messages, which quote the URL in pieces."""
+def _innermost(error: BaseException) -> BaseException:
+    """The innermost cause of a failed attempt (e.g. ``ConnectionRefusedError``) under the
+    exceptions requests and urllib3 wrap it in."""
     seen = set()
     while id(error) not in seen:
         seen.add(id(error))
@@ -217,6 +222,13 @@ def _reason(error: BaseException) -> str:
         if inner is None:
             break
         error = inner
+    return error
+
+
+def _reason(error: BaseException) -> str:
+    """Why an attempt failed, in a few words: the innermost cause (``connection refused``,
+    ``timed out``), not requests' and urllib3's nested messages, which quote the URL in pieces."""
+    error = _innermost(error)
     strerror = getattr(error, "strerror", None)
     if strerror:
         return strerror[:1].lower() + strerror[1:]  # "Connection refused" reads mid-sentence
