@@ -274,7 +274,9 @@ def tiny_onnx(tmp_path_factory):
     ({"size": 64, "std": [0.2, 0, 0.2]}, InvalidOption, "std [0.2, 0, 0.2] must be three non-zero numbers"),
     ({"size": 64, "name": "efficientnet_lite0"}, InvalidName, "'efficientnet_lite0' is a built-in backbone"),
     ({"size": 64, "name": "../evil"}, InvalidName, "invalid model name '../evil'"),
-    ([1, 2], WeightsUnavailable, "not a valid ONNX backbone spec (ValueError: a JSON list, not an object)"),
+    ([1, 2], InvalidOption, "not a valid ONNX backbone spec (ValueError: a JSON list, not an object)"),
+    ({"size": 64, "dim": 999}, WeightsMismatch, "the spec says dim 999, but the model's output 'features' has 32 "
+                                                "features; fix dim in the spec or leave it out"),
 ])
 def test_onnx_spec_that_does_not_fit_the_model_is_refused_in_one_line(tiny_onnx, tmp_path, spec, error, message):
     from featurestore.backbones import register_onnx_spec

@@ -101,6 +101,9 @@ def onnx_backbone(name: str, path: str | os.PathLike[str], size: int = 224, resi
         raise InvalidName(f"layout {layout!r} is not one of {', '.join(LAYOUTS)}")
     graph = _graph_io(path)
     _check_input(path, graph, layout, size)
+    if dim and graph.dim and dim != graph.dim:
+        raise WeightsMismatch(f"{path}: the spec says dim {dim}, but the model's output {graph.output!r} has "
+                              f"{graph.dim} features; fix dim in the spec or leave it out")
     dim = dim or graph.dim
     if not dim:
         raise WeightsCorrupt(f"{path}: the output's last dimension is not fixed in the graph; pass dim=")
@@ -139,12 +142,18 @@ def register_onnx_spec(spec_file: str | os.PathLike[str]) -> Backbone:
     spec_file = Path(spec_file)
     example = 'write JSON like {"name": "mynet", "path": "mynet.onnx", "size": 224}'
     try:
-        spec = json.loads(spec_file.read_text())
+        text = spec_file.read_text()
+    except OSError as error:
+        raise WeightsUnavailable(f"{spec_file}: cannot read the ONNX backbone spec ({first_line(error)}); "
+                                 "check the path") from None
+    try:
+        spec = json.loads(text)
         if not isinstance(spec, dict):
             raise ValueError(f"a JSON {type(spec).__name__}, not an object")
         name, path = spec.pop("name"), Path(spec.pop("path"))
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise WeightsUnavailable(f"{spec_file}: not a valid ONNX backbone spec ({first_line(error)}); {example}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        # A spec that is not what it should be is bad input, like any other bad option (exit 2).
+        raise InvalidOption(f"{spec_file}: not a valid ONNX backbone spec ({first_line(error)}); {example}") from None
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
         raise InvalidOption(f"{spec_file}: unknown ONNX spec key(s) {', '.join(unknown)}; "
