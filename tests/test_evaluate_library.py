@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -27,6 +28,7 @@ from featurestore.evaluation import (
 )
 from featurestore.evaluation.data import check_rows
 from featurestore.evaluation.errors import NoTestRows, TooFewRowsToStack
+from featurestore.evaluation.readiness import check_usable_test_rows
 from featurestore.evaluation.stacking import STACKING_FOLDS, backbone_pipelines, stacking_problem
 from featurestore.evaluation.threads import limit_native_threads
 from featurestore.store import RowTable
@@ -313,11 +315,20 @@ def test_no_usable_test_rows_is_refused_before_fitting(tmp_path, case):
                     class_names=rows.class_names, split=rows.split[keep], fold=rows.fold[keep]))
     else:
         write_store(tmp_path, "pixels", pixels, rows, failed=test)
+    if case == "empty test split":
+        sizes = ", ".join(f"{d} {n}" for d, n in enumerate(np.bincount(rows.labels[keep])))
+        says = (f"dataset {DATASET!r} has no test rows: its classes are too small for the ingest ratios to give "
+                f"any of them a test image (images per class: {sizes}); add images, or raise the test share")
+    else:
+        says = (f"dataset {DATASET!r} has no usable test rows: all {test.sum()} test images failed to decode at "
+                f"extraction ({', '.join(rows.ids[test][:3])}, ...); fix or replace those images")
     with pytest.raises(NoTestRows) as error:
         check_rows(DATASET, ["pixels"], tmp_path)
-    assert "has no usable test rows" in _one_line(error) and DATASET in str(error.value)
-    with pytest.raises(NoTestRows):
+    assert says in _one_line(error)
+    with pytest.raises(NoTestRows, match=re.escape(says)):
         evaluate_classifier(DATASET, "pixels", "logreg", root=tmp_path)
+    with pytest.raises(NoTestRows, match=re.escape(says)):
+        check_usable_test_rows(DATASET, ["pixels"], tmp_path)
 
 
 def test_a_store_with_damaged_metadata_is_skipped_by_the_pre_checks_not_crashed_on(tmp_path):

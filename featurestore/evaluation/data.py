@@ -127,30 +127,47 @@ def read_store_rows(dataset: str, model: str, root=None) -> StoreRows:
 
 def check_rows(dataset: str, models: Sequence[str], root=None) -> None:
     """Raise before any fitting if the stores of ``models`` disagree on their rows, or if the
-    dataset's rows cannot be evaluated (see ``check_classes``), counting only the rows no store
-    failed. Reads no feature matrix."""
+    dataset's rows cannot be evaluated (see ``check_test_rows``, ``check_classes``), counting
+    only the rows no store failed. Reads no feature matrix."""
     tables = [read_store_rows(dataset, model, root) for model in models]
     for model, table in zip(models[1:], tables[1:]):
         _check_same_rows(dataset, models[0], tables[0], model, table)
     if tables:
-        keep = ~np.logical_or.reduce([table.failed for table in tables])
+        failed = np.logical_or.reduce([table.failed for table in tables])
+        check_test_rows(dataset, tables[0], failed)
+        keep = ~failed
         check_classes(dataset, tables[0].labels[keep], tables[0].split[keep], tables[0].class_names)
 
 
-def check_test_rows(dataset: str, split: np.ndarray) -> None:
-    """Raise ``NoTestRows`` if ``split`` (of the rows that did not fail) holds no test row."""
-    if not np.any(split == "test"):
+#: ids of failed test images a message names; the rest are counted
+SHOW_FAILED_IDS = 3
+
+
+def check_test_rows(dataset: str, rows: StoreRows, failed: np.ndarray) -> None:
+    """Raise ``NoTestRows`` if no test row of ``rows`` (a store's row table, or its arrays) is left
+    once the ``failed`` rows are dropped, saying which is the case: every test image failed at
+    extraction, or the split gave no class a test image (classes too small for the ratios)."""
+    test = rows.split == "test"
+    if np.any(test & ~failed):
+        return
+    if test.any():
+        ids = [str(i) for i in rows.ids[test]]
+        named = ", ".join(ids[:SHOW_FAILED_IDS]) + (", ..." if len(ids) > SHOW_FAILED_IDS else "")
         raise NoTestRows(
-            f"dataset {dataset!r} has no usable test rows (its test split is empty, or every test image failed "
-            "at extraction); with few images per class the ratios may leave test empty: add images or raise the "
-            "test share (e.g. --ratios 0.6,0.2,0.2), then ingest and extract again"
+            f"dataset {dataset!r} has no usable test rows: all {len(ids)} test images failed to decode at "
+            f"extraction ({named}); fix or replace those images, then ingest and extract again"
         )
+    counts = np.bincount(rows.labels, minlength=len(rows.class_names))
+    sizes = ", ".join(f"{name} {n}" for name, n in zip(rows.class_names, counts))
+    raise NoTestRows(
+        f"dataset {dataset!r} has no test rows: its classes are too small for the ingest ratios to give any of "
+        f"them a test image (images per class: {sizes}); add images, or raise the test share "
+        "(e.g. --ratios 0.6,0.2,0.2), then ingest and extract again"
+    )
 
 
 def check_classes(dataset: str, y: np.ndarray, split: np.ndarray, class_names: Sequence[str]) -> None:
-    """Raise if test holds no row, or train holds fewer than two classes or misses a class
-    that val or test holds."""
-    check_test_rows(dataset, split)
+    """Raise if train holds fewer than two classes or misses a class that val or test holds."""
     train_classes = set(np.unique(y[split == "train"]).tolist())
     if len(train_classes) < 2:
         raise SingleClassDataset(
@@ -213,6 +230,7 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
     labels = np.asarray(first.labels, np.int64)
     split = np.asarray(first.split).astype(str)
     failed = np.logical_or.reduce([f for _, _, f in read])
+    check_test_rows(dataset, first, failed)
     keep = kept_rows(ids, labels, split, failed, train_per_class, seed)
     blocks, start = {}, 0
     for model, (_, features, _) in zip(models, read):

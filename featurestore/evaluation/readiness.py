@@ -54,7 +54,7 @@ def check_usable_test_rows(dataset: str, models: Sequence[str], root=None) -> No
             table = read_store_rows(dataset, model, root)
         except FeatureStoreError:
             continue
-        check_test_rows(dataset, table.split[~table.failed])
+        check_test_rows(dataset, table, table.failed)
 
 
 def _built_from_another_manifest(dataset: str, model: str, path: Path, root) -> str | None:
