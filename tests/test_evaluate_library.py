@@ -148,6 +148,27 @@ def test_a_damaged_store_is_skipped_for_one_reason_naming_its_path_once(tmp_path
     assert problem.count(str(path.parent)) == 1 and problem.count("extract") == 1 and "NaN" in problem
 
 
+def test_damage_read_after_the_header_is_a_store_problem_not_a_traceback(tmp_path):
+    import h5py
+
+    from featurestore.errors import StoreCorrupt
+    from featurestore.evaluation.data import read_store_rows
+    from featurestore.store.format import ROW_STATUS
+
+    write_digits_stores(tmp_path, models=["pixels"])
+    path = featurestore.store.store_path(DATASET, "pixels", tmp_path)
+    # the header check passes (the row flags are there), but their data lives in a file that is gone
+    with h5py.File(path, "r+") as file:
+        rows = file[ROW_STATUS].shape[0]
+        del file[ROW_STATUS]
+        file.create_dataset(ROW_STATUS, shape=(rows,), dtype="i1", external=[(str(tmp_path / "gone.bin"), 0, rows)])
+    with pytest.raises(StoreCorrupt, match=f"^{re.escape(str(path))}: its HDF5 internals are damaged") as error:
+        read_store_rows(DATASET, "pixels", tmp_path)
+    assert "featurestore rm digits pixels" in _one_line(error)
+    check_usable_test_rows(DATASET, ["pixels"], tmp_path)  # left to store_problem, which skips the store
+    assert store_problem(DATASET, "pixels", tmp_path) == str(error.value)
+
+
 def test_a_store_built_from_an_earlier_manifest_is_not_scored(tmp_path):
     from featurestore.paths import dataset_dir
 
