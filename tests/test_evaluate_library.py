@@ -303,12 +303,15 @@ def test_a_record_shows_the_parameters_its_fit_used_not_the_grids(tmp_path, clas
     assert record["n_fit"] == 3 and used.items() <= record["params"].items()
 
 
-def test_stacking_on_a_tiny_train_split_takes_fewer_folds(tmp_path):
-    _tiny_store(tmp_path, {"train": (3, 4), "test": (1, 1)}, MODELS)
+@pytest.mark.parametrize("train, folds", [((3, 4), 3), ((2, 2), 2)])
+def test_stacking_on_a_tiny_train_split_takes_fewer_folds(tmp_path, train, folds):
+    # 2 rows per class is the least stacking takes: each fold's fit part still holds every class, so
+    # scikit-learn has no "Number of classes in training fold" to warn about
+    _tiny_store(tmp_path, {"train": train, "test": (1, 1)}, MODELS)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         records = evaluate_stacking(DATASET, list(MODELS), root=tmp_path)
-    assert records[0]["params"]["cv_folds"] == 3
+    assert records[0]["params"]["cv_folds"] == folds
 
 
 def test_stacking_with_a_one_row_class_is_refused_in_one_line(tmp_path):
