@@ -220,13 +220,7 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
             usable["split"] = assign_splits(usable, ratios, seed)
             _check_test_split(directory, usable, ratios)
         usable["fold"] = assign_folds(usable, folds, seed)
-        # A class with no readable image cannot be learned or scored; keeping it would give the
-        # classifiers fewer classes than the labels name.
-        present = set(usable["class_name"])
-        classes = [c for c in layout["classes"] if c in present]
-        empty = [c for c in layout["classes"] if c not in present]
-        usable["label"] = usable["class_name"].map({c: i for i, c in enumerate(classes)}).astype("int64")
-        usable = usable.astype({"width": "int64", "height": "int64"})
+        usable, classes, empty = _labelled(usable, layout["classes"])
         copies = _copies_across(usable)
         info = {
             "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
@@ -242,6 +236,19 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
                         manifest_hash=digest, images=len(usable), classes=int(usable["label"].nunique()),
                         quarantined=int(bad.sum()), quarantine=str(directory / QUARANTINE_FILE), empty_classes=empty,
                         copies_across=copies)
+
+
+def _labelled(usable: pd.DataFrame, listed: Sequence[str]) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The rows with their ``label``, the classes that keep images, and the ``listed`` ones left empty.
+
+    A class with no readable image cannot be learned or scored; keeping it would give the
+    classifiers fewer classes than the labels name.
+    """
+    present = set(usable["class_name"])
+    classes = [c for c in listed if c in present]
+    empty = [c for c in listed if c not in present]
+    labels = usable["class_name"].map({c: i for i, c in enumerate(classes)}).astype("int64")
+    return usable.assign(label=labels).astype({"width": "int64", "height": "int64"}), classes, empty
 
 
 def _copies_across(usable: pd.DataFrame) -> int:
