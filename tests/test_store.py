@@ -1,7 +1,10 @@
 """The store format: round trip of every field, pandas inspection, reuse rules, bad input."""
 
 import json
+import os
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
@@ -13,6 +16,7 @@ import featurestore
 from featurestore.errors import (StoreConflict, StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound,
                                  StoreSchemaTooNew)
 from featurestore.store import RowTable, StoreWriter, format as fmt, load_arrays, store_path, store_state, verify_file
+from featurestore.store.lock import WriterLock
 from featurestore.store.spec import InvalidStoreInput
 
 
@@ -155,6 +159,21 @@ def test_interrupted_and_locked_stores_are_reported(root):
         load_arrays("toy", "net", root=root)
     with StoreWriter.open(spec_for(), rows_for(40), root=root) as resumed:
         assert resumed.committed_rows == 16
+
+
+def test_no_lock_file_outlives_its_writer_and_a_waiting_writer_locks_the_new_one(root):
+    final = write_store(root, n=30)
+    assert sorted(p.name for p in final.parent.iterdir()) == ["net.h5"]  # no net.h5.lock left beside it
+    first = WriterLock(fmt.lock_path(final), final).acquire()
+    waiting = ThreadPoolExecutor(1).submit(WriterLock(fmt.lock_path(final), final).acquire, 10)
+    time.sleep(0.3)  # the second writer is now blocked on the first one's lock file
+    first.release()  # removes that file
+    second = waiting.result(timeout=10)
+    # The second writer holds the lock file that exists now, so a third is excluded.
+    with pytest.raises(StoreLocked, match=f"another process \\(pid {os.getpid()}\\) is writing"):
+        WriterLock(fmt.lock_path(final), final).acquire(wait_seconds=0)
+    second.release()
+    assert not fmt.lock_path(final).exists()
 
 
 @pytest.mark.parametrize("damage, error, message", [

@@ -120,8 +120,6 @@ def rm(
                     f"{path}: cannot delete ({error.strerror}); the featurestore root is not writable by this "
                     f"user: make {path.parent} writable or run as its owner"
                 ) from None
-        if not final.exists():
-            fmt.lock_path(final).unlink(missing_ok=True)
     finally:
         lock.release()
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -11,7 +12,11 @@ from featurestore.errors import RootNotWritable, StoreLocked
 
 
 class WriterLock:
-    """Exclusive ``flock`` on ``<model>.h5.lock``; records the holder's pid for error messages."""
+    """Exclusive ``flock`` on ``<model>.h5.lock``; records the holder's pid for error messages.
+
+    The lock file exists only while a writer holds it: the holder removes it before unlocking,
+    and a process that was waiting on the removed file sees that and locks the new one.
+    """
 
     def __init__(self, path: Path, store: Path):
         self.path = path
@@ -21,38 +26,64 @@ class WriterLock:
     def acquire(self, wait_seconds: float = 2.0) -> WriterLock:
         """Take the lock, waiting briefly (a reader may be probing it); raise ``StoreLocked`` if held,
         ``RootNotWritable`` if the lock file cannot be opened for writing."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise RootNotWritable(
-                f"{self.path}: cannot open the store's lock file for writing ({error.strerror}); the featurestore "
-                f"root is not writable by this user: make {self.path.parent} writable or use another --root"
-            ) from None
         deadline = time.monotonic() + wait_seconds
         while True:
+            fd = self._open()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._flock(fd, deadline)
+            except BaseException:
+                os.close(fd)
+                raise
+            if _still_linked(fd, self.path):
                 break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_pid(fd)
-                    os.close(fd)
-                    raise StoreLocked(
-                        f"{self.store}: another process{holder} is writing this store; "
-                        "wait for it to finish (or stop it) and try again"
-                    ) from None
-                time.sleep(0.05)
+            # The writer we waited for removed this file on release: a lock on it excludes nobody.
+            os.close(fd)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
         return self
 
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise RootNotWritable(
+                f"{self.path}: cannot open the store's lock file for writing ({error.strerror}); the featurestore "
+                f"root is not writable by this user: make {self.path.parent} writable or use another --root"
+            ) from None
+
+    def _flock(self, fd: int, deadline: float) -> None:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreLocked(
+                        f"{self.store}: another process{_read_pid(fd)} is writing this store; "
+                        "wait for it to finish (or stop it) and try again"
+                    ) from None
+                time.sleep(0.05)
+
     def release(self) -> None:
-        """Give the lock up (the lock file stays: removing it would race with the next writer)."""
+        """Remove the lock file and give the lock up (no ``.lock`` is left beside the store)."""
         if self._fd is not None:
+            # One that cannot be removed (a read-only directory) is harmless: the next writer locks it.
+            with contextlib.suppress(OSError):
+                self.path.unlink()
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _still_linked(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not removed, nor replaced by a new one)."""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _read_pid(fd: int) -> str:
@@ -62,9 +93,10 @@ def _read_pid(fd: int) -> str:
 
 def holder_of(lock_file: Path) -> str | None:
     """Return a description of the process writing the store, or None if nobody is."""
-    if not lock_file.exists():
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except FileNotFoundError:  # no writer holds it (a writer removes the file as it finishes)
         return None
-    fd = os.open(lock_file, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
