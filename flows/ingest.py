@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
 from featurestore.paths import check_root
+from featurestore.store.catalog import stale_models
 from flows.artifacts import artifact_key
 from tasks import ingest as steps
 
@@ -27,6 +28,8 @@ def _summary(result: dict) -> str:
     ]
     if result["empty_classes"]:
         lines.append(f"* classes dropped, no readable image: {', '.join(result['empty_classes'])}")
+    if result["stale_stores"]:
+        lines.append(f"* stores now stale (built from the earlier manifest): {', '.join(result['stale_stores'])}")
     if result["copies_across"]:
         lines.append(f"* byte-identical copies across splits or classes: {result['copies_across']} images")
     if result["quarantined"]:
@@ -53,6 +56,7 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     candidates = steps.prepare(dataset, files, root, name)
     verified = steps.verify(candidates, seed, limit_per_class)
     result = steps.build_manifest(dataset, verified, list(ratios), seed, folds, limit_per_class, source)
+    result["stale_stores"] = stale_models(result["dataset"], root)
     key = artifact_key("ingest", result["dataset"])
     create_markdown_artifact(markdown=_summary(result), key=key, description=f"Ingest of {result['dataset']}")
     print(f"{result['dataset']}: {result['images']} images, {result['quarantined']} quarantined, "
@@ -60,6 +64,11 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     if result["empty_classes"]:
         get_run_logger().warning("%s: dropped the classes with no readable image: %s", result["dataset"],
                                  ", ".join(result["empty_classes"]))
+    if result["stale_stores"]:
+        get_run_logger().warning(
+            "%s: the stores of %s were built from the earlier manifest and are now stale; `featurestore run` "
+            "rebuilds them, as does `featurestore extract -d %s -m %s --overwrite`", result["dataset"],
+            ", ".join(result["stale_stores"]), result["dataset"], ",".join(result["stale_stores"]))
     if result["copies_across"]:
         get_run_logger().warning("%s: %d images are byte-identical copies of one in another split or class "
                                  "(same sha256 in manifest.csv): test copies of training images inflate accuracy; "

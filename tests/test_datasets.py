@@ -14,6 +14,7 @@ from featurestore.datasets import dataset_names, get_dataset
 from featurestore.datasets.errors import ChecksumMismatch, DatasetError, DownloadFailed, DownloadRefused, UnknownDataset
 from featurestore.ingest.checksums import parse
 from fixtures_datasets import jpeg
+from store_fixtures import write_store
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +94,12 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
         for k in range(4):
             (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
     (folder / "right" / "broken.jpg").write_bytes(b"")
+    write_store(root, dataset="mine", model="net")  # built from another manifest than the one ingested below
     out = cli("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine",
               "--ratios", "0.5,0.25,0.25", "--json")
     assert out.exit_code == 0, out.output
     summary = json.loads(out.output[out.output.index("{"):])
-    assert summary["images"] == 8 and summary["quarantined"] == 1
+    assert summary["images"] == 8 and summary["quarantined"] == 1 and summary["stale_stores"] == ["net"]
     rows = {r["name"]: r for r in json.loads(cli("datasets", "--root", str(root), "--json").output)}
     assert rows["tf-flowers"]["present"] is True
     assert rows["mine"] == {"name": "mine", "images": 8, "classes": 2, "size": None, "licence": rows["imagefolder"]["licence"],

@@ -70,3 +70,9 @@ def catalog(root=None) -> pd.DataFrame:
     # Whole numbers even where an unreadable store leaves a gap (plain ints would turn to 30.0).
     return frame.astype({"rows": "Int64", "dim": "Int64"})
 
+
+
+def stale_models(dataset: str, root=None) -> list[str]:
+    """Models whose store of ``dataset`` was built from an earlier manifest (see ``staleness``)."""
+    frame = catalog(root)
+    return frame.loc[(frame["dataset"] == dataset) & (frame["state"] == "stale"), "model"].tolist()
