@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from featurestore.datasets.manifest import current_manifest_hash
 from featurestore.errors import FeatureStoreError
 from featurestore.evaluation.data import check_test_rows, read_store_rows
 from featurestore.evaluation.errors import NothingToEvaluate
@@ -14,6 +13,7 @@ from featurestore.store import locate, store_files, verify_file
 from featurestore.store.format import corrupt, open_store
 from featurestore.store.reader import check_header
 from featurestore.store.catalog import final_path_of
+from featurestore.store.staleness import stale_reason
 from featurestore.store.verify import VerifyReport
 
 
@@ -59,16 +59,10 @@ def check_usable_test_rows(dataset: str, models: Sequence[str], root=None) -> No
 
 def _built_from_another_manifest(dataset: str, model: str, path: Path, root) -> str | None:
     """Why a store built from another manifest than the dataset's current one is not scored (its
-    split or labels may have moved since: it was ingested again), or ``None``. Stores copied
-    without their dataset have no manifest here to compare with."""
-    current = current_manifest_hash(dataset, root)
-    if current is None:
-        return None
+    split or labels may have moved since: it was ingested again), or ``None``."""
     with open_store(path) as file:
-        if check_header(file, path)["manifest_hash"] == current:
-            return None
-    return (f"{path}: built from an earlier manifest of {dataset!r} (ingested again since); "
-            f"run `featurestore extract -d {dataset} -m {model} --overwrite` to rebuild it")
+        reason = stale_reason(dataset, model, check_header(file, path)["manifest_hash"], root)
+    return f"{path}: {reason}" if reason else None
 
 
 def _verify_failure(report: VerifyReport) -> str:
