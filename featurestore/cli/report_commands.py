@@ -52,7 +52,8 @@ def report(
     run: str = typer.Option(None, "--run", help="Run id to show (default: the latest finished run)."),
     history: bool = typer.Option(False, "--history", help="Accuracy per (dataset, model, classifier) across runs."),
     dataset: str = typer.Option(None, "--dataset", "-d",
-                                help="Only this dataset: its latest run (or --run's results for it), or its --history rows."),
+                                help="Only this dataset: its latest run (or --run's results for it), "
+                                     "or its --history rows."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:

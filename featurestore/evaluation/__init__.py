@@ -20,7 +20,7 @@ from featurestore.evaluation.stacking import evaluate_early_fusion, evaluate_sta
 
 __all__ = [
     "ClassMissingFromTrain", "EvalData", "EvaluationError", "NoRuns", "RESULTS_SCHEMA", "SingleClassDataset",
-    "StoresDisagree", "compute_metrics", "discard_unfinished", "evaluate_classifier", "evaluate_early_fusion", "evaluate_stacking",
-    "finished_runs", "history_frame", "history_table", "load_eval_data", "load_run", "new_run_dir",
-    "store_problem", "table_rows", "validate_results", "write_report",
+    "StoresDisagree", "compute_metrics", "discard_unfinished", "evaluate_classifier", "evaluate_early_fusion",
+    "evaluate_stacking", "finished_runs", "history_frame", "history_table", "load_eval_data", "load_run",
+    "new_run_dir", "store_problem", "table_rows", "validate_results", "write_report",
 ]

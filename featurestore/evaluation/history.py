@@ -34,7 +34,8 @@ def _no_runs(root, wanted: str, dataset: str | None = None) -> NoRuns:
     """The error for finding no ``wanted`` run; ``RootNotFound`` instead where the root itself is
     missing, so a typo in ``--root`` does not read as a root without runs."""
     existing_root(root)
-    return NoRuns(f"{runs_dir(root)}: no {wanted} found; run `featurestore evaluate --dataset {dataset or '<name>'}` first")
+    command = f"featurestore evaluate --dataset {dataset or '<name>'}"
+    return NoRuns(f"{runs_dir(root)}: no {wanted} found; run `{command}` first")
 
 
 def _wanted(run_id: str | None, dataset: str | None) -> str:
