@@ -85,9 +85,8 @@ def evaluate(
         get_classifier(name)
     check_train_per_class(train_per_class)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    # before check_root, which would create a mistyped --root: evaluate only reads existing stores
-    requested = {dataset: requested_models(dataset, models, root) for dataset in datasets}
     check_root(root)
+    requested = {dataset: requested_models(dataset, models, root) for dataset in datasets}
     checks = {(d, m): steps.check_store.submit(d, m, root) for d, names in requested.items() for m in names}
     problems = {key: future.result() for key, future in checks.items()}
     skipped = [{"dataset": d, "model": m, "reason": problem} for (d, m), problem in problems.items() if problem]

@@ -17,7 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
 from featurestore.classifiers import registry
 from featurestore.classifiers.registry import ClassifierSpec
-from featurestore.errors import InvalidName, InvalidOption, RootNotFound
+from featurestore.errors import InvalidName, InvalidOption
 from featurestore.evaluation import StoresDisagree, validate_results
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.store import RowTable
@@ -138,13 +138,6 @@ def test_a_misspelled_name_or_no_usable_store_fails_without_a_new_report(two_run
         main(["--dataset", "digts", "--root", str(root)])
     assert exit_.value.code == 1 and capsys.readouterr().err.count("\n") == 1
     assert sorted((root / "runs").iterdir()) == before
-
-
-def test_a_root_that_does_not_exist_is_named_and_not_created(harness, tmp_path):
-    missing = tmp_path / "nonexistent" / "x"
-    with pytest.raises(RootNotFound, match=f"no featurestore root at {missing}"):
-        run_evaluate(datasets=[DATASET], root=str(missing))
-    assert not missing.exists()
 
 
 def test_process_pool_runner_gives_the_thread_runner_numbers(two_runs):
