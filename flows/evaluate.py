@@ -146,7 +146,7 @@ def run_evaluate(task_runner: str = "threads", workers: int = 2, **parameters) -
     """Run the ``evaluate`` flow on the named task runner (threads, processes, dask), with one
     Prefect API for any worker processes; return the run directory."""
     runner = make_task_runner(task_runner, workers)
-    with shared_api(task_runner):
+    with shared_api():
         return evaluate.with_options(task_runner=runner)(workers=workers, **parameters)
 
 

@@ -80,7 +80,7 @@ def run_extract(task_runner: str = "threads", workers: int = 1, **parameters) ->
     """Run the flow with the task runner called ``task_runner`` and one Prefect API for its workers;
     Ctrl-C stops its tasks after their current batch (see ``ctrl_c_stops_tasks``)."""
     runner = make_task_runner(task_runner, workers)
-    with shared_api(task_runner), ctrl_c_stops_tasks():
+    with shared_api(), ctrl_c_stops_tasks():
         return extract.with_options(task_runner=runner)(**parameters)
 
 

@@ -96,7 +96,7 @@ def feature_pipeline(
 
 def run_pipeline(**parameters) -> dict:
     """Run the pipeline in this process, with one Prefect API for any worker processes."""
-    with shared_api(parameters.get("task_runner", "threads")), ctrl_c_stops_tasks():
+    with shared_api(), ctrl_c_stops_tasks():
         return feature_pipeline(**parameters)
 
 

@@ -39,10 +39,6 @@ TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {
     "dask": _dask,
 }
 
-#: runners whose workers are separate processes and so need an API URL they can reach
-PROCESS_RUNNERS = frozenset({"processes", "dask"})
-
-
 def make_task_runner(name: str, workers: int = 2) -> TaskRunner:
     """The task runner called ``name`` running ``workers`` tasks at once; one line for a bad name or
     for fewer than one worker (the runners would raise a traceback only when they start)."""
@@ -69,17 +65,16 @@ def _exported(url: str) -> Iterator[str]:
 
 
 @contextmanager
-def shared_api(task_runner: str) -> Iterator[str | None]:
-    """Make sure every worker process talks to one Prefect API.
+def shared_api() -> Iterator[str]:
+    """One Prefect API for this process and every worker process, which outlives a Ctrl-C.
 
-    Without an API URL each process-pool or Dask worker would start a temporary server of its
-    own (slow, and their runs would be invisible to each other). If the runner uses processes,
-    the configured API (environment, profile or test harness) is exported to the workers; if
-    there is none, one temporary server is started here for the duration.
+    The configured API (environment, profile or test harness) is exported to the workers: without
+    one, each process-pool or Dask worker would start a temporary server of its own (slow, and their
+    runs invisible to each other). With none configured, one temporary server is started here for
+    the duration, with SIGINT blocked: a terminal's Ctrl-C reaches its whole process group, and a
+    server stopped by it left the stopping flow retrying its API for minutes, with tracebacks,
+    instead of recording the crash and exiting.
     """
-    if task_runner not in PROCESS_RUNNERS:
-        yield PREFECT_API_URL.value()
-        return
     url = PREFECT_API_URL.value()
     if url:
         with _exported(url):
@@ -88,12 +83,28 @@ def shared_api(task_runner: str) -> Iterator[str | None]:
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()
-    server.start()
+    # The server process inherits the blocked SIGINT and so stops only when stopped below (SIGTERM).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        try:
+            server.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         with _exported(server.api_url) as url:
             yield url
     finally:
+        _send_pending_logs_and_events()
         server.stop()
+
+
+def _send_pending_logs_and_events(timeout: float = 5.0) -> None:
+    """Deliver the run logs and events Prefect still queues (it sends them in the background)
+    while their server is up: sent after it stops, they retry a dead address for a minute."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)
 
 
 @contextmanager

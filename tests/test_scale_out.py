@@ -25,7 +25,7 @@ def test_evaluate_fan_out_on_dask_reports_to_one_api(tmp_path, monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     root = str(tmp_path / "home")
     write_digits_stores(root)
-    with shared_api("dask") as api_url:
+    with shared_api() as api_url:
         assert api_url.startswith("http://127.0.0.1") and os.environ["PREFECT_API_URL"] == api_url
         state = evaluate.with_options(task_runner=make_task_runner("dask", 2))(
             datasets=[DATASET], classifiers=["logreg", "knn"], stacking=False, root=root, workers=2,

@@ -55,14 +55,16 @@ def ingest(
 ) -> None:
     """Run the ingest flow: download once, verify every image, split, write the manifest."""
     from flows.ingest import ingest as ingest_flow  # Prefect loads only when a flow runs
+    from flows.runners import shared_api
 
     # Bad names and ratios are reported before a flow run starts, without Prefect's failure log.
     get_dataset(dataset)
     target_name(dataset, name)
     split_ratios = check_ratios(_ratios(ratios))
     check_prefect_api()
-    result = ingest_flow(dataset=dataset, root=root, ratios=list(split_ratios), seed=seed,
-                         limit_per_class=limit_per_class, mirror=mirror, source=source, name=name, folds=folds)
+    with shared_api():
+        result = ingest_flow(dataset=dataset, root=root, ratios=list(split_ratios), seed=seed,
+                             limit_per_class=limit_per_class, mirror=mirror, source=source, name=name, folds=folds)
     if as_json:
         print_json(result)
     else:
