@@ -32,10 +32,25 @@ def _dask(workers: int) -> TaskRunner:
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
 
 
+class _ProcessPool(ProcessPoolTaskRunner):
+    """Prefect's process pool, whose workers start with SIGINT blocked until their initializer
+    (``handle_ctrl_c_in_worker``) has put its handler in place and unblocks it.
+
+    Prefect submits to the pool, and so starts its workers, from threads of its own, and a
+    worker inherits the signal mask of the thread that starts it. A Ctrl-C while a worker was
+    still importing printed that import's KeyboardInterrupt traceback; now it waits for the handler.
+    """
+
+    def _resolve_futures_and_submit(self, *args, **kwargs):
+        # Only these submitting threads block it: the main thread still takes the Ctrl-C.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        return super()._resolve_futures_and_submit(*args, **kwargs)
+
+
 #: task runners by name; each factory takes the number of tasks to run at once
 TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {
     "threads": lambda workers: ThreadPoolTaskRunner(max_workers=workers),
-    "processes": lambda workers: ProcessPoolTaskRunner(max_workers=workers, initializer=handle_ctrl_c_in_worker),
+    "processes": lambda workers: _ProcessPool(max_workers=workers, initializer=handle_ctrl_c_in_worker),
     "dask": _dask,
 }
 

@@ -47,12 +47,15 @@ def handle_ctrl_c_in_worker() -> None:
     (never Prefect's bookkeeping around it), and the worker starts no further body.
 
     A worker that inherited an ignored SIGINT (the flow runs as a background job) keeps ignoring it.
+    The pool (``flows.runners``) starts workers with SIGINT blocked, so that a Ctrl-C while one
+    still imports waits for this handler; it is unblocked here, once the handler is in place.
     """
     global _in_worker
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         return
     _in_worker = True
     signal.signal(signal.SIGINT, _interrupt_running_body)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _run_body(fn: Callable, args: tuple, kwargs: dict):

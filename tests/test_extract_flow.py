@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +156,47 @@ def test_flow_checks_its_options_even_when_every_store_is_complete(tmp_path):
         run_extract(**request, weights={"resnet18": str(tmp_path / "r.pth")})
     assert store.stat().st_mtime_ns == before
     assert [r["status"] for r in run_extract(**request)] == ["skipped"]
+
+
+def _pool_workers(parent: int) -> list[int]:
+    """Pids of the process-pool workers started by ``parent`` (spawned: ``spawn_main`` in their command line)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(status.read_text().rsplit(")", 1)[1].split()[1])
+            command = (status.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == parent and b"spawn_main" in command:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_ctrl_c_while_pool_workers_start_prints_no_worker_traceback(tmp_path, monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
+    write_photo_dataset(tmp_path, "photos", copies=1)
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    argv = ["flows.extract", "--dataset", "photos", "--models", "efficientnet_lite0", "--root", str(tmp_path),
+            "--task-runner", "processes", "--workers", "2"]
+    child = spawn(tmp_path, "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                            f"sys.argv = {argv!r}; runpy.run_module('flows.extract', run_name='__main__')",
+                  own_session=True)
+    try:
+        deadline = time.time() + 120
+        while not _pool_workers(child.pid) and time.time() < deadline and child.poll() is None:
+            time.sleep(0.01)
+        assert _pool_workers(child.pid), child.communicate()[1][-3000:]
+        # A worker just started: it spends seconds starting Python and importing Prefect. Before
+        # the fix the terminal's Ctrl-C interrupted that import and the worker printed its traceback.
+        os.killpg(child.pid, signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    output = stdout + stderr
+    assert child.returncode == 130, output[-3000:]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
 
 
 @pytest.mark.parametrize("error, retried", [
