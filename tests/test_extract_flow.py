@@ -105,6 +105,38 @@ def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_
     assert featurestore.catalog(root=root)["state"].tolist() == ["complete"]
 
 
+def ctrl_c_in_a_terminal(root, argv: list[str], ready) -> tuple[int, str]:
+    """Run ``python -m flows.extract`` with ``argv`` in a process group of its own, as a terminal
+    does, send the whole group SIGINT as soon as ``ready(child)`` holds; return exit code and output."""
+    child = spawn(root, "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                        f"sys.argv = {argv!r}; runpy.run_module('flows.extract', run_name='__main__')", own_session=True)
+    try:
+        deadline = time.time() + 180
+        while not ready(child) and time.time() < deadline and child.poll() is None:
+            time.sleep(0.01)
+        assert ready(child), child.communicate()[1][-3000:]
+        os.killpg(child.pid, signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    return child.returncode, stdout + stderr
+
+
+def _pool_workers(parent: int) -> list[int]:
+    """Pids of the process-pool workers started by ``parent`` (spawned: ``spawn_main`` in their command line)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(status.read_text().rsplit(")", 1)[1].split()[1])
+            command = (status.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == parent and b"spawn_main" in command:
+            found.append(int(status.parent.name))
+    return found
+
+
 def test_ctrl_c_in_a_terminal_stops_process_pool_workers_and_the_flow_exits(tmp_path, tmp_path_factory, monkeypatch):
     from flows.extract import run_extract
 
@@ -118,21 +150,10 @@ def test_ctrl_c_in_a_terminal_stops_process_pool_workers_and_the_flow_exits(tmp_
     # extracting, the idle one and the temporary API server. Before the fixes the flow process
     # never exited; then, with the server stopped by the Ctrl-C too, it exited 1 after minutes
     # of retrying its API.
-    child = spawn(root, "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                        f"sys.argv = {argv!r}; runpy.run_module('flows.extract', run_name='__main__')", own_session=True)
     partial = fmt.partial_path(fmt.store_path("many", "efficientnet_lite0", root))
-    try:
-        deadline = time.time() + 180
-        while not partial.exists() and time.time() < deadline and child.poll() is None:
-            time.sleep(0.1)
-        assert partial.exists(), child.communicate()[1][-3000:]  # the task body is running in a worker
-        os.killpg(child.pid, signal.SIGINT)
-        stdout, stderr = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-    output = stdout + stderr
-    assert child.returncode == 130, output[-3000:]
+    # Once the partial store exists, the task body is running in a worker.
+    returncode, output = ctrl_c_in_a_terminal(root, argv, lambda child: partial.exists())
+    assert returncode == 130, output[-3000:]
     assert "TaskStopped: extract_stores: stopped by Ctrl-C" in output, output[-3000:]
     assert "Error logging to API" not in output and "ConnectError" not in output, output[-3000:]
     # Rows are committed every few MiB: a stop before the first commit leaves no store behind.
@@ -158,20 +179,6 @@ def test_flow_checks_its_options_even_when_every_store_is_complete(tmp_path):
     assert [r["status"] for r in run_extract(**request)] == ["skipped"]
 
 
-def _pool_workers(parent: int) -> list[int]:
-    """Pids of the process-pool workers started by ``parent`` (spawned: ``spawn_main`` in their command line)."""
-    found = []
-    for status in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(status.read_text().rsplit(")", 1)[1].split()[1])
-            command = (status.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        if ppid == parent and b"spawn_main" in command:
-            found.append(int(status.parent.name))
-    return found
-
-
 def test_ctrl_c_while_pool_workers_start_prints_no_worker_traceback(tmp_path, monkeypatch):
     from prefect.settings import PREFECT_API_URL
 
@@ -179,23 +186,10 @@ def test_ctrl_c_while_pool_workers_start_prints_no_worker_traceback(tmp_path, mo
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
     argv = ["flows.extract", "--dataset", "photos", "--models", "efficientnet_lite0", "--root", str(tmp_path),
             "--task-runner", "processes", "--workers", "2"]
-    child = spawn(tmp_path, "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                            f"sys.argv = {argv!r}; runpy.run_module('flows.extract', run_name='__main__')",
-                  own_session=True)
-    try:
-        deadline = time.time() + 120
-        while not _pool_workers(child.pid) and time.time() < deadline and child.poll() is None:
-            time.sleep(0.01)
-        assert _pool_workers(child.pid), child.communicate()[1][-3000:]
-        # A worker just started: it spends seconds starting Python and importing Prefect. Before
-        # the fix the terminal's Ctrl-C interrupted that import and the worker printed its traceback.
-        os.killpg(child.pid, signal.SIGINT)
-        stdout, stderr = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-    output = stdout + stderr
-    assert child.returncode == 130, output[-3000:]
+    # Once a worker exists it spends seconds starting Python and importing Prefect. Before the fix
+    # the terminal's Ctrl-C interrupted that import and the worker printed its traceback.
+    returncode, output = ctrl_c_in_a_terminal(tmp_path, argv, lambda child: bool(_pool_workers(child.pid)))
+    assert returncode == 130, output[-3000:]
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
 
 
