@@ -66,9 +66,9 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
                                  ", ".join(result["empty_classes"]))
     if result["stale_stores"]:
         get_run_logger().warning(
-            "%s: the stores of %s were built from the earlier manifest and are now stale; `featurestore run` "
-            "rebuilds them, as does `featurestore extract -d %s -m %s --overwrite`", result["dataset"],
-            ", ".join(result["stale_stores"]), result["dataset"], ",".join(result["stale_stores"]))
+            "%s: the stores of %s were built from the earlier manifest and are now stale; `featurestore verify %s` "
+            "gives the command that rebuilds each (with the same layer and weights)", result["dataset"],
+            ", ".join(result["stale_stores"]), result["dataset"])
     if result["copies_across"]:
         get_run_logger().warning("%s: %d images are byte-identical copies of one in another split or class "
                                  "(same sha256 in manifest.csv): test copies of training images inflate accuracy; "

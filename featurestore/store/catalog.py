@@ -56,7 +56,7 @@ def describe(path: Path, root=None) -> dict:
         entry.update(state="unreadable", problem=str(error))
         return entry
     if entry["complete"]:
-        entry["problem"] = stale_reason(entry["dataset"], entry["model"], provenance["manifest_hash"], root)
+        entry["problem"] = stale_reason(provenance, root)
         entry["state"] = "stale" if entry["problem"] else "complete"
     else:
         entry["state"] = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"

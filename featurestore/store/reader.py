@@ -125,9 +125,8 @@ def load_arrays(dataset: str, model: str, split: str | None = None, root=None) -
     """Load a complete store as numpy arrays; ``split`` selects train, val or test rows.
 
     Warns (``StaleStoreWarning``) if the dataset was ingested again since the store was built."""
-    path = locate(dataset, model, root)
-    arrays = read_arrays(path, split)
-    warn_if_stale(dataset, model, arrays.provenance["manifest_hash"], root)
+    arrays = read_arrays(locate(dataset, model, root), split)
+    warn_if_stale(arrays.provenance, root)
     return arrays
 
 
@@ -163,9 +162,11 @@ def load(dataset: str, model: str, split: str | None = None, root=None) -> pd.Da
     """Load a complete store as a DataFrame: feature columns, then id, label, class_name, split, fold, failed.
 
     ``failed`` is True for rows whose image could not be decoded at extraction: their features are
-    zeros, so drop them (``frame[~frame.failed]``) before training on the features.
+    zeros, so drop them (``frame[~frame.failed]``) before training on the features. Warns
+    (``StaleStoreWarning``) if the dataset was ingested again since the store was built.
     """
-    arrays = load_arrays(dataset, model, split, root)
+    arrays = read_arrays(locate(dataset, model, root), split)
+    warn_if_stale(arrays.provenance, root)
     frame = pd.DataFrame(arrays.features, columns=fmt.feature_columns(arrays.features.shape[1]), copy=False)
     meta = {
         "id": arrays.ids,

@@ -7,6 +7,7 @@ refuses to mix it with the new manifest (``StoreStale``) unless told to replace 
 
 from __future__ import annotations
 
+import shlex
 import warnings
 
 
@@ -19,20 +20,42 @@ def earlier_manifest(dataset: str) -> str:
     return f"built from an earlier manifest of {dataset!r} (ingested again since)"
 
 
-def stale_reason(dataset: str, model: str, manifest_hash: str, root=None) -> str | None:
-    """Why the (dataset, model) store built from ``manifest_hash`` is stale, with the command that
-    rebuilds it, or ``None`` if it matches the current manifest (or the dataset has none here:
-    a store copied without its dataset has nothing to be compared with)."""
+def stale_reason(provenance: dict, root=None) -> str | None:
+    """Why the store with ``provenance`` is stale, with the command that rebuilds it, or ``None``
+    if it matches its dataset's current manifest (or the dataset has none here: a store copied
+    without its dataset has nothing to be compared with)."""
     from featurestore.datasets.manifest import current_manifest_hash  # the store layer reads no manifest otherwise
 
+    dataset = provenance["dataset"]
     current = current_manifest_hash(dataset, root)
-    if current is None or current == manifest_hash:
+    if current is None or current == provenance["manifest_hash"]:
         return None
-    return f"{earlier_manifest(dataset)}; rebuild it with `featurestore extract -d {dataset} -m {model} --overwrite`"
+    return f"{earlier_manifest(dataset)}; rebuild it with `{rebuild_command(provenance)}`"
 
 
-def warn_if_stale(dataset: str, model: str, manifest_hash: str, root=None) -> None:
-    """Warn (``StaleStoreWarning``) when a stale store is loaded: its split is not the current one."""
-    reason = stale_reason(dataset, model, manifest_hash, root)
+def rebuild_command(provenance: dict) -> str:
+    """The ``featurestore extract`` command that builds the store with ``provenance`` again from its
+    dataset's current manifest: same backbone, layer and weights file (an ONNX backbone needs the
+    spec that registered it, which the store does not record)."""
+    extra = provenance.get("extra", {})
+    model = provenance["model"]
+    backbone = extra.get("backbone", model)
+    words = ["featurestore extract", f"-d {provenance['dataset']}", f"-m {backbone}"]
+    if model != backbone:  # a store of a non-default layer is named backbone.layer
+        words.append(f"--layer {extra.get('layer', model.partition('.')[2])}")
+    source = str(extra.get("weights_source", ""))
+    if str(extra.get("architecture", "")).startswith("ONNX model"):
+        words.append("--onnx-spec SPEC.json")
+    elif source.startswith("file:"):
+        words.append(f"--weights {shlex.quote(source.removeprefix('file:'))}")
+    return " ".join([*words, "--overwrite"])
+
+
+def warn_if_stale(provenance: dict, root=None) -> None:
+    """Warn (``StaleStoreWarning``) when a stale store is loaded: its split is not the current one.
+
+    Called by the public loader itself, so the warning points at the caller's line."""
+    reason = stale_reason(provenance, root)
     if reason:
-        warnings.warn(f"{dataset}/{model}: store {reason}", StaleStoreWarning, stacklevel=3)
+        warnings.warn(f"{provenance['dataset']}/{provenance['model']}: store {reason}", StaleStoreWarning,
+                      stacklevel=3)
