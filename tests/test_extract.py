@@ -228,6 +228,14 @@ def test_onnx_file_entry_end_to_end(root, tmp_path):
     with torch.inference_mode():
         reference = model(torch.from_numpy(backbone.preprocessing.normalize(pixels))).numpy()
     assert cosine(stored.features, reference).min() >= 0.999
+    # `featurestore extract --onnx-spec SPEC` (no --models) extracts the spec's model, not the default backbone.
+    spec = tmp_path / "mynet.json"
+    spec.write_text(json.dumps({"name": "mynet", "path": "mynet.onnx", "size": 112, "resize": 128}))
+    app = typer.Typer()
+    backbones_commands.register(app)
+    ran = CliRunner().invoke(app, ["extract", "-d", "photos", "--onnx-spec", str(spec), "--root", str(root), "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert [(r["model"], r["status"]) for r in json.loads(ran.output)] == [("mynet", "skipped")]
 
 
 def slow_extraction_child(root: Path, overwrite: bool = False) -> subprocess.Popen:

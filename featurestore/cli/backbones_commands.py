@@ -67,18 +67,23 @@ def _print_results(results, as_json: bool) -> None:
         print_table(rows, RESULT_COLUMNS, title="extract")
 
 
-def _requested_models(models: list[str], onnx_specs: list[str]) -> list[str]:
-    """Register the ``--onnx-spec`` backbones, then return the requested model names."""
+#: what ``extract`` runs when neither ``--models`` nor ``--onnx-spec`` names a backbone
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def _requested_models(models: list[str] | None, onnx_specs: list[str]) -> list[str]:
+    """Register the ``--onnx-spec`` backbones, then return the requested model names: ``--models``,
+    else the registered ONNX backbones (``extract --onnx-spec SPEC`` extracts that model), else the default."""
     from featurestore.backbones import register_onnx_spec
 
-    for spec in onnx_specs:
-        register_onnx_spec(spec)
-    return split_names(models)
+    registered = [register_onnx_spec(spec).name for spec in onnx_specs]
+    return split_names(models) if models else registered or [DEFAULT_MODEL]
 
 
 def extract(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Ingested dataset name."),
-    models: list[str] = typer.Option(["efficientnet_lite0"], "--models", "-m", help="Backbones, comma-separated or repeated."),
+    models: list[str] = typer.Option(None, "--models", "-m", help="Backbones, comma-separated or repeated "
+                                     f"(default: the --onnx-spec models, else {DEFAULT_MODEL})."),
     weights: list[str] = typer.Option([], "--weights", help="Weights file: FILE (one model) or MODEL=FILE."),
     onnx_spec: list[str] = typer.Option([], "--onnx-spec", help="JSON file describing an ONNX backbone to register."),
     layer: str = typer.Option(None, "--layer", help="Feature layer (default: the backbone's avgpool)."),
