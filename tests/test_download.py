@@ -180,7 +180,31 @@ def test_a_different_url_with_the_same_file_name_is_downloaded_anew(tmp_path, lo
     assert fetch(_user(second), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD[::-1]
     assert fetch(_user(second), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD[::-1]
     assert loopback.requests == [("/v1/photos.bin", None), ("/v2/photos.bin", None)]
-    assert (tmp_path / "photos.bin.sha256").read_text().strip() == f"sha256:{hashlib.sha256(PAYLOAD[::-1]).hexdigest()}"
+    recorded = sorted(p.read_text().strip() for p in tmp_path.glob("*/photos.bin.sha256"))
+    assert recorded == sorted([SHA, f"sha256:{hashlib.sha256(PAYLOAD[::-1]).hexdigest()}"]), "one record per URL"
+
+
+def test_going_back_to_a_url_checks_it_against_its_own_first_download(tmp_path, loopback):
+    first, second = loopback.serve("/v1/photos.bin", PAYLOAD), loopback.serve("/v2/photos.bin", PAYLOAD[::-1])
+    kept = fetch(_user(first), "mine", tmp_path, progress=False)
+    fetch(_user(second), "mine", tmp_path, progress=False)
+    loopback.serve("/v1/photos.bin", PAYLOAD[:-1] + b"\x00")  # v1 changes on the server
+    assert fetch(_user(first), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD, "v2 did not replace v1"
+    kept.unlink()  # v1's download is lost: the new one must match v1's first download, not v2's
+    with pytest.raises(ChecksumMismatch, match=rf"/v1/photos.bin: .*differs from {SHA}, recorded at its first "
+                       rf"download; .*delete {kept}.sha256 to accept"):
+        fetch(_user(first), "mine", tmp_path, progress=False)
+    assert [path for path, _ in loopback.requests] == ["/v1/photos.bin", "/v2/photos.bin", "/v1/photos.bin"]
+
+
+def test_a_hash_recorded_beside_the_bare_file_name_by_an_earlier_version_stays_enforced(tmp_path, loopback):
+    url = loopback.serve("/v1/photos.bin", PAYLOAD[::-1])  # changed since the first download
+    (tmp_path / "photos.bin.url").write_text(url + "\n")
+    (tmp_path / "photos.bin.sha256").write_text(SHA + "\n")
+    with pytest.raises(ChecksumMismatch, match=f"differs from {SHA}, recorded at its first download"):
+        fetch(_user(url), "mine", tmp_path, progress=False)
+    assert not list(tmp_path.glob("photos.bin*")), "the records moved into the URL's own folder"
+    assert [p.read_text().strip() for p in tmp_path.glob("*/photos.bin.sha256")] == [SHA]
 
 
 def test_a_part_file_from_another_url_is_not_resumed(tmp_path, loopback):

@@ -6,6 +6,7 @@ so an interrupted or corrupted download is never mistaken for a complete one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -39,6 +40,24 @@ def resource_url(resource: Resource, dataset: str, mirror: str | None = None) ->
 _FIX_FILE = "delete it and download again, or check the mirror"
 # Beside a downloaded file: the URL it came from. The cache is keyed by URL, not by file name.
 _SOURCE = ".url"
+# What is kept for one download: the file, its .part, its stamp, its first-download hash, its URL
+# (last, so that a move interrupted half-way is redone: the URL still says where the rest is).
+_KEPT = ("", ".part", ".verified", ".sha256", _SOURCE)
+# Hex digits of the URL's SHA-256 naming a user URL's cache folder: 48 bits, no collision in practice.
+_URL_KEY = 12
+
+
+def cache_path(resource: Resource, directory: Path) -> Path:
+    """Where ``resource`` is kept under ``directory``.
+
+    A registered file is kept by its name: its canonical URL changes only with the registry. A
+    user's URL gets a folder of its own, named by a short hash of the URL, so that URLs sharing a
+    file name (``.../v1/data.zip``, ``.../v2/data.zip``) each keep their download and the hash
+    recorded at their first download: going back to v1 is still checked against v1's first bytes.
+    """
+    if resource.mirrored:
+        return directory / resource.filename
+    return directory / hashlib.sha256(resource.url.encode()).hexdigest()[:_URL_KEY] / resource.filename
 
 
 def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[str, ...] = (),
@@ -117,8 +136,10 @@ def fetch(
         accepted = resource.local_checksums if checksum is None else ()
         _verify(local, expected, None if accepted else size, accepted, remember=False)
         return local
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / resource.filename
+    target = cache_path(resource, directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.parent != directory:
+        _adopt_earlier(directory / resource.filename, target, resource)
     if not _same_source(target, resource):
         _forget(target)
     # Recorded before the download starts, so that a .part left behind is resumed only from its own URL.
@@ -169,8 +190,20 @@ def _same_source(target: Path, resource: Resource) -> bool:
 
 def _forget(target: Path) -> None:
     """Delete the file kept at ``target`` from another URL, with its ``.part`` and the records beside it."""
-    for suffix in ("", ".part", ".verified", ".sha256", _SOURCE):
+    for suffix in _KEPT:
         target.with_name(target.name + suffix).unlink(missing_ok=True)
+
+
+def _adopt_earlier(flat: Path, target: Path, resource: Resource) -> None:
+    """Move what an earlier version kept for ``resource``'s URL under its bare file name (``flat``)
+    into the URL's own folder (``target``): its first-download hash must stay enforced, not be
+    recorded afresh from whatever the server sends now."""
+    if target.with_name(target.name + _SOURCE).exists() or not _same_source(flat, resource):
+        return
+    for suffix in _KEPT:
+        kept = flat.with_name(flat.name + suffix)
+        if kept.exists():
+            os.replace(kept, target.with_name(target.name + suffix))
 
 
 def _what_to_check(resource: Resource, mirror: str | None) -> str:
