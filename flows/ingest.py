@@ -10,8 +10,10 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from featurestore.ingest.lock import ingesting
+from featurestore.ingest.pipeline import target_name
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
-from featurestore.paths import check_root
+from featurestore.paths import check_root, dataset_dir
 from featurestore.store.catalog import stale_models
 from flows.artifacts import artifact_key
 from tasks import ingest as steps
@@ -52,10 +54,11 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     """
     check_ratios(ratios)
     check_root(root)
-    files = steps.fetch_files(dataset, root, source, mirror, checksums, name)
-    candidates = steps.prepare(dataset, files, root, name)
-    verified = steps.verify(candidates, seed, limit_per_class)
-    result = steps.build_manifest(dataset, verified, list(ratios), seed, folds, limit_per_class, source)
+    with ingesting(dataset_dir(target_name(dataset, name), root)):
+        files = steps.fetch_files(dataset, root, source, mirror, checksums, name)
+        candidates = steps.prepare(dataset, files, root, name)
+        verified = steps.verify(candidates, seed, limit_per_class)
+        result = steps.build_manifest(dataset, verified, list(ratios), seed, folds, limit_per_class, source)
     result["stale_stores"] = stale_models(result["dataset"], root)
     key = artifact_key("ingest", result["dataset"])
     create_markdown_artifact(markdown=_summary(result), key=key, description=f"Ingest of {result['dataset']}")

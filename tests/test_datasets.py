@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import pytest
@@ -11,8 +12,10 @@ import typer
 from typer.testing import CliRunner
 
 from featurestore.datasets import dataset_names, get_dataset
-from featurestore.datasets.errors import ChecksumMismatch, DatasetError, DownloadFailed, DownloadRefused, UnknownDataset
+from featurestore.datasets.errors import (ChecksumMismatch, DatasetBusy, DatasetError, DownloadFailed, DownloadRefused,
+                                         UnknownDataset)
 from featurestore.ingest.checksums import parse
+from featurestore.ingest.lock import ingesting
 from fixtures_datasets import jpeg
 from store_fixtures import write_store
 
@@ -95,6 +98,11 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
             (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
     (folder / "right" / "broken.jpg").write_bytes(b"")
     write_store(root, dataset="mine", model="net")  # built from another manifest than the one ingested below
+    mine = root / "datasets" / "mine"
+    with ingesting(mine):  # another process is ingesting 'mine' right now
+        busy = cli("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine")
+    assert isinstance(busy.exception, DatasetBusy) and not (mine / "manifest.csv").exists()
+    assert str(busy.exception).startswith(f"{mine}: another process (pid {os.getpid()}) is ingesting this dataset; wait")
     out = cli("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine",
               "--ratios", "0.5,0.25,0.25", "--json")
     assert out.exit_code == 0, out.output

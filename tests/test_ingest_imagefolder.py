@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,8 @@ from PIL import Image
 
 import featurestore
 from featurestore.datasets import load_manifest
-from featurestore.datasets.errors import DatasetError, ManifestNotFound, UnknownDataset
+from featurestore.datasets.errors import DatasetBusy, DatasetError, ManifestNotFound, UnknownDataset
+from featurestore.ingest.lock import ingesting
 from featurestore.ingest.pipeline import ingest
 from fixtures_datasets import jpeg, photo, tar_bytes
 
@@ -400,3 +402,15 @@ def test_a_damaged_archive_of_the_users_is_not_to_be_deleted_but_a_download_is(t
     with pytest.raises(DatasetError, match=r"downloads/imagefolder/[0-9a-f]{12}/cut.tgz: cannot be unpacked \(.*\); delete it and "
                        "download again"):
         _ingest(root, url)
+
+
+def test_a_second_ingest_of_a_dataset_being_ingested_is_refused_and_changes_nothing(root, folder, tmp_path):
+    first = _ingest(root, folder, name="pets")
+    before = _dataset_state(Path(first.directory))
+    other = _photo_folder(tmp_path / "other", {"owl": 6, "fox": 6})
+    with ingesting(Path(first.directory)):  # another process is ingesting 'pets' right now
+        with pytest.raises(DatasetBusy, match=r"pets: another process \(pid \d+\) is ingesting this dataset; wait"):
+            _ingest(root, other, name="pets")
+    assert _dataset_state(Path(first.directory)) == before
+    assert not (Path(first.directory) / ".ingest.lock").exists()
+    assert _ingest(root, other, name="pets").classes == 2  # once it is done, the next ingest runs

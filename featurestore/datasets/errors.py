@@ -13,6 +13,10 @@ class DatasetError(FeatureStoreError):
     """A dataset that cannot be used as it is (no images, one class, bad layout, bad parameters)."""
 
 
+class DatasetBusy(FeatureStoreError):
+    """Another process is ingesting the same dataset (under the same name) right now."""
+
+
 class ChecksumMismatch(FeatureStoreError):
     """A downloaded or local file whose size or hash differs from the pinned one."""
 

@@ -24,6 +24,7 @@ from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_
 from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset
 from featurestore.datasets.sources import IMAGES, attach_folder, is_attached, is_url, local_source, source_resource
 from featurestore.ingest.download import fetch
+from featurestore.ingest.lock import ingesting
 from featurestore.ingest.split import (
     DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_ratios, limit_per_class,
 )
@@ -297,14 +298,16 @@ def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: 
            seed: int = 0, folds: int = DEFAULT_FOLDS, limit_per_class: int | None = None, mirror: str | None = None,
            source: str | None = None, name: str | None = None, checksums: Mapping[str, str] | None = None,
            workers: int | None = None, progress: bool = True) -> IngestResult:
-    """Fetch, unpack, verify and split ``dataset`` under ``root``; write its manifest (no Prefect)."""
+    """Fetch, unpack, verify and split ``dataset`` under ``root``; write its manifest (no Prefect).
+    ``DatasetBusy`` if another process is ingesting it."""
     check_ratios(ratios)
-    files = fetch_files(dataset, root, source=source, mirror=mirror, checksums=checksums, name=name,
-                        progress=progress)
-    candidates = prepare(dataset, files, root, name)
-    verified = verify(candidates, seed=seed, limit=limit_per_class, workers=workers)
-    return build_manifest(dataset, verified, ratios=ratios, seed=seed, folds=folds, limit=limit_per_class,
-                          source=source)
+    with ingesting(dataset_dir(target_name(dataset, name), root)):
+        files = fetch_files(dataset, root, source=source, mirror=mirror, checksums=checksums, name=name,
+                            progress=progress)
+        candidates = prepare(dataset, files, root, name)
+        verified = verify(candidates, seed=seed, limit=limit_per_class, workers=workers)
+        return build_manifest(dataset, verified, ratios=ratios, seed=seed, folds=folds, limit=limit_per_class,
+                              source=source)
 
 
 def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> dict:

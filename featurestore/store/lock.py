@@ -1,4 +1,5 @@
-"""One writer per store: an advisory lock file beside it, released by the kernel if the writer dies."""
+"""One writer per store (or per dataset being ingested): an advisory lock file beside it, released
+by the kernel if the writer dies."""
 
 from __future__ import annotations
 
@@ -8,24 +9,28 @@ import os
 import time
 from pathlib import Path
 
-from featurestore.errors import RootNotWritable, StoreLocked
+from featurestore.errors import FeatureStoreError, RootNotWritable, StoreLocked
 
 
 class WriterLock:
-    """Exclusive ``flock`` on ``<model>.h5.lock``; records the holder's pid for error messages.
+    """Exclusive ``flock`` on ``path`` (``<model>.h5.lock`` for a store); records the holder's pid
+    for error messages.
 
     The lock file exists only while a writer holds it: the holder removes it before unlocking,
     and a process that was waiting on the removed file sees that and locks the new one.
     """
 
-    def __init__(self, path: Path, store: Path):
+    def __init__(self, path: Path, store: Path, *, doing: str = "writing this store",
+                 busy: type[FeatureStoreError] = StoreLocked):
         self.path = path
-        self.store = store
+        self.store = store  # what the lock guards, as named in the error
+        self.doing = doing
+        self.busy = busy
         self._fd: int | None = None
 
     def acquire(self, wait_seconds: float = 2.0) -> WriterLock:
-        """Take the lock, waiting briefly (a reader may be probing it); raise ``StoreLocked`` if held,
-        ``RootNotWritable`` if the lock file cannot be opened for writing."""
+        """Take the lock, waiting briefly (a reader may be probing it); raise ``busy`` (``StoreLocked``)
+        if held, ``RootNotWritable`` if the lock file cannot be opened for writing."""
         deadline = time.monotonic() + wait_seconds
         while True:
             fd = self._open()
@@ -59,8 +64,8 @@ class WriterLock:
                 return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise StoreLocked(
-                        f"{self.store}: another process{_read_pid(fd)} is writing this store; "
+                    raise self.busy(
+                        f"{self.store}: another process{_read_pid(fd)} is {self.doing}; "
                         "wait for it to finish (or stop it) and try again"
                     ) from None
                 time.sleep(0.05)
