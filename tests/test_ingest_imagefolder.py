@@ -378,6 +378,7 @@ def test_images_in_a_linked_sub_folder_are_ingested_and_a_link_loop_is_quarantin
     (folder / "cat" / "nested").mkdir()
     (folder / "cat" / "nested" / "again").symlink_to(extra, target_is_directory=True)
     (folder / "dog" / "loop").symlink_to("..", target_is_directory=True)
+    (folder / "dog" / "also").symlink_to(extra, target_is_directory=True)  # the same images under another class
     result = _ingest(root, folder)
     counts = load_manifest("imagefolder", root).frame["class_name"].value_counts().to_dict()
     assert counts == dict(CLASSES, cat=CLASSES["cat"] + 4)
@@ -385,9 +386,25 @@ def test_images_in_a_linked_sub_folder_are_ingested_and_a_link_loop_is_quarantin
     assert reasons == [
         {"source": "images/cat/nested/again", "class_name": "cat",
          "reason": f"link to a folder already scanned ({extra}): a loop or a second way to the same images, skipped"},
+        {"source": "images/dog/also", "class_name": "dog",
+         "reason": f"link to a folder already scanned ({extra}): a loop or a second way to the same images, skipped"},
         {"source": "images/dog/loop", "class_name": "dog",
          "reason": "link to a folder already scanned (..): a loop or a second way to the same images, skipped"},
     ]
+
+
+@pytest.mark.parametrize("linked, target", [("bird", "dog"), ("dog", "bird"), ("bird", "cat/deep")])
+def test_a_link_into_another_class_folder_is_quarantined_whichever_class_comes_first(root, folder, linked, target):
+    (folder / "cat" / "deep").mkdir()
+    for name in ("000.jpg", "001.jpg"):
+        (folder / "cat" / name).rename(folder / "cat" / "deep" / name)
+    (folder / linked / "dup").symlink_to(f"../{target}", target_is_directory=True)
+    result = _ingest(root, folder)
+    counts = load_manifest("imagefolder", root).frame["class_name"].value_counts().to_dict()
+    assert counts == CLASSES, f"the images of {target} are not taken in under {linked!r} too"
+    assert pd.read_csv(result.quarantine).to_dict("records") == [
+        {"source": f"images/{linked}/dup", "class_name": linked, "reason": f"link to a folder already scanned "
+         f"(../{target}): a loop or a second way to the same images, skipped"}]
 
 
 def test_a_damaged_archive_of_the_users_is_not_to_be_deleted_but_a_download_is(tmp_path, root, loopback):

@@ -45,8 +45,13 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
     root = class_root(base)
     rows = []
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_CLASSES)
+    # Resolved before any is walked: a link into another class folder must be refused whichever
+    # class comes first, or that class's images would be taken in under both labels.
+    classes = [Path(os.path.realpath(folder)) for folder in folders]
+    # Shared by all classes: a second link to one outside folder, even from another class, is refused.
+    walked: set[Path] = set()
     for folder in folders:
-        for path in _class_files(folder):
+        for path in _class_files(folder, classes, walked):
             rows.append((path.relative_to(root).as_posix(), path.relative_to(directory).as_posix(), folder.name))
     if not rows:
         raise DatasetError(
@@ -56,22 +61,24 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
     return Layout(frame=frame, classes=tuple(folder.name for folder in folders))
 
 
-def _class_files(folder: Path) -> list[Path]:
+def _class_files(folder: Path, classes: list[Path], walked: set[Path]) -> list[Path]:
     """The image files under ``folder``, in linked sub-folders too, and the linked sub-folders skipped.
 
     ``Path.rglob`` does not enter a linked sub-folder (Python 3.11), so its images went missing.
-    A link to a folder already walked, or to one holding this folder (``loop -> ..``), would walk
-    images twice or forever: it stays a candidate, so that verification quarantines it with its
-    reason, as it does a broken link.
+    A link into any class folder of ``classes`` (resolved), to a folder in ``walked`` (already
+    walked, and then added to it), or to one holding this folder (``loop -> ..``), would take in
+    images twice, under another class's label, or forever: it stays a candidate, so that
+    verification quarantines it with its reason, as it does a broken link.
     """
     found: list[Path] = []
-    walked = {os.path.realpath(folder)}
     for current, subfolders, names in os.walk(folder, followlinks=True):
         here = Path(os.path.realpath(current))
         kept = []
         for name in sorted(subfolders):
-            real = os.path.realpath(os.path.join(current, name))
-            if real in walked or here.is_relative_to(real):
+            path = os.path.join(current, name)
+            real = Path(os.path.realpath(path))
+            into_a_class = os.path.islink(path) and any(real.is_relative_to(c) for c in classes)
+            if into_a_class or real in walked or here.is_relative_to(real):
                 found.append(Path(current, name))
             else:
                 walked.add(real)
