@@ -329,10 +329,37 @@ def test_images_featurestore_did_not_unpack_are_never_replaced(tmp_path, root, f
     own = _photo_folder(root / "datasets" / "pets" / "images", {"owl": 2, "emu": 2})
     before = sorted(p.relative_to(own) for p in own.rglob("*"))
     with pytest.raises(DatasetError, match=r"pets/images holds files featurestore did not unpack, which it will not "
-                       r"delete; move them elsewhere \(or ingest them with --source\), or pick another --name") as error:
+                       r"delete; move them to a folder of your own and ingest that with --source, or pick another "
+                       r"--name$") as error:
         _ingest(root, good[kind], name="pets")
     assert "\n" not in str(error.value)
     assert sorted(p.relative_to(own) for p in own.rglob("*")) == before
+
+
+def test_what_the_refusal_of_images_featurestore_did_not_unpack_advises_works(tmp_path, root):
+    own = _photo_folder(root / "datasets" / "pets" / "images", {"owl": 6, "emu": 6})
+    with pytest.raises(DatasetError, match="did not unpack"):
+        _ingest(root, own, name="pets")  # those very files, under the same name: still refused
+    assert _ingest(root, own, name="birds").images == 12  # another --name
+    moved = tmp_path / "mine"
+    own.rename(moved)
+    assert _ingest(root, moved, name="pets").images == 12  # moved to a folder of the user's own
+    assert load_manifest("pets", root).classes == ["emu", "owl"]
+
+
+def test_the_manifest_is_the_last_file_to_move_into_place(tmp_path, root, folder):
+    good, _ = _sources(tmp_path, folder)
+    directory = Path(_ingest(root, folder, name="pets").directory)
+    manifest = (directory / "manifest.csv").read_bytes()
+    (directory / "dataset.json").unlink()
+    (directory / "dataset.json").mkdir()  # the rename of the new dataset.json onto it fails
+    with pytest.raises(IsADirectoryError):
+        _ingest(root, good["archive"], name="pets")
+    # Stopped before dataset.json moved: the manifest, which stores and extract key on, is still the old one.
+    assert (directory / "manifest.csv").read_bytes() == manifest
+    (directory / "dataset.json").rmdir()
+    assert _ingest(root, good["archive"], name="pets").images == 6, "ingesting again completes the swap"
+    assert load_manifest("pets", root).classes == ["cat", "fox"]
 
 
 def test_a_new_url_with_the_same_file_name_is_ingested_not_the_old_download(tmp_path, root, loopback):

@@ -133,7 +133,7 @@ def _stage_source(source: Path, directory: Path, stage: Path, root: str | os.Pat
     images = directory / IMAGES
     if images.is_dir() and not images.is_symlink() and not unpacked_here(images):
         raise DatasetError(f"{images} holds files featurestore did not unpack, which it will not delete; move them "
-                           "elsewhere (or ingest them with --source), or pick another --name")
+                           "to a folder of your own and ingest that with --source, or pick another --name")
     if source.is_dir():
         if is_attached(source, directory):
             return directory
@@ -172,7 +172,9 @@ def _commit(stage: Path, directory: Path) -> None:
     """
     if os.path.lexists(stage / IMAGES):
         swap_in(stage / IMAGES, directory / IMAGES)
-    for name in (CACHE_FILE, QUARANTINE_FILE, MANIFEST_FILE, INFO_FILE):
+    # dataset.json before the manifest: extract and the stores key on the manifest, so the class
+    # names its labels stand for (in dataset.json) must be in place by the time it moves.
+    for name in (CACHE_FILE, QUARANTINE_FILE, INFO_FILE, MANIFEST_FILE):
         if (stage / name).exists():
             os.replace(stage / name, directory / name)
     shutil.rmtree(stage)
