@@ -24,6 +24,7 @@ from featurestore.evaluation import (
     new_run_dir,
     write_report,
 )
+from featurestore.evaluation.history import HISTORY_KEYS
 from featurestore.evaluation.parts import part_path, save_records
 from featurestore.evaluation.report import TABLE_COLUMNS, selection_text
 from featurestore.evaluation.summary import add_gains, summary_line
@@ -117,7 +118,7 @@ def test_history_has_one_column_per_run(evaluated):
     table = history_table(root)
     assert list(table.columns) == sorted(run.name for run in runs)
     assert len(table) == len(documents[0]["results"])
-    logreg = table.loc[(DATASET, "pixels", "logreg", "all")]
+    (logreg,) = table.xs((DATASET, "pixels", "logreg", "all"), level=HISTORY_KEYS[:4]).itertuples(index=False)
     expected = next(r for r in documents[0]["results"] if r["model"] == "pixels" and r["classifier"] == "logreg")
     assert list(logreg) == pytest.approx([round(100 * expected["accuracy"], 2)] * 2)
     assert load_run(root=root)["run_id"] == runs[-1].name
@@ -130,6 +131,16 @@ def test_history_keeps_learning_curve_runs_in_their_own_rows(evaluated, tmp_path
     table = history_table(tmp_path)
     assert sorted(table.index.get_level_values("train_per_class").unique()) == ["10", "all"]
     assert table.notna().sum(axis=1).tolist() == [1] * len(table)  # each row holds one run's number
+
+
+def test_history_keeps_results_of_other_stores_in_their_own_rows(evaluated, tmp_path):
+    records = [r for r in evaluated[2][0]["results"] if r["classifier"] == "knn"]
+    rebuilt = [dict(r, store_fingerprints={m: "0" * 64 for m in r["store_fingerprints"]}) for r in records]
+    for run in (records, rebuilt):  # the same scores from other stores: a re-ingested dataset, other weights
+        write_report(new_run_dir(tmp_path), run, [], {"seed": 0})
+    table = history_table(tmp_path)
+    assert len(table) == 2 * len(records)  # one row per result and inputs
+    assert table.notna().sum(axis=1).tolist() == [1] * len(table)  # no row mixes the two
 
 
 def test_soft_vote_reports_its_own_params_not_the_meta_classifier(evaluated):
@@ -198,8 +209,10 @@ def test_report_history_command(evaluated, cli):
     rows = json.loads(result.output)
     assert {r["classifier"] for r in rows} >= {"logreg", "knn", "stacking_cv"}
     assert all(runs[0].name in r and runs[1].name in r for r in rows)
-    table = CliRunner().invoke(cli, ["report", "--history", "--root", str(root)])
-    assert table.exit_code == 0 and "pixels" in table.output
+    table = CliRunner().invoke(cli, ["report", "--history", "--root", str(root)], terminal_width=120)
+    assert table.exit_code == 0 and "pixels" in table.output and "stacking_cv" in table.output  # names whole
+    started = [f"{r.name[4:6]}-{r.name[6:8]} {r.name[9:11]}:{r.name[11:13]}" for r in runs]
+    assert all(s in table.output for s in started) or all(r.name in table.output for r in runs)
 
 
 def test_report_refuses_run_with_history_in_one_line(evaluated, capsys):

@@ -58,7 +58,7 @@ def report(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print the latest evaluation run's results table (of --dataset, if given), or the accuracy history across runs."""
-    from featurestore.evaluation.history import history_table, load_run
+    from featurestore.evaluation.history import HISTORY_KEYS, history_table, load_run
 
     if history and run is not None:
         raise InvalidOption(f"--run {run} and --history cannot be combined: --history shows every finished run; "
@@ -72,7 +72,23 @@ def report(
     if as_json:
         print_json(records(flat))
         return
-    print_table(records(flat), list(flat.columns), title="test accuracy (%) per run, oldest run first")
+    # Runs are columns, named by their start (to the second) to leave room for the names before
+    # them, and only the latest that fit the terminal: cut columns helped no one.
+    labels = {run: _started(run) for run in table.columns}
+    if len(set(labels.values())) < len(labels):
+        labels = {run: run for run in table.columns}
+    keys = sum(max(len(key), int(flat[key].astype(str).str.len().max())) + 3 for key in HISTORY_KEYS)
+    width = max(len(label) for label in labels.values()) + 3
+    shown = list(labels.values())[-max(1, (console.width - keys) // width):]
+    flat = flat.rename(columns=labels)
+    print_table(records(flat[flat[shown].notna().any(axis=1)]), [*HISTORY_KEYS, *shown],
+                title=f"test accuracy (%), the latest {len(shown)} of {len(labels)} runs, oldest first "
+                      "(columns: run start, UTC; --json for every run and its id)")
+
+
+def _started(run_id: str) -> str:
+    """``MM-DD HH:MM:SS`` from a run id such as ``20261123T221036.598603Z-6fb392``."""
+    return f"{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]}"
 
 
 def evaluate(

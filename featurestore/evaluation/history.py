@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -62,16 +63,26 @@ def load_run(run_id: str | None = None, root=None, dataset: str | None = None) -
     return runs[-1]
 
 
-HISTORY_KEYS = ["dataset", "model", "classifier", "train_per_class"]
+HISTORY_KEYS = ["dataset", "model", "classifier", "train_per_class", "inputs"]
+
+
+def inputs_id(fingerprints: dict[str, str] | None) -> str:
+    """A short id of the stores a result was computed from (their fingerprints cover the manifest,
+    weights, preprocessing and layer): results of other inputs are not comparable."""
+    if not fingerprints:
+        return "-"
+    joined = ",".join(f"{model}={fingerprint}" for model, fingerprint in sorted(fingerprints.items()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:8]
 
 
 def history_frame(root=None, dataset: str | None = None) -> pd.DataFrame:
-    """Accuracy of every (dataset, model, classifier, train rows per class) in every finished run,
-    one row each; ``train_per_class`` is ``"all"`` unless the run fitted on a subset."""
+    """Accuracy of every (dataset, model, classifier, train rows per class, inputs) in every finished
+    run, one row each; ``train_per_class`` is ``"all"`` unless the run fitted on a subset, ``inputs``
+    tells apart results computed from other stores (a re-ingested dataset, other weights)."""
     rows = [
         {"run_id": d["run_id"], "created_at": d["created_at"], "dataset": r["dataset"], "model": r["model"],
          "classifier": r["classifier"], "train_per_class": str(d["parameters"].get("train_per_class") or "all"),
-         "accuracy": r["accuracy"]}
+         "inputs": inputs_id(r.get("store_fingerprints")), "accuracy": r["accuracy"]}
         for d in finished_runs(root)
         for r in d["results"]
         if dataset is None or r["dataset"] == dataset
@@ -81,7 +92,8 @@ def history_frame(root=None, dataset: str | None = None) -> pd.DataFrame:
 
 def history_table(root=None, dataset: str | None = None) -> pd.DataFrame:
     """Runs as columns (oldest left), one row per (dataset, model, classifier, train rows per
-    class), accuracy in %: a learning-curve run is not mixed with the runs that fitted on all rows."""
+    class, inputs), accuracy in %: a learning-curve run is not mixed with the runs that fitted on all
+    rows, nor a result with results computed from other stores."""
     frame = history_frame(root, dataset)
     if frame.empty:
         raise _no_runs(root, _wanted(None, dataset), dataset)
