@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -458,3 +459,15 @@ def test_a_second_ingest_of_a_dataset_being_ingested_is_refused_and_changes_noth
     assert _dataset_state(Path(first.directory)) == before
     assert not (Path(first.directory) / ".ingest.lock").exists()
     assert _ingest(root, other, name="pets").classes == 2  # once it is done, the next ingest runs
+
+
+def test_a_dataset_json_of_another_manifest_is_refused_not_read_with_its_class_names(tmp_path, root, folder):
+    good, _ = _sources(tmp_path, folder)
+    pets = Path(_ingest(root, folder, name="pets").directory)
+    other = Path(_ingest(root, good["archive"], name="other").directory)
+    # What an ingest stopped between its two renames leaves: the new dataset.json beside the old manifest.
+    shutil.copyfile(other / "dataset.json", pets / "dataset.json")
+    with pytest.raises(DatasetError, match=r"pets/dataset.json: does not belong to .*pets/manifest.csv \(an ingest was "
+                                           r"stopped while moving them into place\); run the ingest of 'pets' again"):
+        load_manifest("pets", root)
+    assert _ingest(root, folder, name="pets").classes == 3 and load_manifest("pets", root).classes == sorted(CLASSES)

@@ -231,8 +231,12 @@ def manifest_at(directory: Path, dataset: str | None = None) -> Manifest:
             f"{path}: no manifest for dataset {dataset!r} (ingested here: {', '.join(here) or 'none'}); "
             f"check the name, or run 'featurestore ingest {dataset}' first"
         ) from None
+    digest = manifest_hash(data)
+    if info.get("manifest_sha256", digest) != digest:
+        # The class names come from dataset.json: another ingest's would mislabel every row.
+        raise DatasetError(f"{directory / INFO_FILE}: does not belong to {path} (an ingest was stopped while "
+                           f"moving them into place); run the ingest of {dataset!r} again")
     frame = pd.read_csv(io.BytesIO(data), dtype=_DTYPES, keep_default_na=False)
     if tuple(frame.columns) != COLUMNS:
         raise DatasetError(f"{path}: columns {list(frame.columns)} are not {list(COLUMNS)}; re-run the ingest")
-    return Manifest(frame=frame, hash=manifest_hash(data), classes=list(info["classes"]),
-                    directory=directory, info=info)
+    return Manifest(frame=frame, hash=digest, classes=list(info["classes"]), directory=directory, info=info)
