@@ -11,8 +11,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from featurestore.ingest.lock import ingesting
-from featurestore.ingest.pipeline import target_name
-from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
+from featurestore.ingest.pipeline import check_source, target_name
+from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_limit, check_ratios
 from featurestore.paths import check_root, dataset_dir
 from featurestore.store.catalog import stale_models
 from flows.artifacts import artifact_key
@@ -53,6 +53,8 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     name (for a mirror that serves other bytes).
     """
     check_ratios(ratios)
+    check_limit(limit_per_class)
+    check_source(dataset, source)
     check_root(root)
     with ingesting(dataset_dir(target_name(dataset, name), root)):
         files = steps.fetch_files(dataset, root, source, mirror, checksums, name)

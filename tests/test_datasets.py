@@ -72,6 +72,16 @@ def test_flow_module_takes_the_cli_arguments(root, capsys):
         main(["imagefolder", "--source", str(root), "--name", "../pets", "--root", str(root)])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error: invalid dataset name '../pets'") and err.count("\n") == 1
+    for argv, message in (
+            (["fashion-mnist", "--limit-per-class", "-3"], "--limit-per-class -3 is invalid"),
+            (["fashion-mnist", "--ratios", "0.5,0.5"], "split ratios [0.5, 0.5] are invalid"),
+            (["fashion-mnist", "--source", str(root)], "--source applies only to 'imagefolder'"),
+            (["imagefolder"], "dataset 'imagefolder' needs --source")):
+        with pytest.raises(SystemExit) as exit_:  # bad options: exit 2, before anything is fetched
+            main([*argv, "--root", str(root)])
+        err = capsys.readouterr().err
+        assert (exit_.value.code, err.count("\n")) == (2, 1) and err.startswith(f"error: {message}"), err
+    assert not (root / "downloads").exists()
 
 
 def test_datasets_command_lists_and_reports_presence(cli, root):

@@ -6,11 +6,11 @@ import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, human_bytes, print_json, print_table
 from featurestore.cli.prefect_api import check_prefect_api
-from featurestore.datasets.errors import DatasetError
+from featurestore.datasets.errors import InvalidIngestOption
 from featurestore.datasets.manifest import ingested_names
 from featurestore.datasets.registry import dataset_names, get_dataset
-from featurestore.ingest.pipeline import describe, describe_ingested, target_name
-from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_ratios
+from featurestore.ingest.pipeline import check_source, describe, describe_ingested, target_name
+from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_limit, check_ratios
 
 DATASET_COLUMNS = ["name", "images", "classes", "size", "licence", "official split", "present"]
 
@@ -36,7 +36,8 @@ def _ratios(text: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",")]
     except ValueError:
-        raise DatasetError(f"--ratios {text!r} is not three numbers: give train,val,test such as 0.7,0.15,0.15") from None
+        raise InvalidIngestOption(f"--ratios {text!r} is not three numbers: give train,val,test such as "
+                                  "0.7,0.15,0.15") from None
 
 
 def ingest(
@@ -60,6 +61,8 @@ def ingest(
     # Bad names and ratios are reported before a flow run starts, without Prefect's failure log.
     get_dataset(dataset)
     target_name(dataset, name)
+    check_source(dataset, source)
+    check_limit(limit_per_class)
     split_ratios = check_ratios(_ratios(ratios))
     check_prefect_api()
     with shared_api():

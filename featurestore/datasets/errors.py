@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featurestore.errors import FeatureStoreError, InvalidName
+from featurestore.errors import FeatureStoreError, InvalidName, InvalidOption
 
 
 class UnknownDataset(InvalidName):
@@ -11,6 +11,11 @@ class UnknownDataset(InvalidName):
 
 class DatasetError(FeatureStoreError):
     """A dataset that cannot be used as it is (no images, one class, bad layout, bad parameters)."""
+
+
+class InvalidIngestOption(InvalidOption, DatasetError):
+    """An ingest option nothing can run with (ratios, limit, folds, a missing or misplaced
+    --source): exit 2, like every bad option, and checked before anything is fetched."""
 
 
 class DatasetBusy(FeatureStoreError):

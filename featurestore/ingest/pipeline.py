@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from featurestore.datasets.arrays import ARRAY_FILE
-from featurestore.datasets.errors import DatasetError
+from featurestore.datasets.errors import DatasetError, InvalidIngestOption
 from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, read_info, write_manifest
 from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset
 from featurestore.datasets.sources import IMAGES, attach_folder, is_attached, is_url, local_source, source_resource
 from featurestore.ingest.download import fetch
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.split import (
-    DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_ratios, limit_per_class,
+    DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_limit, check_ratios, limit_per_class,
 )
 from featurestore.ingest.tables import load_table, save_table
 from featurestore.ingest.unpack import REDOWNLOAD, is_unpacked, swap_in, unpack, unpacked_here
@@ -69,6 +69,16 @@ def target_name(dataset: str, name: str | None) -> str:
     return check_name("dataset", name or dataset)
 
 
+def check_source(dataset: str, source: str | None) -> None:
+    """``--source`` is given exactly for the datasets that need one (``imagefolder``)."""
+    if get_dataset(dataset).needs_source and not source:
+        raise InvalidIngestOption(f"dataset {dataset!r} needs --source: a folder with one sub-folder per class, "
+                                  "an archive of one, or its URL")
+    if source and not get_dataset(dataset).needs_source:
+        raise InvalidIngestOption(f"--source applies only to 'imagefolder'; {dataset!r} is fetched from its "
+                                  "registry entry")
+
+
 def fetch_files(dataset: str, root: str | os.PathLike[str] | None = None, *, source: str | None = None,
                 mirror: str | None = None, checksums: Mapping[str, str] | None = None,
                 name: str | None = None, progress: bool = True) -> dict[str, str]:
@@ -80,10 +90,8 @@ def fetch_files(dataset: str, root: str | os.PathLike[str] | None = None, *, sou
     spec = get_dataset(dataset)
     overrides = dict(checksums or {})
     store_as = target_name(dataset, name)
+    check_source(dataset, source)
     if spec.needs_source:
-        if not source:
-            raise DatasetError(f"dataset {dataset!r} needs --source: a folder with one sub-folder per class, "
-                               "an archive of one, or its URL")
         if is_url(source):
             resource = source_resource(source)
             resource = replace(resource, checksum=overrides.get(resource.filename))
@@ -91,8 +99,6 @@ def fetch_files(dataset: str, root: str | os.PathLike[str] | None = None, *, sou
         else:
             path = local_source(source)
         return {"source": str(path)}
-    if source:
-        raise DatasetError(f"--source applies only to 'imagefolder'; {dataset!r} is fetched from its registry entry")
     directory = downloads_dir(root) / dataset
     return {
         r.filename: str(fetch(r, dataset, directory, mirror=mirror, checksum=overrides.get(r.filename),
@@ -303,6 +309,8 @@ def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: 
     """Fetch, unpack, verify and split ``dataset`` under ``root``; write its manifest (no Prefect).
     ``DatasetBusy`` if another process is ingesting it."""
     check_ratios(ratios)
+    check_limit(limit_per_class)
+    check_source(dataset, source)
     with ingesting(dataset_dir(target_name(dataset, name), root)):
         files = fetch_files(dataset, root, source=source, mirror=mirror, checksums=checksums, name=name,
                             progress=progress)

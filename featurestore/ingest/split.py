@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from featurestore.datasets.errors import DatasetError
+from featurestore.datasets.errors import InvalidIngestOption
 
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 DEFAULT_FOLDS = 5
@@ -36,19 +36,24 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     values = tuple(float(r) for r in ratios)
     if (len(values) != 3 or min(values) < 0 or values[0] <= 0 or values[2] <= 0
             or not math.isclose(sum(values), 1.0, abs_tol=1e-6)):
-        raise DatasetError(
+        raise InvalidIngestOption(
             f"split ratios {list(ratios)} are invalid: give three non-negative numbers train,val,test that sum to 1, "
             "train and test above 0 (evaluate scores on the test split), e.g. 0.7,0.15,0.15"
         )
     return values  # type: ignore[return-value]
 
 
+def check_limit(limit: int | None) -> None:
+    """``--limit-per-class``: none, or a positive number of images."""
+    if limit is not None and limit < 1:
+        raise InvalidIngestOption(f"--limit-per-class {limit} is invalid: give a positive number of images, or none")
+
+
 def limit_per_class(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """Keep at most ``limit`` rows per class (per class and official split where there is one)."""
     if limit is None:
         return frame
-    if limit < 1:
-        raise DatasetError(f"limit per class {limit} is invalid: give a positive number of images, or none")
+    check_limit(limit)
     ordered = frame.assign(_rank=rank(frame["id"], seed)).sort_values("_rank", kind="mergesort")
     kept = ordered.groupby(["class_name", "split"], sort=False).head(limit)
     return kept.drop(columns="_rank").sort_index()
@@ -80,7 +85,7 @@ def assign_splits(frame: pd.DataFrame, ratios: Sequence[float], seed: int) -> pd
 def assign_folds(frame: pd.DataFrame, folds: int, seed: int) -> pd.Series:
     """Stratified k-fold index for training rows (0..k-1), -1 for val and test rows."""
     if folds < 2:
-        raise DatasetError(f"folds {folds} is invalid: give 2 or more cross-validation folds")
+        raise InvalidIngestOption(f"folds {folds} is invalid: give 2 or more cross-validation folds")
     is_train = (frame["split"] == "train").to_numpy()
     order, _, _ = _class_then_rank(frame[is_train], seed)
     # Dealt round-robin in class-then-rank order: every class spreads evenly over the folds and
