@@ -319,8 +319,10 @@ def test_a_fine_tuned_or_missing_head_loads_for_features_but_not_for_logits(tmp_
             features.append(model(image))
     assert features[0].shape == (1, backbone.layers[layer].dim)
     torch.testing.assert_close(features[0], features[1])  # the head is not used
-    with pytest.raises(WeightsMismatch, match=rf"size mismatch for {re.escape(head)}\.weight"):
-        backbone.load_torch(backbone.weights.resolve(tmp_path / "tuned.pth"), "logits")
+    for variant in ("tuned", "headless"):
+        with pytest.raises(WeightsMismatch, match=rf"their classifier head \({re.escape(head)}\) is not {name}'s, which "
+                                                  r"layer 'logits' needs; use --layer avgpool for features"):
+            backbone.load_torch(backbone.weights.resolve(tmp_path / f"{variant}.pth"), "logits")
     broken = dict(tuned)
     broken.pop(next(key for key in state if not key.startswith(head)))  # a body key missing: still refused
     torch.save(broken, tmp_path / "broken.pth")

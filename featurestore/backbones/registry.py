@@ -72,7 +72,8 @@ class Backbone:
 
         if self.build is None:
             raise UnknownLayer(f"backbone {self.name!r} is an ONNX model; it has no PyTorch module")
-        chosen = self.layers[self.layer(layer)]
+        layer = self.layer(layer)
+        chosen = self.layers[layer]
         state = load_state_dict(weights.path)
         # Building on the meta device skips the random initialisation the weights overwrite anyway.
         with torch.device("meta"):
@@ -80,13 +81,29 @@ class Backbone:
         try:
             _load_except_head(model, state, chosen.head)
         except (RuntimeError, KeyError, ValueError) as error:
-            raise WeightsMismatch(
-                f"{weights.path}: weights do not fit {self.name} ({_mismatch(error)}); "
-                f"pass weights saved from {self.architecture}"
-            ) from None
+            raise WeightsMismatch(f"{weights.path}: weights do not fit {self.name} ({_mismatch(error)}); "
+                                  f"{self._misfit_advice(state, layer)}") from None
         model = chosen.cut(model) if chosen.cut is not None else model
         # A state dict saved in half precision would otherwise leave the model half precision.
         return model.float().eval()
+
+    def _misfit_advice(self, state: Mapping, layer: str) -> str:
+        """What to do about weights that do not fit: for a layer that needs the classifier head
+        (``logits``) and weights whose head alone differs (fine-tuned, or saved without it), use a
+        feature layer; else, weights of this architecture."""
+        import torch
+
+        head = self.layers[self.default_layer].head
+        if self.layers[layer].head is None and head is not None:
+            with torch.device("meta"):
+                try:
+                    _load_except_head(self.build(), state, head)
+                except (RuntimeError, KeyError, ValueError):
+                    pass
+                else:
+                    return (f"their classifier head ({head}) is not {self.name}'s, which layer "
+                            f"{layer!r} needs; use --layer {self.default_layer} for features")
+        return f"pass weights saved from {self.architecture}"
 
 
 def _load_except_head(model, state: Mapping, head: str | None) -> None:
@@ -95,6 +112,7 @@ def _load_except_head(model, state: Mapping, head: str | None) -> None:
     if head is None:
         model.load_state_dict(state, strict=True, assign=True)
         return
+
     def under_head(key: str) -> bool:
         return key == head or key.startswith(f"{head}.")
 
