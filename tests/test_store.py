@@ -145,6 +145,10 @@ def test_failed_rows_are_flagged_and_zeroed(root):
 def test_missing_store_says_how_to_make_it(root):
     with pytest.raises(StoreNotFound, match="featurestore extract --dataset toy --models net"):
         load_arrays("toy", "net", root=root)
+    write_store(root, n=10, model="net")
+    with pytest.raises(StoreNotFound, match=r"no store for dataset 'toy' and model 'nte' \(stores of 'toy': net\); "
+                                            r"check the names, or run .* if 'nte' is a backbone"):
+        load_arrays("toy", "nte", root=root)  # a typo reads as one, not as a store to extract
 
 
 def test_interrupted_and_locked_stores_are_reported(root):

@@ -54,9 +54,12 @@ def locate(dataset: str, model: str, root=None) -> Path:
         raise StoreIncomplete(
             f"{partial}: extraction of {model} on {dataset} was interrupted; run extract again to resume it"
         )
+    # Named first, so that a misspelt model reads as one rather than as a store to extract.
+    here = sorted(p.name.removesuffix(fmt.SUFFIX) for p in final.parent.glob(f"*{fmt.SUFFIX}"))
     raise StoreNotFound(
-        f"{final}: no store for dataset {dataset!r} and model {model!r}; run "
-        f"`featurestore extract --dataset {dataset} --models {model}` (or `featurestore ls` to see what exists)"
+        f"{final}: no store for dataset {dataset!r} and model {model!r} (stores of {dataset!r}: "
+        f"{', '.join(here) or 'none'}); check the names, or run `featurestore extract --dataset {dataset} "
+        f"--models {model}` if {model!r} is a backbone"
     )
 
 
