@@ -303,6 +303,13 @@ def test_a_record_shows_the_parameters_its_fit_used_not_the_grids(tmp_path, clas
     assert record["n_fit"] == 3 and used.items() <= record["params"].items()
 
 
+def test_selection_scores_show_the_k_each_candidate_ran_with(tmp_path):
+    _tiny_store(tmp_path, {"train": (4, 4), "val": (2, 2), "test": (1, 1)})  # 8 fit rows: grid k 5, 10, 20
+    record = evaluate_classifier(DATASET, "pixels", "knn", root=tmp_path)
+    assert record["selection"]["method"] == "val"
+    assert [score["params"]["k"] for score in record["selection"]["scores"]] == [5, 8, 8]
+
+
 @pytest.mark.parametrize("train, folds", [((3, 4), 3), ((2, 2), 2)])
 def test_stacking_on_a_tiny_train_split_takes_fewer_folds(tmp_path, train, folds):
     # 2 rows per class is the least stacking takes: each fold's fit part still holds every class, so

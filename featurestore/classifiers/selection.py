@@ -172,7 +172,9 @@ def select_params(
     return Selection(
         params=dict(spec.grid[best]),
         method=method,
-        scores=[{"params": dict(p), "accuracy": float(a)} for p, a in zip(spec.grid, accuracies)],
+        # Each candidate as it ran: kNN's k above the fit rows was clipped to them.
+        scores=[{"params": spec.used_params(p, (int(fit_rows), X_train.shape[1])), "accuracy": float(a)}
+                for p, a in zip(spec.grid, accuracies)],
         fit_rows=int(fit_rows),
         score_rows=int(score_rows),
     )
