@@ -307,7 +307,9 @@ def test_selection_scores_show_the_k_each_candidate_ran_with(tmp_path):
     _tiny_store(tmp_path, {"train": (4, 4), "val": (2, 2), "test": (1, 1)})  # 8 fit rows: grid k 5, 10, 20
     record = evaluate_classifier(DATASET, "pixels", "knn", root=tmp_path)
     assert record["selection"]["method"] == "val"
-    assert [score["params"]["k"] for score in record["selection"]["scores"]] == [5, 8, 8]
+    scores = record["selection"]["scores"]
+    assert [s["params"]["k"] for s in scores] == [5, 10, 20] and [s.get("used") for s in scores] == [
+        None, {"k": 8}, {"k": 8}]
 
 
 @pytest.mark.parametrize("train, folds", [((3, 4), 3), ((2, 2), 2)])

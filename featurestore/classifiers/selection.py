@@ -4,7 +4,7 @@ stratified subsample of a large train split; then refitting on all rows."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,12 +172,18 @@ def select_params(
     return Selection(
         params=dict(spec.grid[best]),
         method=method,
-        # Each candidate as it ran: kNN's k above the fit rows was clipped to them.
-        scores=[{"params": spec.used_params(p, (int(fit_rows), X_train.shape[1])), "accuracy": float(a)}
-                for p, a in zip(spec.grid, accuracies)],
+        scores=[_score(spec, p, a, (int(fit_rows), X_train.shape[1])) for p, a in zip(spec.grid, accuracies)],
         fit_rows=int(fit_rows),
         score_rows=int(score_rows),
     )
+
+
+def _score(spec: ClassifierSpec, params: Mapping[str, Any], accuracy: float, shape: tuple[int, int]) -> dict[str, Any]:
+    """One candidate's score; ``used`` where it ran with other values than the grid's (kNN's k
+    clipped to the fit rows), so that two candidates that ran alike read as such."""
+    entry = {"params": dict(params), "accuracy": float(accuracy)}
+    used = spec.used_params(params, shape)
+    return entry if used == entry["params"] else {**entry, "used": used}
 
 
 def fit_classifier(
