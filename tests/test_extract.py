@@ -422,8 +422,11 @@ def test_cli_extract_and_one_line_errors(root):
     assert json.loads(ok.stdout)[0]["status"] == "extracted"
     blocker = root / "a-file"
     blocker.write_text("not a directory")
-    unwritable = runner.invoke(app, ["extract", "--dataset", "photos", "--root", str(blocker / "home")])
-    assert "featurestore root is not writable (Not a directory)" in str(unwritable.exception)
+    below_a_file = runner.invoke(app, ["extract", "--dataset", "photos", "--root", str(blocker / "home")])
+    assert f"no featurestore root at {blocker / 'home'}; check --root" in str(below_a_file.exception)
+    typo = root.parent / "no-such-root"
+    missing = runner.invoke(app, ["extract", "--dataset", "photos", "--root", str(typo)])
+    assert f"no featurestore root at {typo}" in str(missing.exception) and not typo.exists()  # none made there
     unknown = runner.invoke(app, ["extract", "--dataset", "photos", "--models", "resnet9000", "--root", str(root)])
     assert "efficientnet_lite0" in str(unknown.exception) and "\n" not in str(unknown.exception)
     if not torch.cuda.is_available():
