@@ -420,6 +420,9 @@ def test_cli_extract_and_one_line_errors(root):
                              "--no-progress", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)[0]["status"] == "extracted"
+    write_photo_dataset(root, "more", copies=1)
+    both = runner.invoke(app, ["extract", "-d", "photos,more", "--root", str(root), "--no-progress", "--json"])
+    assert [(r["dataset"], r["status"]) for r in json.loads(both.stdout)] == [("photos", "skipped"), ("more", "extracted")]
     blocker = root / "a-file"
     blocker.write_text("not a directory")
     below_a_file = runner.invoke(app, ["extract", "--dataset", "photos", "--root", str(blocker / "home")])

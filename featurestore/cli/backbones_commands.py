@@ -81,7 +81,8 @@ def _requested_models(models: list[str] | None, onnx_specs: list[str]) -> list[s
 
 
 def extract(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Ingested dataset name."),
+    datasets: list[str] = typer.Option(..., "--dataset", "--datasets", "-d",
+                                       help="Ingested dataset names, comma-separated or repeated."),
     models: list[str] = typer.Option(None, "--models", "-m", help="Backbones, comma-separated or repeated "
                                      f"(default: the --onnx-spec models, else {DEFAULT_MODEL})."),
     weights: list[str] = typer.Option([], "--weights", help="Weights file: FILE (one model) or MODEL=FILE."),
@@ -105,10 +106,11 @@ def extract(
     from featurestore.extract import extract as run_extract
 
     names = _requested_models(models, onnx_spec)
-    results = run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
-                          batch_size=batch_size, reader=reader, workers=workers, threads=threads,
-                          weights=_weights_map(weights, names), layer=layer, shard=_shard(shard),
-                          overwrite=overwrite, progress=progress)
+    results = [result for dataset in split_names(datasets)
+               for result in run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
+                                         batch_size=batch_size, reader=reader, workers=workers, threads=threads,
+                                         weights=_weights_map(weights, names), layer=layer, shard=_shard(shard),
+                                         overwrite=overwrite, progress=progress)]
     _print_results(results, as_json)
 
 
