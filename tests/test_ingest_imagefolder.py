@@ -471,3 +471,11 @@ def test_a_dataset_json_of_another_manifest_is_refused_not_read_with_its_class_n
                                            r"stopped while moving them into place\); run the ingest of 'pets' again"):
         load_manifest("pets", root)
     assert _ingest(root, folder, name="pets").classes == 3 and load_manifest("pets", root).classes == sorted(CLASSES)
+
+
+def test_a_class_folder_linked_to_another_class_is_refused(root, folder):
+    (folder / "kitten").symlink_to(folder / "cat", target_is_directory=True)
+    with pytest.raises(DatasetError, match=r"class folder 'kitten' is a link to the images of class 'cat' .*; "
+                                           "replace the link with a folder of its own images"):
+        _ingest(root, folder)
+    assert not (root / "datasets" / "imagefolder" / "manifest.csv").exists()

@@ -48,6 +48,7 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
     # Resolved before any is walked: a link into another class folder must be refused whichever
     # class comes first, or that class's images would be taken in under both labels.
     classes = [Path(os.path.realpath(folder)) for folder in folders]
+    _refuse_classes_sharing_images(folders, classes)
     # Shared by all classes: a second link to one outside folder, even from another class, is refused.
     walked: set[Path] = set()
     for folder in folders:
@@ -59,6 +60,18 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
         )
     frame = pd.DataFrame(rows, columns=["id", "source", "class_name"]).assign(split="")
     return Layout(frame=frame, classes=tuple(folder.name for folder in folders))
+
+
+def _refuse_classes_sharing_images(folders: list[Path], classes: list[Path]) -> None:
+    """A class folder that is a link to another class folder (or into it) would give its images two
+    labels: a layout error, said in one line."""
+    for folder, real in zip(folders, classes, strict=True):
+        for other, other_real in zip(folders, classes, strict=True):
+            # Only a link can lead into a sibling folder.
+            if folder.is_symlink() and other != folder and real.is_relative_to(other_real):
+                raise DatasetError(f"class folder {folder.name!r} is a link to the images of class {other.name!r} "
+                                   f"({real}), which would then carry two labels; replace the link with a folder "
+                                   "of its own images")
 
 
 def _class_files(folder: Path, classes: list[Path], walked: set[Path]) -> list[Path]:
