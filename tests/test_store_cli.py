@@ -49,16 +49,22 @@ def test_a_store_of_an_earlier_manifest_is_stale_in_ls_verify_and_load(root):
     current = b"id,label,class_name,split,fold\n"
     write_store(root, n=30, model="old")  # built from another manifest than the one written below
     write_store(root, n=30, model="new", manifest_hash=hashlib.sha256(current).hexdigest())
+    with StoreWriter.open(spec_for(model="half"), rows_for(30), root=root) as unfinished:  # of the earlier manifest
+        unfinished.write(features_for(0, 8, 32))
+        unfinished.commit()
     (root / "datasets" / "toy").mkdir(parents=True)
     (root / "datasets" / "toy" / "manifest.csv").write_bytes(current)
     listing = {s["model"]: s for s in json.loads(cli("ls", "--json", root=root).stdout)}
     rebuild = "featurestore extract -d toy -m old --overwrite"
     assert listing["old"]["state"] == "stale" and rebuild in listing["old"]["problem"]
+    assert listing["half"]["state"] == "stale, interrupted 8/30"
     assert (listing["new"]["state"], listing["new"]["problem"]) == ("complete", None)
-    verified = cli("verify", "--json", root=root)
+    verified = cli("verify", "toy", "old", "--json", root=root)
     assert verified.returncode == 0  # intact, only out of date
-    warnings_of = {Path(r["path"]).stem: r["warnings"] for r in json.loads(verified.stdout)}
+    verified = cli("verify", "--json", root=root)  # the unfinished one fails verify, as any unfinished store
+    warnings_of = {Path(r["path"]).name.split(".")[0]: r["warnings"] for r in json.loads(verified.stdout)}
     assert warnings_of["new"] == [] and "built from an earlier manifest of 'toy'" in warnings_of["old"][0]
+    assert "built from an earlier manifest of 'toy'" in warnings_of["half"][0]
     for load in (featurestore.load, featurestore.load_arrays):
         with pytest.warns(StaleStoreWarning, match=f"toy/old: store built from an earlier manifest of 'toy'.*{rebuild}") \
                 as warned:

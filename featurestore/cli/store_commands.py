@@ -78,7 +78,8 @@ def verify(
         raise StoreNotFound(f"no store matches dataset={dataset or '*'} model={model or '*'}; `featurestore ls` lists the stores")
     reports = [verify_file(Path(p)) for p in frame["path"]]
     # A stale store is intact (ok) but no longer matches its dataset: said as a warning.
-    stale = {p: [problem] for p, state, problem in zip(frame["path"], frame["state"], frame["problem"]) if state == "stale"}
+    stale = {p: [problem] for p, state, problem in zip(frame["path"], frame["state"], frame["problem"])
+             if state.startswith("stale")}
     warnings = [r.warnings + stale.get(str(r.path), []) for r in reports]
     if as_json:
         print_json([{"path": str(r.path), "ok": r.ok, "problems": r.problems, "warnings": w}

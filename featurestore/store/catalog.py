@@ -55,11 +55,13 @@ def describe(path: Path, root=None) -> dict:
     except FeatureStoreError as error:
         entry.update(state="unreadable", problem=str(error))
         return entry
+    entry["problem"] = stale_reason(provenance, root)
     if entry["complete"]:
-        entry["problem"] = stale_reason(provenance, root)
         entry["state"] = "stale" if entry["problem"] else "complete"
     else:
-        entry["state"] = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"
+        progress = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"
+        # An unfinished store of an earlier manifest is never resumed: extract starts it again.
+        entry["state"] = f"stale, {progress}" if entry["problem"] else progress
     return entry
 
 
@@ -75,4 +77,5 @@ def catalog(root=None) -> pd.DataFrame:
 def stale_models(dataset: str, root=None) -> list[str]:
     """Models whose store of ``dataset`` was built from an earlier manifest (see ``staleness``)."""
     frame = catalog(root)
-    return frame.loc[(frame["dataset"] == dataset) & (frame["state"] == "stale"), "model"].tolist()
+    stale = frame["state"].str.startswith("stale", na=False)
+    return frame.loc[(frame["dataset"] == dataset) & stale, "model"].drop_duplicates().tolist()
