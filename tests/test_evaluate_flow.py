@@ -221,10 +221,16 @@ def _ctrl_c_once():
 
 @pytest.fixture
 def user_classifiers(monkeypatch):
-    """Two registered classifiers of a user: one whose fit fails, one during whose fit Ctrl-C is pressed."""
+    """Two registered classifiers of a user: one whose fit fails, one during whose fit Ctrl-C is pressed.
+
+    SIGINT gets Python's own handler for the test: a background job (as CI can run) ignores it,
+    and the pressed Ctrl-C would then do nothing."""
     monkeypatch.setattr(registry.CLASSIFIERS, "_entries", dict(registry.CLASSIFIERS._entries))
     for name, build in (("broken", _broken), ("ctrl_c", _ctrl_c_once())):
         registry.register(ClassifierSpec(name=name, description=name, build=build, grid=({},), has_proba=True))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("classifier, raised", [("broken", BrokenClassifier), ("ctrl_c", KeyboardInterrupt)])
