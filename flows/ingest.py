@@ -11,8 +11,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from featurestore.ingest.lock import ingesting
-from featurestore.ingest.pipeline import check_source, target_name
-from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_limit, check_ratios
+from featurestore.ingest.pipeline import check_request
+from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
 from featurestore.paths import check_root, dataset_dir
 from featurestore.store.catalog import stale_models
 from flows.artifacts import artifact_key
@@ -52,11 +52,9 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     ``source`` and ``name`` are for ``imagefolder``; ``checksums`` replaces pinned checksums by file
     name (for a mirror that serves other bytes).
     """
-    check_ratios(ratios)
-    check_limit(limit_per_class)
-    check_source(dataset, source)
+    stored_as = check_request(dataset, name=name, source=source, ratios=ratios, limit_per_class=limit_per_class)
     check_root(root)
-    with ingesting(dataset_dir(target_name(dataset, name), root)):
+    with ingesting(dataset_dir(stored_as, root)):
         files = steps.fetch_files(dataset, root, source, mirror, checksums, name)
         candidates = steps.prepare(dataset, files, root, name)
         verified = steps.verify(candidates, seed, limit_per_class)

@@ -9,8 +9,8 @@ from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.datasets.errors import InvalidIngestOption
 from featurestore.datasets.manifest import ingested_names
 from featurestore.datasets.registry import dataset_names, get_dataset
-from featurestore.ingest.pipeline import check_source, describe, describe_ingested, target_name
-from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS, check_limit, check_ratios
+from featurestore.ingest.pipeline import check_request, describe, describe_ingested
+from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
 
 DATASET_COLUMNS = ["name", "images", "classes", "size", "licence", "official split", "present"]
 
@@ -58,15 +58,12 @@ def ingest(
     from flows.ingest import ingest as ingest_flow  # Prefect loads only when a flow runs
     from flows.runners import shared_api
 
-    # Bad names and ratios are reported before a flow run starts, without Prefect's failure log.
-    get_dataset(dataset)
-    target_name(dataset, name)
-    check_source(dataset, source)
-    check_limit(limit_per_class)
-    split_ratios = check_ratios(_ratios(ratios))
+    # Bad names and options are reported before a flow run starts, without Prefect's failure log.
+    split_ratios = _ratios(ratios)
+    check_request(dataset, name=name, source=source, ratios=split_ratios, limit_per_class=limit_per_class)
     check_prefect_api()
     with shared_api():
-        result = ingest_flow(dataset=dataset, root=root, ratios=list(split_ratios), seed=seed,
+        result = ingest_flow(dataset=dataset, root=root, ratios=split_ratios, seed=seed,
                              limit_per_class=limit_per_class, mirror=mirror, source=source, name=name, folds=folds)
     if as_json:
         print_json(result)

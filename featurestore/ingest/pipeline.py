@@ -79,6 +79,17 @@ def check_source(dataset: str, source: str | None) -> None:
                                   "registry entry")
 
 
+def check_request(dataset: str, *, name: str | None = None, source: str | None = None,
+                  ratios: Sequence[float] = DEFAULT_RATIOS, limit_per_class: int | None = None) -> str:
+    """Check an ingest request before anything is fetched, each problem in one line (the CLI, the
+    flow and ``ingest`` call it); return the name the dataset is stored under."""
+    stored_as = target_name(dataset, name)
+    check_source(dataset, source)
+    check_limit(limit_per_class)
+    check_ratios(ratios)
+    return stored_as
+
+
 def fetch_files(dataset: str, root: str | os.PathLike[str] | None = None, *, source: str | None = None,
                 mirror: str | None = None, checksums: Mapping[str, str] | None = None,
                 name: str | None = None, progress: bool = True) -> dict[str, str]:
@@ -308,10 +319,8 @@ def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: 
            workers: int | None = None, progress: bool = True) -> IngestResult:
     """Fetch, unpack, verify and split ``dataset`` under ``root``; write its manifest (no Prefect).
     ``DatasetBusy`` if another process is ingesting it."""
-    check_ratios(ratios)
-    check_limit(limit_per_class)
-    check_source(dataset, source)
-    with ingesting(dataset_dir(target_name(dataset, name), root)):
+    stored_as = check_request(dataset, name=name, source=source, ratios=ratios, limit_per_class=limit_per_class)
+    with ingesting(dataset_dir(stored_as, root)):
         files = fetch_files(dataset, root, source=source, mirror=mirror, checksums=checksums, name=name,
                             progress=progress)
         candidates = prepare(dataset, files, root, name)
