@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from featurestore.datasets.manifest import current_manifest_hash
 from featurestore.errors import FeatureStoreError
 from featurestore.evaluation.data import check_test_rows, read_store_rows
 from featurestore.evaluation.errors import NothingToEvaluate
@@ -61,7 +62,7 @@ def _built_from_another_manifest(dataset: str, model: str, path: Path, root) -> 
     """Why a store built from another manifest than the dataset's current one is not scored (its
     split or labels may have moved since: it was ingested again), or ``None``."""
     with open_store(path) as file:
-        reason = stale_reason(check_header(file, path), root)
+        reason = stale_reason(check_header(file, path), current_manifest_hash(dataset, root))
     return f"{path}: {reason}" if reason else None
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from featurestore.datasets.manifest import current_manifest_hash
 from featurestore.errors import FeatureStoreError
 from featurestore.paths import stores_dir
 from featurestore.store import format as fmt
@@ -33,9 +36,9 @@ def final_path_of(path: Path) -> Path:
     return path
 
 
-def describe(path: Path, root=None) -> dict:
+def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict:
     """One catalog row for a store file; unreadable and stale stores (see ``staleness``) get the
-    reason in ``problem``."""
+    reason in ``problem``. ``manifest_hash_of(dataset)``: the dataset's current manifest hash."""
     final = final_path_of(path)
     partial = path != final
     entry = dict.fromkeys(CATALOG_COLUMNS)
@@ -55,7 +58,7 @@ def describe(path: Path, root=None) -> dict:
     except FeatureStoreError as error:
         entry.update(state="unreadable", problem=str(error))
         return entry
-    entry["problem"] = stale_reason(provenance, root)
+    entry["problem"] = stale_reason(provenance, manifest_hash_of(provenance["dataset"]))
     if entry["complete"]:
         entry["state"] = "stale" if entry["problem"] else "complete"
     else:
@@ -67,7 +70,9 @@ def describe(path: Path, root=None) -> dict:
 
 def catalog(root=None) -> pd.DataFrame:
     """One row per store under the root: dataset, model, rows, dim, dtype, complete, bytes, created, fingerprint..."""
-    frame = pd.DataFrame([describe(p, root) for p in store_files(root)], columns=CATALOG_COLUMNS)
+    # Each dataset's manifest is read and hashed once, not once per store of it.
+    manifest_hash_of = functools.cache(lambda dataset: current_manifest_hash(dataset, root))
+    frame = pd.DataFrame([describe(p, manifest_hash_of) for p in store_files(root)], columns=CATALOG_COLUMNS)
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     # Whole numbers even where an unreadable store leaves a gap (plain ints would turn to 30.0).
     return frame.astype({"rows": "Int64", "dim": "Int64"})

@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 import warnings
 
+from featurestore.datasets.manifest import current_manifest_hash
+
 
 class StaleStoreWarning(UserWarning):
     """A store was loaded whose dataset was ingested again after it was built."""
@@ -20,17 +22,13 @@ def earlier_manifest(dataset: str) -> str:
     return f"built from an earlier manifest of {dataset!r} (ingested again since)"
 
 
-def stale_reason(provenance: dict, root=None) -> str | None:
+def stale_reason(provenance: dict, current: str | None) -> str | None:
     """Why the store with ``provenance`` is stale, with the command that rebuilds it, or ``None``
-    if it matches its dataset's current manifest (or the dataset has none here: a store copied
-    without its dataset has nothing to be compared with)."""
-    from featurestore.datasets.manifest import current_manifest_hash  # the store layer reads no manifest otherwise
-
-    dataset = provenance["dataset"]
-    current = current_manifest_hash(dataset, root)
+    if it matches ``current``, its dataset's manifest hash now (or the dataset has none here,
+    ``current`` None: a store copied without its dataset has nothing to be compared with)."""
     if current is None or current == provenance["manifest_hash"]:
         return None
-    return f"{earlier_manifest(dataset)}; rebuild it with `{rebuild_command(provenance)}`"
+    return f"{earlier_manifest(provenance['dataset'])}; rebuild it with `{rebuild_command(provenance)}`"
 
 
 def rebuild_command(provenance: dict) -> str:
@@ -55,7 +53,7 @@ def warn_if_stale(provenance: dict, root=None) -> None:
     """Warn (``StaleStoreWarning``) when a stale store is loaded: its split is not the current one.
 
     Called by the public loader itself, so the warning points at the caller's line."""
-    reason = stale_reason(provenance, root)
+    reason = stale_reason(provenance, current_manifest_hash(provenance["dataset"], root))
     if reason:
         warnings.warn(f"{provenance['dataset']}/{provenance['model']}: store {reason}", StaleStoreWarning,
                       stacklevel=3)
