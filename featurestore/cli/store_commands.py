@@ -68,9 +68,7 @@ def verify(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Check stores: shapes agree, no NaN/inf, complete, fingerprint consistent. Exit 1 on any problem."""
-    frame = catalog(root)
-    if dataset:
-        frame = frame[frame["dataset"] == dataset]
+    frame = catalog(root, dataset)
     if model:
         frame = frame[frame["model"] == model]
     if frame.empty:

@@ -68,19 +68,19 @@ def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict:
     return entry
 
 
-def catalog(root=None) -> pd.DataFrame:
-    """One row per store under the root: dataset, model, rows, dim, dtype, complete, bytes, created, fingerprint..."""
+def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
+    """One row per store under the root (only ``dataset``'s, if given): dataset, model, rows, dim,
+    dtype, complete, bytes, created, fingerprint..."""
+    files = [p for p in store_files(root) if dataset in (None, p.parent.name)]
     # Each dataset's manifest is read and hashed once, not once per store of it.
-    manifest_hash_of = functools.cache(lambda dataset: current_manifest_hash(dataset, root))
-    frame = pd.DataFrame([describe(p, manifest_hash_of) for p in store_files(root)], columns=CATALOG_COLUMNS)
+    manifest_hash_of = functools.cache(lambda name: current_manifest_hash(name, root))
+    frame = pd.DataFrame([describe(p, manifest_hash_of) for p in files], columns=CATALOG_COLUMNS)
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     # Whole numbers even where an unreadable store leaves a gap (plain ints would turn to 30.0).
     return frame.astype({"rows": "Int64", "dim": "Int64"})
 
 
-
 def stale_models(dataset: str, root=None) -> list[str]:
     """Models whose store of ``dataset`` was built from an earlier manifest (see ``staleness``)."""
-    frame = catalog(root)
-    stale = frame["state"].str.startswith("stale", na=False)
-    return frame.loc[(frame["dataset"] == dataset) & stale, "model"].drop_duplicates().tolist()
+    frame = catalog(root, dataset)
+    return frame.loc[frame["state"].str.startswith("stale", na=False), "model"].drop_duplicates().tolist()
