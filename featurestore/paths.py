@@ -30,15 +30,17 @@ def existing_root(root: str | os.PathLike[str] | None = None) -> Path:
     return path
 
 
-def check_root(root: str | os.PathLike[str] | None = None) -> Path:
+def check_root(root: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
     """The resolved root, created if missing; ``RootNotWritable`` (one line: why, what to do) if
     nothing can be written there. The flows and the library's ``extract`` call it first, so a bad
-    ``--root`` fails before any work instead of deep inside a task."""
+    ``--root`` fails before any work instead of deep inside a task. With ``create=False`` (extract
+    and evaluate, which need what ingest put there) a missing root is ``RootNotFound``, and none is
+    made where a typo pointed."""
     import tempfile
 
     from featurestore.errors import RootNotWritable
 
-    path = resolve_root(root)
+    path = resolve_root(root) if create else existing_root(root)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):

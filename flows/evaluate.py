@@ -85,7 +85,7 @@ def evaluate(
         get_classifier(name)
     check_train_per_class(train_per_class)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    check_root(root)
+    check_root(root, create=False)
     requested = {dataset: requested_models(dataset, models, root) for dataset in datasets}
     checks = {(d, m): steps.check_store.submit(d, m, root) for d, names in requested.items() for m in names}
     problems = {key: future.result() for key, future in checks.items()}

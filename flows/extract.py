@@ -41,7 +41,7 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
     stores built from other inputs (each once its new one is complete); ``replace_stale`` only those
     built from an earlier manifest of their dataset (ingested again since).
     """
-    check_root(root)
+    check_root(root, create=False)
     # Checked here, not only in the tasks: a plan that finds every store complete runs no task.
     for spec in onnx_specs or []:
         register_onnx_spec(spec)

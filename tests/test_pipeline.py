@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from store_fixtures import write_store
 
-from featurestore.errors import InvalidName, RootNotWritable
+from featurestore.errors import InvalidName, RootNotFound, RootNotWritable
 from flows.evaluate import evaluate
 from flows.extract import extract
 from flows.ingest import ingest
@@ -50,12 +50,16 @@ def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(RootNotWritable, match=r"a-file/home: featurestore root is not writable \(Not a directory\)"):
         run_pipeline(root=str(blocker / "home"))
-    # Each flow on its own says the same, before any work (extract raised NotADirectoryError).
-    for flow, parameters in ((ingest, dict(dataset="fashion-mnist")),
-                             (extract, dict(datasets=["fashion-mnist"], models=["efficientnet_lite0"])),
+    with pytest.raises(RootNotWritable, match="a-file/home: featurestore root is not writable"):
+        ingest(root=str(blocker / "home"), dataset="fashion-mnist")
+    # Extract and evaluate, called directly (the Python API, a deployment), need an ingested root:
+    # one that is not there is named, not made (it used to be created, empty).
+    for flow, parameters in ((extract, dict(datasets=["fashion-mnist"], models=["efficientnet_lite0"])),
                              (evaluate, dict(datasets=["fashion-mnist"]))):
-        with pytest.raises(RootNotWritable, match="a-file/home: featurestore root is not writable"):
-            flow(root=str(blocker / "home"), **parameters)
+        for missing in (blocker / "home", tmp_path / "typo" / "home"):
+            with pytest.raises(RootNotFound, match=f"no featurestore root at {missing}; check --root"):
+                flow(root=str(missing), **parameters)
+            assert not missing.exists()
 
 
 @pytest.mark.parametrize("command", [

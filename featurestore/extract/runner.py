@@ -23,7 +23,7 @@ from featurestore.extract.reader import Reader, check_reader_name, open_reader
 from featurestore.extract.runtimes import RuntimeRequest, build_runtime, check_options, default_runtime, resolve_device
 from featurestore.extract.stop import raise_if_stop_requested
 from featurestore.extract.writer import BackgroundWriter
-from featurestore.paths import check_root, existing_root
+from featurestore.paths import check_root
 from featurestore.store import StoreWriter
 from featurestore.store.format import partial_path
 
@@ -129,12 +129,13 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     """
     device = check_request(models, device=device, runtime=runtime, precision=precision, batch_size=batch_size,
                            workers=workers, threads=threads, reader=reader)
+    # The stores go there: a bad root fails here, in one line. Without a manifest from the caller,
+    # the root must hold the ingested dataset, so a typo in --root is said as such and makes none.
+    check_root(root, create=manifest is not None)
     if manifest is None:
         from featurestore.datasets.manifest import load_manifest
 
-        existing_root(root)  # a typo in --root: said as such, and no empty root is made there
         manifest = load_manifest(dataset, root)
-    check_root(root)  # the stores go there: a bad root fails here, in one line
     jobs = plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, shard=shard, download=download)
     results: dict[str, ExtractResult] = {}
     pending = []
