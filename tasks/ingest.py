@@ -1,36 +1,19 @@
 """Prefect tasks of the ingest flow: thin wrappers over ``featurestore.ingest.pipeline``.
 
-They exchange paths and small dicts only; the downloads task retries network failures (a
-checksum mismatch or a refused URL is not retried: it would fail the same way again).
+They exchange paths and small dicts only. The fetch task is not retried: the download retries
+its own requests (``ingest.download.ATTEMPTS``), and a checksum mismatch or a refused URL would
+fail the same way again.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from prefect.tasks import exponential_backoff
-
-from featurestore.datasets.errors import DownloadFailed, DownloadRefused
 from featurestore.ingest import pipeline
 from tasks.interrupts import task
 
 
-def retry_on_network_failure(task, task_run, state) -> bool:
-    """Retry only downloads that failed on the network: not refusals (an HTTP 4xx answer, a connection
-    refused), bad checksums or bad names."""
-    try:
-        state.result()
-    except DownloadRefused:
-        return False
-    except DownloadFailed:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(name="fetch-dataset", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5),
-      retry_condition_fn=retry_on_network_failure)
+@task(name="fetch-dataset")
 def fetch_files(dataset: str, root: str | None, source: str | None, mirror: str | None,
                 checksums: dict[str, str] | None, name: str | None) -> dict[str, str]:
     """Download (or find locally) the dataset's files; return ``{filename: path}``."""

@@ -12,8 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from featurestore.datasets import dataset_names, get_dataset
-from featurestore.datasets.errors import (ChecksumMismatch, DatasetBusy, DatasetError, DownloadFailed, DownloadRefused,
-                                         UnknownDataset)
+from featurestore.datasets.errors import DatasetBusy, DatasetError, DownloadFailed, UnknownDataset
 from featurestore.ingest.checksums import parse
 from featurestore.ingest.lock import ingesting
 from fixtures_datasets import jpeg
@@ -148,18 +147,18 @@ def test_manifest_bytes_are_standard_csv_with_quoting():
     assert pd.read_csv(io.BytesIO(data), keep_default_na=False)["class_name"].tolist() == names
 
 
-@pytest.mark.parametrize("error, retried", [
-    (DownloadFailed("http://x/a.tgz: failed after 4 attempts (HTTP 503)"), True),
-    (DownloadRefused("http://x/a.tgz: HTTP 404 Not Found"), False),
-    (ChecksumMismatch("a.tgz: checksum differs"), False),
-])
-def test_fetch_task_retries_only_network_failures(error, retried):
-    from prefect.states import Failed
+def test_a_failed_download_counts_the_requests_it_made(prefect_harness, root, loopback, monkeypatch):
+    # The download retries its own requests; the fetch task used to retry it twice more, so the
+    # server saw 12 requests while the error said "4 attempts".
+    from featurestore.ingest import download
+    from flows.ingest import ingest
 
-    from tasks.ingest import fetch_files, retry_on_network_failure
-
-    assert fetch_files.retries == 2
-    assert retry_on_network_failure(fetch_files, None, Failed(data=error)) is retried
+    monkeypatch.setattr(download, "BACKOFF_S", 0.01)
+    loopback.fail("/photos.tar.gz", *[503] * 20)
+    url = loopback.url + "/photos.tar.gz"
+    with pytest.raises(DownloadFailed, match=rf"^{url}: failed after 6 attempts \(HTTP 503\); check the network"):
+        ingest(dataset="imagefolder", root=str(root), source=url, name="mine")
+    assert len(loopback.requests) == download.ATTEMPTS == 6
 
 
 def test_failed_flow_logs_bad_input_in_one_line_and_keeps_other_tracebacks(prefect_harness, root, tmp_path):

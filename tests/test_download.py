@@ -86,14 +86,9 @@ def test_a_refused_connection_fails_at_once_naming_the_whole_url(tmp_path):
     url = f"http://127.0.0.1:{port}/toy/photos.bin"
     with pytest.raises(DownloadRefused) as error:
         fetch(resource(), "toy", tmp_path, mirror=f"http://127.0.0.1:{port}", progress=False, attempts=4, backoff=0)
-    # One attempt, not 4 here times 3 Prefect task runs: nothing listens, so waiting would not help.
+    # One attempt, not 4: nothing listens, so waiting would not help.
     assert str(error.value) == (f"could not reach {url} (connection refused); check that the mirror is up and serves "
                                 "this file")
-    from prefect.states import Failed
-
-    from tasks.ingest import fetch_files, retry_on_network_failure
-
-    assert retry_on_network_failure(fetch_files, None, Failed(data=error.value)) is False
 
 
 def test_a_connection_cut_before_the_body_is_retried(tmp_path, loopback, mirror):

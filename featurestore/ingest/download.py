@@ -23,6 +23,10 @@ ENV_MIRROR = "FEATURESTORE_MIRROR"
 CHUNK = 1 << 20
 # Status codes worth retrying: the server or a proxy may recover; anything else 4xx will not.
 _TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
+# The one retry policy of a download (the fetch task does not retry on top of it, so the attempts
+# an error counts are the requests made): waits of 1, 2, 4, 8 and 16 s ride out a ~30 s outage.
+ATTEMPTS = 6
+BACKOFF_S = 1.0
 
 
 def resolve_mirror(mirror: str | None = None) -> str | None:
@@ -117,11 +121,14 @@ def fetch(
     mirror: str | None = None,
     checksum: str | None = None,
     progress: bool = True,
-    attempts: int = 4,
-    backoff: float = 1.0,
+    attempts: int = ATTEMPTS,
+    backoff: float | None = None,
     timeout: float = 30.0,
 ) -> Path:
     """Return a verified local path for ``resource``, downloading it into ``directory`` if needed.
+
+    A failed request is retried ``attempts`` times in all, waiting ``backoff`` seconds (default
+    ``BACKOFF_S``), then twice as long each time.
 
     ``checksum`` replaces the registry's pinned checksum and size for this call (for a mirror that
     serves other bytes, such as test fixtures); it never disables verification. Without a mirror,
@@ -156,7 +163,7 @@ def fetch(
     url = resource_url(resource, dataset, mirror)
     partial = target.with_name(target.name + ".part")
     _download(url, partial, size, check=_what_to_check(resource, mirror), progress=progress, attempts=attempts,
-              backoff=backoff, timeout=timeout)
+              backoff=BACKOFF_S if backoff is None else backoff, timeout=timeout)
     fix = "nothing was kept; check that the server sends the right file, then run ingest again to download it again"
     if recorded:
         fix += f" (if the file changed on purpose, delete {target}.sha256 to accept the new one)"
@@ -233,7 +240,7 @@ def _download(url: str, partial: Path, size: int | None, *, check: str, progress
             raise DownloadRefused(f"{url}: {error}; check the URL or the mirror") from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, _Transient) as error:
             if isinstance(_innermost(error), ConnectionRefusedError):
-                # Nothing listens there: retrying, here or in the Prefect task, only delays the answer.
+                # Nothing listens there: retrying only delays the answer.
                 resumes = " (the download resumes where it stopped)" if partial.exists() else ""
                 raise DownloadRefused(f"could not reach {url} (connection refused); {check}{resumes}") from None
             reason, unreachable = _reason(error), isinstance(error, requests.ConnectionError)
