@@ -15,8 +15,8 @@ from prefect import flow
 from featurestore.backbones.registry import get_backbone
 from featurestore.classifiers import get_classifier
 from featurestore.datasets import load_manifest
-from featurestore.datasets.registry import get_dataset
 from featurestore.errors import FeatureStoreError
+from featurestore.ingest.recorded import pipeline_ingest
 from featurestore.paths import check_root
 from flows.evaluate import evaluate
 from flows.extract import extract
@@ -52,15 +52,19 @@ def feature_pipeline(
 ) -> dict:
     """Ingest every dataset, extract every model over it, evaluate every classifier and stacking.
 
-    ``limit_per_class`` takes a reproducible subset for quick runs; ``task_runner`` (threads,
-    processes, dask) runs the extract and evaluate fan-outs; ``workers`` tasks run at once.
+    ``datasets`` are registered datasets or ones ingested under a name of yours (``ingest
+    imagefolder --name``); these are ingested again as their ``dataset.json`` recorded (same
+    source, ratios, seed, limit), which takes in the images added to the source since.
+    ``limit_per_class`` takes a reproducible subset of a registered dataset for quick runs;
+    ``task_runner`` (threads, processes, dask) runs the extract and evaluate fan-outs; ``workers``
+    tasks run at once.
     The pipeline follows its data: a store built from an earlier manifest of its dataset (ingested
     again since, by this run or by hand) is rebuilt; ``overwrite`` also replaces stores built from
     other weights, layer or preprocessing. A store is replaced only once its new one is complete.
     Returns the run directory, the summary lines and what was recomputed.
     """
-    for name in datasets:
-        get_dataset(name)
+    ingests = {name: pipeline_ingest(name, root, seed=seed, limit_per_class=limit_per_class, mirror=mirror)
+               for name in datasets}
     for name in models:
         get_backbone(name)
     for name in classifiers or []:
@@ -71,7 +75,7 @@ def feature_pipeline(
     unchanged_manifests = []
     for dataset in datasets:
         before = _manifest_hash(dataset, root_path)
-        result = ingest(dataset=dataset, root=root_path, seed=seed, limit_per_class=limit_per_class, mirror=mirror)
+        result = ingest(root=root_path, **ingests[dataset])
         if before == result["manifest_hash"]:
             unchanged_manifests.append(dataset)
     stores = extract.with_options(task_runner=make_task_runner(task_runner, workers))(

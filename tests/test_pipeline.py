@@ -1,5 +1,6 @@
 """The feature-pipeline flow run locally: a rerun with unchanged inputs recomputes only the report."""
 
+import json
 import os
 import socket
 import subprocess
@@ -7,9 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from fixtures_datasets import jpeg
 from store_fixtures import write_store
 
+import featurestore
+from featurestore.datasets.errors import UnknownDataset
+
 from featurestore.errors import InvalidName, RootNotFound, RootNotWritable
+from featurestore.ingest.pipeline import ingest as ingest_now
 from flows.evaluate import evaluate
 from flows.extract import extract
 from flows.ingest import ingest
@@ -36,6 +42,39 @@ def test_rerun_with_unchanged_inputs_recomputes_only_the_report(tmp_path):
     third = run_pipeline(**dict(parameters, limit_per_class=6))
     assert third["recomputed"] == "1 manifest(s), 1 store(s) and the report"
     assert [s["status"] for s in third["stores"]] == ["extracted"]
+
+
+def _photos(folder: Path, first: int, last: int) -> None:
+    for c, name in enumerate(("cat", "coffee")):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for k in range(first, last):
+            (folder / name / f"{k:02d}.jpg").write_bytes(jpeg(40 * c + k, (64, 64)))
+
+
+@pytest.mark.slow
+def test_a_dataset_of_yours_is_ingested_again_as_recorded_taking_in_new_images(tmp_path, monkeypatch):
+    # `featurestore run -d pets` used to be "unknown dataset" for anything `ingest imagefolder --name` made.
+    _photos(tmp_path / "photos", 0, 8)
+    root = tmp_path / "home"
+    monkeypatch.chdir(tmp_path)
+    ingest_now("imagefolder", root, source="photos", name="pets", ratios=(0.5, 0.25, 0.25), seed=3, progress=False)
+    info = root / "datasets" / "pets" / "dataset.json"
+    recorded = json.loads(info.read_text())["parameters"]
+    assert recorded["source"] == str(tmp_path / "photos")  # typed relative, kept absolute
+    monkeypatch.chdir(root)  # a scheduled run starts elsewhere
+    # The run's limit is for registered datasets: pets keeps what it was ingested with (no limit).
+    parameters = dict(datasets=["pets"], models=["efficientnet_lite0"], classifiers=["knn"], stacking=False,
+                      root=str(root), limit_per_class=2)
+    first = run_pipeline(**parameters)
+    assert first["recomputed"] == "0 manifest(s), 1 store(s) and the report"
+    assert json.loads(info.read_text())["parameters"] == recorded
+    _photos(tmp_path / "photos", 8, 12)
+    second = run_pipeline(**parameters)
+    assert second["recomputed"] == "1 manifest(s), 1 store(s) and the report"
+    assert len(featurestore.load("pets", "efficientnet_lite0", root=root)) == 24
+    with pytest.raises(UnknownDataset, match=r"unknown dataset 'pest': not registered \(.*fashion-mnist.*\) and not "
+                                             r"ingested under that --name \(yours: pets\); for your own images run"):
+        run_pipeline(datasets=["pest"], root=str(root))
 
 
 def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):

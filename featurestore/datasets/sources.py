@@ -35,6 +35,14 @@ def local_source(source: str) -> Path:
     return path
 
 
+def recorded_source(source: str | None) -> str | None:
+    """``source`` as ``dataset.json`` keeps it: a URL as given, a path made absolute, so that an
+    ingest again from the record (``featurestore run -d NAME``) finds it from any directory."""
+    if source is None or is_url(source):
+        return source
+    return str(Path(source).expanduser().resolve())
+
+
 def is_attached(folder: Path, directory: Path) -> bool:
     """Whether ``directory/images`` is a link to ``folder`` already."""
     link = directory / IMAGES

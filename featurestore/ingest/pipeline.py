@@ -22,7 +22,9 @@ from featurestore.datasets.arrays import ARRAY_FILE
 from featurestore.datasets.errors import DatasetError, InvalidIngestOption
 from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, read_info, write_manifest
 from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset
-from featurestore.datasets.sources import IMAGES, attach_folder, is_attached, is_url, local_source, source_resource
+from featurestore.datasets.sources import (
+    IMAGES, attach_folder, is_attached, is_url, local_source, recorded_source, source_resource,
+)
 from featurestore.ingest.download import fetch
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.split import (
@@ -247,7 +249,8 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
             "licence": spec.licence, "citation": spec.citation, "quarantined": int(bad.sum()), "empty_classes": empty,
             "copies_across": copies,
             "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit,
-                           "ratios": None if spec.official_split else list(check_ratios(ratios)), "source": source},
+                           "ratios": None if spec.official_split else list(check_ratios(ratios)),
+                           "source": recorded_source(source)},
         }
         shutil.copyfile(reasons, stage / QUARANTINE_FILE)
         digest = write_manifest(stage, usable, classes, info)

@@ -1,0 +1,41 @@
+"""What the feature pipeline asks ingest for: a registered dataset, or a user's dataset again as recorded.
+
+A dataset ingested under a name of the user's (``featurestore ingest imagefolder --name NAME``)
+has no registry entry: its ``dataset.json`` holds the request that made it (source, ratios, seed,
+folds, limit). The pipeline ingests it again from that record, so a scheduled run takes in the
+images added to its source since, and an unchanged source gives the same manifest, whose stores
+are then reused.
+"""
+
+from __future__ import annotations
+
+import os
+
+from featurestore.datasets.errors import UnknownDataset
+from featurestore.datasets.manifest import ingested_names, read_info
+from featurestore.datasets.registry import dataset_names
+from featurestore.paths import check_name, dataset_dir
+
+
+def pipeline_ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, seed: int = 0,
+                    limit_per_class: int | None = None, mirror: str | None = None) -> dict:
+    """The keyword arguments of the ingest of ``dataset`` in a pipeline run over ``root``.
+
+    A registered dataset takes the run's ``seed``, ``limit_per_class`` and ``mirror``; a user's
+    dataset keeps what it was ingested with. Any other name is ``UnknownDataset`` naming both kinds.
+    """
+    if dataset in dataset_names():
+        return {"dataset": dataset, "seed": seed, "limit_per_class": limit_per_class, "mirror": mirror}
+    check_name("dataset", dataset)
+    try:
+        info = read_info(dataset_dir(dataset, root))
+    except FileNotFoundError:
+        # Only imagefolder takes a --name, so any other name ingested here is a user's dataset.
+        yours = [n for n in ingested_names(root) if n not in dataset_names()]
+        raise UnknownDataset(
+            f"unknown dataset {dataset!r}: not registered ({', '.join(dataset_names())}) and not ingested under "
+            f"that --name (yours: {', '.join(yours) or 'none'}); for your own images run `featurestore ingest "
+            f"imagefolder --source DIR --name {dataset}` first") from None
+    recorded = info["parameters"]
+    return {"dataset": info["dataset"], "name": dataset, "source": recorded["source"], "ratios": recorded["ratios"],
+            "seed": recorded["seed"], "folds": recorded["folds"], "limit_per_class": recorded["limit_per_class"]}
