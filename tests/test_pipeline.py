@@ -119,3 +119,15 @@ def test_every_flow_command_says_in_one_line_when_the_prefect_api_is_down(tmp_pa
         f"error: Prefect API {url} does not answer (ConnectError); start it with `prefect server start "
         "--host 127.0.0.1` or unset PREFECT_API_URL to use a temporary local server"]
     assert sorted(p.name for p in root.iterdir()) == ["stores"]
+
+
+@pytest.mark.parametrize("option, message", [
+    (["-d", "pest"], "error: unknown dataset 'pest': not registered"),
+    (["-m", "resnet5"], "error: unknown backbone 'resnet5'"),
+])
+def test_run_refuses_an_unknown_name_before_any_flow_runs(tmp_path, option, message):
+    # In one line and exit 2, without the temporary Prefect server's start (and its log lines) first.
+    done = subprocess.run([sys.executable, "-m", "featurestore.cli", "run", *option, "--root", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(message)

@@ -35,9 +35,17 @@ def run(
                                    "or preprocessing (stores of an earlier manifest are always rebuilt)."),
 ) -> None:
     """Run the feature pipeline (ingest -> extract -> evaluate) and print the accuracy table."""
+    from featurestore.backbones.registry import get_backbone
+    from featurestore.ingest.recorded import pipeline_ingest
     from flows.runners import make_task_runner
 
-    # The pipeline flow builds its runners only once it runs: a bad --workers fails here, before.
+    datasets, models = _names(datasets), _names(models)
+    # Said before a flow run starts (and its temporary server), as the other commands do: a bad
+    # name, a bad --workers (the flow builds its runners only once it runs).
+    for name in datasets or []:
+        pipeline_ingest(name, root)
+    for name in models or []:
+        get_backbone(name)
     make_task_runner(task_runner, workers)
     check_prefect_api()
     from featurestore.cli.report_commands import print_run
@@ -45,7 +53,7 @@ def run(
     from flows.pipeline import DEFAULT_DATASETS, DEFAULT_MODELS, run_pipeline  # Prefect loads only when a flow runs
 
     result = run_pipeline(
-        datasets=_names(datasets) or DEFAULT_DATASETS, models=_names(models) or DEFAULT_MODELS,
+        datasets=datasets or DEFAULT_DATASETS, models=models or DEFAULT_MODELS,
         classifiers=_names(classifiers), stacking=stacking, root=root, limit_per_class=limit_per_class or None,
         seed=seed, task_runner=task_runner, workers=workers, device=device, mirror=mirror, overwrite=overwrite,
     )
