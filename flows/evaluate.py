@@ -24,7 +24,7 @@ from featurestore.evaluation.report import markdown_summary
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
 from featurestore.paths import check_root
 from flows.artifacts import artifact_key
-from flows.runners import make_task_runner, shared_api
+from flows.runners import make_task_runner, shared_api, tasks_run_on
 from tasks import evaluate as steps
 
 
@@ -70,13 +70,15 @@ def evaluate(
     root: str | None = None,
     workers: int = 2,
     train_per_class: int | None = None,
+    task_runner: str = "threads",
 ) -> str:
     """Fan classifiers and stacking out over the stores of ``datasets``; return the run directory.
 
     ``models`` defaults to every store of each dataset, ``classifiers`` to every registered one.
     ``stacking`` adds leak-free stacking, soft vote and early fusion over the usable models;
-    ``in_sample`` also shows the leaky in-sample stacking, labelled as such. ``workers`` is the
-    number of tasks run at once; native threads per task are the CPU count divided by it.
+    ``in_sample`` also shows the leaky in-sample stacking, labelled as such. The tasks run on
+    ``task_runner`` (threads, processes, dask), ``workers`` at once; native threads per task are
+    the CPU count divided by ``workers``.
     ``train_per_class`` fits on at most that many train images per class (seeded) and scores on
     the whole test split, for a learning curve without extracting again.
     """
@@ -84,9 +86,26 @@ def evaluate(
     for name in classifiers:
         get_classifier(name)
     check_train_per_class(train_per_class)
-    threads = max(1, (os.cpu_count() or 1) // workers)
     check_root(root, create=False)
     requested = {dataset: requested_models(dataset, models, root) for dataset in datasets}
+    parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,
+                  "in_sample": in_sample, "seed": seed, "workers": workers, "train_per_class": train_per_class}
+    with tasks_run_on(task_runner, workers):
+        run_dir, results_json = _fan_out(requested, parameters, root)
+    document = steps.read_document(results_json)
+    _publish(document)
+    for dataset, line in document["summary"].items():
+        print(f"{dataset}: {line}")
+    print(f"report: {run_dir}/report.md")
+    return run_dir
+
+
+def _fan_out(requested: dict[str, list[str]], parameters: dict, root: str | None) -> tuple[str, str]:
+    """Check the ``requested`` stores, fit every classifier and ensemble of ``parameters`` on the
+    usable ones and write the report; return the run directory and its results.json."""
+    classifiers, stacking, seed = parameters["classifiers"], parameters["stacking"], parameters["seed"]
+    in_sample, train_per_class = parameters["in_sample"], parameters["train_per_class"]
+    threads = max(1, (os.cpu_count() or 1) // parameters["workers"])
     checks = {(d, m): steps.check_store.submit(d, m, root) for d, names in requested.items() for m in names}
     problems = {key: future.result() for key, future in checks.items()}
     skipped = [{"dataset": d, "model": m, "reason": problem} for (d, m), problem in problems.items() if problem]
@@ -99,8 +118,6 @@ def evaluate(
         # stores are compared with each other only where they are combined
         for group in ([ready] if stacking else [[m] for m in ready]):
             steps.check_dataset_rows.submit(dataset, group, root).result()
-    parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,
-                  "in_sample": in_sample, "seed": seed, "workers": workers, "train_per_class": train_per_class}
     run_dir = str(new_run_dir(root))
     parts: list[PrefectFuture] = []
     try:
@@ -134,20 +151,15 @@ def evaluate(
         _settle(parts)
         discard_unfinished(run_dir)
         raise
-    document = steps.read_document(results_json)
-    _publish(document)
-    for dataset, line in document["summary"].items():
-        print(f"{dataset}: {line}")
-    print(f"report: {run_dir}/report.md")
-    return run_dir
+    return run_dir, results_json
 
 
 def run_evaluate(task_runner: str = "threads", workers: int = 2, **parameters) -> str:
     """Run the ``evaluate`` flow on the named task runner (threads, processes, dask), with one
     Prefect API for any worker processes; return the run directory."""
-    runner = make_task_runner(task_runner, workers)
+    make_task_runner(task_runner, workers)  # a bad name or count fails before the API starts
     with shared_api():
-        return evaluate.with_options(task_runner=runner)(workers=workers, **parameters)
+        return evaluate(task_runner=task_runner, workers=workers, **parameters)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,7 @@ from featurestore.extract import check_request
 from featurestore.extract.plan import check_weights
 from featurestore.paths import check_root
 from flows.artifacts import artifact_key
-from flows.runners import TASK_RUNNERS, ctrl_c_stops_tasks, make_task_runner, shared_api
+from flows.runners import TASK_RUNNERS, ctrl_c_stops_tasks, make_task_runner, shared_api, tasks_run_on
 from tasks import extract as steps
 
 
@@ -31,7 +31,8 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
             runtime: str | None = None, precision: str | None = None, batch_size: int | None = None,
             weights: dict[str, str] | None = None, layer: str | None = None, shards: int = 1,
             shard_index: int | None = None, share_decode: bool = True,
-            onnx_specs: list[str] | None = None, overwrite: bool = False, replace_stale: bool = False) -> list[dict]:
+            onnx_specs: list[str] | None = None, overwrite: bool = False, replace_stale: bool = False,
+            task_runner: str = "threads", workers: int = 1) -> list[dict]:
     """Extract every model over every dataset; return one summary per (dataset, model) store.
 
     ``weights`` maps a model to a weights file; ``onnx_specs`` are JSON files registering ONNX
@@ -39,7 +40,8 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
     ``shard_index`` runs only that shard (one run per host or GPU); the run that finds every
     shard complete does the merge, the others report ``shard-done``. ``overwrite`` replaces complete
     stores built from other inputs (each once its new one is complete); ``replace_stale`` only those
-    built from an earlier manifest of their dataset (ingested again since).
+    built from an earlier manifest of their dataset (ingested again since). The tasks run on
+    ``task_runner`` (threads, processes, dask), ``workers`` at once (default 1: one device).
     """
     check_root(root, create=False)
     # Checked here, not only in the tasks: a plan that finds every store complete runs no task.
@@ -47,26 +49,27 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
         register_onnx_spec(spec)
     check_request(models, device=device, runtime=runtime, precision=precision, batch_size=batch_size)
     check_weights(weights or {}, models)
-    plans = {d: steps.pending_models.submit(d, models, root, weights, layer, onnx_specs, overwrite, replace_stale)
-             for d in datasets}
-    runs, merges, skipped = [], [], []
-    for dataset, planned in plans.items():
-        pending = planned.result()
-        skipped += [{"dataset": dataset, "model": m, "status": "skipped"} for m in models if m not in pending]
-        groups = [pending] if share_decode else [[m] for m in pending]
-        for group in (g for g in groups if g):
-            for index in (range(shards) if shard_index is None else [shard_index]):
-                runs.append((dataset, group, steps.extract_stores.submit(
-                    dataset, group, root, device, runtime, precision, batch_size, weights, layer,
-                    index, shards, onnx_specs, overwrite, replace_stale)))
-    summaries = [s for _, _, future in runs for s in future.result()]
-    if shards > 1:
-        firsts = runs[::shards] if shard_index is None else runs
-        for dataset, group, _ in firsts:
-            merges += [steps.merge_shards.submit(dataset, m, shards, root, weights, layer, onnx_specs,
-                                                 if_ready=shard_index is not None, overwrite=overwrite,
-                                                 replace_stale=replace_stale) for m in group]
-        summaries = [future.result() for future in merges]
+    with tasks_run_on(task_runner, workers):
+        plans = {d: steps.pending_models.submit(d, models, root, weights, layer, onnx_specs, overwrite, replace_stale)
+                 for d in datasets}
+        runs, merges, skipped = [], [], []
+        for dataset, planned in plans.items():
+            pending = planned.result()
+            skipped += [{"dataset": dataset, "model": m, "status": "skipped"} for m in models if m not in pending]
+            groups = [pending] if share_decode else [[m] for m in pending]
+            for group in (g for g in groups if g):
+                for index in (range(shards) if shard_index is None else [shard_index]):
+                    runs.append((dataset, group, steps.extract_stores.submit(
+                        dataset, group, root, device, runtime, precision, batch_size, weights, layer,
+                        index, shards, onnx_specs, overwrite, replace_stale)))
+        summaries = [s for _, _, future in runs for s in future.result()]
+        if shards > 1:
+            firsts = runs[::shards] if shard_index is None else runs
+            for dataset, group, _ in firsts:
+                merges += [steps.merge_shards.submit(dataset, m, shards, root, weights, layer, onnx_specs,
+                                                     if_ready=shard_index is not None, overwrite=overwrite,
+                                                     replace_stale=replace_stale) for m in group]
+            summaries = [future.result() for future in merges]
     rows = summaries + skipped
     key = artifact_key("extract", *datasets)
     create_table_artifact(table=rows, key=key, description="Stores written or reused by the extract flow")
@@ -79,9 +82,9 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
 def run_extract(task_runner: str = "threads", workers: int = 1, **parameters) -> list[dict]:
     """Run the flow with the task runner called ``task_runner`` and one Prefect API for its workers;
     Ctrl-C stops its tasks after their current batch (see ``ctrl_c_stops_tasks``)."""
-    runner = make_task_runner(task_runner, workers)
+    make_task_runner(task_runner, workers)  # a bad name or count fails before the API starts
     with shared_api(), ctrl_c_stops_tasks():
-        return extract.with_options(task_runner=runner)(**parameters)
+        return extract(task_runner=task_runner, workers=workers, **parameters)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -78,12 +78,10 @@ def feature_pipeline(
         result = ingest(root=root_path, **ingests[dataset])
         if before == result["manifest_hash"]:
             unchanged_manifests.append(dataset)
-    stores = extract.with_options(task_runner=make_task_runner(task_runner, workers))(
-        datasets=list(datasets), models=list(models), root=root_path, device=device, overwrite=overwrite,
-        replace_stale=True)
-    run_dir = evaluate.with_options(task_runner=make_task_runner(task_runner, workers))(
-        datasets=list(datasets), models=list(models), classifiers=classifiers, stacking=stacking, seed=seed,
-        root=root_path, workers=workers)
+    stores = extract(datasets=list(datasets), models=list(models), root=root_path, device=device, overwrite=overwrite,
+                     replace_stale=True, task_runner=task_runner, workers=workers)
+    run_dir = evaluate(datasets=list(datasets), models=list(models), classifiers=classifiers, stacking=stacking,
+                       seed=seed, root=root_path, task_runner=task_runner, workers=workers)
 
     extracted = [s for s in stores if s["status"] != "skipped"]
     if len(unchanged_manifests) == len(datasets) and not extracted:

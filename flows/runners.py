@@ -1,7 +1,7 @@
 """Task runners by name, one Prefect API shared by every worker process, and Ctrl-C reaching task threads.
 
 Flows take the task runner as a plain string parameter (so a deployment run can pick it with
-``-p task_runner=dask``) and turn it into a runner here.
+``-p task_runner=dask``) and run their tasks on it with ``tasks_run_on``.
 """
 
 from __future__ import annotations
@@ -62,6 +62,23 @@ def make_task_runner(name: str, workers: int = 2) -> TaskRunner:
     if workers < 1:
         raise InvalidOption(f"--workers {workers}: a flow runs at least 1 task at once; pass --workers 1 or more")
     return TASK_RUNNERS[name](workers)
+
+
+@contextmanager
+def tasks_run_on(task_runner: str, workers: int) -> Iterator[TaskRunner]:
+    """Inside a running flow: the tasks it submits here run on the runner called ``task_runner``,
+    ``workers`` at once.
+
+    Prefect fixes a flow's own runner where the flow is defined, and a deployment runs the flow as
+    defined: its ``-p task_runner=... -p workers=...`` reached no runner, and every task of an
+    evaluate deployment ran at once on Prefect's default pool. The flow's run context is entered
+    again with this runner in place of its own, as Prefect's engine enters it with the flow's.
+    """
+    from prefect.context import FlowRunContext
+
+    with make_task_runner(task_runner, workers) as runner, \
+            FlowRunContext.get().model_copy(update={"task_runner": runner}):
+        yield runner
 
 
 @contextmanager

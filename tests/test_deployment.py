@@ -39,6 +39,11 @@ def test_feature_pipeline_deployment_runs_on_a_worker(tmp_path):
             out = prefect("deployment", "run", "feature-pipeline/nightly", *parameters, "--watch",
                           "--watch-timeout", "900", env=env, timeout=960)
             assert "COMPLETED" in out.upper(), out
+            # A per-flow deployment takes the task runner and its size as parameters, as the CLI does.
+            out = prefect("deployment", "run", "evaluate/default", "-p", f"root={home}", "-p", "task_runner=processes",
+                          "-p", "workers=1", "-p", 'classifiers=["knn"]', "-p", "stacking=false", "--watch",
+                          "--watch-timeout", "600", env=env, timeout=660)
+            assert "COMPLETED" in out.upper(), out
         finally:
             stop(worker)
     worker_log = (tmp_path / "worker.log").read_text()
@@ -46,9 +51,10 @@ def test_feature_pipeline_deployment_runs_on_a_worker(tmp_path):
     for model in ("efficientnet_lite0", "efficientnet_lite1"):
         assert verify_file(home / "stores" / "fashion-mnist" / f"{model}.h5").ok
     runs = sorted((home / "runs").iterdir())
-    assert len(runs) == 1
+    assert len(runs) == 2
     results = pd.read_csv(runs[0] / "results.csv")
     assert {"efficientnet_lite0", "efficientnet_lite1"} <= set(results["model"])
     assert (runs[0] / "report.md").exists()
+    assert set(pd.read_csv(runs[1] / "results.csv")["classifier"]) == {"knn"}
     assert worker.poll() is not None
 

@@ -11,7 +11,7 @@ from _evaluate_stores import DATASET, write_digits_stores
 from prefect.client.orchestration import get_client
 
 from flows.evaluate import evaluate
-from flows.runners import make_task_runner, shared_api
+from flows.runners import shared_api
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +27,9 @@ def test_evaluate_fan_out_on_dask_reports_to_one_api(tmp_path, monkeypatch):
     write_digits_stores(root)
     with shared_api() as api_url:
         assert api_url.startswith("http://127.0.0.1") and os.environ["PREFECT_API_URL"] == api_url
-        state = evaluate.with_options(task_runner=make_task_runner("dask", 2))(
-            datasets=[DATASET], classifiers=["logreg", "knn"], stacking=False, root=root, workers=2,
-            return_state=True)
+        # The runner is a parameter of the flow (as on a deployment run), not an option of the caller.
+        state = evaluate(datasets=[DATASET], classifiers=["logreg", "knn"], stacking=False, root=root,
+                         task_runner="dask", workers=2, return_state=True)
         with get_client(sync_client=True) as client:
             task_runs = client.read_task_runs()
     assert "PREFECT_API_URL" not in os.environ
@@ -38,6 +38,14 @@ def test_evaluate_fan_out_on_dask_reports_to_one_api(tmp_path, monkeypatch):
                        and t.name.startswith(("logreg on", "knn on"))]
     assert len(classifier_runs) == 4 and all(t.state.is_completed() for t in classifier_runs)
 
-    threads_dir = evaluate.with_options(task_runner=make_task_runner("threads", 2))(
-        datasets=[DATASET], classifiers=["logreg", "knn"], stacking=False, root=root, workers=2)
-    assert accuracies(run_dir) == accuracies(threads_dir)
+    with shared_api():
+        one_at_a_time = evaluate(datasets=[DATASET], classifiers=["logreg", "knn"], stacking=False, root=root,
+                                 task_runner="threads", workers=1, return_state=True)
+        with get_client(sync_client=True) as client:
+            task_runs = client.read_task_runs()
+    assert accuracies(run_dir) == accuracies(one_at_a_time.result())
+    # workers=1 runs one task at a time: Prefect's default pool, which the flow used unless a caller
+    # replaced its runner (a deployment run cannot), ran all of them at once.
+    spans = sorted((t.start_time, t.end_time) for t in task_runs
+                   if t.flow_run_id == one_at_a_time.state_details.flow_run_id)
+    assert len(spans) >= 4 and all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
