@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -122,6 +123,34 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
     assert rows["mine"] == {"name": "mine", "images": 8, "classes": 2, "size": None, "licence": rows["imagefolder"]["licence"],
                             "official_split": False, "present": True, "title": f"imagefolder from {folder}"}
     assert "mine" in cli("datasets", "--root", str(root)).output
+
+
+@pytest.mark.parametrize("stopped_in, outcome", [
+    ("fetch_files", "it is as it was before this ingest"),
+    ("stale_models", "its new manifest {} was already in place"),  # just after the commit
+])
+def test_ctrl_c_during_ingest_says_whether_the_dataset_was_replaced(prefect_harness, cli, root, tmp_path, monkeypatch,
+                                                                    stopped_in, outcome):
+    # Prefect calls either run "Crashed": the user could not tell whether the new images were in.
+    import flows.ingest
+
+    folder = tmp_path / "mine"
+    for c, name in enumerate(["left", "right"]):
+        (folder / name).mkdir(parents=True)
+        for k in range(4):
+            (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    owner = flows.ingest.steps if stopped_in == "fetch_files" else flows.ingest
+    monkeypatch.setattr(owner, stopped_in, ctrl_c)
+    stopped = cli("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine",
+                  "--ratios", "0.5,0.25,0.25")
+    manifest = root / "datasets" / "mine" / "manifest.csv"
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.exists() else None
+    assert manifest.exists() is (stopped_in == "stale_models")
+    assert stopped.exit_code != 0 and f"stopped: mine: {outcome.format(str(digest)[:12])}\n" in stopped.stderr
 
 
 def test_manifest_bytes_are_standard_csv_with_quoting():

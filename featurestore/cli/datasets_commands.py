@@ -7,7 +7,7 @@ import typer
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, human_bytes, print_json, print_table
 from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.datasets.errors import InvalidIngestOption
-from featurestore.datasets.manifest import ingested_names
+from featurestore.datasets.manifest import current_manifest_hash, ingested_names
 from featurestore.datasets.registry import dataset_names, get_dataset
 from featurestore.ingest.pipeline import check_request, describe, describe_ingested
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
@@ -60,11 +60,20 @@ def ingest(
 
     # Bad names and options are reported before a flow run starts, without Prefect's failure log.
     split_ratios = _ratios(ratios)
-    check_request(dataset, name=name, source=source, ratios=split_ratios, limit_per_class=limit_per_class)
+    stored_as = check_request(dataset, name=name, source=source, ratios=split_ratios, limit_per_class=limit_per_class)
     check_prefect_api()
-    with shared_api():
-        result = ingest_flow(dataset=dataset, root=root, ratios=split_ratios, seed=seed,
-                             limit_per_class=limit_per_class, mirror=mirror, source=source, name=name, folds=folds)
+    before = current_manifest_hash(stored_as, root)
+    try:
+        with shared_api():
+            result = ingest_flow(dataset=dataset, root=root, ratios=split_ratios, seed=seed,
+                                 limit_per_class=limit_per_class, mirror=mirror, source=source, name=name, folds=folds)
+    except KeyboardInterrupt:
+        # Prefect calls a run stopped by Ctrl-C "Crashed" whether or not its commit was made.
+        after = current_manifest_hash(stored_as, root)
+        outcome = (f"its new manifest {after[:12]} was already in place" if after != before
+                   else "it is as it was before this ingest")
+        typer.echo(f"stopped: {stored_as}: {outcome}", err=True)
+        raise
     if as_json:
         print_json(result)
     else:
