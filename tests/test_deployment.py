@@ -32,6 +32,20 @@ def test_feature_pipeline_deployment_runs_on_a_worker(tmp_path):
         prefect("work-pool", "create", "featurestore", "--type", "process", env=env)
         deployed = prefect("--no-prompt", "deploy", "--all", env=env)
         assert "feature-pipeline/nightly" in deployed
+        # A worker started without the checkout: the run fails at its pull step, saying what is missing.
+        # (It used to run whatever code its Python found, or crash with tracebacks naming a temporary folder.)
+        bare_env = {k: v for k, v in env.items() if k != "FEATURESTORE_CHECKOUT"}
+        bare = start([*PREFECT, "worker", "start", "--pool", "featurestore"],
+                     dict(bare_env, FEATURESTORE_HOME=str(tmp_path / "bare-home")), tmp_path / "bare.log", cwd=tmp_path)
+        try:
+            failed = subprocess.run([*PREFECT, "deployment", "run", "ingest/default", "--watch", "--watch-timeout", "300"],
+                                    env=env, cwd=REPO, capture_output=True, text=True, timeout=330)
+        finally:
+            stop(bare)
+        assert failed.returncode != 0 and "CRASHED" in failed.stdout.upper(), failed.stdout[-2000:]
+        assert ("CheckoutNotFound: $FEATURESTORE_CHECKOUT is not set on this worker; start the worker as "
+                "`FEATURESTORE_CHECKOUT=/path/to/featurestore prefect worker start") in (tmp_path / "bare.log").read_text()
+        assert not (tmp_path / "bare-home").exists()
         worker = start([*PREFECT, "worker", "start", "--pool", "featurestore"], env, tmp_path / "worker.log", cwd=tmp_path)
         try:
             parameters = ["-p", f"root={home}", "-p", "limit_per_class=5",
