@@ -17,7 +17,8 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from featurestore.backbones import register_onnx_spec
-from featurestore.errors import exit_on_error
+from featurestore.cli.backbones_commands import weights_map
+from featurestore.errors import InvalidOption, exit_on_error
 from featurestore.extract import check_request
 from featurestore.extract.plan import check_weights
 from featurestore.paths import check_root
@@ -43,6 +44,7 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
     built from an earlier manifest of their dataset (ingested again since). The tasks run on
     ``task_runner`` (threads, processes, dask), ``workers`` at once (default 1: one device).
     """
+    _check_shards(shards, shard_index)
     check_root(root, create=False)
     # Checked here, not only in the tasks: a plan that finds every store complete runs no task.
     for spec in onnx_specs or []:
@@ -79,10 +81,22 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
     return rows
 
 
+def _check_shards(shards: int, shard_index: int | None) -> None:
+    """One line for a shard count below 1 (it extracted nothing and reported success) or an index
+    outside it (accepted when the store was complete), in the flow's own parameter names."""
+    if not isinstance(shards, int) or shards < 1:
+        raise InvalidOption(f"shards={shards!r}: split the rows into 1 or more shards (--shards N, -p shards=N)")
+    if shard_index is not None and not 0 <= shard_index < shards:
+        raise InvalidOption(f"shard_index={shard_index!r}: with shards={shards} it is one of 0..{shards - 1} "
+                            "(--shard-index I, -p shard_index=I)")
+
+
 def run_extract(task_runner: str = "threads", workers: int = 1, **parameters) -> list[dict]:
     """Run the flow with the task runner called ``task_runner`` and one Prefect API for its workers;
     Ctrl-C stops its tasks after their current batch (see ``ctrl_c_stops_tasks``)."""
-    make_task_runner(task_runner, workers)  # a bad name or count fails before the API starts
+    # A bad runner, worker count or shard fails before the API starts.
+    make_task_runner(task_runner, workers)
+    _check_shards(parameters.get("shards", 1), parameters.get("shard_index"))
     with shared_api(), ctrl_c_stops_tasks():
         return extract(task_runner=task_runner, workers=workers, **parameters)
 
@@ -97,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime")
     parser.add_argument("--precision")
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--weights", action="append", default=[], help="MODEL=FILE")
+    parser.add_argument("--weights", action="append", default=[], help="FILE (one model) or MODEL=FILE")
     parser.add_argument("--layer")
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--shard-index", type=int, help="run only this shard (0-based) of --shards")
@@ -109,12 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="tasks at once (default 1: one device)")
     args = parser.parse_args(argv)
     datasets = [d for value in args.dataset for d in value.split(",") if d]
-    weights = dict(entry.split("=", 1) for entry in args.weights)
+    models = [m for m in args.models.split(",") if m]
     try:
         with exit_on_error():
+            weights = weights_map(args.weights, models)
             rows = run_extract(
                 task_runner=args.task_runner, workers=args.workers, datasets=datasets,
-                models=[m for m in args.models.split(",") if m], root=args.root, device=args.device,
+                models=models, root=args.root, device=args.device,
                 runtime=args.runtime, precision=args.precision, batch_size=args.batch_size, weights=weights or None,
                 layer=args.layer, shards=args.shards, shard_index=args.shard_index,
                 share_decode=not args.no_share_decode, onnx_specs=args.onnx_spec or None,

@@ -165,7 +165,7 @@ def test_ctrl_c_in_a_terminal_stops_process_pool_workers_and_the_flow_exits(tmp_
 
 def test_flow_checks_its_options_even_when_every_store_is_complete(tmp_path):
     from featurestore.errors import InvalidName, InvalidOption
-    from flows.extract import run_extract
+    from flows.extract import extract, run_extract
 
     write_photo_dataset(tmp_path, "photos", copies=1)
     store = complete_without_a_model(tmp_path, "photos", "efficientnet_lite0")
@@ -175,8 +175,29 @@ def test_flow_checks_its_options_even_when_every_store_is_complete(tmp_path):
         run_extract(**request, batch_size=-5)
     with pytest.raises(InvalidName, match="'resnet18' is not among the models of this run"):
         run_extract(**request, weights={"resnet18": str(tmp_path / "r.pth")})
+    # shards=0 extracted nothing and reported success; an index out of range passed on a complete store.
+    for flow in (run_extract, extract):  # the CLI's way, and a deployment's (the flow called as it is)
+        with pytest.raises(InvalidOption, match=r"^shards=0: split the rows into 1 or more shards"):
+            flow(**request, shards=0)
+        with pytest.raises(InvalidOption, match=r"^shard_index=5: with shards=2 it is one of 0\.\.1"):
+            flow(**request, shards=2, shard_index=5)
     assert store.stat().st_mtime_ns == before
     assert [r["status"] for r in run_extract(**request)] == ["skipped"]
+
+
+@pytest.mark.parametrize("models, weights, message", [
+    # one model: a bare FILE is its weights, as for `featurestore extract` (it was a ValueError traceback)
+    ("efficientnet_lite0", "missing.pth", "missing.pth"),
+    ("efficientnet_lite0,efficientnet_lite1", "missing.pth", "with several models write --weights MODEL=FILE"),
+])
+def test_flow_module_takes_weights_as_the_cli_does(tmp_path, capsys, models, weights, message):
+    from flows.extract import main
+
+    write_photo_dataset(tmp_path, "photos", copies=1)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dataset", "photos", "--models", models, "--weights", str(tmp_path / weights), "--root", str(tmp_path)])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code in (1, 2) and error[-1].startswith("error: ") and message in error[-1]
 
 
 def test_ctrl_c_while_pool_workers_start_prints_no_worker_traceback(tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ def backbones(as_json: bool = JSON_OPTION) -> None:
                     title="backbones")
 
 
-def _weights_map(entries: list[str], models: list[str]) -> dict[str, str]:
+def weights_map(entries: list[str], models: list[str]) -> dict[str, str]:
     """``--weights FILE`` (one model) or ``--weights MODEL=FILE`` (any number), each for one of ``models``."""
     from featurestore.extract.plan import check_weights
 
@@ -109,7 +109,7 @@ def extract(
     results = [result for dataset in split_names(datasets)
                for result in run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
                                          batch_size=batch_size, reader=reader, workers=workers, threads=threads,
-                                         weights=_weights_map(weights, names), layer=layer, shard=_shard(shard),
+                                         weights=weights_map(weights, names), layer=layer, shard=_shard(shard),
                                          overwrite=overwrite, progress=progress)]
     _print_results(results, as_json)
 
@@ -129,7 +129,7 @@ def merge_shards(
     from featurestore.extract import merge_shards as run_merge
 
     names = _requested_models(models, onnx_spec)
-    results = run_merge(dataset, names, count, root, weights=_weights_map(weights, names), layer=layer,
+    results = run_merge(dataset, names, count, root, weights=weights_map(weights, names), layer=layer,
                         overwrite=overwrite)
     _print_results(results, as_json)
 
