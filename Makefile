@@ -29,6 +29,8 @@ system-deps:
 
 run: setup
 	$(PY) -m featurestore.cli run --root featurestore-home
+	@echo "everything is under $(CURDIR)/featurestore-home; for featurestore ls/show/verify and featurestore.load():"
+	@echo "  export FEATURESTORE_HOME=$(CURDIR)/featurestore-home"
 
 test: setup
 	$(PY) -m pytest -q -ra

@@ -38,7 +38,7 @@ def test_ls_tells_an_empty_root_from_a_missing_one(root, tmp_path):
     root.mkdir(parents=True, exist_ok=True)
     assert f"no stores yet under {root}" in cli("ls", root=root).stdout
     typo = tmp_path / "no-such-root"
-    for command in (["ls"], ["ls", "--json"], ["verify"]):
+    for command in (["ls"], ["ls", "--json"], ["verify"], ["show", "fashion-mnist", "efficientnet_lite0"]):
         refused = cli(*command, root=typo)
         assert refused.returncode == 1 and refused.stdout == ""
         assert refused.stderr.strip() == f"error: no featurestore root at {typo}; check --root or $FEATURESTORE_HOME"
