@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from store_fixtures import features_for, write_store
+from store_fixtures import features_for, rows_for, spec_for, write_store
 
-from featurestore.store import format as fmt, load_arrays, verify_file
+from featurestore.store import StoreWriter, format as fmt, load_arrays, verify_file
 
 CHILD = Path(__file__).with_name("write_store_child.py")
+FINALIZE_CHILD = Path(__file__).with_name("finalize_kill_child.py")
 
 
 def start_writer(root, model, n, dim, delay):
@@ -70,3 +71,24 @@ def test_second_writer_of_the_same_store_is_refused_with_one_line(root):
     first.wait()
     assert second.returncode != 0
     assert "another process (pid" in err and "is writing this store" in err
+
+
+def test_sigkill_inside_finalize_keeps_every_row_and_the_next_open_finishes_the_store(root, caplog):
+    # A real SIGKILL (the child sends it to itself right after pandas removed /provenance in
+    # finalize). Before: the next open called the partial unreadable, deleted it and started at row 0.
+    n, dim = 40, 16
+    child = subprocess.run([sys.executable, str(FINALIZE_CHILD), str(root), str(n), str(dim)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert child.stdout.split() == ["committed", str(n)]
+    final = fmt.store_path("toy", "net", root)
+    assert not final.exists() and fmt.partial_path(final).exists()
+
+    with StoreWriter.open(spec_for(dim=dim), rows_for(n), root=root) as writer:
+        assert not writer.created and writer.committed_rows == n and writer.remaining == 0
+        writer.finalize({"runtime": "test"})  # nothing recomputed: no row is written
+    assert "completion was interrupted" in caplog.text and "discarding" not in caplog.text
+    arrays = load_arrays("toy", "net", root=root)
+    np.testing.assert_array_equal(arrays.features, features_for(0, n, dim))
+    assert arrays.provenance["complete"] and arrays.provenance["extra"]["runtime"] == "test"
+    assert verify_file(final).ok

@@ -63,10 +63,12 @@ def locate(dataset: str, model: str, root=None) -> Path:
     )
 
 
-def check_header(file: h5py.File, path: Path) -> dict:
+def check_header(file: h5py.File, path: Path, *, may_lack: tuple[str, ...] = ()) -> dict:
     """Validate a store's schema version and structure and return its provenance.
 
     Cheap (attributes and links only); damaged HDF5 internals or provenance raise ``StoreCorrupt``.
+    ``may_lack``: keys whose absence is not damage (the writer's check of a partial whose
+    completion was interrupted: it rebuilds ``/provenance``).
     """
     with fmt.damage_reported(path):
         if fmt.ATTR_SCHEMA not in file.attrs or fmt.ATTR_PROVENANCE not in file.attrs:
@@ -78,7 +80,7 @@ def check_header(file: h5py.File, path: Path) -> dict:
                 "upgrade featurestore to read it"
             )
         for key in (fmt.MATRIX, fmt.ROW_INDEX, fmt.ROWS_KEY, fmt.PROVENANCE_KEY, fmt.COMMITTED, fmt.ROW_STATUS):
-            if key not in file:
+            if key not in file and key not in may_lack:
                 raise fmt.corrupt(path, f"store lacks /{key}")
         with fmt.damage_reported(path, "its provenance attribute is not readable JSON"):
             return read_provenance(file)

@@ -202,10 +202,17 @@ def _resume_or_create(final: Path, spec: StoreSpec, rows: RowTable) -> tuple[h5p
 
 
 def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | None:
-    """Why the partial file cannot be resumed for this request, or None if it can."""
+    """Why the partial file cannot be resumed for this request, or None if it can.
+
+    A partial whose ``finalize`` was killed while pandas rewrote ``/provenance`` (pandas removes
+    the old group before writing the new one) holds every row: it is resumable, its
+    ``/provenance`` rebuilt here from the provenance attribute, and the caller's ``finalize``
+    completes it without recomputing a row.
+    """
     try:
         with fmt.open_store(partial) as file:
-            check_header(file, partial)  # a partial cut short while being created lacks part of it
+            # A partial cut short while being created lacks part of it (and the fingerprint, written last).
+            provenance = check_header(file, partial, may_lack=(fmt.PROVENANCE_KEY,))
             if file.attrs.get(fmt.ATTR_FINGERPRINT) != spec.fingerprint:
                 return "it was started from other inputs"
             if int(file.attrs.get(fmt.ATTR_SCHEMA, -1)) != fmt.SCHEMA_VERSION:
@@ -213,8 +220,18 @@ def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | Non
             stored_ids = fmt.read_ids(file)
             if len(stored_ids) != len(rows) or not np.array_equal(stored_ids, rows.ids):
                 return "its rows differ from the requested ones"
+            lost_provenance = fmt.PROVENANCE_KEY not in file
+            if lost_provenance and int(file[fmt.COMMITTED][0]) != len(rows):
+                # Only finalize rewrites /provenance, and only once every row is committed.
+                return f"it is unreadable: {fmt.corrupt(partial, 'store lacks /provenance')}"
     except (StoreCorrupt, StoreSchemaTooNew) as error:
         return f"it is unreadable: {error}"
+    if lost_provenance:
+        log.warning("%s: its completion was interrupted; rebuilding /provenance and finishing it (all %d rows "
+                    "are kept)", partial, len(rows))
+        # The root attribute outlives the group: finalize updated it before pandas touched /provenance.
+        _put_pandas(partial, fmt.PROVENANCE_KEY, provenance_frame(provenance), mode="a", format="table")
+        fmt.fsync_path(partial)
     return None
 
 
