@@ -14,7 +14,7 @@ from sklearn.svm import LinearSVC
 
 import featurestore
 from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
-from featurestore.classifiers import get_classifier
+from featurestore.classifiers import fit_classifier, get_classifier
 from featurestore.errors import FeatureStoreError
 from featurestore.evaluation import (
     ClassMissingFromTrain,
@@ -26,7 +26,7 @@ from featurestore.evaluation import (
     load_eval_data,
     store_problem,
 )
-from featurestore.evaluation.data import check_rows
+from featurestore.evaluation.data import check_rows, train_subset
 from featurestore.evaluation.errors import NoTestRows, TooFewRowsToStack
 from featurestore.evaluation.readiness import check_usable_test_rows
 from featurestore.evaluation.stacking import STACKING_FOLDS, backbone_pipelines, stacking_problem
@@ -103,20 +103,58 @@ def test_evaluation_is_reproducible_with_the_same_seed(digits_root):
     assert [r["params"] for r in first] == [r["params"] for r in second]
 
 
-def test_train_per_class_subsets_train_only_and_is_seeded(digits_root):
+def _fit_counts(data) -> list[int]:
+    """Rows per class among the train+val rows of ``data``."""
+    return np.bincount(data.y[np.isin(data.split, ["train", "val"])], minlength=10).tolist()
+
+
+def test_train_per_class_caps_train_and_val_together_and_is_seeded(digits_root):
     full = load_eval_data(DATASET, MODELS, root=digits_root)
     few = load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=5, seed=1)
-    assert np.bincount(few.y[few.split == "train"]).tolist() == [5] * 10
-    for split in ("val", "test"):
-        np.testing.assert_array_equal(few.ids[few.split == split], full.ids[full.split == split])
+    # digits has a val split (36 rows per class): it is drawn from with train, not added whole
+    assert _fit_counts(few) == [5] * 10 and set(few.split[few.split != "test"]) == {"train", "val"}
+    np.testing.assert_array_equal(few.ids[few.split == "test"], full.ids[full.split == "test"])
     again = load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=5, seed=1)
     other = load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=5, seed=2)
     np.testing.assert_array_equal(again.ids, few.ids)
-    assert set(other.ids[other.split == "train"]) != set(few.ids[few.split == "train"])
-    record = evaluate_classifier(DATASET, "pixels", "logreg", root=digits_root, seed=1, train_per_class=5)
-    assert record["n_fit"] == 50 + full.n_rows("val") and record["n_test"] == full.n_rows("test")
+    assert set(other.ids[other.split != "test"]) != set(few.ids[few.split != "test"])
+    more = load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=10, seed=1)
+    assert set(few.ids) <= set(more.ids)  # a learning curve's larger N keeps the smaller N's rows
     with pytest.raises(FeatureStoreError, match="--train-per-class 0 is invalid"):
         load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=0)
+
+
+def test_train_per_class_final_fit_and_selection_see_only_the_drawn_rows(digits_root, monkeypatch):
+    import featurestore.evaluation.single as single
+
+    fitted = []
+
+    def recording_fit(spec, params, X, y, **kwargs):
+        fitted.append(np.bincount(y, minlength=10).tolist())
+        return fit_classifier(spec, params, X, y, **kwargs)
+
+    monkeypatch.setattr(single, "fit_classifier", recording_fit)
+    record = evaluate_classifier(DATASET, "pixels", "logreg", root=digits_root, seed=1, train_per_class=5)
+    assert fitted == [[5] * 10] and record["n_fit"] == 50 and record["n_test"] == 360
+    # chosen by CV within those 50 rows, not on the val split's 360
+    selection = record["selection"]
+    assert selection["method"] == "cv" and selection["fit_rows"] + selection["score_rows"] <= 50
+    ensembles = evaluate_stacking(DATASET, list(MODELS), root=digits_root, seed=1, train_per_class=5)
+    ensembles.append(evaluate_early_fusion(DATASET, list(MODELS), root=digits_root, seed=1, train_per_class=5))
+    assert [r["n_fit"] for r in ensembles] == [50] * 3
+    assert ensembles[-1]["selection"]["method"] == "cv"
+
+
+def test_train_per_class_draws_among_usable_rows(tmp_path):
+    pixels, rows = digits_rows()
+    fit = np.isin(rows.split, ["train", "val"])
+    drawn = train_subset(rows.ids, rows.labels, rows.split, 5, 0) & fit
+    failed = np.zeros(len(rows), bool)
+    failed[np.flatnonzero(drawn & (rows.labels == 0))[:3]] = True  # 3 of the 5 rows class 0 would get
+    write_store(tmp_path, "pixels", pixels, rows, failed=failed)
+    data = load_eval_data(DATASET, ["pixels"], tmp_path, train_per_class=5)
+    assert _fit_counts(data) == [5] * 10 and not set(rows.ids[failed]) & set(data.ids)
+    assert evaluate_classifier(DATASET, "pixels", "knn", root=tmp_path, train_per_class=5)["n_fit"] == 50
 
 
 def test_incomplete_and_unverifiable_stores_are_reported_not_evaluated(tmp_path):

@@ -39,6 +39,10 @@ class EvalData:
     blocks: dict[str, tuple[int, int]]
     fingerprints: dict[str, str]
     n_failed: int
+    #: hyper-parameters are chosen by CV within the train+val rows instead of on val: set where
+    #: ``train_per_class`` drew the fit rows from train and val together, so that selection sees
+    #: only the rows the final model is fitted on
+    select_within_fit: bool = False
 
     def rows(self, *splits: str) -> slice | np.ndarray:
         """Row selector for ``splits``: a slice when those rows are contiguous, else indices."""
@@ -55,6 +59,14 @@ class EvalData:
     def n_rows(self, *splits: str) -> int:
         """Number of rows in ``splits``."""
         return int(np.isin(self.split, splits).sum())
+
+    def selection_rows(self) -> tuple[slice | np.ndarray, slice | np.ndarray]:
+        """Row selectors of hyper-parameter selection: ``(rows candidates are fitted on, rows they are
+        scored on)``. The second is empty where selection is by CV (or subsample) within the first:
+        without a val split, or with ``select_within_fit``."""
+        if self.select_within_fit:
+            return self.rows(*FIT_SPLITS), self.rows()
+        return self.rows("train"), self.rows("val")
 
 
 def _read(dataset: str, model: str, root) -> tuple:
@@ -191,14 +203,25 @@ def check_train_per_class(per_class: int | None) -> None:
                             "per class, or leave it out to fit on all of them")
 
 
-def train_subset(ids: np.ndarray, y: np.ndarray, split: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Mask keeping at most ``per_class`` train rows of each class, chosen by ``seed``, and every
-    val and test row: a learning-curve point on the same test set, from the same stores."""
+def train_subset(ids: np.ndarray, y: np.ndarray, split: np.ndarray, per_class: int, seed: int,
+                 usable: np.ndarray | None = None) -> np.ndarray:
+    """Mask keeping at most ``per_class`` train+val rows of each class, chosen by ``seed`` among the
+    ``usable`` ones (default: all), and every test row: a learning-curve point on the same test set,
+    from the same stores, whose final model is fitted on at most ``per_class`` rows per class.
+
+    Train and val are drawn from together because the final model is refitted on both; keeping
+    every val row would add the whole val split to each point of the curve.
+    """
     check_train_per_class(per_class)
-    train = np.flatnonzero(split == "train")
-    # The same seeded choice ingest's --limit-per-class makes, applied to train rows only.
-    rows = pd.DataFrame({"id": ids[train], "class_name": y[train], "split": "train"}, index=train)
-    keep = split != "train"
+    fit = np.isin(split, FIT_SPLITS)
+    if usable is not None:
+        # failed rows are dropped anyway: drawing among them would leave their class short
+        fit &= usable
+    candidates = np.flatnonzero(fit)
+    # The same seeded choice ingest's --limit-per-class makes (a rank of the ids), so a smaller N
+    # keeps a subset of a larger N's rows; one group per class over train and val.
+    rows = pd.DataFrame({"id": ids[candidates], "class_name": y[candidates], "split": "fit"}, index=candidates)
+    keep = ~np.isin(split, FIT_SPLITS)
     keep[limit_per_class(rows, per_class, seed).index.to_numpy()] = True
     return keep
 
@@ -206,10 +229,10 @@ def train_subset(ids: np.ndarray, y: np.ndarray, split: np.ndarray, per_class: i
 def kept_rows(ids: np.ndarray, labels: np.ndarray, split: np.ndarray, failed: np.ndarray,
               train_per_class: int | None, seed: int) -> np.ndarray:
     """Mask of the rows evaluation uses: none that ``failed`` (in any store), and with
-    ``train_per_class`` at most that many train rows per class (see ``train_subset``)."""
+    ``train_per_class`` at most that many train+val rows per class (see ``train_subset``)."""
     keep = ~failed
     if train_per_class is not None:
-        keep &= train_subset(ids, labels, split, train_per_class, seed)
+        keep &= train_subset(ids, labels, split, train_per_class, seed, usable=keep)
     return keep
 
 
@@ -219,7 +242,9 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
 
     The stores must hold the same rows (ids, labels, split, folds, class names); rows that
     failed in any store are dropped from all of them. ``train_per_class`` keeps at most that
-    many train rows per class (chosen by ``seed``) and every val and test row.
+    many usable train+val rows per class (chosen by ``seed``; see ``train_subset``) and every
+    test row; hyper-parameters are then selected within the kept train+val rows
+    (``select_within_fit``).
     """
     models = list(models)
     read = [_read(dataset, model, root) for model in models]
@@ -231,6 +256,8 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
     split = np.asarray(first.split).astype(str)
     failed = np.logical_or.reduce([f for _, _, f in read])
     check_test_rows(dataset, first, failed)
+    # Checked before the draw: a class whose N drawn rows all come from val still has train rows.
+    check_classes(dataset, labels[~failed], split[~failed], [str(c) for c in first.class_names])
     keep = kept_rows(ids, labels, split, failed, train_per_class, seed)
     blocks, start = {}, 0
     for model, (_, features, _) in zip(models, read):
@@ -254,6 +281,6 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
         blocks=blocks,
         fingerprints=fingerprints,
         n_failed=int(failed.sum()),
+        select_within_fit=train_per_class is not None,
     )
-    check_classes(dataset, data.y, data.split, data.class_names)
     return data

@@ -37,12 +37,13 @@ def score_fitted(estimator: Any, data: EvalData) -> tuple[dict[str, Any], float]
 
 
 def run_classifier(data: EvalData, spec: ClassifierSpec, seed: int = 0, n_jobs: int = 1) -> dict[str, Any]:
-    """Select ``spec``'s hyper-parameters, refit on train+val, score on test; return a result record."""
-    fit_rows = data.rows("train")
-    X_val, y_val = data.part("val")
+    """Select ``spec``'s hyper-parameters (see ``EvalData.selection_rows``), refit on train+val,
+    score on test; return a result record."""
+    fit_rows, score_rows = data.selection_rows()
     started = time.perf_counter()
     selection = select_params(
-        spec, data.X[fit_rows], data.y[fit_rows], X_val, y_val, data.fold[fit_rows], seed=seed, n_jobs=n_jobs
+        spec, data.X[fit_rows], data.y[fit_rows], data.X[score_rows], data.y[score_rows], data.fold[fit_rows],
+        seed=seed, n_jobs=n_jobs,
     )
     selection_seconds = time.perf_counter() - started
     X_fit, y_fit = data.part(*FIT_SPLITS)

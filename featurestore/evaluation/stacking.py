@@ -63,16 +63,16 @@ def _meta_classifier(seed: int) -> LinearSVC:
 
 
 def base_params_for(data: EvalData, model: str, seed: int, n_jobs: int) -> dict[str, Any]:
-    """Choose the base logistic regression's C on one backbone's columns (val split or CV)."""
+    """Choose the base logistic regression's C on one backbone's columns (val split or CV; see
+    ``EvalData.selection_rows``)."""
     start, stop = data.blocks[model]
-    fit_rows = data.rows("train")
-    X_val, y_val = data.part("val")
+    fit_rows, score_rows = data.selection_rows()
     selection = select_params(
         get_classifier(BASE_CLASSIFIER),
         data.X[fit_rows, start:stop],
         data.y[fit_rows],
-        X_val[:, start:stop],
-        y_val,
+        data.X[score_rows, start:stop],
+        data.y[score_rows],
         data.fold[fit_rows],
         seed=seed,
         n_jobs=n_jobs,
