@@ -165,6 +165,16 @@ def test_lightgbm_skips_pca_wider_than_the_data():
     assert wide.named_steps["pca"].n_components == 64
 
 
+def test_lightgbm_lowers_min_child_samples_on_small_fits():
+    # LightGBM's default of 20 rows per leaf leaves a fit of under ~40 rows without a single split
+    spec = get_classifier("lightgbm")
+    params = dict(spec.grid[0])
+    assert [spec.used_params(params, (rows, 64))["min_child_samples"] for rows in (3, 30, 150, 200, 60000)] == [
+        1, 3, 15, 20, 20]
+    assert spec.build(params, 0, 1, (30, 64))[-1].min_child_samples == 3
+    assert spec.build(params, 0, 1, (60000, 64))[-1].min_child_samples == 20
+
+
 def test_adding_a_classifier_is_one_registry_entry(digits, monkeypatch):
     monkeypatch.setattr(registry.CLASSIFIERS, "_entries", dict(registry.CLASSIFIERS._entries))
     spec = registry.register(ClassifierSpec(

@@ -333,12 +333,23 @@ def test_a_train_split_smaller_than_the_grid_still_evaluates(tmp_path, classifie
         assert [s["params"]["k"] for s in runs[0]["selection"]["scores"]] == [5, 10, 20]
 
 
-@pytest.mark.parametrize("classifier, used", [("knn", {"k": 3}), ("lightgbm", {"pca": None})])
+@pytest.mark.parametrize("classifier, used", [("knn", {"k": 3}), ("lightgbm", {"pca": None, "min_child_samples": 1})])
 def test_a_record_shows_the_parameters_its_fit_used_not_the_grids(tmp_path, classifier, used):
     # 3 train rows: kNN's k clipped from 5 to 3, and no PCA to 32 components on 3 rows
     _tiny_store(tmp_path, {"train": (1, 2), "test": (1, 1)})
     record = evaluate_classifier(DATASET, "pixels", classifier, root=tmp_path)
     assert record["n_fit"] == 3 and used.items() <= record["params"].items()
+
+
+def test_lightgbm_learns_from_a_small_fit_instead_of_predicting_one_class(digits_root):
+    # 3 digits per class, 30 fit rows: with LightGBM's default min_child_samples=20 no tree could
+    # split, every test image got the same class and the record showed chance (0.097) as a result
+    record = evaluate_classifier(DATASET, "pixels", "lightgbm", root=digits_root, train_per_class=3)
+    predicted_classes = np.count_nonzero(np.asarray(record["confusion_matrix"]).sum(axis=0))
+    assert record["accuracy"] > 0.4 and predicted_classes == 10  # chance is 0.1
+    assert record["n_fit"] == 30 and record["params"]["min_child_samples"] == 3
+    # the CV candidates ran on fewer rows still, and say so
+    assert all(score["used"]["min_child_samples"] < 3 for score in record["selection"]["scores"])
 
 
 def test_selection_scores_show_the_k_each_candidate_ran_with(tmp_path):

@@ -39,26 +39,44 @@ def build_linear_svm(params: Mapping[str, Any], seed: int, n_jobs: int, shape: t
     return make_pipeline(StandardScaler(), DenseLinearSVC(C=params["C"]))
 
 
+#: LightGBM's own default of the fewest rows a leaf may hold
+LIGHTGBM_MIN_CHILD_SAMPLES = 20
+#: on a small fit a leaf may hold as few as this share of the rows (see ``lightgbm_params_used``)
+LIGHTGBM_ROWS_PER_CHILD_SAMPLE = 10
+
+
 def lightgbm_params_used(params: Mapping[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
-    """``params`` with ``pca`` None where the data has no more rows or columns than it: no projection then."""
+    """``params`` with ``pca`` None where the data has no more rows or columns than it (no projection
+    then), and ``min_child_samples`` lowered to a tenth of the rows (at least 1) where that is smaller.
+
+    A split needs ``min_child_samples`` rows on each side: with LightGBM's default of 20, a fit on
+    fewer than about 40 rows (a learning-curve point, a small photo folder, a CV fold of one) grows
+    no tree at all and predicts one class, i.e. scores exactly chance. A tenth of the rows keeps the
+    default from 200 rows up; on digits it was within 2 points of the best of 1, 2, 5, 10 and 20
+    from 20 to 400 rows, where 20 gave chance below 50 rows.
+    """
     pca = params.get("pca")
-    return {**params, "pca": pca if pca and pca < min(shape) else None}
+    min_child = params.get("min_child_samples", LIGHTGBM_MIN_CHILD_SAMPLES)
+    return {**params, "pca": pca if pca and pca < min(shape) else None,
+            "min_child_samples": max(1, min(min_child, shape[0] // LIGHTGBM_ROWS_PER_CHILD_SAMPLE))}
 
 
 def build_lightgbm(params: Mapping[str, Any], seed: int, n_jobs: int, shape: tuple[int, int]) -> Pipeline:
     """Gradient-boosted trees, optionally on a PCA projection (``pca``: components or None).
 
-    The projection is skipped when the training data has no more rows or columns than ``pca``.
+    The projection is skipped when the training data has no more rows or columns than ``pca``, and
+    ``min_child_samples`` is lowered on small training data (see ``lightgbm_params_used``).
     """
     steps: list[Any] = []
-    pca = lightgbm_params_used(params, shape)["pca"]
-    if pca:
-        steps.append(PCA(n_components=pca, random_state=seed))
+    used = lightgbm_params_used(params, shape)
+    if used["pca"]:
+        steps.append(PCA(n_components=used["pca"], random_state=seed))
     steps.append(
         LGBMClassifier(
             n_estimators=params["n_estimators"],
             learning_rate=params["learning_rate"],
             num_leaves=params["num_leaves"],
+            min_child_samples=used["min_child_samples"],
             # coarser histograms and half the columns per tree keep 60k-row fits within minutes
             max_bin=63,
             colsample_bytree=0.5,
@@ -148,7 +166,8 @@ register(
         description="LightGBM on a PCA projection of the features",
         build=build_lightgbm,
         grid=tuple(
-            {"pca": pca, "n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31}
+            {"pca": pca, "n_estimators": 200, "learning_rate": 0.1, "num_leaves": 31,
+             "min_child_samples": LIGHTGBM_MIN_CHILD_SAMPLES}
             for pca in (32, 64)
         ),
         has_proba=True,
