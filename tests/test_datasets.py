@@ -88,7 +88,7 @@ def test_datasets_command_lists_and_reports_presence(cli, root):
     table = cli("datasets", "--root", str(root))
     assert table.exit_code == 0 and "cub200" in table.output and "official split" in table.output
     rows = json.loads(cli("datasets", "--root", str(root), "--json").output)
-    assert {r["name"]: r["present"] for r in rows}["fashion-mnist"] is False
+    assert {r["name"]: (r["present"], r["ingested"]) for r in rows}["fashion-mnist"] == (False, None)
     assert {r["name"]: r["official_split"] for r in rows} == {n: get_dataset(n).official_split for n in dataset_names()}
 
 
@@ -119,9 +119,12 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
     summary = json.loads(out.output[out.output.index("{"):])
     assert summary["images"] == 8 and summary["quarantined"] == 1 and summary["stale_stores"] == ["net"]
     rows = {r["name"]: r for r in json.loads(cli("datasets", "--root", str(root), "--json").output)}
-    assert rows["tf-flowers"]["present"] is True
-    assert rows["mine"] == {"name": "mine", "images": 8, "classes": 2, "size": None, "licence": rows["imagefolder"]["licence"],
-                            "official_split": False, "present": True, "title": f"imagefolder from {folder}"}
+    # The registry's count, and what this root holds of it (a --limit-per-class subset here).
+    assert rows["tf-flowers"]["present"] is True and rows["tf-flowers"]["ingested"] == 20
+    assert rows["tf-flowers"]["images"] == get_dataset("tf-flowers").images
+    assert rows["mine"] == {"name": "mine", "images": 8, "ingested": 8, "classes": 2, "size": None,
+                            "licence": rows["imagefolder"]["licence"], "official_split": False, "present": True,
+                            "title": f"imagefolder from {folder}"}
     assert "mine" in cli("datasets", "--root", str(root)).output
 
 

@@ -123,7 +123,8 @@ def test_every_flow_command_says_in_one_line_when_the_prefect_api_is_down(tmp_pa
 
 @pytest.mark.parametrize("option, message", [
     (["-d", "pest"], "error: unknown dataset 'pest': not registered"),
-    (["-m", "resnet5"], "error: unknown backbone 'resnet5'"),
+    (["--dataset", "pest"], "error: unknown dataset 'pest': not registered"),  # as evaluate and extract spell it
+    (["--model", "resnet5"], "error: unknown backbone 'resnet5'"),
 ])
 def test_run_refuses_an_unknown_name_before_any_flow_runs(tmp_path, option, message):
     # In one line and exit 2, without the temporary Prefect server's start (and its log lines) first.

@@ -83,7 +83,7 @@ def _requested_models(models: list[str] | None, onnx_specs: list[str]) -> list[s
 def extract(
     datasets: list[str] = typer.Option(..., "--dataset", "--datasets", "-d",
                                        help="Ingested dataset names, comma-separated or repeated."),
-    models: list[str] = typer.Option(None, "--models", "-m", help="Backbones, comma-separated or repeated "
+    models: list[str] = typer.Option(None, "--models", "--model", "-m", help="Backbones, comma-separated or repeated "
                                      f"(default: the --onnx-spec models, else {DEFAULT_MODEL})."),
     weights: list[str] = typer.Option([], "--weights", help="Weights file: FILE (one model) or MODEL=FILE."),
     onnx_spec: list[str] = typer.Option([], "--onnx-spec", help="JSON file describing an ONNX backbone to register."),
@@ -116,7 +116,7 @@ def extract(
 
 def merge_shards(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Ingested dataset name."),
-    models: list[str] = typer.Option(..., "--models", "-m", help="Backbones, comma-separated or repeated."),
+    models: list[str] = typer.Option(..., "--models", "--model", "-m", help="Backbones, comma-separated or repeated."),
     count: int = typer.Option(..., "--count", help="Number of shards the rows were split into."),
     weights: list[str] = typer.Option([], "--weights", help="Weights file: FILE (one model) or MODEL=FILE."),
     onnx_spec: list[str] = typer.Option([], "--onnx-spec", help="JSON file describing an ONNX backbone to register."),

@@ -12,7 +12,7 @@ from featurestore.datasets.registry import dataset_names, get_dataset
 from featurestore.ingest.pipeline import check_request, describe, describe_ingested
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
 
-DATASET_COLUMNS = ["name", "images", "classes", "size", "licence", "official split", "present"]
+DATASET_COLUMNS = ["name", "images", "ingested", "classes", "size", "licence", "official split"]
 
 
 def datasets(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
@@ -27,7 +27,7 @@ def datasets(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
     print_table(
         [dict(row, size=human_bytes(row["size"]) if row["size"] else None,
               **{"official split": "yes" if row["official_split"] else "no",
-                 "present": "yes" if row["present"] else "no"}) for row in rows],
+                 "ingested": row["ingested"] if row["present"] else "no"}) for row in rows],
         DATASET_COLUMNS, title="datasets",
     )
 
@@ -46,7 +46,7 @@ def ingest(
     ratios: str = typer.Option(",".join(map(str, DEFAULT_RATIOS)), "--ratios",
                                help="train,val,test ratios where the dataset has no official split."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the folds and the per-class limit."),
-    limit_per_class: int = typer.Option(None, "--limit-per-class", help="At most this many images per class."),
+    limit_per_class: int = typer.Option(None, "--limit-per-class", help="At most this many images per class (per class and split where the dataset has an official split)."),
     folds: int = typer.Option(DEFAULT_FOLDS, "--folds", help="Cross-validation folds over the training rows."),
     mirror: str = typer.Option(None, "--mirror", envvar="FEATURESTORE_MIRROR",
                                help="Base URL replacing the canonical one: files are read at MIRROR/<dataset>/<file>."),

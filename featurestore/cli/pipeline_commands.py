@@ -19,14 +19,14 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 
 def run(
-    datasets: list[str] = typer.Option(None, "--datasets", "-d", help="Dataset names (repeat or comma-separate): registered ones, or yours from `ingest imagefolder --name`, ingested again from their recorded source. Default: fashion-mnist."),
-    models: list[str] = typer.Option(None, "--models", "-m", help="Backbone names. Default: efficientnet_lite0,1,2."),
-    classifiers: list[str] = typer.Option(None, "--classifiers", "-c", help="Classifier names. Default: all."),
+    datasets: list[str] = typer.Option(None, "--datasets", "--dataset", "-d", help="Dataset names (repeat or comma-separate): registered ones, or yours from `ingest imagefolder --name`, ingested again from their recorded source. Default: fashion-mnist."),
+    models: list[str] = typer.Option(None, "--models", "--model", "-m", help="Backbone names. Default: efficientnet_lite0,1,2."),
+    classifiers: list[str] = typer.Option(None, "--classifiers", "--classifier", "-c", help="Classifier names. Default: all."),
     stacking: bool = typer.Option(True, "--stacking/--no-stacking", help="Add the stacking ensembles."),
     root: str = ROOT_OPTION,
     limit_per_class: int = typer.Option(DEFAULT_LIMIT_PER_CLASS, "--limit-per-class",
                                         help="Images per class and split of a registered dataset, for a quick run; 0 for every image (yours keep the limit they were ingested with)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, subsets and every classifier (same seed, same numbers)."),
     task_runner: str = typer.Option("threads", "--task-runner", help="threads, processes or dask."),
     workers: int = typer.Option(2, "--workers", help="Tasks run at once."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

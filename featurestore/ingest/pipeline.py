@@ -336,14 +336,16 @@ def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> 
     """A row of ``featurestore datasets`` for a dataset ingested under a name of the user's
     (``ingest imagefolder --name``), read from its ``dataset.json``."""
     info = read_info(dataset_dir(name, root))
-    return {"name": name, "images": info["images"], "classes": len(info["classes"]), "size": None,
-            "licence": info.get("licence"), "official_split": info["official_split"], "present": True,
+    return {"name": name, "images": info["images"], "ingested": info["images"], "classes": len(info["classes"]),
+            "size": None, "licence": info.get("licence"), "official_split": info["official_split"], "present": True,
             "title": f"{info['dataset']} from {info['parameters']['source']}"}
 
 
 def describe(spec: DatasetSpec, root: str | os.PathLike[str] | None = None) -> dict:
-    """One row of ``featurestore datasets``: what the dataset is and whether it is here already."""
-    present = (dataset_dir(spec.name, root) / MANIFEST_FILE).is_file()
-    return {"name": spec.name, "images": spec.images, "classes": spec.classes, "size": spec.size,
-            "licence": spec.licence, "official_split": spec.official_split, "present": present,
-            "title": spec.title}
+    """One row of ``featurestore datasets``: what the dataset is, whether it is here already and how
+    many of its images were ingested (fewer than published after a ``--limit-per-class``)."""
+    directory = dataset_dir(spec.name, root)
+    present = (directory / MANIFEST_FILE).is_file()
+    return {"name": spec.name, "images": spec.images, "ingested": read_info(directory)["images"] if present else None,
+            "classes": spec.classes, "size": spec.size, "licence": spec.licence, "official_split": spec.official_split,
+            "present": present, "title": spec.title}
