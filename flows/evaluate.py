@@ -20,29 +20,35 @@ from featurestore.evaluation import discard_unfinished, new_run_dir, table_rows
 from featurestore.evaluation.data import check_train_per_class
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.evaluation.readiness import requested_models
-from featurestore.evaluation.report import markdown_summary
+from featurestore.evaluation.report import markdown_summary, run_parameters_line
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
 from featurestore.paths import check_root
-from flows.artifacts import artifact_key
+from flows.artifacts import artifact_key, run_kind_parts
 from flows.runners import make_task_runner, shared_api, tasks_run_on
 from tasks import evaluate as steps
 
 
 def _publish(document: dict) -> None:
+    """Publish the run's tables and summaries as Prefect artifacts, each saying what kind of run it
+    is (``run_parameters_line``); a learning-curve run's keys carry ``-tpcN`` (``run_kind_parts``)."""
     rows = table_rows(document["results"])
+    run_id, kind = document["run_id"], run_kind_parts(document["parameters"])
     for dataset, line in document["summary"].items():
+        about = run_parameters_line(document, dataset)
         create_table_artifact(
-            key=artifact_key("evaluate", dataset),
+            key=artifact_key("evaluate", dataset, *kind),
             table=[r for r in rows if r["dataset"] == dataset],
-            description=f"{dataset}: {line} (run {document['run_id']})",
+            description=f"{dataset}: {line} (run {run_id}; {about})",
         )
         create_markdown_artifact(
-            key=artifact_key("evaluate", dataset, "summary"),
-            markdown=f"# {dataset}\n\n{line}\n\nRun `{document['run_id']}`\n",
-            description=line,
+            key=artifact_key("evaluate", dataset, *kind, "summary"),
+            markdown=f"# {dataset}\n\n{line}\n\nRun `{run_id}`: {about}\n",
+            description=f"{line} (run {run_id}; {about})",
         )
-    create_markdown_artifact(key=artifact_key("evaluate", "report"), markdown=markdown_summary(document),
-                             description=f"evaluate run {document['run_id']}")
+    about = run_parameters_line(document)
+    create_markdown_artifact(key=artifact_key("evaluate", "report", *kind),
+                             markdown=f"Run `{run_id}`: {about}\n\n{markdown_summary(document)}",
+                             description=f"evaluate run {run_id} ({about})")
 
 
 def _settle(futures: list[PrefectFuture]) -> None:

@@ -101,6 +101,35 @@ async def test_artifacts_have_stable_keys_and_keep_history(two_runs, anyio_backe
     assert len(await _artifacts("evaluate-report")) == 2
 
 
+@pytest.fixture(scope="module")
+def learning_curve_run(harness, tmp_path_factory) -> dict:
+    """A learning-curve run (5 images per class, kNN only, one model): a run of another kind than two_runs'."""
+    root = tmp_path_factory.mktemp("learning-curve-root")
+    write_digits_stores(root, models=["pixels"])
+    return _document(Path(run_evaluate(datasets=[DATASET], classifiers=["knn"], seed=3, root=str(root),
+                                       train_per_class=5)))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_artifacts_say_what_kind_of_run_they_come_from(two_runs, learning_curve_run, anyio_backend):
+    full_id, few_id = _document(two_runs[1][0])["run_id"], learning_curve_run["run_id"]
+    few_about = ("train_per_class=5 (at most 5 train+val images per class); classifiers=knn; models=pixels; "
+                 "stacking=yes; seed=3")
+    full_about = "train_per_class=all; classifiers=logreg,knn; models=fourier,pixels; stacking=yes; seed=7"
+    # a learning-curve point has keys of its own, so the full-data history holds full runs only
+    for full_key, few_key in (("evaluate-digits", "evaluate-digits-tpc5"),
+                              ("evaluate-digits-summary", "evaluate-digits-tpc5-summary"),
+                              ("evaluate-report", "evaluate-report-tpc5")):
+        full = await _artifacts(full_key)
+        assert not any(few_id in a.description for a in full)
+        (few,) = [a for a in await _artifacts(few_key) if few_id in a.description]
+        (latest_full,) = [a for a in full if full_id in a.description]
+        assert few_about in few.description and full_about in latest_full.description
+        if few.type == "markdown":
+            assert f"Run `{few_id}`: {few_about}" in few.data and f"Run `{full_id}`: {full_about}" in latest_full.data
+
+
 def test_disagreeing_stores_stop_the_flow_before_fitting(harness, tmp_path):
     pixels, rows = digits_rows()
     write_store(tmp_path, "pixels", pixels, rows)

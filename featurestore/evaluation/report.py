@@ -98,6 +98,27 @@ def markdown_summary(document: dict[str, Any]) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def run_parameters_line(document: dict[str, Any], dataset: str | None = None) -> str:
+    """What kind of run ``document`` is, in one line: train rows per class, classifiers, models
+    (those its results of ``dataset``, or of every dataset, came from), stacking and seed, e.g.
+    ``"train_per_class=10 (at most 10 train+val images per class); classifiers=logreg,knn; ..."``.
+
+    The Prefect artifacts carry it: their history mixes every run of a dataset, and a
+    learning-curve point or a subset of classifiers or models would read as a change in accuracy.
+    """
+    parameters = document["parameters"]
+    per_class = parameters.get("train_per_class")
+    fit = (f"train_per_class={per_class} (at most {per_class} train+val images per class)" if per_class
+           else "train_per_class=all")
+    models = sorted({r["model"] for r in document["results"]
+                     if r["kind"] == "single" and dataset in (None, r["dataset"])})
+    models = models or parameters.get("models") or ["every store"]
+    return "; ".join([
+        fit, f"classifiers={','.join(parameters['classifiers'])}", f"models={','.join(models)}",
+        f"stacking={'yes' if parameters.get('stacking') else 'no'}", f"seed={parameters['seed']}",
+    ])
+
+
 def _report_markdown(document: dict[str, Any], pictures: dict[str, str]) -> str:
     parameters = ", ".join(f"{k}={v}" for k, v in document["parameters"].items())
     head = [f"# Evaluation run {document['run_id']}", "", f"Created {document['created_at']}; {parameters}.", "",
