@@ -85,8 +85,9 @@ def evaluate(
     ``in_sample`` also shows the leaky in-sample stacking, labelled as such. The tasks run on
     ``task_runner`` (threads, processes, dask), ``workers`` at once; native threads per task are
     the CPU count divided by ``workers``.
-    ``train_per_class`` fits on at most that many train images per class (seeded) and scores on
-    the whole test split, for a learning curve without extracting again.
+    ``train_per_class`` fits on at most that many train+val images per class (seeded; the
+    hyper-parameters are chosen within them) and scores on the whole test split, for a learning
+    curve without extracting again.
     """
     classifiers = list(classifiers or classifier_names())
     for name in classifiers:

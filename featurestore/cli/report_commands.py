@@ -104,7 +104,7 @@ def evaluate(
     task_runner: str = typer.Option("threads", "--task-runner", help="threads, processes or dask."),
     workers: int = typer.Option(2, "--workers", help="Tasks run at once."),
     train_per_class: int = typer.Option(None, "--train-per-class",
-                                        help="Fit on at most this many train images per class (seeded); test stays whole."),
+                                        help="Fit on at most this many train+val images per class (seeded; hyper-parameters chosen within them); test stays whole."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
