@@ -535,3 +535,57 @@ def test_onnx_streams_give_the_features_of_one_run(root):
         assert isinstance(handle, list) and len(handle) == min(len(rows), 2)
         np.testing.assert_allclose(split.collect(handle), one(rows), rtol=1e-5, atol=1e-6)
     assert OnnxRunner(path, INPUT_NAME, backbone.preprocessing, threads=1).streams == 1
+
+
+def test_a_pass_in_another_precision_starts_again_and_only_an_explicit_one_replaces_a_store(root, monkeypatch, caplog):
+    # Before: the fp32 pass resumed the bf16 rows (a mixed store, provenance saying fp32), and a
+    # complete bf16 store was "complete with the same fingerprint; skipped" even with --precision
+    # fp32 --overwrite.
+    from featurestore.extract import stop, writer as background
+
+    write_photo_dataset(root, "photos", copies=2, size=48)
+    options = dict(device="cpu", runtime="torch", batch_size=2, progress=False)
+    put = background.BackgroundWriter.put
+
+    def put_then_ctrl_c(self, *args):
+        put(self, *args)
+        stop.request_stop()  # as Ctrl-C after the first batch
+
+    monkeypatch.setattr(background.BackgroundWriter, "put", put_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        extract("photos", ["efficientnet_lite0"], root, precision="bf16", **options)
+    monkeypatch.setattr(background.BackgroundWriter, "put", put)
+    stop.clear_stop()
+    (state,) = featurestore.catalog(root=root)["state"]
+    assert state.startswith("interrupted")
+
+    (fp32,) = extract("photos", ["efficientnet_lite0"], root, precision="fp32", **options)
+    assert (fp32.status, fp32.written) == ("extracted", fp32.rows)
+    assert "computed in bf16 and this pass computes in fp32); starting again" in caplog.text
+    assert featurestore.load_arrays("photos", "efficientnet_lite0", root=root).provenance["precision"] == "fp32"
+
+    # Without --precision any complete store serves; with another one, only --overwrite replaces it.
+    assert [r.status for r in extract("photos", ["efficientnet_lite0"], root, **options)] == ["skipped"]
+    with pytest.raises(featurestore.errors.StoreConflict, match="store was computed in fp32, not in the requested bf16"):
+        extract("photos", ["efficientnet_lite0"], root, precision="bf16", **options)
+    assert pending_models("photos", ["efficientnet_lite0"], root, precision="bf16", overwrite=True) == ["efficientnet_lite0"]
+    (bf16,) = extract("photos", ["efficientnet_lite0"], root, precision="bf16", overwrite=True, **options)
+    assert bf16.status == "extracted"
+    assert featurestore.load_arrays("photos", "efficientnet_lite0", root=root).provenance["precision"] == "bf16"
+
+
+def test_merge_refuses_shards_computed_in_different_precisions(root):
+    write_photo_dataset(root, "photos", copies=1, size=48)
+    options = dict(device="cpu", runtime="torch", progress=False)
+    extract("photos", ["efficientnet_lite0"], root, shard=Shard(0, 2), precision="bf16", **options)
+    extract("photos", ["efficientnet_lite0"], root, shard=Shard(1, 2), **options)
+    with pytest.raises(featurestore.errors.FeatureStoreError) as refused:
+        merge_shards("photos", ["efficientnet_lite0"], 2, root)
+    assert str(refused.value).startswith("photos/efficientnet_lite0: its shards were computed in different "
+                                         "precisions (0-of-2 bf16, 1-of-2 fp32); a merge would mix them")
+    assert not fmt.store_path("photos", "efficientnet_lite0", root).exists()
+    extract("photos", ["efficientnet_lite0"], root, shard=Shard(0, 2), precision="fp32", overwrite=True, **options)
+    (merged,) = merge_shards("photos", ["efficientnet_lite0"], 2, root)
+    arrays = featurestore.load_arrays("photos", "efficientnet_lite0", root=root)
+    assert merged.status == "merged" and arrays.provenance["precision"] == "fp32"
+    assert [s["precision"] for s in arrays.provenance["extra"]["merged_from"]] == ["fp32", "fp32"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurestore.backbones import Backbone, ResolvedWeights, get_backbone
+from featurestore.extract.runtimes import effective_precision
 from featurestore.errors import InvalidName, InvalidOption, StoreConflict, StoreCorrupt, StoreStale
 from featurestore.paths import resolve_root
 from featurestore.store import RowTable, StoreSpec, store_state
@@ -100,13 +101,15 @@ class Job:
 
 
 def make_spec(dataset: str, manifest_hash: str, backbone: Backbone, layer: str, weights: ResolvedWeights,
-              shard: Shard = WHOLE) -> StoreSpec:
-    """The store request for (dataset, backbone, layer, weights), optionally one shard of it."""
+              shard: Shard = WHOLE, precision: str | None = None, require_precision: bool = False) -> StoreSpec:
+    """The store request for (dataset, backbone, layer, weights), optionally one shard of it;
+    ``precision`` and ``require_precision`` as in ``StoreSpec`` (not part of the fingerprint)."""
     preprocessing = backbone.store_preprocessing(layer)
     if not shard.whole:
         preprocessing["shard"] = [shard.index, shard.count]
     return StoreSpec(dataset=dataset, model=store_model_name(backbone, layer), manifest_hash=manifest_hash,
-                     weights_sha256=weights.sha256, preprocessing=preprocessing, dim=backbone.layers[layer].dim)
+                     weights_sha256=weights.sha256, preprocessing=preprocessing, dim=backbone.layers[layer].dim,
+                     precision=precision, require_precision=require_precision)
 
 
 def check_weights(weights: Mapping[str, str], models: Sequence[str]) -> None:
@@ -122,8 +125,15 @@ def check_weights(weights: Mapping[str, str], models: Sequence[str]) -> None:
 
 
 def plan_jobs(manifest, dataset: str, models: Sequence[str], root=None, *, weights: Mapping[str, str] | None = None,
-              layer: str | None = None, shard: Shard = WHOLE, download: bool = True) -> list[Job]:
-    """One ``Job`` per model; weights are located and hashed, never loaded."""
+              layer: str | None = None, shard: Shard = WHOLE, download: bool = True, device: str | None = None,
+              runtime: str | None = None, precision: str | None = None) -> list[Job]:
+    """One ``Job`` per model; weights are located and hashed, never loaded.
+
+    Given the resolved ``device`` (and ``runtime``, ``precision`` as for extract), or an explicit
+    ``precision``, each spec says the precision its rows are computed in: a partial started in
+    another one is not resumed. An explicit ``precision`` also makes a complete store recorded in
+    another precision a conflict (replaced with overwrite); without one any complete store serves.
+    """
     weights = dict(weights or {})
     rows = RowTable.from_manifest(manifest.frame, manifest.classes)
     if shard.count > len(rows):
@@ -137,7 +147,8 @@ def plan_jobs(manifest, dataset: str, models: Sequence[str], root=None, *, weigh
         backbone = get_backbone(name)
         chosen = backbone.layer(layer)
         resolved = backbone.weights.resolve(weights.get(name), download=download)
-        spec = make_spec(dataset, manifest.hash, backbone, chosen, resolved, shard)
+        computes_in = effective_precision(backbone, device, runtime, precision) if device or precision else None
+        spec = make_spec(dataset, manifest.hash, backbone, chosen, resolved, shard, computes_in, precision is not None)
         job_root = root if shard.whole else shard_root(root, dataset, spec.model, shard)
         jobs.append(Job(backbone, chosen, resolved, spec, rows, shard, job_root))
     return jobs

@@ -124,8 +124,12 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     maps a model to a weights file (``--weights``); ``shard`` extracts one slice of the rows into
     a shard store (see docs/sharding.md). A complete store built from other inputs is replaced
     (once the new one is complete) with ``overwrite``; with ``replace_stale``, only one built from
-    an earlier manifest of the dataset. ``extract.stop.request_stop()`` from another thread stops
-    it after the current batch, as Ctrl-C does in the thread running it.
+    an earlier manifest of the dataset. An interrupted store computed in another precision than
+    this pass's (``precision``, else bf16 for torch on a GPU, fp32 otherwise) is started again,
+    never resumed; an explicit ``precision`` also conflicts with a complete store recorded in
+    another one (``overwrite`` replaces it), while without one any complete store is reused.
+    ``extract.stop.request_stop()`` from another thread stops it after the current batch, as
+    Ctrl-C does in the thread running it.
     """
     device = check_request(models, device=device, runtime=runtime, precision=precision, batch_size=batch_size,
                            workers=workers, threads=threads, reader=reader)
@@ -136,7 +140,8 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
         from featurestore.datasets.manifest import load_manifest
 
         manifest = load_manifest(dataset, root)
-    jobs = plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, shard=shard, download=download)
+    jobs = plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, shard=shard, download=download,
+                     device=device, runtime=runtime, precision=precision)
     results: dict[str, ExtractResult] = {}
     pending = []
     for job in jobs:
@@ -158,14 +163,15 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
 
 def pending_models(dataset: str, models: Sequence[str], root=None, *, weights: Mapping[str, str] | None = None,
                    layer: str | None = None, overwrite: bool = False, replace_stale: bool = False,
-                   download: bool = True, manifest=None) -> list[str]:
+                   download: bool = True, manifest=None, precision: str | None = None) -> list[str]:
     """Models whose whole store must be written (decided from fingerprints; no model is loaded);
-    ``overwrite`` and ``replace_stale`` as for ``extract``."""
+    ``overwrite``, ``replace_stale`` and an explicit ``precision`` as for ``extract``."""
     if manifest is None:
         from featurestore.datasets.manifest import load_manifest
 
         manifest = load_manifest(dataset, root)
-    jobs = plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, download=download)
+    jobs = plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, download=download,
+                     precision=precision)
     return [job.backbone.name for job in jobs if job.pending(overwrite, replace_stale)]
 
 

@@ -222,7 +222,7 @@ def _torch(request: RuntimeRequest) -> TorchRunner:
         import torch
 
         torch.set_num_threads(request.threads)
-    precision = request.precision or ("bf16" if request.device.startswith("cuda") else "fp32")
+    precision = request.precision or default_precision("torch", request.device)
     net = FeatureNet(backbone.load_torch(request.weights, request.layer), backbone.preprocessing)
     return TorchRunner(net, request.device, precision, request.max_batch)
 
@@ -233,6 +233,21 @@ RUNTIMES: dict[str, Callable[[RuntimeRequest], object]] = {"onnxruntime": _onnxr
 def default_runtime(backbone: Backbone, device: str) -> str:
     """``torch`` for torch backbones on a GPU, else ``onnxruntime`` (the fastest CPU path here)."""
     return "torch" if backbone.is_torch and device.startswith("cuda") else "onnxruntime"
+
+
+def default_precision(runtime: str, device: str) -> str:
+    """The precision ``runtime`` computes in on ``device`` without ``--precision``: bf16 for torch on a
+    GPU, else fp32 (torch on CPU; onnxruntime computes in fp32 only)."""
+    return "bf16" if runtime == "torch" and device.startswith("cuda") else "fp32"
+
+
+def effective_precision(backbone: Backbone, device: str | None, runtime: str | None = None,
+                        precision: str | None = None) -> str:
+    """The precision ``backbone``'s rows are computed in: ``precision`` if given (``check_options``
+    refuses one its runtime cannot compute in), else its runtime's default on ``device``."""
+    if precision:
+        return precision
+    return default_precision(runtime or default_runtime(backbone, device), device)
 
 
 def build_runtime(request: RuntimeRequest, runtime: str | None = None):

@@ -3,12 +3,13 @@
 Shard ``i`` of ``n`` holds a contiguous slice of the manifest's rows and is an ordinary store
 under ``<root>/shards/<dataset>/<model>/<i>-of-<n>/``, written on any device or host. The merge
 checks that every shard was built from this manifest, these weights and this preprocessing
-(its fingerprint), then streams them in row order through one ``StoreWriter``: memory stays
+(its fingerprint) and was computed in one precision, then streams them in row order through one ``StoreWriter``: memory stays
 flat, and an interrupted merge resumes like an interrupted extraction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from featurestore.extract.plan import Job, Shard, make_spec, plan_jobs, shard_ro
 from featurestore.extract.runner import ExtractResult
 from featurestore.store import StoreWriter
 from featurestore.store import format as fmt
+from featurestore.store.provenance import precision_name, recorded_precision
 from featurestore.store.reader import check_header
 
 CHUNK_ROWS = 4096
@@ -25,6 +27,22 @@ CHUNK_ROWS = 4096
 
 class ShardMissing(StoreIncomplete):
     """A shard store needed for a merge is absent, incomplete or built from other inputs."""
+
+
+class ShardsDisagree(FeatureStoreError):
+    """The shards of one store were computed in different precisions: merged, they would mix them."""
+
+
+def _common_precision(job: Job, shards, provenances) -> str | None:
+    """The one precision every shard was computed in (None: none recorded), else ``ShardsDisagree``."""
+    precisions = [recorded_precision(p) for p in provenances]
+    if len(set(precisions)) > 1:
+        listed = ", ".join(f"{shard.label} {precision_name(p)}" for (shard, _, _), p in zip(shards, precisions))
+        raise ShardsDisagree(
+            f"{job.spec.dataset}/{job.model}: its shards were computed in different precisions ({listed}); a merge "
+            f"would mix them: extract the odd shards again with `featurestore extract -d {job.spec.dataset} "
+            f"-m {job.model} --shard I/{len(shards)} --precision P --overwrite`, P the others' precision")
+    return precisions[0]
 
 
 def _shard_paths(job: Job, count: int, manifest_hash: str, root) -> list[tuple[Shard, object, str]]:
@@ -72,6 +90,9 @@ def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, 
             continue
         shards = _shard_paths(job, count, manifest.hash, root)
         provenances = [_check_shard(path, fingerprint, dataset, shard, job.model) for shard, path, fingerprint in shards]
+        # The merged store records its shards' precision, so resuming a merge checks it like an extraction.
+        job = dataclasses.replace(job, spec=dataclasses.replace(
+            job.spec, precision=_common_precision(job, shards, provenances)))
         results.append(_merge(job, shards, provenances, root, overwrite or replace_stale))
     return results
 
@@ -93,6 +114,7 @@ def _merge(job: Job, shards, provenances, root, overwrite: bool) -> ExtractResul
                     failed += int(np.count_nonzero(bad))
         merged_from = [{"shard": shard.label, "fingerprint": provenance["fingerprint"],
                         "runtime": provenance.get("extra", {}).get("runtime"),
+                        "precision": recorded_precision(provenance),
                         "device": provenance.get("extra", {}).get("device")}
                        for (shard, _, _), provenance in zip(shards, provenances, strict=True)]
         writer.finalize({"backbone": job.backbone.name, "layer": job.layer, "weights_source": job.weights.source,

@@ -44,8 +44,26 @@ def new_provenance(spec: StoreSpec, rows: RowTable) -> dict:
         "completed_at": None,
         "complete": False,
         "failed_rows": None,
+        # Recorded now, not at completion: a resume must compute its rows the same way.
+        "precision": spec.precision,
         "extra": {},
     }
+
+
+def recorded_precision(provenance: dict, *, at_creation: bool = False) -> str | None:
+    """The precision a store's rows were computed in, as its provenance records it (None: unknown).
+
+    Stores made before the top-level field existed name only their last pass's precision, under
+    ``extra``; ``at_creation`` ignores that (a partial's rows may come from several passes).
+    """
+    if provenance.get("precision") or at_creation:
+        return provenance.get("precision")
+    return provenance.get("extra", {}).get("precision")
+
+
+def precision_name(precision: str | None) -> str:
+    """A recorded precision for a message."""
+    return precision or "an unrecorded precision"
 
 
 def provenance_frame(provenance: dict) -> pd.DataFrame:

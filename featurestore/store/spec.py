@@ -34,6 +34,12 @@ class StoreSpec:
 
     Two requests with the same fingerprint would compute the same matrix, so a complete store
     with that fingerprint is reused and never rewritten.
+
+    ``precision`` (fp32, bf16, fp16; None: not said) is how the rows are computed. It is not
+    fingerprinted: a store made on a GPU in bf16 stays the store of a CPU host's request. A
+    partial records it at creation and is resumed only by a request computing in the same one, so
+    no store mixes rows of two precisions. ``require_precision`` (an explicit ``--precision``)
+    also makes a complete store recorded in another precision a conflict, replaced with overwrite.
     """
 
     dataset: str
@@ -43,6 +49,8 @@ class StoreSpec:
     preprocessing: Mapping = field(default_factory=dict)
     dim: int = 0
     dtype: str = "float32"
+    precision: str | None = None
+    require_precision: bool = False
 
     def __post_init__(self):
         check_name("dataset", self.dataset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from featurestore.errors import StoreConflict, StoreStale
 from featurestore.store import format as fmt
+from featurestore.store.provenance import precision_name, recorded_precision
 from featurestore.store.reader import check_header
 from featurestore.store.spec import StoreSpec
 from featurestore.store.staleness import earlier_manifest
@@ -22,10 +23,14 @@ def store_state(spec: StoreSpec, root=None) -> str:
             # A store that cannot be read is not "complete", however its fingerprint reads.
             provenance = check_header(file, final)
             stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
-        if stored == spec.fingerprint:
-            return "complete"
         replace = ("extract it again with --overwrite (overwrite=True) to replace it once the new one is complete, "
                    f"or remove it with `featurestore rm {spec.dataset} {spec.model}`")
+        if stored == spec.fingerprint:
+            recorded = recorded_precision(provenance)
+            if spec.require_precision and recorded != spec.precision:
+                raise StoreConflict(f"{final}: store was computed in {precision_name(recorded)}, not in the "
+                                    f"requested {spec.precision}; {replace}")
+            return "complete"
         if provenance.get("manifest_hash") != spec.manifest_hash:
             raise StoreStale(f"{final}: store was {earlier_manifest(spec.dataset)}; {replace}")
         raise StoreConflict(

@@ -13,7 +13,9 @@ import pandas as pd
 from featurestore.errors import FeatureStoreError, StoreConflict, StoreCorrupt, StoreIncomplete, StoreSchemaTooNew
 from featurestore.store import format as fmt
 from featurestore.store.lock import WriterLock
-from featurestore.store.provenance import count_failed, new_provenance, provenance_frame, read_provenance, utc_now
+from featurestore.store.provenance import (
+    count_failed, new_provenance, precision_name, provenance_frame, read_provenance, recorded_precision, utc_now,
+)
 from featurestore.store.reader import check_header
 from featurestore.store.spec import InvalidStoreInput, RowTable, StoreSpec, canonical_json
 from featurestore.store.state import store_state
@@ -220,6 +222,9 @@ def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | Non
             stored_ids = fmt.read_ids(file)
             if len(stored_ids) != len(rows) or not np.array_equal(stored_ids, rows.ids):
                 return "its rows differ from the requested ones"
+            recorded = recorded_precision(provenance, at_creation=True)
+            if spec.precision is not None and recorded != spec.precision:
+                return f"its rows were computed in {precision_name(recorded)} and this pass computes in {spec.precision}"
             lost_provenance = fmt.PROVENANCE_KEY not in file
             if lost_provenance and int(file[fmt.COMMITTED][0]) != len(rows):
                 # Only finalize rewrites /provenance, and only once every row is committed.
