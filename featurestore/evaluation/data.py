@@ -17,8 +17,8 @@ from featurestore.errors import InvalidOption
 from featurestore.evaluation.errors import ClassMissingFromTrain, NoTestRows, SingleClassDataset, StoresDisagree
 from featurestore.ingest.split import limit_per_class
 from featurestore.store import locate
-from featurestore.store.format import ROW_STATUS, STATUS_FAILED, open_store
-from featurestore.store.reader import check_header, read_rows
+from featurestore.store.format import ROW_STATUS, STATUS_FAILED
+from featurestore.store.reader import read_consistently
 
 FIT_SPLITS = ("train", "val")
 
@@ -123,10 +123,8 @@ def read_store_rows(dataset: str, model: str, root=None) -> StoreRows:
     path = locate(dataset, model, root)
     # The header first: PyTables, reading /rows of a store whose HDF5 metadata is damaged, can
     # crash the process, where the header check gives StoreCorrupt.
-    with open_store(path) as file:
-        classes = [str(c) for c in check_header(file, path)["classes"]]
-        failed = file[ROW_STATUS][:] == STATUS_FAILED
-    rows = read_rows(path)
+    classes, failed, rows = read_consistently(path, lambda file, provenance, rows: (
+        [str(c) for c in provenance["classes"]], file[ROW_STATUS][:] == STATUS_FAILED, rows))
     return StoreRows(
         ids=rows.index.to_numpy(dtype=str),
         labels=rows["label"].to_numpy(dtype=np.int64),

@@ -86,6 +86,20 @@ def read_ids(file: h5py.File) -> np.ndarray:
     return np.char.decode(file[ROW_INDEX][:], "utf-8")
 
 
+def same_file(file: h5py.File, path: Path) -> bool:
+    """True if ``path`` still names the file ``file`` has open, not one renamed over it since.
+
+    An open file's inode is never freed or linked again, so equal inodes after a read by path
+    mean the path named this file throughout the read.
+    """
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(file.id.get_vfd_handle())
+    return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
+
+
 def create_preallocated(group: h5py.Group, name: str, shape: tuple[int, ...], dtype) -> h5py.Dataset:
     """Create a contiguous dataset whose file space is allocated now and never written as fill.
 

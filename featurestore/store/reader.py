@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
 import pandas as pd
 
-from featurestore.errors import StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound, StoreSchemaTooNew
+from featurestore.errors import (
+    FeatureStoreError, StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound, StoreSchemaTooNew,
+)
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
 from featurestore.store.provenance import read_provenance
 from featurestore.store.staleness import warn_if_stale
+
+
+T = TypeVar("T")
+
+
+class StoreReplaced(FeatureStoreError):
+    """The file at a store's path was replaced while the store was being read, twice in a row."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,38 @@ def read_rows(path: Path) -> pd.DataFrame:
     return read_frame(path, fmt.ROWS_KEY)
 
 
+def rows_of(file: h5py.File, path: Path) -> pd.DataFrame:
+    """The ``/rows`` table of the store open as ``file`` (at ``path``).
+
+    pandas reads by path, not through ``file``: a store renamed into place meanwhile (``extract
+    --overwrite`` or ``featurestore run`` finishing) would give another store's rows, so that
+    raises ``StoreReplaced``; read the store again.
+    """
+    rows = read_rows(path)
+    if not fmt.same_file(file, path):
+        raise StoreReplaced(f"{path}: the store was replaced while it was being read (another process finished "
+                            "extracting it); read it again")
+    return rows
+
+
+def read_consistently(path: Path, read: Callable[[h5py.File, dict, pd.DataFrame], T]) -> T:
+    """``read(file, provenance, rows)`` on the store at ``path``, its header checked and ``rows``
+    its own ``/rows`` (``rows_of``). A store replaced during the read is read once more, whole:
+    the new one is complete and in place; replaced again, ``StoreReplaced``."""
+    for attempt in range(2):
+        try:
+            with fmt.open_store(path) as file:
+                provenance = check_header(file, path)
+                rows = rows_of(file, path)
+                if not np.array_equal(rows.index.to_numpy(dtype=str), fmt.read_ids(file)):
+                    raise fmt.corrupt(path, "ids of /rows and /features differ")
+                return read(file, provenance, rows)
+        except StoreReplaced:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _runs(index: np.ndarray) -> list[tuple[int, int]]:
     """Split sorted row numbers into maximal contiguous [start, stop) runs."""
     if len(index) == 0:
@@ -139,28 +182,28 @@ def read_arrays(path: Path, split: str | None = None) -> StoreArrays:
     """Load the store at ``path`` as numpy arrays (see ``load_arrays``)."""
     if split is not None and split not in fmt.SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(fmt.SPLITS)}")
-    with fmt.open_store(path) as file:
-        provenance = check_header(file, path)
+
+    def read(file: h5py.File, provenance: dict, rows: pd.DataFrame) -> StoreArrays:
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
             raise StoreIncomplete(f"{path}: store is not marked complete; run extract again to finish it")
-        rows = read_rows(path)
         index = None
         if split is not None:
             index = np.flatnonzero(rows["split"].to_numpy() == split)
             rows = rows.iloc[index]
-        features = read_matrix(file[fmt.MATRIX], index)
         status = file[fmt.ROW_STATUS][:] if index is None else file[fmt.ROW_STATUS][:][index]
-    return StoreArrays(
-        features=features,
-        ids=rows.index.to_numpy(dtype=str),
-        labels=rows["label"].to_numpy(dtype=np.int64),
-        class_names=list(provenance["classes"]),
-        split=rows["split"].to_numpy(dtype=str),
-        fold=rows["fold"].to_numpy(dtype=np.int64),
-        failed=status == fmt.STATUS_FAILED,
-        provenance=provenance,
-        path=path,
-    )
+        return StoreArrays(
+            features=read_matrix(file[fmt.MATRIX], index),
+            ids=rows.index.to_numpy(dtype=str),
+            labels=rows["label"].to_numpy(dtype=np.int64),
+            class_names=list(provenance["classes"]),
+            split=rows["split"].to_numpy(dtype=str),
+            fold=rows["fold"].to_numpy(dtype=np.int64),
+            failed=status == fmt.STATUS_FAILED,
+            provenance=provenance,
+            path=path,
+        )
+
+    return read_consistently(path, read)
 
 
 def load(dataset: str, model: str, split: str | None = None, root=None) -> pd.DataFrame:

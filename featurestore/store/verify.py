@@ -11,7 +11,7 @@ from featurestore.errors import FeatureStoreError
 from featurestore.store import format as fmt
 from featurestore.store.catalog import final_path_of
 from featurestore.store.lock import holder_of
-from featurestore.store.reader import check_header, read_frame, read_rows
+from featurestore.store.reader import check_header, read_frame, rows_of
 from featurestore.store.spec import FINGERPRINT_FIELDS, fingerprint_of
 
 SCAN_ROWS = 8192
@@ -68,11 +68,12 @@ def verify_file(path: Path) -> VerifyReport:
     try:
         with fmt.open_store(path) as file:
             provenance = check_header(file, path)
-            rows = read_rows(path)
             # Every key the docs promise pandas reads must read: /features's header and first row
-            # (cheap), /rows (above) and /provenance.
+            # (cheap), /provenance and /rows, read last so that rows_of finds a store replaced
+            # meanwhile (all three are read by path).
             read_frame(path, fmt.FEATURES_KEY, start=0, stop=1)
             read_frame(path, fmt.PROVENANCE_KEY)
+            rows = rows_of(file, path)
             matrix = file[fmt.MATRIX]
             n, dim = provenance["rows"], provenance["dim"]
             if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
