@@ -125,12 +125,43 @@ def test_history_has_one_column_per_run(evaluated):
 
 
 def test_history_keeps_learning_curve_runs_in_their_own_rows(evaluated, tmp_path):
-    records = [r for r in evaluated[2][0]["results"] if r["classifier"] == "knn"]
+    # records of runs written before records carried their own train_per_class: the run's parameter counts
+    records = [{k: v for k, v in r.items() if k != "train_per_class"}
+               for r in evaluated[2][0]["results"] if r["classifier"] == "knn"]
     for parameters in ({"seed": 0}, {"seed": 0, "train_per_class": 10}):
         write_report(new_run_dir(tmp_path), records, [], parameters)
     table = history_table(tmp_path)
-    assert sorted(table.index.get_level_values("train_per_class").unique()) == ["10", "all"]
+    assert list(table.index.get_level_values("train_per_class").unique()) == [10, "all"]
     assert table.notna().sum(axis=1).tolist() == [1] * len(table)  # each row holds one run's number
+
+
+def test_history_reads_a_learning_curve_in_numeric_order_and_files_a_cap_above_the_data_as_a_full_fit(
+        evaluated, tmp_path, capsys):
+    root = evaluated[0]
+    documents = {}
+    # written in an order whose text sort (10, 1000, 2, 5, all) is not the numeric one; digits has at
+    # most 145 train+val images per class, so 1000 caps nothing
+    for per_class in (10, 5, 1000, None, 2):
+        record = evaluate_classifier(DATASET, "pixels", "knn", root=root, train_per_class=per_class)
+        documents[per_class] = write_report(new_run_dir(tmp_path), [record], [],
+                                            {"seed": 0, "train_per_class": per_class})
+    assert documents[1000]["results"][0]["train_per_class"] is None  # a full fit ...
+    assert documents[1000]["results"][0]["accuracy"] == documents[None]["results"][0]["accuracy"]  # ... selection too
+    assert documents[1000]["results"][0]["n_fit"] == documents[None]["results"][0]["n_fit"]
+    table = history_table(tmp_path)
+    assert list(table.index.get_level_values("train_per_class")) == [2, 5, 10, "all"]
+    assert table.notna().sum(axis=1).tolist() == [1, 1, 1, 2]  # the 1000 run sits in the full fits' row
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--history", "--root", str(tmp_path), "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert exit_.value.code == 0 and [r["train_per_class"] for r in rows] == [2, 5, 10, None]  # as results.json
+    with pytest.raises(SystemExit):
+        main(["report", "--run", documents[1000]["run_id"], "--root", str(tmp_path)])
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"note: {DATASET}: --train-per-class 1000 capped no class" in out and "filed under train_per_class 'all'" in out
+    with pytest.raises(SystemExit):
+        main(["report", "--run", documents[10]["run_id"], "--root", str(tmp_path)])
+    assert "capped no class" not in capsys.readouterr().out
 
 
 def test_history_keeps_results_of_other_stores_in_their_own_rows(evaluated, tmp_path):
@@ -259,3 +290,4 @@ def test_help_everywhere(cli):
     for command in ("report", "evaluate"):
         result = CliRunner().invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "--json" in result.output
+

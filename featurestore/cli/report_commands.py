@@ -42,10 +42,27 @@ def print_run(document: dict, as_json: bool, root: str | None = None, dataset: s
         ]
         print_table(shown, REPORT_COLUMNS, title=f"{name} (run {document['run_id']})")
         console.print(f"[bold]{name}: {line}[/bold]")
+    for name in uncapped_datasets(document):
+        if dataset in (None, name):
+            cap = document["parameters"]["train_per_class"]
+            console.print(f"note: {name}: --train-per-class {cap} capped no class (none has more usable train+val "
+                          "images): a full fit, filed under train_per_class 'all' in `featurestore report --history`")
     for entry in (e for e in document["skipped"] if dataset in (None, e["dataset"])):
         what = f"{entry['classifier']} on " if entry.get("classifier") else ""
         console.print(f"skipped {what}{entry['dataset']}/{entry['model']}: {entry['reason']}")
     console.print(f"report: {runs_dir(root) / document['run_id'] / 'report.md'}", soft_wrap=True)
+
+
+def uncapped_datasets(document: dict) -> list[str]:
+    """Datasets of a ``--train-per-class`` run whose results were full fits: no class had more usable
+    train+val rows than the cap (each record's ``train_per_class`` is null; runs from before records
+    carried it are not named)."""
+    if not document["parameters"].get("train_per_class"):
+        return []
+    full = {}
+    for record in document["results"]:
+        full[record["dataset"]] = full.get(record["dataset"], True) and record.get("train_per_class", 0) is None
+    return [name for name, uncapped in full.items() if uncapped]
 
 
 def report(
@@ -58,7 +75,7 @@ def report(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print the latest evaluation run's results table (of --dataset, if given), or the accuracy history across runs."""
-    from featurestore.evaluation.history import HISTORY_KEYS, history_table, load_run
+    from featurestore.evaluation.history import FULL_FIT_LABEL, HISTORY_KEYS, history_table, load_run
 
     if history and run is not None:
         raise InvalidOption(f"--run {run} and --history cannot be combined: --history shows every finished run; "
@@ -70,6 +87,8 @@ def report(
     flat = table.reset_index()
     flat.columns = [str(c) for c in flat.columns]
     if as_json:
+        # as results.json has it: an int, null for a full fit (the table's "all")
+        flat["train_per_class"] = [None if n == FULL_FIT_LABEL else int(n) for n in flat["train_per_class"]]
         print_json(records(flat))
         return
     # Runs are columns, named by their start (to the second) to leave room for the names before

@@ -43,6 +43,9 @@ class EvalData:
     #: ``train_per_class`` drew the fit rows from train and val together, so that selection sees
     #: only the rows the final model is fitted on
     select_within_fit: bool = False
+    #: the per-class cap the fit rows were drawn with, ``None`` for a full fit: also where
+    #: ``train_per_class`` was asked for but no class had more usable train+val rows than that
+    train_per_class: int | None = None
 
     def rows(self, *splits: str) -> slice | np.ndarray:
         """Row selector for ``splits``: a slice when those rows are contiguous, else indices."""
@@ -242,7 +245,8 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
     failed in any store are dropped from all of them. ``train_per_class`` keeps at most that
     many usable train+val rows per class (chosen by ``seed``; see ``train_subset``) and every
     test row; hyper-parameters are then selected within the kept train+val rows
-    (``select_within_fit``).
+    (``select_within_fit``). A ``train_per_class`` that leaves out no usable row (every class has
+    at most that many) is a full fit, selection included: the data says ``train_per_class=None``.
     """
     models = list(models)
     read = [_read(dataset, model, root) for model in models]
@@ -257,6 +261,8 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
     # Checked before the draw: a class whose N drawn rows all come from val still has train rows.
     check_classes(dataset, labels[~failed], split[~failed], [str(c) for c in first.class_names])
     keep = kept_rows(ids, labels, split, failed, train_per_class, seed)
+    # Test rows are always kept, so a usable row left out is a train+val row the cap dropped.
+    capped = train_per_class if bool(np.any(~keep & ~failed)) else None
     blocks, start = {}, 0
     for model, (_, features, _) in zip(models, read):
         blocks[model] = (start, start + features.shape[1])
@@ -279,6 +285,7 @@ def load_eval_data(dataset: str, models: Iterable[str], root=None, train_per_cla
         blocks=blocks,
         fingerprints=fingerprints,
         n_failed=int(failed.sum()),
-        select_within_fit=train_per_class is not None,
+        select_within_fit=capped is not None,
+        train_per_class=capped,
     )
     return data

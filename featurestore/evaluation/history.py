@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from featurestore.errors import FeatureStoreError
@@ -75,27 +76,50 @@ def inputs_id(fingerprints: dict[str, str] | None) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:8]
 
 
+#: stands in for "every row" (``None``) while the history is pivoted, so full fits sort after every N
+_FULL_FIT = np.iinfo(np.int64).max
+#: how a full fit's ``train_per_class`` reads in ``history_table``
+FULL_FIT_LABEL = "all"
+
+
+def fitted_per_class(parameters: dict[str, Any], record: dict[str, Any]) -> int | None:
+    """The per-class cap ``record`` was fitted with, ``None`` for a full fit: the record's own
+    ``train_per_class`` (``None`` where the run's cap capped no class), else, in runs written
+    before records carried it, the run's parameter (``parameters``)."""
+    if "train_per_class" in record:
+        return record["train_per_class"]
+    return parameters.get("train_per_class") or None
+
+
 def history_frame(root=None, dataset: str | None = None) -> pd.DataFrame:
     """Accuracy of every (dataset, model, classifier, train rows per class, inputs) in every finished
-    run, one row each; ``train_per_class`` is ``"all"`` unless the run fitted on a subset, ``inputs``
-    tells apart results computed from other stores (a re-ingested dataset, other weights)."""
+    run, one row each; ``train_per_class`` is an integer (nullable ``Int64``), missing for a full fit
+    (also a ``--train-per-class`` that capped no class), ``inputs`` tells apart results computed from
+    other stores (a re-ingested dataset, other weights)."""
     rows = [
         {"run_id": d["run_id"], "created_at": d["created_at"], "dataset": r["dataset"], "model": r["model"],
-         "classifier": r["classifier"], "train_per_class": str(d["parameters"].get("train_per_class") or "all"),
+         "classifier": r["classifier"], "train_per_class": fitted_per_class(d["parameters"], r),
          "inputs": inputs_id(r.get("store_fingerprints")), "accuracy": r["accuracy"]}
         for d in finished_runs(root)
         for r in d["results"]
         if dataset is None or r["dataset"] == dataset
     ]
-    return pd.DataFrame(rows, columns=["run_id", "created_at", *HISTORY_KEYS, "accuracy"])
+    frame = pd.DataFrame(rows, columns=["run_id", "created_at", *HISTORY_KEYS, "accuracy"])
+    frame["train_per_class"] = frame["train_per_class"].astype("Int64")
+    return frame
 
 
 def history_table(root=None, dataset: str | None = None) -> pd.DataFrame:
     """Runs as columns (oldest left), one row per (dataset, model, classifier, train rows per
     class, inputs), accuracy in %: a learning-curve run is not mixed with the runs that fitted on all
-    rows, nor a result with results computed from other stores."""
+    rows, nor a result with results computed from other stores. Learning-curve rows are in numeric
+    order of ``train_per_class`` (an int), the full fit (``"all"``) last."""
     frame = history_frame(root, dataset)
     if frame.empty:
         raise _no_runs(root, _wanted(None, dataset), dataset)
+    frame["train_per_class"] = frame["train_per_class"].fillna(_FULL_FIT).astype(np.int64)
     table = frame.pivot_table(index=HISTORY_KEYS, columns="run_id", values="accuracy")
+    level = HISTORY_KEYS.index("train_per_class")
+    labels = [FULL_FIT_LABEL if n == _FULL_FIT else int(n) for n in table.index.levels[level]]
+    table.index = table.index.set_levels(pd.Index(labels, dtype=object), level=level, verify_integrity=False)
     return (100 * table[sorted(table.columns)]).round(2)

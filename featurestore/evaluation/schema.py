@@ -41,6 +41,11 @@ RESULT_SCHEMA: dict[str, Any] = {
         "base_accuracy": {"type": "object", "additionalProperties": {"type": "number"}},
         "n_fit": {"type": "integer", "minimum": 1},
         "n_test": {"type": "integer", "minimum": 1},
+        "train_per_class": {
+            "type": ["integer", "null"], "minimum": 1,
+            "description": "the per-class cap the fit rows were drawn with; null for a full fit, also where the "
+                           "run's train_per_class capped no class of this dataset (runs before it: absent)",
+        },
         "n_failed_rows": {"type": "integer", "minimum": 0},
         "store_fingerprints": {"type": "object", "additionalProperties": {"type": "string"}},
         "gain_over_best_single": {**_NUMBER_OR_NULL, "description": "accuracy points over best_single"},

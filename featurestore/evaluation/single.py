@@ -20,6 +20,7 @@ def base_record(data: EvalData, model: str, classifier: str, kind: str) -> dict[
         "leak_free": True,
         "class_names": data.class_names,
         "n_fit": data.n_rows(*FIT_SPLITS),
+        "train_per_class": data.train_per_class,
         "n_test": data.n_rows("test"),
         "n_failed_rows": data.n_failed,
         "store_fingerprints": dict(data.fingerprints),
