@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from featurestore.datasets.manifest import current_manifest_hash
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, StoreNotFound
 from featurestore.paths import stores_dir
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
@@ -36,16 +36,17 @@ def final_path_of(path: Path) -> Path:
     return path
 
 
-def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict:
+def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict | None:
     """One catalog row for a store file; unreadable and stale stores (see ``staleness``) get the
-    reason in ``problem``. ``manifest_hash_of(dataset)``: the dataset's current manifest hash."""
+    reason in ``problem``. ``manifest_hash_of(dataset)``: the dataset's current manifest hash.
+    None if the file is gone since it was listed (a partial renamed to its store, a store removed)."""
     final = final_path_of(path)
     partial = path != final
     entry = dict.fromkeys(CATALOG_COLUMNS)
-    entry.update(dataset=final.parent.name, model=final.name[: -len(fmt.SUFFIX)], path=str(path),
-                 bytes=path.stat().st_size, complete=False)
+    entry.update(dataset=final.parent.name, model=final.name[: -len(fmt.SUFFIX)], path=str(path), complete=False)
     writer = holder_of(fmt.lock_path(final)) if partial else None
     try:
+        entry["bytes"] = path.stat().st_size
         # A partial store's metadata never changes while it is filled, so it can be read without the lock.
         with fmt.open_store(path, locking=not partial) as file:
             provenance = check_header(file, path)
@@ -55,6 +56,8 @@ def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict:
                 created=provenance["created_at"], fingerprint=provenance["fingerprint"],
                 complete=bool(file.attrs.get(fmt.ATTR_COMPLETE, False)) and not partial,
             )
+    except (FileNotFoundError, StoreNotFound):
+        return None
     except FeatureStoreError as error:
         entry.update(state="unreadable", problem=str(error))
         return entry
@@ -74,7 +77,16 @@ def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
     files = [p for p in store_files(root) if dataset in (None, p.parent.name)]
     # Each dataset's manifest is read and hashed once, not once per store of it.
     manifest_hash_of = functools.cache(lambda name: current_manifest_hash(name, root))
-    frame = pd.DataFrame([describe(p, manifest_hash_of) for p in files], columns=CATALOG_COLUMNS)
+    entries = []
+    for path in files:
+        entry = describe(path, manifest_hash_of)
+        final = final_path_of(path)
+        if entry is None and final != path and final not in files:
+            # The extraction finished since the listing: its partial moved on to the store.
+            entry = describe(final, manifest_hash_of)
+        if entry is not None:
+            entries.append(entry)
+    frame = pd.DataFrame(entries, columns=CATALOG_COLUMNS)
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     # Whole numbers even where an unreadable store leaves a gap (plain ints would turn to 30.0).
     return frame.astype({"rows": "Int64", "dim": "Int64"})
