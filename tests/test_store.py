@@ -219,6 +219,13 @@ def test_writer_rejects_wrong_shapes(root):
             writer.write(np.zeros((2, 31), dtype=np.float32))
         with pytest.raises(InvalidStoreInput, match="only 10 remain"):
             writer.write(np.zeros((11, 32), dtype=np.float32))
+        # Before: a mask too long but all False was accepted (one too short raised numpy's IndexError).
+        for mask in (np.zeros(3, dtype=bool), np.zeros(1, dtype=bool)):
+            with pytest.raises(InvalidStoreInput) as refused:
+                writer.write(np.zeros((2, 32), dtype=np.float32), mask)
+            assert str(refused.value).endswith(f"the failed-row mask has shape {mask.shape} for 2 rows of features; "
+                                               "give one flag per row, shape (2,)")
+        assert writer.position == 0
 
 
 def test_catalog_lists_complete_and_partial_stores(root):

@@ -11,7 +11,7 @@ what pandas writes, so ``pd.read_hdf(path, key)`` works without featurestore):
   ``block0_values`` is the feature matrix itself (rows x dim, contiguous, allocated at creation
   so that filling it never changes HDF5 metadata: a killed writer cannot corrupt the file).
 * ``/rows`` pandas "table" frame: index = image id; label, class_name, split, fold.
-* ``/provenance`` pandas "fixed" frame: one row per provenance field (field, value as JSON).
+* ``/provenance`` pandas "table" frame: one row per provenance field (field, value as JSON).
 * ``/_extraction/committed_rows`` int64[1]: rows ``[0, committed_rows)`` are durable.
 * ``/_extraction/row_status`` int8[rows]: 0 pending, 1 ok, 2 failed to decode.
 * root attributes: ``featurestore_schema_version`` (int), ``featurestore_provenance`` (JSON),

@@ -95,6 +95,9 @@ class StoreWriter:
         status = np.full(k, fmt.STATUS_OK, dtype=np.int8)
         if failed is not None:
             failed = np.asarray(failed, dtype=bool)
+            if failed.shape != (k,):
+                raise InvalidStoreInput(f"{self.path}: the failed-row mask has shape {failed.shape} for {k} rows of "
+                                        f"features; give one flag per row, shape ({k},)")
             if failed.any():
                 features = features.copy()
                 features[failed] = 0
