@@ -6,9 +6,11 @@ import json
 import re
 
 import jsonschema
+import numpy as np
 import pandas as pd
 import pytest
 import typer
+from matplotlib.figure import Figure
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -26,8 +28,9 @@ from featurestore.evaluation import (
 )
 from featurestore.evaluation.history import HISTORY_KEYS
 from featurestore.evaluation.parts import part_path, save_records
+from featurestore.evaluation import plots
 from featurestore.evaluation.report import TABLE_COLUMNS, selection_text
-from featurestore.evaluation.summary import add_gains, summary_line
+from featurestore.evaluation.summary import add_gains, best_record, summary_line
 from featurestore.evaluation.threads import limit_native_threads
 
 limit_native_threads(1)
@@ -291,3 +294,36 @@ def test_help_everywhere(cli):
         result = CliRunner().invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "--json" in result.output
 
+
+def _drawn_panels(records, path, monkeypatch, **options):
+    """What ``accuracy_figure`` drew on each panel: (title, x tick labels, bold numbers, other numbers)."""
+    figures = []
+    monkeypatch.setattr(Figure, "savefig", lambda figure, *args, **kwargs: figures.append(figure))
+    plots.accuracy_figure(records, path, **options)
+    return [(ax.get_title(), [t.get_text() for t in ax.get_xticklabels()],
+             sorted(t.get_text() for t in ax.texts if t.get_fontweight() == "bold"),
+             sorted(t.get_text() for t in ax.texts if t.get_fontweight() != "bold"))
+            for ax in figures[0].axes]
+
+
+def test_accuracy_picture_bolds_the_best_leak_free_answer_labels_the_leaky_one_and_names_the_cap(
+        evaluated, tmp_path, monkeypatch):
+    records = evaluated[2][0]["results"]  # a real run's answers, the in-sample stacking included
+    best = 100 * best_record(records)["accuracy"]
+    # the leaky stacking strictly highest: not bold; the best leak-free answer is
+    boosted = [dict(r, accuracy=1.0) if not r["leak_free"] else r for r in records]
+    ((title, columns, bold, plain),) = _drawn_panels(boosted, tmp_path / "a.png", monkeypatch)
+    assert bold and set(bold) == {f"{best:.1f}"} and "100.0" in plain
+    assert "stacking_in_sample\n(in-sample, leaky)" in columns and sum("leaky" in c for c in columns) == 1
+    assert title == f"{DATASET}: test accuracy (%)"
+    panel = plots.heat_map(records)
+    leaky = panel.columns.index("stacking_in_sample\n(in-sample, leaky)")
+    assert panel.bold.any() and (panel.values[panel.bold] == best).all() and not panel.bold[:, leaky].any()
+    panel = plots.heat_map(boosted)
+    assert np.nanmax(panel.values[:, leaky]) == 100.0 and not panel.bold[:, leaky].any()
+    assert panel.bold.any() and (panel.values[panel.bold] == best).all()
+    # a learning-curve run says what it was fitted on; a cap that capped nothing is a full fit
+    point = [evaluate_classifier(DATASET, m, "knn", root=evaluated[0], train_per_class=5) for m in MODELS]
+    ((title, _, _, _),) = _drawn_panels(point, tmp_path / "b.png", monkeypatch, train_per_class=5)
+    assert title == f"{DATASET}: test accuracy (%), fit on at most 5 train+val images per class"
+    assert plots.heat_map([dict(r, train_per_class=None) for r in point], 1000).title == f"{DATASET}: test accuracy (%)"

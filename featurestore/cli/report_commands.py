@@ -23,6 +23,7 @@ def print_run(document: dict, as_json: bool, root: str | None = None, dataset: s
     line, then where its report is; with ``as_json``, the run's whole ``results.json`` document
     (parameters, counts, fingerprints)."""
     from featurestore.evaluation.report import table_rows  # scikit-learn loads only when needed
+    from featurestore.evaluation.summary import LEAKY_SUFFIX
 
     if as_json:
         print_json(document)
@@ -33,7 +34,7 @@ def print_run(document: dict, as_json: bool, root: str | None = None, dataset: s
             continue
         shown = [
             {"model": r["model"],
-             "classifier": r["classifier"] + ("" if r["leak_free"] else " (in-sample, leaky)"),
+             "classifier": r["classifier"] + ("" if r["leak_free"] else LEAKY_SUFFIX),
              "accuracy %": _percent(r["accuracy"]), "top-5 %": _percent(r["top5_accuracy"]),
              "macro-F1 %": _percent(r["macro_f1"]),
              "gain": None if r["gain_over_best_single"] is None else f"{r['gain_over_best_single']:+.2f}",

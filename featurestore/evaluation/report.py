@@ -14,7 +14,7 @@ import pandas as pd
 
 from featurestore.evaluation.plots import accuracy_figure, confusion_figure
 from featurestore.evaluation.schema import RESULTS_SCHEMA, SCHEMA_VERSION, validate_results
-from featurestore.evaluation.summary import add_gains, best_record, summaries
+from featurestore.evaluation.summary import LEAKY_SUFFIX, add_gains, best_record, summaries
 from featurestore.paths import runs_dir
 
 TABLE_COLUMNS = [
@@ -75,7 +75,7 @@ def _markdown_table(rows: list[dict[str, Any]]) -> str:
               "| params | chosen on |")
     lines = [header, "|" + "---|" * 10]
     for row in rows:
-        name = row["classifier"] + ("" if row["leak_free"] else " (in-sample, leaky)")
+        name = row["classifier"] + ("" if row["leak_free"] else LEAKY_SUFFIX)
         gain = "" if row["gain_over_best_single"] is None else f"{row['gain_over_best_single']:+.2f}"
         lines.append(
             f"| {row['model']} | {name} | {_percent(row['accuracy'])} | {_percent(row['top5_accuracy'])} "
@@ -160,7 +160,8 @@ def write_report(
     validate_results(document)
     pictures: dict[str, str] = {}
     if records:
-        pictures["accuracy"] = accuracy_figure(records, run_dir / "accuracy.png").name
+        pictures["accuracy"] = accuracy_figure(records, run_dir / "accuracy.png",
+                                               parameters.get("train_per_class")).name
         for dataset in document["summary"]:
             best = best_record([r for r in records if r["dataset"] == dataset])
             if best is not None:

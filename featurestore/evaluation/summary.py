@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+#: how tables and pictures mark the in-sample stacking, whose meta-classifier saw its training rows' answers
+LEAKY_SUFFIX = " (in-sample, leaky)"
+
 
 def single_name(record: dict[str, Any]) -> str:
     """``'<model> + <classifier>'``, how a single answer is named in summaries."""
