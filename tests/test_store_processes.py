@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from store_fixtures import features_for, rows_for, spec_for, write_store
 
-from featurestore.store import StoreWriter, format as fmt, load_arrays, verify_file
+from featurestore.store import StoreWriter, catalog, format as fmt, load_arrays, verify_file
 
 CHILD = Path(__file__).with_name("write_store_child.py")
 FINALIZE_CHILD = Path(__file__).with_name("finalize_kill_child.py")
@@ -83,6 +83,7 @@ def test_sigkill_inside_finalize_keeps_every_row_and_the_next_open_finishes_the_
     assert child.stdout.split() == ["committed", str(n)]
     final = fmt.store_path("toy", "net", root)
     assert not final.exists() and fmt.partial_path(final).exists()
+    assert catalog(root)["state"].tolist() == [f"interrupted {n}/{n}"]  # not "unreadable": rm would lose it
 
     with StoreWriter.open(spec_for(dim=dim), rows_for(n), root=root) as writer:
         assert not writer.created and writer.committed_rows == n and writer.remaining == 0

@@ -49,7 +49,9 @@ def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict 
         entry["bytes"] = path.stat().st_size
         # A partial store's metadata never changes while it is filled, so it can be read without the lock.
         with fmt.open_store(path, locking=not partial) as file:
-            provenance = check_header(file, path)
+            # A partial whose finalize was killed lacks /provenance; extract finishes it, so it is
+            # "interrupted", not "unreadable" (whose advice, `featurestore rm`, would lose its rows).
+            provenance = check_header(file, path, may_lack=(fmt.PROVENANCE_KEY,) if partial else ())
             committed = int(file[fmt.COMMITTED][0])
             entry.update(
                 rows=provenance["rows"], dim=provenance["dim"], dtype=provenance["dtype"],
