@@ -97,9 +97,22 @@ def test_ensembles_carry_their_gain_over_the_best_single_backbone(evaluated):
     for record in results:
         if record["kind"] == "ensemble":
             assert record["best_single"] == f"{best['model']} + {best['classifier']}"
-            assert record["gain_over_best_single"] == pytest.approx(100 * (record["accuracy"] - best["accuracy"]))
+            assert record["gain_over_best_single"] == pytest.approx(100 * (record["accuracy"] - best["accuracy"]),
+                                                                    abs=1e-6)
         else:
             assert record["gain_over_best_single"] is None
+
+
+def test_gain_is_written_without_float_noise(evaluated, tmp_path):
+    base = {**evaluated[2][0]["results"][0], "gain_over_best_single": None, "best_single": None}
+    records = [{**base, "model": "pixels", "classifier": "logreg", "kind": "single", "accuracy": 0.73},
+               {**base, "model": "pixels", "classifier": "early_fusion", "kind": "ensemble", "accuracy": 0.75}]
+    run = new_run_dir(tmp_path)
+    document = write_report(run, records, [], {"seed": 0})
+    assert document["results"][1]["gain_over_best_single"] == 2.0  # 100 * (0.75 - 0.73) is 2.0000000000000018
+    assert json.loads((run / "results.json").read_text())["results"][1]["gain_over_best_single"] == 2.0
+    csv = (run / "results.csv").read_text()
+    assert ",2.0," in csv and "2.00000000" not in csv
 
 
 def test_summary_line_names_best_leak_free_answer_and_its_gain():
