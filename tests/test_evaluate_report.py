@@ -206,6 +206,22 @@ def test_history_of_a_dataset_without_runs_names_the_dataset(evaluated):
         history_table(evaluated[0], "nosuch")
 
 
+def test_a_dataset_without_stores_is_called_unknown_not_unevaluated(evaluated, tmp_path):
+    root = tmp_path / "root"
+    write_digits_stores(root)
+    with pytest.raises(NoRuns) as error:  # stores, no run yet: evaluate it
+        load_run(root=root, dataset=DATASET)
+    assert f"run `featurestore evaluate --dataset {DATASET}` first" in str(error.value)
+    write_report(new_run_dir(root), evaluated[2][0]["results"], [], {"seed": 0})
+    for find in (lambda: load_run(root=root, dataset="nosuch"), lambda: history_table(root, "nosuch")):
+        with pytest.raises(NoRuns) as error:
+            find()
+        message = str(error.value)
+        assert "\n" not in message
+        assert "featurestore evaluate --dataset nosuch" not in message
+        assert "no dataset 'nosuch' has stores under" in message and f"datasets with evaluation runs: {DATASET}" in message
+
+
 def test_an_unfinished_run_is_discarded_with_its_parts_and_a_finished_one_kept(evaluated, tmp_path):
     empty, with_part = new_run_dir(tmp_path), new_run_dir(tmp_path)
     save_records(part_path(with_part, DATASET, "pixels", "knn"), [{"accuracy": 1.0}])

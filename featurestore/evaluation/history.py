@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from featurestore.errors import FeatureStoreError
-from featurestore.paths import existing_root, runs_dir
+from featurestore.paths import existing_root, runs_dir, stores_dir
 
 
 class NoRuns(FeatureStoreError, FileNotFoundError):
@@ -34,8 +34,14 @@ def finished_runs(root=None) -> list[dict[str, Any]]:
 
 def _no_runs(root, wanted: str, dataset: str | None = None) -> NoRuns:
     """The error for finding no ``wanted`` run; ``RootNotFound`` instead where the root itself is
-    missing, so a typo in ``--root`` does not read as a root without runs."""
+    missing, so a typo in ``--root`` does not read as a root without runs. A ``dataset`` without
+    any store under the root is more likely misspelt than not yet evaluated: then the error says
+    so and names the datasets that have runs, instead of suggesting an evaluate that cannot run."""
     existing_root(root)
+    if dataset is not None and not (stores_dir(root) / dataset).is_dir():
+        evaluated = sorted({name for d in finished_runs(root) for name in d["summary"]})
+        return NoRuns(f"{runs_dir(root)}: no {wanted} found, and no dataset {dataset!r} has stores under "
+                      f"{stores_dir(root)}; datasets with evaluation runs: {', '.join(evaluated) or 'none'}")
     command = f"featurestore evaluate --dataset {dataset or '<name>'}"
     return NoRuns(f"{runs_dir(root)}: no {wanted} found; run `{command}` first")
 
