@@ -52,8 +52,8 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
     check_request(models, device=device, runtime=runtime, precision=precision, batch_size=batch_size)
     check_weights(weights or {}, models)
     with tasks_run_on(task_runner, workers):
-        plans = {d: steps.pending_models.submit(d, models, root, weights, layer, onnx_specs, overwrite, replace_stale)
-                 for d in datasets}
+        plans = {d: steps.pending_models.submit(d, models, root, weights, layer, onnx_specs, overwrite, replace_stale,
+                                                precision) for d in datasets}
         runs, merges, skipped = [], [], []
         for dataset, planned in plans.items():
             pending = planned.result()

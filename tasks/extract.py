@@ -22,11 +22,12 @@ def _register(onnx_specs: list[str] | None) -> None:
 @task(name="plan-extract")
 def pending_models(dataset: str, models: list[str], root: str | None, weights: dict[str, str] | None,
                    layer: str | None, onnx_specs: list[str] | None = None, overwrite: bool = False,
-                   replace_stale: bool = False) -> list[str]:
-    """Models of ``dataset`` whose store must be written; decided by fingerprint, no model loaded."""
+                   replace_stale: bool = False, precision: str | None = None) -> list[str]:
+    """Models of ``dataset`` whose store must be written; decided by fingerprint (and an explicit
+    ``precision`` against the one a complete store was computed in), no model loaded."""
     _register(onnx_specs)
     return library.pending_models(dataset, models, root, weights=weights, layer=layer, overwrite=overwrite,
-                                  replace_stale=replace_stale)
+                                  replace_stale=replace_stale, precision=precision)
 
 
 def retry_unless_bad_input(task, task_run, state) -> bool:

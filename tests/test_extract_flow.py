@@ -164,7 +164,7 @@ def test_ctrl_c_in_a_terminal_stops_process_pool_workers_and_the_flow_exits(tmp_
 
 
 def test_flow_checks_its_options_even_when_every_store_is_complete(tmp_path):
-    from featurestore.errors import InvalidName, InvalidOption
+    from featurestore.errors import InvalidName, InvalidOption, StoreConflict
     from flows.extract import extract, run_extract
 
     write_photo_dataset(tmp_path, "photos", copies=1)
@@ -181,6 +181,10 @@ def test_flow_checks_its_options_even_when_every_store_is_complete(tmp_path):
             flow(**request, shards=0)
         with pytest.raises(InvalidOption, match=r"^shard_index=5: with shards=2 it is one of 0\.\.1"):
             flow(**request, shards=2, shard_index=5)
+    # An explicit precision other than the complete store's is planned as the library plans it (the flow
+    # skipped the store, so --precision bf16 --overwrite left the fp32 features in place).
+    with pytest.raises(StoreConflict, match="requested bf16"):
+        run_extract(**request, runtime="torch", precision="bf16")
     assert store.stat().st_mtime_ns == before
     assert [r["status"] for r in run_extract(**request)] == ["skipped"]
 
