@@ -589,3 +589,23 @@ def test_merge_refuses_shards_computed_in_different_precisions(root):
     arrays = featurestore.load_arrays("photos", "efficientnet_lite0", root=root)
     assert merged.status == "merged" and arrays.provenance["precision"] == "fp32"
     assert [s["precision"] for s in arrays.provenance["extra"]["merged_from"]] == ["fp32", "fp32"]
+
+
+def test_a_stale_shard_names_the_rm_command_that_removes_it(root):
+    # The hint named `featurestore rm D M`, which deletes the merged store and leaves the shard.
+    write_photo_dataset(root, "photos", copies=1, size=48)
+    (job,) = plan_jobs(load_manifest("photos", root), "photos", ["efficientnet_lite0"], root, shard=Shard(1, 2))
+    with StoreWriter.open(job.spec, job.rows, job.root) as writer:
+        writer.write(np.zeros((len(job.rows), job.spec.dim), np.float32))
+        writer.finalize()
+    write_photo_dataset(root, "photos", copies=2, size=48)  # ingested again: the shard is stale
+    with pytest.raises(featurestore.errors.StoreStale) as stale:
+        extract("photos", ["efficientnet_lite0"], root, shard=Shard(1, 2), progress=False)
+    command = re.search(r"remove it with `(featurestore rm [^`]+)`", str(stale.value)).group(1)
+    assert command == f"featurestore rm photos efficientnet_lite0 --root {job.root}"
+    from featurestore.cli import app
+
+    removed = CliRunner().invoke(app, command.split()[1:])
+    assert removed.exit_code == 0, removed.output
+    assert not job.path.exists()
+

@@ -23,8 +23,11 @@ def store_state(spec: StoreSpec, root=None) -> str:
             # A store that cannot be read is not "complete", however its fingerprint reads.
             provenance = check_header(file, final)
             stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
+        # A shard is a store under its own root: `rm` without that root would delete the merged store.
+        remove = f"featurestore rm {spec.dataset} {spec.model}" + (
+            f" --root {final.parents[2]}" if "shard" in spec.preprocessing else "")
         replace = ("extract it again with --overwrite (overwrite=True) to replace it once the new one is complete, "
-                   f"or remove it with `featurestore rm {spec.dataset} {spec.model}`")
+                   f"or remove it with `{remove}`")
         if stored == spec.fingerprint:
             recorded = recorded_precision(provenance)
             if spec.require_precision and recorded != spec.precision:
