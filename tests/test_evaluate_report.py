@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import jsonschema
 import numpy as np
@@ -188,6 +189,14 @@ def test_history_keeps_results_of_other_stores_in_their_own_rows(evaluated, tmp_
     table = history_table(tmp_path)
     assert len(table) == 2 * len(records)  # one row per result and inputs
     assert table.notna().sum(axis=1).tolist() == [1] * len(table)  # no row mixes the two
+
+
+def test_in_sample_stacking_does_not_warn_that_it_reuses_the_fitted_base_models(evaluated):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = evaluate_stacking(DATASET, list(MODELS), root=evaluated[0], in_sample=True)
+    assert "stacking_in_sample" in {r["classifier"] for r in records}
+    assert not [w for w in caught if "enforces use_clones" in str(w.message)]
 
 
 def test_soft_vote_reports_its_own_params_not_the_meta_classifier(evaluated):

@@ -12,6 +12,7 @@ on in-sample probabilities).
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -166,7 +167,12 @@ def stacking_records(
             use_clones=False,
         )
         started = time.perf_counter()
-        leaky.fit(X_fit, y_fit)
+        with warnings.catch_warnings():
+            # mlxtend warns on every fit with fit_base_estimators=False that use_clones is forced to
+            # False; that is what is wanted here (the base pipelines are the ones already fitted on
+            # train+val), so the warning says nothing a user could act on
+            warnings.filterwarnings("ignore", "fit_base_estimators=False enforces use_clones", UserWarning)
+            leaky.fit(X_fit, y_fit)
         record = _ensemble_record(data, "stacking_in_sample", leaky, time.perf_counter() - started, shared)
         record["leak_free"] = False
         records.append(record)
