@@ -10,8 +10,9 @@ task runner, then a for-loop over the same classifiers, hyper-parameter grids an
 with scikit-learn's defaults (no task runner, no thread caps, every candidate fitted from
 scratch). It prints both wall-clock times, their ratio, the accuracy table of each side and
 whether leak-free stacking beat the best single backbone, as Markdown for benchmarks/RESULTS.md.
-``--train-per-class N`` fits both sides on N seeded train images per class and scores them on
-the whole test split (the issue's reference protocol is N = 600).
+``--train-per-class N`` fits both sides on at most N seeded train+val images per class, with
+hyper-parameters chosen by CV within them, and scores them on the whole test split (the issue's
+reference protocol is N = 600).
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from pathlib import Path
 import numpy as np
 from mlxtend.classifier import EnsembleVoteClassifier, StackingCVClassifier
 from mlxtend.feature_selection import ColumnSelector
-from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
 
 import featurestore
 from featurestore.classifiers import classifier_names, get_classifier
-from featurestore.classifiers.selection import selection_splits
-from featurestore.evaluation.data import train_subset
+from featurestore.classifiers.selection import selection_splits, stratified_folds
+from featurestore.evaluation.data import kept_rows
+from featurestore.evaluation.stacking import STACKING_FOLDS
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -59,15 +60,25 @@ def _select_and_fit(name, X_train, y_train, X_val, y_val, folds, X_fit, y_fit, s
 
 def sequential_baseline(root: str, dataset: str, models: list[str], seed: int,
                         train_per_class: int | None = None) -> dict[tuple[str, str], float]:
-    """The whole grid as a plain script; returns test accuracy per (model, classifier)."""
+    """The whole grid as a plain script; returns test accuracy per (model, classifier).
+
+    It uses the rows the flow uses: none that failed in any store, and with ``train_per_class`` at
+    most N train+val rows per class (``kept_rows``, the flow's seeded draw). Where that draw left a
+    row out, hyper-parameters are chosen by CV within the drawn train+val rows (their train folds
+    held out in turn, the drawn val rows in every fit part), never on the rest of val, as the flow
+    does since 46e6cd2; an N that capped nothing is a full fit, selected on val as the flow does.
+    """
     loaded = [featurestore.load_arrays(dataset, m, root=root) for m in models]
     split = np.asarray(loaded[0].split).astype(str)
     y = loaded[0].labels
-    if train_per_class is not None:
-        # rows outside the subset become a split no step uses
-        keep = train_subset(np.asarray(loaded[0].ids).astype(str), y, split, train_per_class, seed)
-        split = np.where(keep, split, "unused")
-    train, val, test, fit = (split == "train"), (split == "val"), (split == "test"), np.isin(split, ["train", "val"])
+    failed = np.logical_or.reduce([np.zeros(len(y), bool) if a.failed is None else np.asarray(a.failed, bool)
+                                   for a in loaded])
+    keep = kept_rows(np.asarray(loaded[0].ids).astype(str), y, split, failed, train_per_class, seed)
+    capped = bool(np.any(~keep & ~failed))
+    split = np.where(keep, split, "unused")  # rows outside the subset become a split no step uses
+    test, fit = (split == "test"), np.isin(split, ["train", "val"])
+    # what candidates are fitted on and scored on: CV within the drawn rows, else train and val
+    train, val = (fit, np.zeros_like(fit)) if capped else ((split == "train"), (split == "val"))
     folds = loaded[0].fold[train]
     accuracy, chosen = {}, {}
     for model, arrays in zip(models, loaded):
@@ -84,7 +95,7 @@ def sequential_baseline(root: str, dataset: str, models: list[str], seed: int,
                                spec.build(chosen[m], seed, -1, (int(fit.sum()), int(bounds[i + 1] - bounds[i]))))
                  for i, m in enumerate(models)]
     stack = StackingCVClassifier(pipelines, LinearSVC(dual=False, max_iter=5000, random_state=seed), use_probas=True,
-                                 cv=StratifiedKFold(5, shuffle=True, random_state=seed), random_state=seed)
+                                 cv=stratified_folds(y[fit], STACKING_FOLDS, seed), random_state=seed)
     stack.fit(X[fit], y[fit])
     joined = "+".join(models)
     accuracy[(joined, "stacking_cv")] = float(np.mean(stack.predict(X[test]) == y[test]))
@@ -105,7 +116,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--train-per-class", type=int, help="fit on N seeded train images per class")
+    parser.add_argument("--train-per-class", type=int,
+                        help="fit on at most N seeded train+val images per class (selection by CV within them)")
     args = parser.parse_args()
     models = args.models.split(",")
 
