@@ -32,7 +32,7 @@ def _publish(document: dict) -> None:
     """Publish the run's tables and summaries as Prefect artifacts, each saying what kind of run it
     is (``run_parameters_line``); a learning-curve run's keys carry ``-tpcN`` (``run_kind_parts``)."""
     rows = table_rows(document["results"])
-    run_id, kind = document["run_id"], run_kind_parts(document["parameters"])
+    run_id, kind = document["run_id"], run_kind_parts(document)
     for dataset, line in document["summary"].items():
         about = run_parameters_line(document, dataset)
         create_table_artifact(

@@ -21,7 +21,7 @@ from featurestore.errors import InvalidName, InvalidOption
 from featurestore.evaluation import StoresDisagree, validate_results
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.store import RowTable
-from flows.artifacts import artifact_key
+from flows.artifacts import artifact_key, run_kind_parts
 from flows.evaluate import main, run_evaluate
 
 FAST = ["logreg", "knn"]
@@ -128,6 +128,16 @@ async def test_artifacts_say_what_kind_of_run_they_come_from(two_runs, learning_
         assert few_about in few.description and full_about in latest_full.description
         if few.type == "markdown":
             assert f"Run `{few_id}`: {few_about}" in few.data and f"Run `{full_id}`: {full_about}" in latest_full.data
+
+
+def test_a_cap_that_capped_no_class_publishes_under_the_full_data_keys():
+    # report --history files such a run under "all"; its artifacts went to evaluate-<dataset>-tpc1000.
+    def document(cap, fitted):
+        return {"parameters": {"train_per_class": cap}, "results": [{"train_per_class": fitted}]}
+
+    assert run_kind_parts(document(1000, None)) == ()
+    assert run_kind_parts(document(5, 5)) == ("tpc5",)
+    assert run_kind_parts(document(None, None)) == ()
 
 
 def test_disagreeing_stores_stop_the_flow_before_fitting(harness, tmp_path):
