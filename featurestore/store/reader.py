@@ -130,18 +130,19 @@ def read_consistently(path: Path, read: Callable[[h5py.File, dict, pd.DataFrame]
     """``read(file, provenance, rows)`` on the store at ``path``, its header checked and ``rows``
     its own ``/rows`` (``rows_of``). A store replaced during the read is read once more, whole:
     the new one is complete and in place; replaced again, ``StoreReplaced``."""
-    for attempt in range(2):
-        try:
-            with fmt.open_store(path) as file:
-                provenance = check_header(file, path)
-                rows = rows_of(file, path)
-                if not np.array_equal(rows.index.to_numpy(dtype=str), fmt.read_ids(file)):
-                    raise fmt.corrupt(path, "ids of /rows and /features differ")
-                return read(file, provenance, rows)
-        except StoreReplaced:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    try:
+        return _read_once(path, read)
+    except StoreReplaced:
+        return _read_once(path, read)
+
+
+def _read_once(path: Path, read: Callable[[h5py.File, dict, pd.DataFrame], T]) -> T:
+    with fmt.open_store(path) as file:
+        provenance = check_header(file, path)
+        rows = rows_of(file, path)
+        if not np.array_equal(rows.index.to_numpy(dtype=str), fmt.read_ids(file)):
+            raise fmt.corrupt(path, "ids of /rows and /features differ")
+        return read(file, provenance, rows)
 
 
 def _runs(index: np.ndarray) -> list[tuple[int, int]]:
