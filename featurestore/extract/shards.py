@@ -3,8 +3,8 @@
 Shard ``i`` of ``n`` holds a contiguous slice of the manifest's rows and is an ordinary store
 under ``<root>/shards/<dataset>/<model>/<i>-of-<n>/``, written on any device or host. The merge
 checks that every shard was built from this manifest, these weights and this preprocessing
-(its fingerprint) and was computed in one precision, then streams them in row order through one ``StoreWriter``: memory stays
-flat, and an interrupted merge resumes like an interrupted extraction.
+(its fingerprint) and was computed in one precision, then streams them in row order through one
+``StoreWriter``: memory stays flat, and an interrupted merge resumes like an interrupted extraction.
 """
 
 from __future__ import annotations
