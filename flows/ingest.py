@@ -14,7 +14,7 @@ from featurestore.ingest.lock import ingesting
 from featurestore.ingest.pipeline import check_request
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
 from featurestore.paths import check_root, dataset_dir
-from featurestore.store.catalog import stale_models
+from featurestore.store.catalog import stale_models, stale_shards
 from flows.artifacts import artifact_key
 from tasks import ingest as steps
 
@@ -32,6 +32,8 @@ def _summary(result: dict) -> str:
         lines.append(f"* classes dropped, no readable image: {', '.join(result['empty_classes'])}")
     if result["stale_stores"]:
         lines.append(f"* stores now stale (built from the earlier manifest): {', '.join(result['stale_stores'])}")
+    if result["stale_shards"]:
+        lines.append(f"* shards now stale (built from the earlier manifest): {', '.join(result['stale_shards'])}")
     if result["copies_across"]:
         lines.append(f"* byte-identical copies across splits or classes: {result['copies_across']} images")
     if result["quarantined"]:
@@ -60,6 +62,7 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
         verified = steps.verify(candidates, seed, limit_per_class)
         result = steps.build_manifest(dataset, verified, list(ratios), seed, folds, limit_per_class, source)
     result["stale_stores"] = stale_models(result["dataset"], root)
+    result["stale_shards"] = stale_shards(result["dataset"], root)
     key = artifact_key("ingest", result["dataset"])
     create_markdown_artifact(markdown=_summary(result), key=key, description=f"Ingest of {result['dataset']}")
     print(f"{result['dataset']}: {result['images']} images, {result['quarantined']} quarantined, "
@@ -72,6 +75,11 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
             "%s: the stores of %s were built from the earlier manifest and are now stale; `featurestore verify %s` "
             "gives the command that rebuilds each (with the same layer and weights)", result["dataset"],
             ", ".join(result["stale_stores"]), result["dataset"])
+    if result["stale_shards"]:
+        get_run_logger().warning(
+            "%s: the shards %s were built from the earlier manifest and are now stale; extract each again with "
+            "`featurestore extract -d %s -m MODEL --shard I/N --overwrite` before merging", result["dataset"],
+            ", ".join(result["stale_shards"]), result["dataset"])
     if result["copies_across"]:
         get_run_logger().warning("%s: %d images are byte-identical copies of one in another split or class "
                                  "(same sha256 in manifest.csv): test copies of training images inflate accuracy; "

@@ -108,6 +108,7 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
             (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
     (folder / "right" / "broken.jpg").write_bytes(b"")
     write_store(root, dataset="mine", model="net")  # built from another manifest than the one ingested below
+    write_store(root / "shards" / "mine" / "net" / "1-of-2", dataset="mine", model="net")  # a shard of it, as well
     mine = root / "datasets" / "mine"
     with ingesting(mine):  # another process is ingesting 'mine' right now
         busy = cli("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine")
@@ -118,6 +119,7 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
     assert out.exit_code == 0, out.output
     summary = json.loads(out.output[out.output.index("{"):])
     assert summary["images"] == 8 and summary["quarantined"] == 1 and summary["stale_stores"] == ["net"]
+    assert summary["stale_shards"] == ["net 1-of-2"]  # shards live under their own roots: ingest missed them
     rows = {r["name"]: r for r in json.loads(cli("datasets", "--root", str(root), "--json").output)}
     # The registry's count, and what this root holds of it (a --limit-per-class subset here).
     assert rows["tf-flowers"]["present"] is True and rows["tf-flowers"]["ingested"] == 20

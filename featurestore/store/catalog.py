@@ -10,7 +10,7 @@ import pandas as pd
 
 from featurestore.datasets.manifest import current_manifest_hash
 from featurestore.errors import FeatureStoreError, StoreNotFound
-from featurestore.paths import stores_dir
+from featurestore.paths import resolve_root, stores_dir
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
 from featurestore.store.reader import check_header
@@ -92,6 +92,25 @@ def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     # Whole numbers even where an unreadable store leaves a gap (plain ints would turn to 30.0).
     return frame.astype({"rows": "Int64", "dim": "Int64"})
+
+
+def stale_shards(dataset: str, root=None) -> list[str]:
+    """Shard stores of ``dataset`` built from an earlier manifest, as ``"<model> <i>-of-<n>"``.
+
+    A shard is a store under its own root, ``<root>/shards/<dataset>/<model>/<i>-of-<n>/``, which
+    ``catalog`` does not list; its staleness is judged against the dataset's manifest in ``root``.
+    """
+    base = resolve_root(root) / "shards" / dataset
+    manifest_hash_of = functools.cache(lambda name: current_manifest_hash(name, root))
+    stale = []
+    for path in sorted(base.glob(f"*/*/stores/{dataset}/*")):
+        if not path.name.endswith((fmt.SUFFIX, fmt.PARTIAL_SUFFIX)):
+            continue
+        entry = describe(path, manifest_hash_of)
+        if entry is not None and str(entry["state"]).startswith("stale"):
+            # <model>/<i>-of-<n>/stores/<dataset>/<file>
+            stale.append(f"{path.parents[3].name} {path.parents[2].name}")
+    return list(dict.fromkeys(stale))
 
 
 def stale_models(dataset: str, root=None) -> list[str]:
