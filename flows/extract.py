@@ -17,10 +17,9 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from featurestore.backbones import register_onnx_spec
-from featurestore.cli.backbones_commands import weights_map
 from featurestore.errors import InvalidOption, exit_on_error
 from featurestore.extract import check_request
-from featurestore.extract.plan import check_weights
+from featurestore.extract.plan import check_weights, parse_weights
 from featurestore.paths import check_root
 from flows.artifacts import artifact_key
 from flows.runners import TASK_RUNNERS, ctrl_c_stops_tasks, make_task_runner, shared_api, tasks_run_on
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     models = [m for m in args.models.split(",") if m]
     try:
         with exit_on_error():
-            weights = weights_map(args.weights, models)
+            weights = parse_weights(args.weights, models)
             rows = run_extract(
                 task_runner=args.task_runner, workers=args.workers, datasets=datasets,
                 models=models, root=args.root, device=args.device,

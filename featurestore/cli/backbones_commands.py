@@ -32,22 +32,6 @@ def backbones(as_json: bool = JSON_OPTION) -> None:
                     title="backbones")
 
 
-def weights_map(entries: list[str], models: list[str]) -> dict[str, str]:
-    """``--weights FILE`` (one model) or ``--weights MODEL=FILE`` (any number), each for one of ``models``."""
-    from featurestore.extract.plan import check_weights
-
-    mapping = {}
-    for entry in entries:
-        model, sep, path = entry.partition("=")
-        if not sep:
-            if len(models) != 1:
-                raise InvalidName(f"--weights {entry}: with several models write --weights MODEL=FILE")
-            model, path = models[0], entry
-        mapping[model] = path
-    check_weights(mapping, models)
-    return mapping
-
-
 def _shard(text: str | None):
     from featurestore.extract import Shard
 
@@ -104,12 +88,13 @@ def extract(
 ) -> None:
     """Run each backbone once over a dataset into its store; complete stores are skipped, partial ones resume."""
     from featurestore.extract import extract as run_extract
+    from featurestore.extract.plan import parse_weights
 
     names = _requested_models(models, onnx_spec)
     results = [result for dataset in split_names(datasets)
                for result in run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
                                          batch_size=batch_size, reader=reader, workers=workers, threads=threads,
-                                         weights=weights_map(weights, names), layer=layer, shard=_shard(shard),
+                                         weights=parse_weights(weights, names), layer=layer, shard=_shard(shard),
                                          overwrite=overwrite, progress=progress)]
     _print_results(results, as_json)
 
@@ -127,9 +112,10 @@ def merge_shards(
 ) -> None:
     """Join the shard stores of each model (from `extract --shard i/n`) into one store."""
     from featurestore.extract import merge_shards as run_merge
+    from featurestore.extract.plan import parse_weights
 
     names = _requested_models(models, onnx_spec)
-    results = run_merge(dataset, names, count, root, weights=weights_map(weights, names), layer=layer,
+    results = run_merge(dataset, names, count, root, weights=parse_weights(weights, names), layer=layer,
                         overwrite=overwrite)
     _print_results(results, as_json)
 

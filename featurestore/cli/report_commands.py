@@ -58,11 +58,14 @@ def uncapped_datasets(document: dict) -> list[str]:
     """Datasets of a ``--train-per-class`` run whose results were full fits: no class had more usable
     train+val rows than the cap (each record's ``train_per_class`` is null; runs from before records
     carried it are not named)."""
-    if not document["parameters"].get("train_per_class"):
+    from featurestore.evaluation.history import fitted_per_class
+
+    parameters = document["parameters"]
+    if not parameters.get("train_per_class"):
         return []
     full = {}
     for record in document["results"]:
-        full[record["dataset"]] = full.get(record["dataset"], True) and record.get("train_per_class", 0) is None
+        full[record["dataset"]] = full.get(record["dataset"], True) and fitted_per_class(parameters, record) is None
     return [name for name, uncapped in full.items() if uncapped]
 
 

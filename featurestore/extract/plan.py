@@ -112,6 +112,21 @@ def make_spec(dataset: str, manifest_hash: str, backbone: Backbone, layer: str, 
                      precision=precision, require_precision=require_precision)
 
 
+def parse_weights(entries: Sequence[str], models: Sequence[str]) -> dict[str, str]:
+    """``--weights FILE`` (one model) or ``--weights MODEL=FILE`` (any number), each for one of
+    ``models``, as ``{model: file}`` (``featurestore extract`` and ``python -m flows.extract``)."""
+    mapping = {}
+    for entry in entries:
+        model, sep, path = entry.partition("=")
+        if not sep:
+            if len(models) != 1:
+                raise InvalidName(f"--weights {entry}: with several models write --weights MODEL=FILE")
+            model, path = models[0], entry
+        mapping[model] = path
+    check_weights(mapping, models)
+    return mapping
+
+
 def check_weights(weights: Mapping[str, str], models: Sequence[str]) -> None:
     """``InvalidName`` if ``weights`` names a model outside ``models``: its file would go unused.
 
