@@ -115,7 +115,7 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
     assert isinstance(busy.exception, DatasetBusy) and not (mine / "manifest.csv").exists()
     assert str(busy.exception).startswith(f"{mine}: another process (pid {os.getpid()}) is ingesting this dataset; wait")
     out = cli("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine",
-              "--ratios", "0.5,0.25,0.25", "--json")
+              "--ratios", "0.5,0.25,0.25", "--limit-per-class", "0", "--json")  # 0: every image, as `run` takes it
     assert out.exit_code == 0, out.output
     summary = json.loads(out.output[out.output.index("{"):])
     assert summary["images"] == 8 and summary["quarantined"] == 1 and summary["stale_stores"] == ["net"]

@@ -46,7 +46,7 @@ def ingest(
     ratios: str = typer.Option(",".join(map(str, DEFAULT_RATIOS)), "--ratios",
                                help="train,val,test ratios where the dataset has no official split."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the folds and the per-class limit."),
-    limit_per_class: int = typer.Option(None, "--limit-per-class", help="At most this many images per class (per class and split where the dataset has an official split)."),
+    limit_per_class: int = typer.Option(None, "--limit-per-class", help="At most this many images per class (per class and split where the dataset has an official split); 0 or none for every image, as `run` takes it."),
     folds: int = typer.Option(DEFAULT_FOLDS, "--folds", help="Cross-validation folds over the training rows."),
     mirror: str = typer.Option(None, "--mirror", envvar="FEATURESTORE_MIRROR",
                                help="Base URL replacing the canonical one: files are read at MIRROR/<dataset>/<file>."),
@@ -60,6 +60,7 @@ def ingest(
 
     # Bad names and options are reported before a flow run starts, without Prefect's failure log.
     split_ratios = _ratios(ratios)
+    limit_per_class = limit_per_class or None
     stored_as = check_request(dataset, name=name, source=source, ratios=split_ratios, limit_per_class=limit_per_class)
     check_prefect_api()
     before = current_manifest_hash(stored_as, root)
