@@ -9,6 +9,8 @@ from featurestore.errors import InvalidName
 
 BACKBONE_COLUMNS = ["name", "dim", "input", "interpolation", "layers", "weights", "offline"]
 RESULT_COLUMNS = ["dataset", "model", "status", "rows", "written", "failed", "images_per_second", "runtime", "path"]
+#: a merge copies rows and runs no model: no speed or runtime to show
+MERGE_COLUMNS = [c for c in RESULT_COLUMNS if c not in ("images_per_second", "runtime")]
 
 
 def backbones(as_json: bool = JSON_OPTION) -> None:
@@ -43,12 +45,12 @@ def _shard(text: str | None):
     return Shard(int(index), int(count))
 
 
-def _print_results(results, as_json: bool) -> None:
+def _print_results(results, as_json: bool, columns: list[str] = RESULT_COLUMNS, title: str = "extract") -> None:
     rows = [r.as_dict() for r in results]
     if as_json:
         print_json(rows)
     else:
-        print_table(rows, RESULT_COLUMNS, title="extract")
+        print_table(rows, columns, title=title)
 
 
 #: what ``extract`` runs when neither ``--models`` nor ``--onnx-spec`` names a backbone
@@ -117,7 +119,7 @@ def merge_shards(
     names = _requested_models(models, onnx_spec)
     results = run_merge(dataset, names, count, root, weights=parse_weights(weights, names), layer=layer,
                         overwrite=overwrite)
-    _print_results(results, as_json)
+    _print_results(results, as_json, MERGE_COLUMNS, title="merge-shards")
 
 
 def register(app: typer.Typer) -> None:
