@@ -6,6 +6,7 @@ Flows take the task runner as a plain string parameter (so a deployment run can 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -29,6 +30,10 @@ def _dask(workers: int) -> TaskRunner:
     address = os.environ.get(ENV_DASK_ADDRESS)
     if address:
         return DaskTaskRunner(address=address)
+    # A local cluster's scheduler, nannies and workers print ~70 INFO lines of banners around each
+    # run; their warnings still show. Worker processes take the level from the environment.
+    level = os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    logging.getLogger("distributed").setLevel(level.upper())
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
 
 
