@@ -17,7 +17,7 @@ from featurestore.datasets import load_manifest
 from featurestore.datasets.errors import DatasetBusy, DatasetError, ManifestNotFound, UnknownDataset
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.pipeline import ingest
-from fixtures_datasets import jpeg, photo, tar_bytes
+from fixtures_datasets import jpeg, photo, tar_bytes, zip_bytes
 
 
 CLASSES = {"bird": 10, "cat": 20, "dog": 30}
@@ -176,6 +176,18 @@ def test_archive_source_and_url_source(tmp_path, loopback):
     assert local.images == remote.images == 12
     assert local.manifest_hash == remote.manifest_hash
     assert load_manifest("imagefolder", tmp_path / "remote").classes == ["left", "right"]
+
+
+def test_a_macos_zip_with_its_resource_forks_beside_the_wrapper_keeps_its_classes(tmp_path, root):
+    # What Finder's "Compress" makes of a folder photos/{cat,dog}: AppleDouble files under __MACOSX/.
+    members = {f"photos/{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["cat", "dog"]) for k in range(6)}
+    members.update({f"__MACOSX/photos/{c}/._{k}.jpg": b"\0\5\26\7" + bytes(80) for c in ("cat", "dog")
+                    for k in range(6)})
+    archive = tmp_path / "mac.zip"
+    archive.write_bytes(zip_bytes(members))
+    result = _ingest(root, archive, name="mac")
+    assert (result.images, result.quarantined) == (12, 0)
+    assert load_manifest("mac", root).classes == ["cat", "dog"]
 
 
 def test_name_keeps_several_folders_apart(root, folder, tmp_path):

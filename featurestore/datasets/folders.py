@@ -21,15 +21,23 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def _listed(folder: Path) -> list[Path]:
+    """The entries of ``folder`` that can be classes or images: not hidden, not an archiver's extra."""
+    return [e for e in folder.iterdir() if not e.name.startswith(".") and e.name not in NOT_CLASSES]
+
+
 def class_root(base: Path) -> Path:
-    """The folder holding the class folders: ``base``, or the single folder an archive wrapped them in."""
+    """The folder holding the class folders: ``base``, or the single folder an archive wrapped them in.
+
+    A macOS zip holds ``__MACOSX/`` beside its wrapper folder: it does not make the wrapper a class.
+    """
     current = base
     while True:
-        entries = [e for e in current.iterdir() if not e.name.startswith(".")]
+        entries = _listed(current)
         folders = [e for e in entries if e.is_dir()]
         # Descend only into a wrapper: a lone folder that itself holds folders (not a lone class).
         if (len(folders) == 1 and not any(is_image_name(e) for e in entries if e.is_file())
-                and any(child.is_dir() for child in folders[0].iterdir())):
+                and any(child.is_dir() for child in _listed(folders[0]))):
             current = folders[0]
             continue
         return current
@@ -44,7 +52,7 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
         raise DatasetError(f"{base}: folder not found; check the source or the archive's layout")
     root = class_root(base)
     rows = []
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in NOT_CLASSES)
+    folders = sorted(p for p in _listed(root) if p.is_dir())
     # Resolved before any is walked: a link into another class folder must be refused whichever
     # class comes first, or that class's images would be taken in under both labels.
     classes = [Path(os.path.realpath(folder)) for folder in folders]
