@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 import tarfile
 import zipfile
 
@@ -130,6 +132,61 @@ def test_truncated_archive_is_a_clear_error(tmp_path, target):
     with pytest.raises((DatasetError, UnsafeArchive), match="cut.tgz"):
         unpack(archive, target)
     assert not list(target.glob(".staging-*"))
+
+
+def _photos(count: int = 3) -> dict[str, bytes]:
+    """Members under photos/, one with a name too long for a plain tar header (a GNU or pax extra header)."""
+    members = {f"photos/{k}.jpg": jpeg(k) for k in range(count)}
+    members[f"photos/{'long' * 30}.jpg"] = jpeg(count)
+    return members
+
+
+def _unpacked(target) -> dict[str, bytes]:
+    return {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*.jpg")}
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_tars_written_by_python_unpack_whole(tmp_path, target, mode):
+    archive = tmp_path / "photos.tar"
+    with tarfile.open(archive, mode) as bundle:
+        for name, data in _photos().items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            bundle.addfile(info, io.BytesIO(data))
+    unpack(archive, target)
+    assert _unpacked(target) == _photos()
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
+@pytest.mark.parametrize("options", [["-cf"], ["-czf"], ["-cjf"], ["-cJf"], ["--format=posix", "-cf"]])
+def test_tars_written_by_gnu_tar_unpack_whole(tmp_path, target, options):
+    source = tmp_path / "source"
+    for name, data in _photos().items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+    archive = tmp_path / "photos.tar"
+    subprocess.run(["tar", *options, str(archive), "-C", str(source), "photos"], check=True)
+    unpack(archive, target)
+    assert _unpacked(target) == _photos()
+
+
+@pytest.mark.parametrize("where", ["at the last member's header", "inside the last member's header",
+                                   "before the end-of-archive marker"])
+def test_a_plain_tar_cut_between_members_is_refused_not_unpacked_in_part(tmp_path, target, where):
+    data = tar_bytes({f"{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["cat", "dog", "fox"]) for k in range(2)},
+                     compression="")
+    with tarfile.open(fileobj=io.BytesIO(data)) as bundle:
+        last = bundle.getmembers()[-1]
+    end = last.offset_data + -(-last.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+    cut = {"at the last member's header": last.offset, "inside the last member's header": last.offset + 100,
+           "before the end-of-archive marker": end}[where]
+    archive = tmp_path / "cut.tar"
+    archive.write_bytes(data[:cut])
+    with pytest.raises(DatasetError, match=r"cut.tar: cannot be unpacked \(cut short after member '.*': its "
+                       r"end-of-archive marker is missing\); delete it and download again$") as error:
+        unpack(archive, target)
+    assert "\n" not in str(error.value)
+    assert not _unpacked(target) and not list(target.glob(".staging-*"))
 
 
 def test_replace_leaves_exactly_the_new_archive(tmp_path, target):

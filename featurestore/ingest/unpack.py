@@ -59,6 +59,19 @@ def _check_tar(archive: Path, members: list[tarfile.TarInfo]) -> int:
     return total
 
 
+def _check_tar_end(bundle: tarfile.TarFile, members: list[tarfile.TarInfo]) -> None:
+    """Refuse a tar that stops before its end-of-archive marker (a zero block after the last member).
+
+    ``tarfile`` lists members only up to a missing or cut header and says nothing, so an archive
+    cut there would lose every later member silently. Checked after extraction: the stream then
+    only moves forward, where seeking back in a compressed tar would decompress it all again.
+    """
+    bundle.fileobj.seek(bundle.offset)
+    if bundle.fileobj.read(tarfile.BLOCKSIZE) != tarfile.NUL * tarfile.BLOCKSIZE:
+        last = f"after member {members[-1].name!r}" if members else "at its start"
+        raise tarfile.ReadError(f"cut short {last}: its end-of-archive marker is missing")
+
+
 def _check_zip(archive: Path, members: list[zipfile.ZipInfo], max_ratio: int) -> int:
     total = 0
     for member in members:
@@ -121,6 +134,7 @@ def _extract(archive: Path, staging: Path, max_bytes: int, max_ratio: int) -> No
             _check_total(archive, _check_tar(archive, members), max_bytes, max_ratio)
             # The "data" filter repeats the checks above inside tarfile itself: belt and braces.
             bundle.extractall(staging, members=members, filter="data")
+            _check_tar_end(bundle, members)
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as bundle:
             members = bundle.infolist()
