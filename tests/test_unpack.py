@@ -9,6 +9,7 @@ import tarfile
 import zipfile
 
 import pytest
+from PIL import Image, ImageDraw
 
 from featurestore.datasets.errors import DatasetError, UnsafeArchive
 from featurestore.ingest.unpack import unpack
@@ -102,10 +103,41 @@ def test_zip_symlink_is_refused(tmp_path, target):
 def test_zip_bomb_is_refused(tmp_path, target):
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        bundle.writestr("zeros.bin", b"\0" * (50 << 20))
+        bundle.writestr("zeros.bin", b"\0" * (80 << 20))
     with pytest.raises(UnsafeArchive, match="'zeros.bin' expands .*x, a likely decompression bomb"):
         unpack(archive, target)
     assert not any(target.rglob("zeros.bin"))
+
+
+def test_zip_bomb_of_many_small_members_is_refused_by_its_total(tmp_path, target):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for k in range(120):
+            bundle.writestr(f"zeros/{k}.bin", b"\0" * (1 << 20))
+    with pytest.raises(UnsafeArchive, match=r"bomb.zip: unpacks to 125829120 bytes, over the limit of \d+; a likely "
+                       "decompression bomb"):
+        unpack(archive, target)
+    assert not any(target.rglob("*.bin"))
+
+
+def _drawing(k: int) -> bytes:
+    """A white 256x256 BMP with a black outline: uncompressed, it deflates some 250x."""
+    image = Image.new("RGB", (256, 256), "white")
+    ImageDraw.Draw(image).ellipse((20 + k, 30, 200, 220 - k), outline="black", width=2)
+    buffer = io.BytesIO()
+    image.save(buffer, "BMP")
+    return buffer.getvalue()
+
+
+def test_zip_of_small_drawings_that_deflate_far_is_not_taken_for_a_bomb(tmp_path, target):
+    members = {f"{shape}/{k}.bmp": _drawing(10 * j + k) for j, shape in enumerate(["circle", "oval"]) for k in range(6)}
+    archive = tmp_path / "drawings.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    assert max(info.file_size / info.compress_size for info in zipfile.ZipFile(archive).infolist()) > 100
+    unpack(archive, target)
+    assert {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*.bmp")} == members
 
 
 def test_total_size_is_bounded(tmp_path, target):

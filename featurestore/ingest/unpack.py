@@ -20,6 +20,9 @@ from featurestore.datasets.errors import DatasetError, UnsafeArchive
 
 MAX_BYTES = 64 << 30
 MAX_RATIO = 100
+# Smaller zip members are not held to MAX_RATIO: drawings, masks and scans saved uncompressed
+# (BMP, TIFF, PPM) deflate far more than 100x, and the bound on the total still holds them.
+RATIO_FLOOR = 64 << 20
 _MARKERS = ".unpacked"
 REDOWNLOAD = "delete it and download again"
 
@@ -84,7 +87,8 @@ def _check_zip(archive: Path, members: list[zipfile.ZipInfo], max_ratio: int) ->
             raise UnsafeArchive(
                 f"{archive}: member {name!r} is a device, FIFO or special file; refusing to unpack this archive"
             )
-        if member.compress_size and member.file_size / member.compress_size > max_ratio:
+        large = member.file_size > RATIO_FLOOR
+        if large and member.compress_size and member.file_size / member.compress_size > max_ratio:
             raise UnsafeArchive(
                 f"{archive}: member {name!r} expands {member.file_size // member.compress_size}x, a likely "
                 "decompression bomb; refusing to unpack this archive"
