@@ -255,6 +255,42 @@ def test_verification_cache_survives_a_limited_run(root, folder, monkeypatch):
     assert len(decoded) == CLASSES["bird"] - 3 and all("/bird/" in p for p in decoded)
 
 
+def _ppm_folder(base):
+    """Two classes of 8x8 PPM photos: every file has the same size in bytes."""
+    for j, name in enumerate(["cat", "dog"]):
+        (base / name).mkdir(parents=True)
+        for k in range(6):
+            photo(10 * j + k, (8, 8)).save(base / name / f"{k}.ppm")
+    return base
+
+
+def test_a_file_replaced_with_the_same_size_and_mtime_is_verified_again(tmp_path, root):
+    base = _ppm_folder(tmp_path / "ppm")
+    _ingest(root, base, name="ppm")
+    changed, replacement = base / "cat" / "0.ppm", tmp_path / "new.ppm"
+    photo(99, (8, 8)).save(replacement)
+    before = changed.stat()
+    assert replacement.stat().st_size == before.st_size
+    shutil.copyfile(replacement, changed)
+    os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))  # as cp -p, rsync -a or tar x leave it
+    _ingest(root, base, name="ppm")
+    manifest = load_manifest("ppm", root)
+    row = manifest.frame.index[manifest.frame["source"] == "images/cat/0.ppm"][0]
+    assert manifest.frame.at[row, "sha256"] == hashlib.sha256(replacement.read_bytes()).hexdigest()
+    assert (manifest.read_rgb(row) == np.asarray(Image.open(replacement))).all()
+
+
+def test_a_verification_cache_of_an_older_version_is_read_and_its_files_verified_again(tmp_path, root):
+    base = _ppm_folder(tmp_path / "ppm")
+    first = _ingest(root, base, name="ppm")
+    cache = Path(first.directory) / ".verified.csv"
+    # The cache an older featurestore wrote: keyed on source, size and mtime only.
+    pd.read_csv(cache, keep_default_na=False).drop(columns=["ctime_ns", "inode"]).to_csv(cache, index=False)
+    assert _ingest(root, base, name="ppm").manifest_hash == first.manifest_hash
+    rows = pd.read_csv(cache, keep_default_na=False)
+    assert len(rows) == 12 and (rows["inode"] > 0).all() and (rows["ctime_ns"] > 0).all()
+
+
 def test_archive_after_a_folder_under_the_same_name_replaces_the_link_not_the_folder(tmp_path, root, folder):
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     _ingest(root, folder, name="pets")

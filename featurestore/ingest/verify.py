@@ -1,7 +1,8 @@
 """Decode every candidate image once: record size, mode and content hash, or quarantine it.
 
-Results are cached per file (keyed by size and mtime) in ``.verified.csv`` inside the dataset
-directory, so a rerun decodes nothing and a changed file is decoded again.
+Results are cached per file in ``.verified.csv`` inside the dataset directory, so a rerun decodes
+nothing and a changed file is decoded again. The key holds the file's size and mtime, and its ctime
+and inode too: a copy (``cp -p``, ``rsync -a``, ``tar x``) keeps the first two but never the last two.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from PIL import Image, UnidentifiedImageError
 from featurestore.datasets.errors import DatasetError
 
 CACHE_FILE = ".verified.csv"
-FIELDS = ("source", "size", "mtime_ns", "width", "height", "mode", "sha256", "error")
+KEY = ("source", "size", "mtime_ns", "ctime_ns", "inode")
+FIELDS = (*KEY, "width", "height", "mode", "sha256", "error")
 # Below this many files a thread pool costs more to start than it saves.
 _POOL_THRESHOLD = 256
 
@@ -64,13 +66,12 @@ def inspect_file(path: str) -> tuple[int, int, str, str, str]:
 
 
 def _stat(directory: Path, sources: Sequence[str]) -> pd.DataFrame:
-    sizes, mtimes = [], []
+    rows = []
     for source in sources:
         path = directory / source
         info = os.stat(path) if path.exists() else os.lstat(path)  # a broken link: verification says so
-        sizes.append(info.st_size)
-        mtimes.append(info.st_mtime_ns)
-    return pd.DataFrame({"source": list(sources), "size": sizes, "mtime_ns": mtimes})
+        rows.append((source, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino))
+    return pd.DataFrame(rows, columns=list(KEY)).astype({column: np.int64 for column in KEY[1:]})
 
 
 def verify_files(directory: Path, sources: Sequence[str], *, workers: int | None = None) -> pd.DataFrame:
@@ -82,11 +83,8 @@ def verify_files(directory: Path, sources: Sequence[str], *, workers: int | None
     """
     current = _stat(directory, sources)
     cache_path = directory / CACHE_FILE
-    cached = pd.DataFrame(columns=list(FIELDS))
-    if cache_path.is_file():
-        cached = pd.read_csv(cache_path, dtype={"source": str, "mode": str, "sha256": str, "error": str},
-                             keep_default_na=False)
-    merged = current.merge(cached, on=["source", "size", "mtime_ns"], how="left")
+    cached = _read_cache(cache_path)
+    merged = current.merge(cached, on=list(KEY), how="left")
     todo = merged["width"].isna().to_numpy()
     if todo.any():
         paths = [str(directory / s) for s in merged.loc[todo, "source"]]
@@ -99,6 +97,15 @@ def verify_files(directory: Path, sources: Sequence[str], *, workers: int | None
         others = cached[~cached["source"].isin(merged["source"])]
         _write_cache(cache_path, pd.concat([others, merged]) if len(others) else merged)
     return merged.astype({"width": np.int64, "height": np.int64}).loc[:, list(FIELDS)]
+
+
+def _read_cache(path: Path) -> pd.DataFrame:
+    """The cached rows. A cache written before a key column existed gets -1 there, which no file's
+    stat gives: its files are decoded again, once."""
+    if not path.is_file():
+        return pd.DataFrame(columns=list(FIELDS))
+    cached = pd.read_csv(path, dtype={"source": str, "mode": str, "sha256": str, "error": str}, keep_default_na=False)
+    return cached.reindex(columns=list(FIELDS), fill_value=-1)
 
 
 def _inspect_all(paths: list[str], workers: int | None) -> list[tuple[int, int, str, str, str]]:
