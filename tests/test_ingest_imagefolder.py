@@ -16,7 +16,7 @@ import featurestore
 from featurestore.datasets import load_manifest
 from featurestore.datasets.errors import DatasetBusy, DatasetError, ManifestNotFound, UnknownDataset
 from featurestore.ingest.lock import ingesting
-from featurestore.ingest.pipeline import ingest
+from featurestore.ingest.pipeline import build_manifest, fetch_files, ingest, prepare, verify
 from fixtures_datasets import jpeg, photo, tar_bytes, zip_bytes
 
 
@@ -119,6 +119,17 @@ def test_corrupt_images_are_quarantined_not_fatal(root, folder):
     (folder / "dog" / "text.png").write_bytes(b"hello")
     result = _ingest(root, folder)
     assert result.quarantined == 3 and result.images == sum(CLASSES.values())
+
+
+def test_an_image_removed_between_the_scan_and_verification_is_quarantined(root, folder):
+    files = fetch_files("imagefolder", root, source=str(folder), progress=False)
+    candidates = prepare("imagefolder", files, root)
+    (folder / "cat" / "007.jpg").unlink()  # the user tidies the folder while the ingest runs
+    result = build_manifest("imagefolder", verify(candidates), source=str(folder))
+    assert (result.images, result.quarantined) == (sum(CLASSES.values()) - 1, 1)
+    assert pd.read_csv(result.quarantine).to_dict("records") == [
+        {"source": "images/cat/007.jpg", "class_name": "cat",
+         "reason": "removed while the ingest ran (it was there when the folder was scanned)"}]
 
 
 def test_a_broken_link_is_quarantined_with_its_reason_not_dropped(root, folder):

@@ -26,6 +26,8 @@ KEY = ("source", "size", "mtime_ns", "ctime_ns", "inode")
 FIELDS = (*KEY, "width", "height", "mode", "sha256", "error")
 # Below this many files a thread pool costs more to start than it saves.
 _POOL_THRESHOLD = 256
+# The stat key of a candidate gone since the scan: no file's stat gives -1.
+_GONE = (-1, -1, -1, -1)
 
 
 def inspect_file(path: str) -> tuple[int, int, str, str, str]:
@@ -39,6 +41,8 @@ def inspect_file(path: str) -> tuple[int, int, str, str, str]:
     except OSError as error:
         if Path(path).is_symlink() and not Path(path).exists():
             return 0, 0, "", "", f"broken link (its target {os.readlink(path)} is missing)"
+        if isinstance(error, FileNotFoundError):
+            return 0, 0, "", "", "removed while the ingest ran (it was there when the folder was scanned)"
         return 0, 0, "", "", f"unreadable: {error.strerror or error}"
     digest = hashlib.sha256(data).hexdigest()
     if not data:
@@ -65,12 +69,18 @@ def inspect_file(path: str) -> tuple[int, int, str, str, str]:
     return width, height, mode, digest, ""
 
 
+def _stat_file(path: Path) -> tuple[int, int, int, int]:
+    """Size, mtime, ctime and inode of ``path``; of the link itself when it is broken, and ``_GONE``
+    when the user removed it since the scan: verification then says so, for each."""
+    try:
+        info = os.stat(path) if path.exists() else os.lstat(path)
+    except FileNotFoundError:
+        return _GONE
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino
+
+
 def _stat(directory: Path, sources: Sequence[str]) -> pd.DataFrame:
-    rows = []
-    for source in sources:
-        path = directory / source
-        info = os.stat(path) if path.exists() else os.lstat(path)  # a broken link: verification says so
-        rows.append((source, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino))
+    rows = [(source, *_stat_file(directory / source)) for source in sources]
     return pd.DataFrame(rows, columns=list(KEY)).astype({column: np.int64 for column in KEY[1:]})
 
 
