@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,41 @@ def test_an_image_removed_between_the_scan_and_verification_is_quarantined(root,
     assert pd.read_csv(result.quarantine).to_dict("records") == [
         {"source": "images/cat/007.jpg", "class_name": "cat",
          "reason": "removed while the ingest ran (it was there when the folder was scanned)"}]
+
+
+NOT_UTF8 = "file name is not valid UTF-8 (shown with \\xNN for the bytes that are not); rename it"
+
+
+def test_an_image_whose_name_is_not_utf8_is_quarantined_and_the_ingest_goes_on(root, folder):
+    # A name copied from an older system: latin-1 bytes, which os hands over as lone surrogates.
+    (folder / os.fsdecode(b"cat/caf\xe9.jpg")).write_bytes(jpeg(900))
+    result = _ingest(root, folder)
+    assert (result.images, result.quarantined) == (sum(CLASSES.values()), 1)
+    assert pd.read_csv(result.quarantine, keep_default_na=False).to_dict("records") == [
+        {"source": "images/cat/caf\\xe9.jpg", "class_name": "cat", "reason": NOT_UTF8}]
+
+
+def test_a_tar_member_whose_name_is_not_utf8_is_quarantined_like_a_file(tmp_path, root):
+    members = {f"mine/{c}/{k}.jpg": jpeg(10 * j + k) for j, c in enumerate(["cat", "dog"]) for k in range(3)}
+    members[os.fsdecode(b"mine/dog/\xe9t\xe9.jpg")] = jpeg(99)  # tarfile reads latin-1 bytes as surrogates
+    archive = tmp_path / "latin.tar"
+    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as bundle:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            bundle.addfile(info, io.BytesIO(data))
+    result = _ingest(root, archive)
+    assert (result.images, result.quarantined) == (6, 1)
+    assert pd.read_csv(result.quarantine, keep_default_na=False).to_dict("records") == [
+        {"source": "images/mine/dog/\\xe9t\\xe9.jpg", "class_name": "dog", "reason": NOT_UTF8}]
+
+
+def test_a_class_folder_whose_name_is_not_utf8_is_refused_in_one_line(root, folder):
+    _photo_folder(folder, {os.fsdecode(b"f\xeate"): 3})  # a class folder copied from an older system
+    with pytest.raises(DatasetError, match=r"class folder 'f\\xeate': its name is not valid UTF-8 \(shown with "
+                       r"\\xNN for the bytes that are not\); rename it$") as error:
+        _ingest(root, folder)
+    assert "\n" not in str(error.value)
 
 
 def test_a_broken_link_is_quarantined_with_its_reason_not_dropped(root, folder):

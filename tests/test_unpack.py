@@ -100,6 +100,18 @@ def test_zip_symlink_is_refused(tmp_path, target):
         unpack(archive, target)
 
 
+def test_zip_member_name_marked_utf8_that_is_not_is_refused_naming_it(tmp_path, target):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("photos/café.jpg", jpeg(1))  # a name that is not ASCII: zipfile marks it UTF-8
+    archive = tmp_path / "latin.zip"
+    archive.write_bytes(buffer.getvalue().replace("café".encode(), b"caf\xe9\xe9"))
+    with pytest.raises(DatasetError, match=r"latin.zip: cannot be unpacked \(member name "
+                       r"b'photos/caf\\xe9\\xe9.jpg' is marked UTF-8 but is not\); delete it and download again$"):
+        unpack(archive, target)
+    assert not list(target.glob(".staging-*"))
+
+
 def test_zip_bomb_is_refused(tmp_path, target):
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:

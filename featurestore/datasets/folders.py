@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,17 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 def is_image_name(path: Path) -> bool:
     """Whether the file name has an image extension (other files, e.g. Thumbs.db, are ignored)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def as_text(path: str) -> str:
+    """``path`` as valid UTF-8 text, which tables and CSV files can hold: the bytes of a name that is
+    not UTF-8 (``os`` hands them over as lone surrogates) are written ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def from_text(text: str) -> str:
+    """The path that ``as_text`` wrote as ``text``."""
+    return os.fsdecode(re.sub(rb"\\x([0-9a-f]{2})", lambda hex_: bytes.fromhex(hex_[1].decode()), os.fsencode(text)))
 
 
 def _listed(folder: Path) -> list[Path]:
@@ -47,6 +59,8 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
     """Candidates from ``base/<class>/**/<image>``; sources relative to ``directory``.
 
     Every class folder is a class, even one without images, so that ingest can say it was left empty.
+    An image whose name is not UTF-8 is listed by ``as_text``: verification finds no file under that
+    name and quarantines it, saying why.
     """
     if not base.is_dir():
         raise DatasetError(f"{base}: folder not found; check the source or the archive's layout")
@@ -56,18 +70,28 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
     # Resolved before any is walked: a link into another class folder must be refused whichever
     # class comes first, or that class's images would be taken in under both labels.
     classes = [Path(os.path.realpath(folder)) for folder in folders]
+    _refuse_class_names_not_utf8(folders)
     _refuse_classes_sharing_images(folders, classes)
     # Shared by all classes: a second link to one outside folder, even from another class, is refused.
     walked: set[Path] = set()
     for folder in folders:
         for path in _class_files(folder, classes, walked):
-            rows.append((path.relative_to(root).as_posix(), path.relative_to(directory).as_posix(), folder.name))
+            rows.append((as_text(path.relative_to(root).as_posix()), as_text(path.relative_to(directory).as_posix()),
+                         folder.name))
     if not rows:
         raise DatasetError(
             f"{root}: no images found in class sub-folders; lay the images out as <folder>/<class>/<image>"
         )
     frame = pd.DataFrame(rows, columns=["id", "source", "class_name"]).assign(split="")
     return Layout(frame=frame, classes=tuple(folder.name for folder in folders))
+
+
+def _refuse_class_names_not_utf8(folders: list[Path]) -> None:
+    """A class name is a label in the manifest and the stores, which hold text: said in one line."""
+    for folder in folders:
+        if as_text(folder.name) != folder.name:
+            raise DatasetError(f"class folder '{as_text(folder.name)}': its name is not valid UTF-8 (shown with "
+                               "\\xNN for the bytes that are not); rename it")
 
 
 def _refuse_classes_sharing_images(folders: list[Path], classes: list[Path]) -> None:

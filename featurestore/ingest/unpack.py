@@ -140,12 +140,21 @@ def _extract(archive: Path, staging: Path, max_bytes: int, max_ratio: int) -> No
             bundle.extractall(staging, members=members, filter="data")
             _check_tar_end(bundle, members)
     elif zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as bundle:
+        with _open_zip(archive) as bundle:
             members = bundle.infolist()
             _check_total(archive, _check_zip(archive, members, max_ratio), max_bytes, max_ratio)
             bundle.extractall(staging)
     else:
         raise UnsafeArchive(f"{archive}: not a tar or zip archive; check the file or its registry entry")
+
+
+def _open_zip(archive: Path) -> zipfile.ZipFile:
+    """Open ``archive``; ``zipfile`` cannot list one whose member name is marked UTF-8 and is not,
+    which is damage: said naming that member."""
+    try:
+        return zipfile.ZipFile(archive)
+    except UnicodeDecodeError as error:
+        raise zipfile.BadZipFile(f"member name {error.object!r} is marked UTF-8 but is not") from None
 
 
 def unpack(archive: Path, target: Path, *, replace: bool = False, max_bytes: int = MAX_BYTES,

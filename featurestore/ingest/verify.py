@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from featurestore.datasets.errors import DatasetError
+from featurestore.datasets.folders import from_text
 
 CACHE_FILE = ".verified.csv"
 KEY = ("source", "size", "mtime_ns", "ctime_ns", "inode")
@@ -42,7 +43,7 @@ def inspect_file(path: str) -> tuple[int, int, str, str, str]:
         if Path(path).is_symlink() and not Path(path).exists():
             return 0, 0, "", "", f"broken link (its target {os.readlink(path)} is missing)"
         if isinstance(error, FileNotFoundError):
-            return 0, 0, "", "", "removed while the ingest ran (it was there when the folder was scanned)"
+            return 0, 0, "", "", _missing(path)
         return 0, 0, "", "", f"unreadable: {error.strerror or error}"
     digest = hashlib.sha256(data).hexdigest()
     if not data:
@@ -67,6 +68,15 @@ def inspect_file(path: str) -> tuple[int, int, str, str, str]:
     if width < 1 or height < 1:
         return 0, 0, "", digest, f"degenerate size {width}x{height}"
     return width, height, mode, digest, ""
+
+
+def _missing(path: str) -> str:
+    """Why a candidate's file is not there: its name is not UTF-8 (the scan listed it as text, see
+    ``as_text``), or the user removed it since the scan."""
+    real = from_text(path)
+    if real != path and os.path.lexists(real):
+        return "file name is not valid UTF-8 (shown with \\xNN for the bytes that are not); rename it"
+    return "removed while the ingest ran (it was there when the folder was scanned)"
 
 
 def _stat_file(path: Path) -> tuple[int, int, int, int]:
