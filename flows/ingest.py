@@ -54,7 +54,8 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
     ``source`` and ``name`` are for ``imagefolder``; ``checksums`` replaces pinned checksums by file
     name (for a mirror that serves other bytes).
     """
-    stored_as = check_request(dataset, name=name, source=source, ratios=ratios, limit_per_class=limit_per_class)
+    stored_as = check_request(dataset, name=name, source=source, ratios=ratios, limit_per_class=limit_per_class,
+                              folds=folds)
     check_root(root)
     with ingesting(dataset_dir(stored_as, root)):
         files = steps.fetch_files(dataset, root, source, mirror, checksums, name)

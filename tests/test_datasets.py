@@ -13,9 +13,12 @@ import typer
 from typer.testing import CliRunner
 
 from featurestore.datasets import dataset_names, get_dataset
-from featurestore.datasets.errors import DatasetBusy, DatasetError, DownloadFailed, UnknownDataset
+from featurestore.datasets.errors import (
+    DatasetBusy, DatasetError, DownloadFailed, InvalidIngestOption, UnknownDataset, UnsafeArchive,
+)
 from featurestore.ingest.checksums import parse
 from featurestore.ingest.lock import ingesting
+from featurestore.ingest.pipeline import ingest as ingest_now
 from fixtures_datasets import jpeg
 from store_fixtures import write_store
 
@@ -75,6 +78,7 @@ def test_flow_module_takes_the_cli_arguments(root, capsys):
     for argv, message in (
             (["fashion-mnist", "--limit-per-class", "-3"], "--limit-per-class -3 is invalid"),
             (["fashion-mnist", "--ratios", "0.5,0.5"], "split ratios [0.5, 0.5] are invalid"),
+            (["fashion-mnist", "--folds", "1"], "folds 1 is invalid"),
             (["fashion-mnist", "--source", str(root)], "--source applies only to 'imagefolder'"),
             (["imagefolder"], "dataset 'imagefolder' needs --source")):
         with pytest.raises(SystemExit) as exit_:  # bad options: exit 2, before anything is fetched
@@ -82,6 +86,21 @@ def test_flow_module_takes_the_cli_arguments(root, capsys):
         err = capsys.readouterr().err
         assert (exit_.value.code, err.count("\n")) == (2, 1) and err.startswith(f"error: {message}"), err
     assert not (root / "downloads").exists()
+
+
+def test_bad_folds_and_a_missing_source_are_refused_before_anything_is_made(root, tmp_path):
+    # Both were found inside the run: folds once every image was fetched, unpacked and decoded (its
+    # work files left behind), a missing source once the fetch step looked for it.
+    folder = tmp_path / "photos"
+    for c, name in enumerate(["left", "right"]):
+        (folder / name).mkdir(parents=True)
+        for k in range(6):
+            (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
+    with pytest.raises(InvalidIngestOption, match=r"^folds 1 is invalid: give 2 or more cross-validation folds$"):
+        ingest_now("imagefolder", root, source=str(folder), name="mine", folds=1, progress=False)
+    with pytest.raises(DatasetError, match=rf"^source '{tmp_path}/nowhere' does not exist; give a folder"):
+        ingest_now("imagefolder", root, source=str(tmp_path / "nowhere"), name="mine", progress=False)
+    assert list(root.iterdir()) == []
 
 
 def test_datasets_command_lists_and_reports_presence(cli, root):
@@ -207,13 +226,15 @@ def test_failed_flow_logs_bad_input_in_one_line_and_keeps_other_tracebacks(prefe
     handler.emit = records.append
     for name in RUN_LOGGERS:
         logging.getLogger(name).addHandler(handler)
+    # Not an archive: found only once the prepare task opens it (a missing source is refused before any task).
+    (tmp_path / "photos.tgz").write_bytes(b"<html>not an archive</html>")
     try:
-        with pytest.raises(DatasetError, match="does not exist"):
-            ingest(dataset="imagefolder", root=str(root), source=str(tmp_path / "nowhere"), name="mine")
+        with pytest.raises(UnsafeArchive, match="not a tar or zip archive"):
+            ingest(dataset="imagefolder", root=str(root), source=str(tmp_path / "photos.tgz"), name="mine")
     finally:
         for name in RUN_LOGGERS:
             logging.getLogger(name).removeHandler(handler)
-    failures = [r for r in records if "does not exist" in r.getMessage()]
+    failures = [r for r in records if "not a tar or zip archive" in r.getMessage()]
     assert sorted(r.name for r in failures) == sorted(RUN_LOGGERS)  # the task run's and the flow run's
     assert all(r.exc_info is None and "Finished in state Failed" in r.getMessage() for r in failures)
     try:

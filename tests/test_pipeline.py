@@ -122,13 +122,15 @@ def test_every_flow_command_says_in_one_line_when_the_prefect_api_is_down(tmp_pa
 
 
 @pytest.mark.parametrize("option, message", [
+    (["--limit-per-class", "-5"], "error: --limit-per-class -5 is invalid"),  # 0 is every image
     (["-d", "pest"], "error: unknown dataset 'pest': not registered"),
     (["--dataset", "pest"], "error: unknown dataset 'pest': not registered"),  # as evaluate and extract spell it
     (["--model", "resnet5"], "error: unknown backbone 'resnet5'"),
 ])
-def test_run_refuses_an_unknown_name_before_any_flow_runs(tmp_path, option, message):
+def test_run_refuses_an_unknown_name_or_a_bad_option_before_any_flow_runs(tmp_path, option, message):
     # In one line and exit 2, without the temporary Prefect server's start (and its log lines) first.
     done = subprocess.run([sys.executable, "-m", "featurestore.cli", "run", *option, "--root", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith(message)
+

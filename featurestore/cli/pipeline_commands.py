@@ -37,11 +37,13 @@ def run(
     """Run the feature pipeline (ingest -> extract -> evaluate) and print the accuracy table."""
     from featurestore.backbones.registry import get_backbone
     from featurestore.ingest.recorded import pipeline_ingest
+    from featurestore.ingest.split import check_limit
     from flows.runners import make_task_runner
 
     datasets, models = _names(datasets), _names(models)
     # Said before a flow run starts (and its temporary server), as the other commands do: a bad
-    # name, a bad --workers (the flow builds its runners only once it runs).
+    # name, a bad --limit-per-class or --workers (the flow builds its runners only once it runs).
+    check_limit(limit_per_class or None)
     for name in datasets or []:
         pipeline_ingest(name, root)
     for name in models or []:

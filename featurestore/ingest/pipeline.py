@@ -28,7 +28,8 @@ from featurestore.datasets.sources import (
 from featurestore.ingest.download import fetch
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.split import (
-    DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_limit, check_ratios, limit_per_class,
+    DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_folds, check_limit, check_ratios,
+    limit_per_class,
 )
 from featurestore.ingest.tables import load_table, save_table
 from featurestore.ingest.unpack import REDOWNLOAD, is_unpacked, swap_in, unpack, unpacked_here
@@ -82,13 +83,20 @@ def check_source(dataset: str, source: str | None) -> None:
 
 
 def check_request(dataset: str, *, name: str | None = None, source: str | None = None,
-                  ratios: Sequence[float] = DEFAULT_RATIOS, limit_per_class: int | None = None) -> str:
+                  ratios: Sequence[float] = DEFAULT_RATIOS, limit_per_class: int | None = None,
+                  folds: int = DEFAULT_FOLDS) -> str:
     """Check an ingest request before anything is fetched, each problem in one line (the CLI, the
     flow and ``ingest`` call it); return the name the dataset is stored under."""
     stored_as = target_name(dataset, name)
     check_source(dataset, source)
+    # A URL naming no file, or a local source that is not there: said now, not after a download.
+    if source and is_url(source):
+        source_resource(source)
+    elif source:
+        local_source(source)
     check_limit(limit_per_class)
     check_ratios(ratios)
+    check_folds(folds)
     return stored_as
 
 
@@ -322,7 +330,8 @@ def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: 
            workers: int | None = None, progress: bool = True) -> IngestResult:
     """Fetch, unpack, verify and split ``dataset`` under ``root``; write its manifest (no Prefect).
     ``DatasetBusy`` if another process is ingesting it."""
-    stored_as = check_request(dataset, name=name, source=source, ratios=ratios, limit_per_class=limit_per_class)
+    stored_as = check_request(dataset, name=name, source=source, ratios=ratios, limit_per_class=limit_per_class,
+                              folds=folds)
     with ingesting(dataset_dir(stored_as, root)):
         files = fetch_files(dataset, root, source=source, mirror=mirror, checksums=checksums, name=name,
                             progress=progress)

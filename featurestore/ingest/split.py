@@ -49,6 +49,12 @@ def check_limit(limit: int | None) -> None:
         raise InvalidIngestOption(f"--limit-per-class {limit} is invalid: give a positive number of images, or none")
 
 
+def check_folds(folds: int) -> None:
+    """``--folds``: two or more cross-validation folds."""
+    if folds < 2:
+        raise InvalidIngestOption(f"folds {folds} is invalid: give 2 or more cross-validation folds")
+
+
 def limit_per_class(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """Keep at most ``limit`` rows per class (per class and official split where there is one)."""
     if limit is None:
@@ -84,8 +90,7 @@ def assign_splits(frame: pd.DataFrame, ratios: Sequence[float], seed: int) -> pd
 
 def assign_folds(frame: pd.DataFrame, folds: int, seed: int) -> pd.Series:
     """Stratified k-fold index for training rows (0..k-1), -1 for val and test rows."""
-    if folds < 2:
-        raise InvalidIngestOption(f"folds {folds} is invalid: give 2 or more cross-validation folds")
+    check_folds(folds)
     is_train = (frame["split"] == "train").to_numpy()
     order, _, _ = _class_then_rank(frame[is_train], seed)
     # Dealt round-robin in class-then-rank order: every class spreads evenly over the folds and
