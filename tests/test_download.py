@@ -7,10 +7,11 @@ import socket
 
 import pytest
 
-from featurestore.datasets.errors import ChecksumMismatch, DownloadFailed, DownloadRefused
+from featurestore.datasets.errors import ChecksumMismatch, DatasetError, DownloadFailed, DownloadRefused
 from featurestore.datasets.registry import Resource
 from featurestore.ingest.download import fetch, resource_url
-from fixtures_datasets import jpeg
+from featurestore.ingest.pipeline import ingest
+from fixtures_datasets import jpeg, tar_bytes
 
 
 PAYLOAD = b"".join(jpeg(i, (96, 96)) for i in range(6))
@@ -215,3 +216,18 @@ def test_another_mirror_is_no_reason_to_download_a_registered_file_again(tmp_pat
     fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False)
     fetch(resource(None), "toy", tmp_path, mirror=f"{mirror}/elsewhere", progress=False)
     assert loopback.requests == [("/toy/photos.bin", None)]
+
+
+PHOTOS = tar_bytes({f"photos/{name}/{k}.jpg": jpeg(10 * c + k)
+                    for c, name in enumerate(("cat", "dog")) for k in range(6)})
+
+
+def test_a_url_naming_dot_dot_is_refused_before_any_download(tmp_path, loopback):
+    # %2e%2e decodes to "..": the download's path was its folder's parent, an IsADirectoryError after downloading.
+    loopback.serve("/get/..", PHOTOS)
+    for tail in ("%2e%2e", "%2E%2e", ".%2e"):
+        source = f"{loopback.url}/get/{tail}"
+        with pytest.raises(DatasetError, match=f"source URL '{source}' names no file; give the URL of a .zip"):
+            ingest("imagefolder", tmp_path / "fs", source=source, name="web", progress=False)
+    assert loopback.requests == []
+    assert not (tmp_path / "fs").exists()

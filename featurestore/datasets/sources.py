@@ -21,7 +21,8 @@ def is_url(source: str) -> bool:
 def source_resource(source: str, checksum: str | None = None) -> Resource:
     """The download of a source given by URL (``checksum`` pins it; else recorded on first download)."""
     filename = Path(unquote(urlparse(source).path)).name
-    if not filename:
+    # "." and ".." (from %2e%2e) would name the download's folder or its parent, not a file in it.
+    if filename in ("", ".", "..") or "\0" in filename:
         raise DatasetError(f"source URL {source!r} names no file; give the URL of a .zip, .tar or .tgz archive")
     return Resource(filename, source, checksum, unpack=True, mirrored=False)
 
