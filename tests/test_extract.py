@@ -385,6 +385,25 @@ def test_merge_names_the_missing_shard_with_a_command_that_runs_as_written(root)
         extract("photos", ["efficientnet_lite0"], root, shard=Shard(0, 99), progress=False)
 
 
+def test_merge_hint_for_a_shard_of_a_weights_file_at_another_layer_runs_as_written(root, tmp_path):
+    write_photo_dataset(root, "photos", copies=1)
+    weights = save_random_resnet18(tmp_path / "resnet18-random.pth")
+    app = typer.Typer()
+    backbones_commands.register(app)
+    with pytest.raises(featurestore.errors.StoreIncomplete, match="0-of-2") as caught:
+        merge_shards("photos", ["resnet18"], 2, root, weights={"resnet18": str(weights)}, layer="logits")
+    command = re.search(r"run `featurestore (extract [^`]+)`", str(caught.value)).group(1)
+    # The store's name (resnet18.logits) is no backbone: the command names the backbone, its layer
+    # and the weights file, without which the shard would be of other weights (or none offline).
+    assert command == f"extract -d photos -m resnet18 --layer logits --weights {weights} --shard 0/2"
+    for index in (0, 1):
+        ran = CliRunner().invoke(app, [*command.replace("0/2", f"{index}/2").split(), "--root", str(root),
+                                       "--no-progress"])
+        assert ran.exit_code == 0, ran.output
+    (merged,) = merge_shards("photos", ["resnet18"], 2, root, weights={"resnet18": str(weights)}, layer="logits")
+    assert (merged.model, merged.status, merged.written) == ("resnet18.logits", "merged", 5)
+
+
 def test_features_that_are_not_finite_are_reported_at_extraction(root, tmp_path, caplog):
     write_photo_dataset(root, "photos", copies=1)
 

@@ -21,6 +21,7 @@ from featurestore.store import StoreWriter
 from featurestore.store import format as fmt
 from featurestore.store.provenance import precision_name, recorded_precision
 from featurestore.store.reader import check_header
+from featurestore.store.staleness import extract_command
 
 CHUNK_ROWS = 4096
 
@@ -33,6 +34,12 @@ class ShardsDisagree(FeatureStoreError):
     """The shards of one store were computed in different precisions: merged, they would mix them."""
 
 
+def _shard_command(job: Job, shard: str, *options: str) -> str:
+    """The ``featurestore extract`` command that builds shard ``shard`` (``I/N``) of ``job``'s store."""
+    return extract_command(job.spec.dataset, job.backbone.name, job.layer, job.model != job.backbone.name,
+                           job.weights.source, job.backbone.architecture, "--shard", shard, *options)
+
+
 def _common_precision(job: Job, shards, provenances) -> str | None:
     """The one precision every shard was computed in (None: none recorded), else ``ShardsDisagree``."""
     precisions = [recorded_precision(p) for p in provenances]
@@ -40,8 +47,8 @@ def _common_precision(job: Job, shards, provenances) -> str | None:
         listed = ", ".join(f"{shard.label} {precision_name(p)}" for (shard, _, _), p in zip(shards, precisions))
         raise ShardsDisagree(
             f"{job.spec.dataset}/{job.model}: its shards were computed in different precisions ({listed}); a merge "
-            f"would mix them: extract the odd shards again with `featurestore extract -d {job.spec.dataset} "
-            f"-m {job.model} --shard I/{len(shards)} --precision P --overwrite`, P the others' precision")
+            f"would mix them: extract the odd shards again with "
+            f"`{_shard_command(job, f'I/{len(shards)}', '--precision P', '--overwrite')}`, P the others' precision")
     return precisions[0]
 
 
@@ -56,8 +63,9 @@ def _shard_paths(job: Job, count: int, manifest_hash: str, root) -> list[tuple[S
     return out
 
 
-def _check_shard(path, fingerprint: str, dataset: str, shard: Shard, model: str) -> dict:
-    command = f"featurestore extract -d {dataset} -m {model} --shard {shard.index}/{shard.count}"
+def _check_shard(job: Job, path, fingerprint: str, shard: Shard) -> dict:
+    model = job.model
+    command = _shard_command(job, f"{shard.index}/{shard.count}")
     hint = f"run `{command}` (here, or elsewhere and copy its store there)"
     if not path.exists():
         raise ShardMissing(f"{path}: shard {shard.label} of {model} is missing; {hint}")
@@ -89,7 +97,7 @@ def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, 
                                          fingerprint=job.spec.fingerprint))
             continue
         shards = _shard_paths(job, count, manifest.hash, root)
-        provenances = [_check_shard(path, fingerprint, dataset, shard, job.model) for shard, path, fingerprint in shards]
+        provenances = [_check_shard(job, path, fingerprint, shard) for shard, path, fingerprint in shards]
         # The merged store records its shards' precision, so resuming a merge checks it like an extraction.
         job = dataclasses.replace(job, spec=dataclasses.replace(
             job.spec, precision=_common_precision(job, shards, provenances)))

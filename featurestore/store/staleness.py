@@ -38,15 +38,24 @@ def rebuild_command(provenance: dict) -> str:
     extra = provenance.get("extra", {})
     model = provenance["model"]
     backbone = extra.get("backbone", model)
-    words = ["featurestore extract", f"-d {provenance['dataset']}", f"-m {backbone}"]
-    if model != backbone:  # a store of a non-default layer is named backbone.layer
-        words.append(f"--layer {extra.get('layer', model.partition('.')[2])}")
-    source = str(extra.get("weights_source", ""))
-    if str(extra.get("architecture", "")).startswith("ONNX model"):
+    return extract_command(provenance["dataset"], backbone, extra.get("layer", model.partition(".")[2]),
+                           model != backbone, str(extra.get("weights_source", "")),
+                           str(extra.get("architecture", "")), "--overwrite")
+
+
+def extract_command(dataset: str, backbone: str, layer: str, named_by_layer: bool, weights_source: str,
+                    architecture: str, *options: str) -> str:
+    """The ``featurestore extract`` command for a store of ``backbone`` at ``layer`` from the same
+    weights: ``--layer`` where the store is named by it (a non-default layer), ``--weights FILE``
+    for weights from a file, ``--onnx-spec SPEC.json`` for an ONNX backbone; then ``options``."""
+    words = ["featurestore extract", f"-d {dataset}", f"-m {backbone}"]
+    if named_by_layer:
+        words.append(f"--layer {layer}")
+    if architecture.startswith("ONNX model"):
         words.append("--onnx-spec SPEC.json")
-    elif source.startswith("file:"):
-        words.append(f"--weights {shlex.quote(source.removeprefix('file:'))}")
-    return " ".join([*words, "--overwrite"])
+    elif weights_source.startswith("file:"):
+        words.append(f"--weights {shlex.quote(weights_source.removeprefix('file:'))}")
+    return " ".join([*words, *options])
 
 
 def warn_if_stale(provenance: dict, root=None) -> None:
