@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from featurestore.datasets.errors import ChecksumMismatch, DatasetError, DownloadFailed, DownloadRefused
+from featurestore.datasets.errors import ChecksumMismatch, DatasetError, DownloadFailed, DownloadRefused, UnsafeArchive
 from featurestore.datasets.registry import Resource
-from featurestore.ingest.download import fetch, resource_url
+from featurestore.ingest.download import confirm, fetch, resource_url
 from featurestore.ingest.pipeline import ingest
 from fixtures_datasets import jpeg, tar_bytes
 
@@ -21,6 +23,12 @@ MD5 = f"md5:{hashlib.md5(PAYLOAD).hexdigest()}"
 
 def resource(checksum=SHA, **fields) -> Resource:
     return Resource("photos.bin", "https://example.invalid/photos.bin", checksum, **fields)
+
+
+def used(path):
+    """``path`` once ingest has used it (unpacked it): its first-download hash is trusted from then on."""
+    confirm(path)
+    return path
 
 
 @pytest.fixture
@@ -128,6 +136,8 @@ def test_mirror_comes_from_the_environment(tmp_path, loopback, mirror, monkeypat
 
 def test_unpublished_checksum_is_recorded_then_enforced(tmp_path, loopback, mirror):
     path = fetch(resource(None, size=len(PAYLOAD)), "toy", tmp_path, mirror=mirror, progress=False)
+    assert not (tmp_path / "photos.bin.sha256").exists(), "held, not trusted, until the file is used"
+    used(path)
     assert (tmp_path / "photos.bin.sha256").read_text().strip() == SHA
     path.write_bytes(PAYLOAD[:-1] + b"\x00")
     # The damaged copy fails the recorded hash, is deleted, and is downloaded again.
@@ -137,7 +147,7 @@ def test_unpublished_checksum_is_recorded_then_enforced(tmp_path, loopback, mirr
 
 
 def test_a_new_download_must_match_the_hash_recorded_at_the_first(tmp_path, loopback, mirror):
-    fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False)
+    used(fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False))
     loopback.serve("/toy/photos.bin", PAYLOAD[::-1])  # the server's copy changes
     (tmp_path / "photos.bin").write_bytes(b"damaged")
     with pytest.raises(ChecksumMismatch, match=rf"differs from {SHA}, recorded at its first download; the file is "
@@ -172,9 +182,9 @@ def _user(url: str) -> Resource:
 
 def test_a_different_url_with_the_same_file_name_is_downloaded_anew(tmp_path, loopback):
     first, second = loopback.serve("/v1/photos.bin", PAYLOAD), loopback.serve("/v2/photos.bin", PAYLOAD[::-1])
-    assert fetch(_user(first), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD
-    assert fetch(_user(second), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD[::-1]
-    assert fetch(_user(second), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD[::-1]
+    assert used(fetch(_user(first), "mine", tmp_path, progress=False)).read_bytes() == PAYLOAD
+    assert used(fetch(_user(second), "mine", tmp_path, progress=False)).read_bytes() == PAYLOAD[::-1]
+    assert used(fetch(_user(second), "mine", tmp_path, progress=False)).read_bytes() == PAYLOAD[::-1]
     assert loopback.requests == [("/v1/photos.bin", None), ("/v2/photos.bin", None)]
     recorded = sorted(p.read_text().strip() for p in tmp_path.glob("*/photos.bin.sha256"))
     assert recorded == sorted([SHA, f"sha256:{hashlib.sha256(PAYLOAD[::-1]).hexdigest()}"]), "one record per URL"
@@ -182,8 +192,8 @@ def test_a_different_url_with_the_same_file_name_is_downloaded_anew(tmp_path, lo
 
 def test_going_back_to_a_url_checks_it_against_its_own_first_download(tmp_path, loopback):
     first, second = loopback.serve("/v1/photos.bin", PAYLOAD), loopback.serve("/v2/photos.bin", PAYLOAD[::-1])
-    kept = fetch(_user(first), "mine", tmp_path, progress=False)
-    fetch(_user(second), "mine", tmp_path, progress=False)
+    kept = used(fetch(_user(first), "mine", tmp_path, progress=False))
+    used(fetch(_user(second), "mine", tmp_path, progress=False))
     loopback.serve("/v1/photos.bin", PAYLOAD[:-1] + b"\x00")  # v1 changes on the server
     assert fetch(_user(first), "mine", tmp_path, progress=False).read_bytes() == PAYLOAD, "v2 did not replace v1"
     kept.unlink()  # v1's download is lost: the new one must match v1's first download, not v2's
@@ -218,8 +228,76 @@ def test_another_mirror_is_no_reason_to_download_a_registered_file_again(tmp_pat
     assert loopback.requests == [("/toy/photos.bin", None)]
 
 
+def test_a_hash_held_since_a_download_never_used_binds_no_later_download(tmp_path, loopback, mirror):
+    path = fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False)
+    path.unlink()  # never used (an ingest stopped before unpacking it), then lost
+    loopback.serve("/toy/photos.bin", PAYLOAD[::-1])
+    assert used(fetch(resource(None), "toy", tmp_path, mirror=mirror, progress=False)).read_bytes() == PAYLOAD[::-1]
+    assert (tmp_path / "photos.bin.sha256").read_text().strip() == f"sha256:{hashlib.sha256(PAYLOAD[::-1]).hexdigest()}"
+
+
 PHOTOS = tar_bytes({f"photos/{name}/{k}.jpg": jpeg(10 * c + k)
                     for c, name in enumerate(("cat", "dog")) for k in range(6)})
+
+
+@pytest.fixture
+def unsized():
+    """A loopback server (127.0.0.1, a port the OS picks) answering over HTTP/1.0 with no
+    Content-Length: a body ends where the connection closes, so a dropped connection looks like the
+    end of the file. Serves the ``bodies`` list in turn, its last one from then on."""
+    bodies: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(bodies.pop(0) if len(bodies) > 1 else bodies[0])
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", bodies
+    server.shutdown()
+    server.server_close()
+
+
+def _kept(root, name):
+    return sorted(p.name for p in (root / "downloads").rglob(f"{name}*"))
+
+
+def test_a_first_download_cut_short_with_no_length_is_deleted_not_trusted(tmp_path, unsized):
+    # No Content-Length and no pinned size: the half body was taken as the whole file and its hash
+    # recorded, so every later download of the good file was refused against it.
+    url, bodies = unsized
+    bodies += [PHOTOS[: len(PHOTOS) // 2], PHOTOS]  # the connection drops half-way, then the server recovers
+    root = tmp_path / "fs"
+    with pytest.raises(DatasetError, match=r"photos.tgz: cannot be unpacked \(.*\); this download was deleted with "
+                       "its recorded hash; check that the server sends the archive, then run ingest again") as error:
+        ingest("imagefolder", root, source=f"{url}/photos.tgz", name="web", progress=False)
+    assert "\n" not in str(error.value)
+    assert _kept(root, "photos.tgz") == []
+    assert ingest("imagefolder", root, source=f"{url}/photos.tgz", name="web", progress=False).images == 12
+    assert _kept(root, "photos.tgz") == ["photos.tgz", "photos.tgz.sha256", "photos.tgz.url"]
+    recorded = next((root / "downloads").rglob("photos.tgz.sha256")).read_text().strip()
+    assert recorded == f"sha256:{hashlib.sha256(PHOTOS).hexdigest()}"
+
+
+def test_a_login_page_served_in_place_of_the_archive_is_deleted_not_trusted(tmp_path, loopback):
+    # A captive portal or an expired link answers 200 with a page: it was kept with its hash, so the
+    # rerun failed the same way and the real archive, once served, failed the recorded hash.
+    url = loopback.serve("/photos.tgz", b"<html><body>Please log in to the guest Wi-Fi</body></html>")
+    root = tmp_path / "fs"
+    with pytest.raises(UnsafeArchive, match="photos.tgz: not a tar or zip archive; .*this download was deleted with "
+                       "its recorded hash; check that the server sends the archive") as error:
+        ingest("imagefolder", root, source=url, name="web", progress=False)
+    assert "\n" not in str(error.value)
+    assert _kept(root, "photos.tgz") == []
+    loopback.serve("/photos.tgz", PHOTOS)
+    assert ingest("imagefolder", root, source=url, name="web", progress=False).images == 12
 
 
 def test_a_url_naming_dot_dot_is_refused_before_any_download(tmp_path, loopback):

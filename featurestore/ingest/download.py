@@ -1,7 +1,12 @@
 """Downloads: streamed, resumable (HTTP Range), retried with backoff, checksum-verified, cached.
 
 A file is downloaded to ``<name>.part`` and renamed only once its size and checksum are right,
-so an interrupted or corrupted download is never mistaken for a complete one.
+so an interrupted or corrupted download is never mistaken for a complete one. A file with no
+published checksum is trusted on first use, not on first download: its hash is held beside it
+(``.sha256.held``) and recorded as the one later downloads must match (``.sha256``) only once the
+file has been used (``confirm``); one that cannot be used is deleted with its records (``discard``).
+Where no length is known (no pinned size, no ``Content-Length``), a connection dropped mid-body
+looks like the end of the file: only using it tells.
 """
 
 from __future__ import annotations
@@ -44,9 +49,12 @@ def resource_url(resource: Resource, dataset: str, mirror: str | None = None) ->
 _FIX_FILE = "delete it and download again, or check the mirror"
 # Beside a downloaded file: the URL it came from. The cache is keyed by URL, not by file name.
 _SOURCE = ".url"
-# What is kept for one download: the file, its .part, its stamp, its first-download hash, its URL
-# (last, so that a move interrupted half-way is redone: the URL still says where the rest is).
-_KEPT = ("", ".part", ".verified", ".sha256", _SOURCE)
+# Beside a download with no published checksum: its hash, until the file has been used.
+_HELD = ".sha256.held"
+# What is kept for one download: the file, its .part, its stamp, its first-download hash (held or
+# recorded), its URL (last, so that a move interrupted half-way is redone: the URL still says where
+# the rest is).
+_KEPT = ("", ".part", ".verified", _HELD, ".sha256", _SOURCE)
 # Hex digits of the URL's SHA-256 naming a user URL's cache folder: 48 bits, no collision in practice.
 _URL_KEY = 12
 
@@ -68,14 +76,15 @@ def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[
             remember: bool = True, fix: str = _FIX_FILE, pinned: bool = True) -> str:
     """Check ``path`` against its pinned size and checksum; return the checksum that matched.
 
-    With no checksum pinned, the one recorded at the first download is enforced, and a file seen
-    for the first time has its hash recorded. ``remember=False`` (files we do not own, such as a
-    distribution package's) writes nothing beside the file: it is simply hashed every time.
+    With no checksum pinned, the one recorded at the first download (or held since, until the file
+    is used) is enforced, and a file seen for the first time has its hash held. ``remember=False``
+    (files we do not own, such as a distribution package's) writes nothing beside the file: it is
+    simply hashed every time.
     ``fix`` ends a mismatch's message: what the user should do about it. ``pinned=False`` says
     that ``checksum`` is the one recorded at the first download, which the message then names.
     """
     if not checksum:
-        checksum, pinned = checksums.recorded(path), False
+        checksum, pinned = checksums.recorded(path) or _held(path), False
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         raise ChecksumMismatch(
@@ -83,7 +92,7 @@ def _verify(path: Path, checksum: str | None, size: int | None, accepted: tuple[
         )
     expected = [c for c in (checksum,) if c] + list(accepted)
     if not expected:
-        return checksums.record(path) if remember else f"sha256:{checksums.digest_file(path, 'sha256')}"
+        return _hold(path) if remember else f"sha256:{checksums.digest_file(path, 'sha256')}"
     for candidate in expected:
         if remember and checksums.stamped(path, candidate):
             return candidate
@@ -157,8 +166,8 @@ def fetch(
             return target
         except ChecksumMismatch:
             target.unlink()
-    # Trust on first download only: with no checksum published, a new download must match the
-    # hash recorded at the first one, which is kept.
+    # Trust on first use only: with no checksum published, a new download must match the hash
+    # recorded once the first one was used, which is kept; a held one was never used, so it binds nothing.
     recorded = None if expected else checksums.recorded(target)
     url = resource_url(resource, dataset, mirror)
     partial = target.with_name(target.name + ".part")
@@ -176,12 +185,50 @@ def fetch(
             target.with_name(target.name + _SOURCE).unlink()
         raise ChecksumMismatch(f"{url}: {error}") from None
     os.replace(partial, target)
-    # The verification stamp and first-download record travel with the file (rename keeps mtime).
-    for suffix in (".verified", ".sha256"):
+    # The verification stamp and first-download hash travel with the file (rename keeps mtime).
+    for suffix in (".verified", _HELD):
         side = partial.with_name(partial.name + suffix)
         if side.exists():
             os.replace(side, target.with_name(target.name + suffix))
     return target
+
+
+def _held(path: Path) -> str | None:
+    """The hash of ``path`` held since its download, not yet recorded: the file was never used."""
+    try:
+        return path.with_name(path.name + _HELD).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _hold(path: Path) -> str:
+    """Hash ``path`` and hold the result beside it until ``confirm`` records it."""
+    checksum = f"sha256:{checksums.digest_file(path, 'sha256')}"
+    path.with_name(path.name + _HELD).write_text(checksum + "\n")
+    return checksum
+
+
+def confirm(path: Path) -> None:
+    """Record the hash held since ``path`` was downloaded: every later download must match it.
+
+    Called once the file has been used (unpacked): a first download is trusted only then, so that a
+    body cut short where no length showed it, or a login page served in the archive's place, is
+    never the file every later download is checked against. Nothing to do for other files.
+    """
+    held = path.with_name(path.name + _HELD)
+    if held.exists():
+        os.replace(held, path.with_name(path.name + ".sha256"))
+
+
+def trusted_on_first_use(path: Path) -> bool:
+    """Whether ``path`` is a download with no published checksum: its hash is held or recorded beside it."""
+    return any(path.with_name(path.name + suffix).exists() for suffix in (_HELD, ".sha256"))
+
+
+def discard(path: Path) -> None:
+    """Delete ``path``, a download trusted on first use that could not be used, with its hash (held
+    or recorded) and its URL, so that the next run downloads it again and trusts what then works."""
+    _forget(path)
 
 
 def _same_source(target: Path, resource: Resource) -> bool:

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from featurestore.datasets.arrays import ARRAY_FILE
-from featurestore.datasets.errors import DatasetError, InvalidIngestOption
+from featurestore.datasets.errors import DatasetError, InvalidIngestOption, UnsafeArchive
 from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, read_info, write_manifest
 from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset
 from featurestore.datasets.sources import (
     IMAGES, attach_folder, is_attached, is_url, local_source, recorded_source, source_resource,
 )
-from featurestore.ingest.download import fetch
+from featurestore.ingest.download import confirm, discard, fetch, trusted_on_first_use
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.split import (
     DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_folds, check_limit, check_ratios,
@@ -41,6 +41,9 @@ STAGE = ".next"
 # How many classes an error message lists by name.
 _LISTED_CLASSES = 10
 QUARANTINE_FILE = "quarantine.csv"
+# How an unpack error of a download trusted on first use ends: the download is gone, not pinned.
+_DISCARDED = ("this download was deleted with its recorded hash; check that the server sends the archive, then run "
+              "ingest again to download it again")
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def prepare(dataset: str, files: Mapping[str, str], root: str | os.PathLike[str]
     stage.mkdir()
     for resource in spec.resources:
         if resource.unpack:
-            unpack(paths[resource.filename], directory)
+            _unpack_download(paths[resource.filename], directory)
     with _discarded_on_error(stage):
         base = _stage_source(paths["source"], directory, stage, root) if spec.needs_source else directory
         layout: Layout = spec.reader(base, paths)
@@ -168,8 +171,27 @@ def _stage_source(source: Path, directory: Path, stage: Path, root: str | os.Pat
     else:
         if is_unpacked(source, images):
             return directory
-        unpack(source, stage / IMAGES, replace=True, fix=_damaged_archive_fix(source, root))
+        _unpack_download(source, stage / IMAGES, replace=True, fix=_damaged_archive_fix(source, root))
     return stage
+
+
+def _unpack_download(archive: Path, target: Path, *, replace: bool = False, fix: str = REDOWNLOAD) -> None:
+    """Unpack ``archive``, then trust it if it is a download with no published checksum.
+
+    Such a download that cannot be unpacked (cut short where no length showed it, a login page
+    served in its place) is deleted with its hash, so that the next run downloads it again rather
+    than holding every later download up against it.
+    """
+    unpinned = trusted_on_first_use(archive)
+    try:
+        unpack(archive, target, replace=replace, fix=_DISCARDED if unpinned else fix)
+    except (DatasetError, UnsafeArchive) as error:
+        if not unpinned:
+            raise
+        discard(archive)
+        message = str(error) if _DISCARDED in str(error) else f"{error}; {_DISCARDED}"
+        raise type(error)(message) from None
+    confirm(archive)
 
 
 def _damaged_archive_fix(archive: Path, root: str | os.PathLike[str] | None) -> str:
