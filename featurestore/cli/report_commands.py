@@ -91,9 +91,12 @@ def report(
     flat = table.reset_index()
     flat.columns = [str(c) for c in flat.columns]
     if as_json:
-        # as results.json has it: an int, null for a full fit (the table's "all")
-        flat["train_per_class"] = [None if n == FULL_FIT_LABEL else int(n) for n in flat["train_per_class"]]
-        print_json(records(flat))
+        # as results.json has it: an int, null for a full fit (the table's "all"); set per row, as a
+        # column of ints and None would turn into floats (20.0)
+        rows = records(flat)
+        for row in rows:
+            row["train_per_class"] = None if row["train_per_class"] == FULL_FIT_LABEL else int(row["train_per_class"])
+        print_json(rows)
         return
     # Runs are columns, named by their start (to the second) to leave room for the names before
     # them, and only the latest that fit the terminal: cut columns helped no one.
