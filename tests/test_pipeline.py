@@ -16,6 +16,7 @@ from featurestore.datasets.errors import UnknownDataset
 
 from featurestore.errors import InvalidName, RootNotFound, RootNotWritable
 from featurestore.ingest.pipeline import ingest as ingest_now
+from featurestore.ingest.recorded import pipeline_ingest
 from flows.evaluate import evaluate
 from flows.extract import extract
 from flows.ingest import ingest
@@ -134,3 +135,28 @@ def test_run_refuses_an_unknown_name_or_a_bad_option_before_any_flow_runs(tmp_pa
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith(message)
 
+
+def test_run_takes_imagefolder_ingested_under_its_own_name_as_recorded(tmp_path, monkeypatch):
+    # `featurestore run -d imagefolder` re-ingested it as a registered dataset, with no source: it
+    # failed inside both flow runs with "needs --source", an option run does not have.
+    root = tmp_path / "home"
+    _photos(tmp_path / "photos", 0, 8)
+    monkeypatch.chdir(tmp_path)
+    first = ingest_now("imagefolder", root, source="photos", ratios=(0.5, 0.25, 0.25), seed=3, progress=False)
+    monkeypatch.chdir(root)  # a scheduled run starts elsewhere
+    recorded = pipeline_ingest("imagefolder", root, seed=0, limit_per_class=2)
+    assert recorded == {"dataset": "imagefolder", "name": "imagefolder", "source": str(tmp_path / "photos"),
+                        "ratios": [0.5, 0.25, 0.25], "seed": 3, "folds": 5, "limit_per_class": None}
+    again = ingest_now(root=root, progress=False, **recorded)
+    assert (again.manifest_hash, again.images) == (first.manifest_hash, 16)
+
+
+def test_run_of_imagefolder_never_ingested_says_to_ingest_it_first_before_any_flow_runs(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "featurestore.cli", "run", "-d", "imagefolder", "--root",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.strip() == (
+        f"error: {tmp_path}/datasets/imagefolder: 'imagefolder' has not been ingested, and its images are yours to "
+        "name; ingest them first with `featurestore ingest imagefolder --source DIR|ARCHIVE|URL [--name NAME]`, "
+        "then give that name to -d")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 
-from featurestore.datasets.errors import UnknownDataset
+from featurestore.datasets.errors import ManifestNotFound, UnknownDataset
 from featurestore.datasets.manifest import ingested_names, read_info
-from featurestore.datasets.registry import dataset_names
+from featurestore.datasets.registry import dataset_names, get_dataset
 from featurestore.paths import check_name, dataset_dir
 
 
@@ -22,14 +22,23 @@ def pipeline_ingest(dataset: str, root: str | os.PathLike[str] | None = None, *,
     """The keyword arguments of the ingest of ``dataset`` in a pipeline run over ``root``.
 
     A registered dataset takes the run's ``seed``, ``limit_per_class`` and ``mirror``; a user's
-    dataset keeps what it was ingested with. Any other name is ``UnknownDataset`` naming both kinds.
+    dataset keeps what it was ingested with, as does ``imagefolder`` ingested under its own name
+    (its images come from a source only its record knows; ``ManifestNotFound`` if there is none).
+    Any other name is ``UnknownDataset`` naming both kinds.
     """
-    if dataset in dataset_names():
+    registered = dataset in dataset_names()
+    if registered and not get_dataset(dataset).needs_source:
         return {"dataset": dataset, "seed": seed, "limit_per_class": limit_per_class, "mirror": mirror}
     check_name("dataset", dataset)
+    directory = dataset_dir(dataset, root)
     try:
-        info = read_info(dataset_dir(dataset, root))
+        info = read_info(directory)
     except FileNotFoundError:
+        if registered:
+            raise ManifestNotFound(
+                f"{directory}: {dataset!r} has not been ingested, and its images are yours to name; ingest them "
+                f"first with `featurestore ingest {dataset} --source DIR|ARCHIVE|URL [--name NAME]`, then give that "
+                "name to -d") from None
         # Only imagefolder takes a --name, so any other name ingested here is a user's dataset.
         yours = [n for n in ingested_names(root) if n not in dataset_names()]
         raise UnknownDataset(
