@@ -79,6 +79,8 @@ def test_flow_module_takes_the_cli_arguments(root, capsys):
             (["fashion-mnist", "--limit-per-class", "-3"], "--limit-per-class -3 is invalid"),
             (["fashion-mnist", "--ratios", "0.5,0.5"], "split ratios [0.5, 0.5] are invalid"),
             (["fashion-mnist", "--folds", "1"], "folds 1 is invalid"),
+            (["imagefolder", "--source", str(root), "--name", "cifar10"], "--name 'cifar10' is a registered dataset's"),
+            (["cifar10", "--name", "mine"], "--name 'mine' applies only to 'imagefolder'"),
             (["fashion-mnist", "--source", str(root)], "--source applies only to 'imagefolder'"),
             (["imagefolder"], "dataset 'imagefolder' needs --source")):
         with pytest.raises(SystemExit) as exit_:  # bad options: exit 2, before anything is fetched

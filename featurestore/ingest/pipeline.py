@@ -69,9 +69,11 @@ def target_name(dataset: str, name: str | None) -> str:
     """
     spec = get_dataset(dataset)
     if name and not spec.needs_source and name != dataset:
-        raise DatasetError(f"--name {name!r} applies only to 'imagefolder'; {dataset!r} is stored under its own name")
+        raise InvalidIngestOption(f"--name {name!r} applies only to 'imagefolder'; {dataset!r} is stored under its "
+                                  "own name")
     if name and name != dataset and name in dataset_names():
-        raise DatasetError(f"--name {name!r} is a registered dataset's name; pick another --name for your images")
+        raise InvalidIngestOption(f"--name {name!r} is a registered dataset's name; pick another --name for your "
+                                  "images")
     return check_name("dataset", name or dataset)
 
 
