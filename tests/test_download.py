@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from featurestore.datasets.errors import ChecksumMismatch, DatasetError, DownloadFailed, DownloadRefused, UnsafeArchive
+from featurestore.datasets.errors import ChecksumMismatch, DatasetError, DownloadFailed, DownloadRefused
 from featurestore.datasets.registry import Resource
 from featurestore.ingest.download import confirm, fetch, resource_url
 from featurestore.ingest.pipeline import ingest
@@ -291,8 +291,8 @@ def test_a_login_page_served_in_place_of_the_archive_is_deleted_not_trusted(tmp_
     # rerun failed the same way and the real archive, once served, failed the recorded hash.
     url = loopback.serve("/photos.tgz", b"<html><body>Please log in to the guest Wi-Fi</body></html>")
     root = tmp_path / "fs"
-    with pytest.raises(UnsafeArchive, match="photos.tgz: not a tar or zip archive; .*this download was deleted with "
-                       "its recorded hash; check that the server sends the archive") as error:
+    with pytest.raises(DatasetError, match=r"photos.tgz: cannot be unpacked \(not a tar or zip archive\); this "
+                       "download was deleted with its recorded hash; check that the server sends the archive") as error:
         ingest("imagefolder", root, source=url, name="web", progress=False)
     assert "\n" not in str(error.value)
     assert _kept(root, "photos.tgz") == []

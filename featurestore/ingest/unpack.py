@@ -145,7 +145,9 @@ def _extract(archive: Path, staging: Path, max_bytes: int, max_ratio: int) -> No
             _check_total(archive, _check_zip(archive, members, max_ratio), max_bytes, max_ratio)
             bundle.extractall(staging)
     else:
-        raise UnsafeArchive(f"{archive}: not a tar or zip archive; check the file or its registry entry")
+        # Damage rather than danger (a login page saved in the archive's place, say): the caller's
+        # fix applies, as for any archive that cannot be unpacked.
+        raise tarfile.ReadError("not a tar or zip archive")
 
 
 def _open_zip(archive: Path) -> zipfile.ZipFile:
