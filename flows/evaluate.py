@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m flows.evaluate [OPTIONS]`` is ``featurestore evaluate [OPTIONS]``: one set of options for both."""
     from featurestore.cli import run_command
 
-    run_command("evaluate", argv)
+    run_command("evaluate", argv, module="flows.evaluate")
 
 
 if __name__ == "__main__":

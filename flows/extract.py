@@ -103,8 +103,11 @@ def run_extract(task_runner: str = "threads", workers: int = 1, **parameters) ->
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: ``python -m flows.extract --dataset NAME --models A,B ...``."""
     parser = argparse.ArgumentParser(prog="python -m flows.extract", description=extract.__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, action="append", help="dataset name (repeat or comma-separate)")
-    parser.add_argument("--models", default="efficientnet_lite0", help="comma-separated backbone names")
+    # The short and plural spellings of `featurestore extract`, so its options carry over.
+    parser.add_argument("--dataset", "--datasets", "-d", dest="dataset", required=True, action="append",
+                        help="dataset name (repeat or comma-separate)")
+    parser.add_argument("--models", "--model", "-m", dest="models", action="append",
+                        help="backbone names (repeat or comma-separate; default efficientnet_lite0)")
     parser.add_argument("--root")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runtime")
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="tasks at once (default 1: one device)")
     args = parser.parse_args(argv)
     datasets = [d for value in args.dataset for d in value.split(",") if d]
-    models = [m for m in args.models.split(",") if m]
+    models = [m for value in args.models or ["efficientnet_lite0"] for m in value.split(",") if m]
     try:
         with exit_on_error():
             weights = parse_weights(args.weights, models)

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m flows.ingest DATASET [OPTIONS]`` is ``featurestore ingest DATASET [OPTIONS]``."""
     from featurestore.cli import run_command
 
-    run_command("ingest", argv)
+    run_command("ingest", argv, module="flows.ingest")
 
 
 if __name__ == "__main__":

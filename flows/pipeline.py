@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m flows.pipeline [OPTIONS]`` is ``featurestore run [OPTIONS]``: one set of options for both."""
     from featurestore.cli import run_command
 
-    run_command("run", argv)
+    run_command("run", argv, module="flows.pipeline")
 
 
 if __name__ == "__main__":

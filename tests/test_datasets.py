@@ -68,6 +68,9 @@ def test_flow_module_takes_the_cli_arguments(root, capsys):
     from flows.ingest import main
 
     with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0 and "Usage: python -m flows.ingest [OPTIONS] {dataset}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
         main(["cifar-10", "--root", str(root)])
     assert exit_.value.code == 2
     assert "unknown dataset 'cifar-10': choose one of" in capsys.readouterr().err

@@ -204,6 +204,17 @@ def test_flow_module_takes_weights_as_the_cli_does(tmp_path, capsys, models, wei
     assert exit_.value.code in (1, 2) and error[-1].startswith("error: ") and message in error[-1]
 
 
+def test_flow_module_takes_the_short_and_repeated_options_of_the_cli(tmp_path, capsys):
+    from flows.extract import main
+
+    write_photo_dataset(tmp_path, "photos", copies=1)
+    with pytest.raises(SystemExit) as exit_:  # featurestore extract's spelling: -d, -m, repeated
+        main(["-d", "photos", "-m", "efficientnet_lite0", "-m", "efficientnet_lite1", "--weights",
+              str(tmp_path / "w.pth"), "--root", str(tmp_path)])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and error[-1].startswith("error: --weights ") and "MODEL=FILE" in error[-1]
+
+
 def test_ctrl_c_while_pool_workers_start_prints_no_worker_traceback(tmp_path, monkeypatch):
     from prefect.settings import PREFECT_API_URL
 

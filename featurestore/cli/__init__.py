@@ -39,7 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="featurestore")
 
 
-def run_command(command: str, argv: list[str] | None = None) -> None:
-    """``featurestore COMMAND ARGV...``: the entry point of ``python -m flows.<flow>``, so a flow's
-    module and its CLI command take one set of options. ``argv`` defaults to the process's."""
-    main([command, *(sys.argv[1:] if argv is None else argv)])
+def run_command(command: str, argv: list[str] | None = None, *, module: str) -> None:
+    """``featurestore COMMAND ARGV...``: the entry point of ``python -m <module>``, so a flow's
+    module and its CLI command take one set of options; its help and usage errors name the
+    module. ``argv`` defaults to the process's."""
+    click_command = typer.main.get_command(app).commands[command]
+    with exit_on_error():
+        click_command.main(args=sys.argv[1:] if argv is None else argv, prog_name=f"python -m {module}")
