@@ -79,7 +79,8 @@ def test_flow_module_takes_the_cli_arguments(root, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error: invalid dataset name '../pets'") and err.count("\n") == 1
     for argv, message in (
-            (["fashion-mnist", "--limit-per-class", "-3"], "--limit-per-class -3 is invalid"),
+            (["fashion-mnist", "--limit-per-class", "-3"],
+             "--limit-per-class -3 is invalid: give a positive number of images, or 0 for every image"),
             (["fashion-mnist", "--ratios", "0.5,0.5"], "split ratios [0.5, 0.5] are invalid"),
             (["fashion-mnist", "--folds", "1"], "folds 1 is invalid"),
             (["imagefolder", "--source", str(root), "--name", "cifar10"], "--name 'cifar10' is a registered dataset's"),
@@ -106,6 +107,11 @@ def test_bad_folds_and_a_missing_source_are_refused_before_anything_is_made(root
     with pytest.raises(DatasetError, match=rf"^source '{tmp_path}/nowhere' does not exist; give a folder"):
         ingest_now("imagefolder", root, source=str(tmp_path / "nowhere"), name="mine", progress=False)
     assert list(root.iterdir()) == []
+    # 0 is every image wherever a limit is taken (the CLIs, a deployment's -p limit_per_class=0), as
+    # the message above says: it was refused here while `featurestore run` read it as every image
+    everything = ingest_now("imagefolder", root, source=str(folder), name="mine", limit_per_class=0, progress=False)
+    assert everything.images == 12
+    assert json.loads((root / "datasets" / "mine" / "dataset.json").read_text())["parameters"]["limit_per_class"] is None
 
 
 def test_datasets_command_lists_and_reports_presence(cli, root):

@@ -60,7 +60,6 @@ def ingest(
 
     # Bad names and options are reported before a flow run starts, without Prefect's failure log.
     split_ratios = _ratios(ratios)
-    limit_per_class = limit_per_class or None
     stored_as = check_request(dataset, name=name, source=source, ratios=split_ratios, limit_per_class=limit_per_class,
                               folds=folds)
     check_prefect_api()

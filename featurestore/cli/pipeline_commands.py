@@ -43,7 +43,7 @@ def run(
     datasets, models = _names(datasets), _names(models)
     # Said before a flow run starts (and its temporary server), as the other commands do: a bad
     # name, a bad --limit-per-class or --workers (the flow builds its runners only once it runs).
-    check_limit(limit_per_class or None)
+    check_limit(limit_per_class)
     for name in datasets or []:
         pipeline_ingest(name, root)
     for name in models or []:

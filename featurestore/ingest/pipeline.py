@@ -280,7 +280,7 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
             "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
             "licence": spec.licence, "citation": spec.citation, "quarantined": int(bad.sum()), "empty_classes": empty,
             "copies_across": copies,
-            "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit,
+            "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit or None,
                            "ratios": None if spec.official_split else list(check_ratios(ratios)),
                            "source": recorded_source(source)},
         }

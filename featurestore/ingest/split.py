@@ -44,9 +44,11 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
 
 
 def check_limit(limit: int | None) -> None:
-    """``--limit-per-class``: none, or a positive number of images."""
-    if limit is not None and limit < 1:
-        raise InvalidIngestOption(f"--limit-per-class {limit} is invalid: give a positive number of images, or none")
+    """``--limit-per-class``: a positive number of images, or none (``None`` or 0, as on the command
+    lines: every image)."""
+    if limit is not None and limit < 0:
+        raise InvalidIngestOption(f"--limit-per-class {limit} is invalid: give a positive number of images, "
+                                  "or 0 for every image")
 
 
 def check_folds(folds: int) -> None:
@@ -57,7 +59,7 @@ def check_folds(folds: int) -> None:
 
 def limit_per_class(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """Keep at most ``limit`` rows per class (per class and official split where there is one)."""
-    if limit is None:
+    if not limit:
         return frame
     check_limit(limit)
     ordered = frame.assign(_rank=rank(frame["id"], seed)).sort_values("_rank", kind="mergesort")
