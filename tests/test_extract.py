@@ -383,6 +383,8 @@ def test_merge_names_the_missing_shard_with_a_command_that_runs_as_written(root)
     assert "merge-shards" in merged.output and "merged" in merged.output and "images_per" not in merged.output
     with pytest.raises(InvalidOption, match="--shard 0/99: photos has 5 rows, fewer than the 99 shards"):
         extract("photos", ["efficientnet_lite0"], root, shard=Shard(0, 99), progress=False)
+    with pytest.raises(InvalidOption, match=r"^--count 0: the shard count is not positive"):  # exit 2: an option
+        merge_shards("photos", ["efficientnet_lite0"], 0, root)
 
 
 def test_merge_hint_for_a_shard_of_a_weights_file_at_another_layer_runs_as_written(root, tmp_path):

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from featurestore.errors import FeatureStoreError, StoreIncomplete
+from featurestore.errors import FeatureStoreError, InvalidOption, StoreIncomplete
 from featurestore.extract.plan import Job, Shard, make_spec, plan_jobs, shard_root
 from featurestore.extract.runner import ExtractResult
 from featurestore.store import StoreWriter
@@ -85,7 +85,7 @@ def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, 
     """Join the ``count`` shard stores of each model into ``<root>/stores/<dataset>/<model>.h5``;
     ``overwrite`` and ``replace_stale`` as for ``featurestore.extract.extract``."""
     if count < 1:
-        raise FeatureStoreError(f"shard count {count} is not positive; give the count used at extraction")
+        raise InvalidOption(f"--count {count}: the shard count is not positive; give the count used at extraction")
     if manifest is None:
         from featurestore.datasets.manifest import load_manifest
 
