@@ -3,13 +3,17 @@
 Prefect's own ``set_working_directory`` step took an unset variable for an empty path and went
 on: a run then crashed with four copies of a ``FileNotFoundError`` traceback naming a temporary
 directory, or ran whatever flows the worker's Python found installed, and nothing said which
-variable was missing. This step says so, and the run stops there.
+variable was missing. This step says so, in the worker's output and in the run's own logs, and
+the run stops there.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from datetime import datetime, timezone
 from pathlib import Path
+from uuid import UUID
 
 from featurestore.errors import FeatureStoreError
 
@@ -29,7 +33,24 @@ def enter_checkout() -> dict[str, str]:
     directory = os.environ.get(ENV_CHECKOUT, "")
     if not directory or not (Path(directory) / "prefect.yaml").is_file():
         found = f"is {directory!r}, not a featurestore checkout" if directory else "is not set on this worker"
-        raise CheckoutNotFound(f"${ENV_CHECKOUT} {found}; start the worker as `{ENV_CHECKOUT}=/path/to/featurestore "
-                               "prefect worker start --pool featurestore`")
+        error = CheckoutNotFound(f"${ENV_CHECKOUT} {found}; start the worker as `{ENV_CHECKOUT}=/path/to/featurestore "
+                                 "prefect worker start --pool featurestore`")
+        _log_to_the_run(f"{type(error).__name__}: {error}")
+        raise error
     os.chdir(directory)
     return {"directory": directory}
+
+
+def _log_to_the_run(message: str) -> None:
+    """Add ``message`` to the logs of the flow run this process executes (``prefect flow-run logs``):
+    a pull step runs before Prefect attaches the run's logger, so its error reached only the worker's
+    output, and the run's logs held Prefect's own traceback of what failed after it."""
+    run_id = os.environ.get("PREFECT__FLOW_RUN_ID")
+    if not run_id:
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import LogCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_logs([LogCreate(name="featurestore.checkout", level=logging.ERROR, message=message,
+                                      timestamp=datetime.now(timezone.utc), flow_run_id=UUID(run_id))])

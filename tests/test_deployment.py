@@ -1,6 +1,7 @@
 """End to end through a real Prefect server: deploy prefect.yaml, start a worker, `prefect deployment run`."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -43,8 +44,12 @@ def test_feature_pipeline_deployment_runs_on_a_worker(tmp_path):
         finally:
             stop(bare)
         assert failed.returncode != 0 and "CRASHED" in failed.stdout.upper(), failed.stdout[-2000:]
-        assert ("CheckoutNotFound: $FEATURESTORE_CHECKOUT is not set on this worker; start the worker as "
-                "`FEATURESTORE_CHECKOUT=/path/to/featurestore prefect worker start") in (tmp_path / "bare.log").read_text()
+        missing = ("CheckoutNotFound: $FEATURESTORE_CHECKOUT is not set on this worker; start the worker as "
+                   "`FEATURESTORE_CHECKOUT=/path/to/featurestore prefect worker start")
+        assert missing in (tmp_path / "bare.log").read_text()
+        # ... and in the run's own logs, where the README says a failed run's reason is
+        run_id = re.search(r"UUID: ([0-9a-f-]{36})", failed.stdout).group(1)
+        assert missing in " ".join(prefect("flow-run", "logs", run_id, env=env).split())
         assert not (tmp_path / "bare-home").exists()
         worker = start([*PREFECT, "worker", "start", "--pool", "featurestore"], env, tmp_path / "worker.log", cwd=tmp_path)
         try:
