@@ -73,8 +73,10 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
                                  ", ".join(result["empty_classes"]))
     if result["stale_stores"]:
         get_run_logger().warning(
-            "%s: the stores of %s were built from the earlier manifest and are now stale; `featurestore verify %s` "
-            "gives the command that rebuilds each (with the same layer and weights)", result["dataset"],
+            # Said in `featurestore run` too, whose extract step then rebuilds those of its backbones.
+            "%s: the stores of %s were built from the earlier manifest and are now stale; `featurestore run` "
+            "rebuilds those of the backbones it runs, and `featurestore verify %s` gives the command that rebuilds "
+            "each (with the same layer and weights)", result["dataset"],
             ", ".join(result["stale_stores"]), result["dataset"])
     if result["stale_shards"]:
         get_run_logger().warning(

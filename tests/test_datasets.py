@@ -122,7 +122,7 @@ def test_datasets_command_lists_and_reports_presence(cli, root):
     assert {r["name"]: r["official_split"] for r in rows} == {n: get_dataset(n).official_split for n in dataset_names()}
 
 
-def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, serve_layout, tmp_path):
+def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, serve_layout, tmp_path, caplog):
     fixture = serve_layout("tf-flowers")
     from flows.ingest import ingest
 
@@ -150,6 +150,8 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
     summary = json.loads(out.output[out.output.index("{"):])
     assert summary["images"] == 8 and summary["quarantined"] == 1 and summary["stale_stores"] == ["net"]
     assert summary["stale_shards"] == ["net 1-of-2"]  # shards live under their own roots: ingest missed them
+    # The warning holds in `featurestore run` too, which rebuilds the stale stores of its backbones.
+    assert "stale; `featurestore run` rebuilds those of the backbones it runs, and `featurestore verify mine`" in caplog.text
     rows = {r["name"]: r for r in json.loads(cli("datasets", "--root", str(root), "--json").output)}
     # The registry's count, and what this root holds of it (a --limit-per-class subset here).
     assert rows["tf-flowers"]["present"] is True and rows["tf-flowers"]["ingested"] == 20
