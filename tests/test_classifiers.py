@@ -140,6 +140,15 @@ def test_subsample_is_deterministic_in_the_seed(digits, small_subsample):
     assert selection_module.selection_splits(y_train[:700], None, 1)[0] == "cv"
 
 
+def test_subsample_fits_the_row_of_a_class_with_one(digits, small_subsample):
+    y_train = digits[1]
+    lonely = np.append(y_train, 10)  # an 11th class with one train image (an imbalanced folder, no val split)
+    fit, score = selection_module.subsample_split(lonely, 3)  # StratifiedShuffleSplit refused it: ValueError
+    assert len(y_train) in fit and len(fit) == 400 and len(score) == 300 and not set(fit) & set(score)
+    assert select_params(get_classifier("knn"), digits[0][np.r_[np.arange(len(y_train)), 0]], lonely, seed=3).method \
+        == "subsample"
+
+
 def test_subsample_of_too_few_rows_is_a_one_line_error(digits, small_subsample):
     with pytest.raises(ValueError, match="at least 700 train rows, got 699") as error:
         selection_module.subsample_split(digits[1][:699], 0)

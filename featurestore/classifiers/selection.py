@@ -113,14 +113,18 @@ def cv_splits(y: np.ndarray, folds: np.ndarray | None, seed: int) -> list[tuple[
 
 def subsample_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint seeded stratified samples of ``SUBSAMPLE_FIT_ROWS`` and ``SUBSAMPLE_SCORE_ROWS``
-    row indices of ``y``, each sorted (row order as in train)."""
+    row indices of ``y``, each sorted (row order as in train). The row of a class with one row is
+    fitted, never scored: a stratified split refuses such a class, and scoring cannot use it."""
     if len(y) < SUBSAMPLE_ABOVE:
         raise ValueError(f"a selection subsample needs at least {SUBSAMPLE_ABOVE} train rows, got {len(y)}")
+    labels, counts = np.unique(y, return_counts=True)
+    alone = np.flatnonzero(np.isin(y, labels[counts < 2]))
+    rest = np.setdiff1d(np.arange(len(y)), alone)
     splitter = StratifiedShuffleSplit(
-        n_splits=1, train_size=SUBSAMPLE_FIT_ROWS, test_size=SUBSAMPLE_SCORE_ROWS, random_state=seed
+        n_splits=1, train_size=SUBSAMPLE_FIT_ROWS - len(alone), test_size=SUBSAMPLE_SCORE_ROWS, random_state=seed
     )
-    fit, score = next(splitter.split(np.zeros(len(y)), y))
-    return np.sort(fit), np.sort(score)
+    fit, score = next(splitter.split(np.zeros(len(rest)), y[rest]))
+    return np.sort(np.concatenate([alone, rest[fit]])), np.sort(rest[score])
 
 
 def selection_splits(
