@@ -149,6 +149,15 @@ def test_subsample_fits_the_row_of_a_class_with_one(digits, small_subsample):
         == "subsample"
 
 
+def test_a_tie_goes_to_the_stronger_regularisation_for_knn_too():
+    # three well-separated directions: every k scores 100%, and more neighbours smooth more
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    X = np.eye(3)[y] * 10 + rng.normal(scale=0.01, size=(120, 3))
+    selection = select_params(get_classifier("knn"), X[::2], y[::2], X[1::2], y[1::2], seed=0)
+    assert [s["accuracy"] for s in selection.scores] == [1.0, 1.0, 1.0] and selection.params == {"k": 20}
+
+
 def test_subsample_of_too_few_rows_is_a_one_line_error(digits, small_subsample):
     with pytest.raises(ValueError, match="at least 700 train rows, got 699") as error:
         selection_module.subsample_split(digits[1][:699], 0)

@@ -330,7 +330,7 @@ def test_a_train_split_smaller_than_the_grid_still_evaluates(tmp_path, classifie
     assert runs[0]["n_fit"] == 7 and runs[0]["n_test"] == 2
     assert [(r["params"], r["accuracy"]) for r in runs] == [(runs[1]["params"], runs[1]["accuracy"])] * 2
     if classifier == "knn":
-        assert [s["params"]["k"] for s in runs[0]["selection"]["scores"]] == [5, 10, 20]
+        assert [s["params"]["k"] for s in runs[0]["selection"]["scores"]] == [20, 10, 5]
 
 
 @pytest.mark.parametrize("classifier, used", [("knn", {"k": 3}), ("lightgbm", {"pca": None, "min_child_samples": 1})])
@@ -353,12 +353,12 @@ def test_lightgbm_learns_from_a_small_fit_instead_of_predicting_one_class(digits
 
 
 def test_selection_scores_show_the_k_each_candidate_ran_with(tmp_path):
-    _tiny_store(tmp_path, {"train": (4, 4), "val": (2, 2), "test": (1, 1)})  # 8 fit rows: grid k 5, 10, 20
+    _tiny_store(tmp_path, {"train": (4, 4), "val": (2, 2), "test": (1, 1)})  # 8 fit rows: grid k 20, 10, 5
     record = evaluate_classifier(DATASET, "pixels", "knn", root=tmp_path)
     assert record["selection"]["method"] == "val"
     scores = record["selection"]["scores"]
-    assert [s["params"]["k"] for s in scores] == [5, 10, 20] and [s.get("used") for s in scores] == [
-        None, {"k": 8}, {"k": 8}]
+    assert [s["params"]["k"] for s in scores] == [20, 10, 5] and [s.get("used") for s in scores] == [
+        {"k": 8}, {"k": 8}, None]
 
 
 @pytest.mark.parametrize("train, folds", [((3, 4), 3), ((2, 2), 2)])
