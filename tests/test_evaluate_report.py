@@ -76,6 +76,14 @@ def test_every_report_file_is_written_and_valid(evaluated):
     assert "efficientnet_lite9: no store" in markdown and "![accuracy](accuracy.png)" in markdown
 
 
+def test_a_dataset_named_accuracy_keeps_the_heat_map_and_its_confusion_matrix_apart(evaluated, tmp_path):
+    records = [dict(r, dataset="accuracy") for r in evaluated[2][0]["results"]]
+    run = new_run_dir(tmp_path)
+    write_report(run, records, [], {"seed": 0})
+    pictures = [line for line in (run / "report.md").read_text().splitlines() if line.startswith("![")]
+    assert pictures == ["![accuracy](accuracy.png)", "![confusion matrix accuracy](confusion_accuracy.png)"]
+
+
 def test_selection_text_says_how_parameters_were_chosen():
     chosen = {"method": "subsample", "scores": [], "seconds": 1.0, "fit_rows": 15000, "score_rows": 10000}
     assert selection_text({"selection": chosen}) == "subsample: fit 15000, scored 10000"

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,13 +120,15 @@ def run_parameters_line(document: dict[str, Any], dataset: str | None = None) ->
     ])
 
 
-def _report_markdown(document: dict[str, Any], pictures: dict[str, str]) -> str:
+def _report_markdown(document: dict[str, Any], heat_map: str, confusions: dict[str, str]) -> str:
+    """report.md: ``heat_map`` is the accuracy picture's file name, ``confusions`` maps each dataset to
+    its confusion picture's (kept apart: a dataset may be named like the heat map)."""
     parameters = ", ".join(f"{k}={v}" for k, v in document["parameters"].items())
     head = [f"# Evaluation run {document['run_id']}", "", f"Created {document['created_at']}; {parameters}.", "",
             "Leak-free answers only count for 'best'; stacking_cv's meta-classifier is fit on out-of-fold "
             "probabilities.", ""]
-    images = ["## Pictures", "", f"![accuracy]({pictures['accuracy']})", ""]
-    images += [f"![confusion matrix {d}]({name})" for d, name in pictures.items() if d != "accuracy"]
+    images = ["## Pictures", "", f"![accuracy]({heat_map})", ""]
+    images += [f"![confusion matrix {d}]({name})" for d, name in confusions.items()]
     return "\n".join(head) + markdown_summary(document) + "\n" + "\n".join(images) + "\n"
 
 
@@ -134,6 +137,16 @@ def _write_text(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
+
+
+def _confusion_pictures(run_dir: Path, records: list[dict[str, Any]], datasets: Iterable[str]) -> dict[str, str]:
+    """Draw the confusion matrix of each dataset's best leak-free answer; return dataset -> file name."""
+    pictures = {}
+    for dataset in datasets:
+        best = best_record([r for r in records if r["dataset"] == dataset])
+        if best is not None:
+            pictures[dataset] = confusion_figure(best, run_dir / f"confusion_{dataset}.png").name
+    return pictures
 
 
 def write_report(
@@ -158,16 +171,13 @@ def write_report(
         "skipped": skipped,
     }
     validate_results(document)
-    pictures: dict[str, str] = {}
-    if records:
-        pictures["accuracy"] = accuracy_figure(records, run_dir / "accuracy.png",
-                                               parameters.get("train_per_class")).name
-        for dataset in document["summary"]:
-            best = best_record([r for r in records if r["dataset"] == dataset])
-            if best is not None:
-                pictures[dataset] = confusion_figure(best, run_dir / f"confusion_{dataset}.png").name
     pd.DataFrame(table_rows(records), columns=TABLE_COLUMNS).to_csv(run_dir / "results.csv", index=False)
-    _write_text(run_dir / "report.md", _report_markdown(document, pictures) if records else markdown_summary(document))
+    if records:
+        heat_map = accuracy_figure(records, run_dir / "accuracy.png", parameters.get("train_per_class")).name
+        markdown = _report_markdown(document, heat_map, _confusion_pictures(run_dir, records, document["summary"]))
+    else:
+        markdown = markdown_summary(document)
+    _write_text(run_dir / "report.md", markdown)
     _write_text(run_dir / "results.schema.json", json.dumps(RESULTS_SCHEMA, indent=2))
     _write_text(run_dir / "results.json", json.dumps(document, indent=2))
     return document
