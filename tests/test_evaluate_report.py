@@ -15,12 +15,13 @@ from matplotlib.figure import Figure
 from PIL import Image
 from typer.testing import CliRunner
 
-from _evaluate_stores import DATASET, MODELS, write_digits_stores
+from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
 from featurestore.cli import main, report_commands
 from featurestore.evaluation import (
     NoRuns,
     discard_unfinished,
     evaluate_classifier,
+    evaluate_early_fusion,
     evaluate_stacking,
     history_table,
     load_run,
@@ -110,6 +111,22 @@ def test_ensembles_carry_their_gain_over_the_best_single_backbone(evaluated):
                                                                     abs=1e-6)
         else:
             assert record["gain_over_best_single"] is None
+
+
+def test_a_backbone_named_with_a_plus_is_found_among_its_ensembles_members(tmp_path):
+    pixels, rows = digits_rows()
+    models = ["raw+pixels", "fourier"]
+    for model in models:
+        write_store(tmp_path, model, pixels, rows)
+    singles = [evaluate_classifier(DATASET, m, "logreg", root=tmp_path) for m in models]
+    ensembles = evaluate_stacking(DATASET, models, root=tmp_path)
+    ensembles.append(evaluate_early_fusion(DATASET, models, root=tmp_path))
+    best = max(singles, key=lambda r: r["accuracy"])
+    assert best["model"] == "raw+pixels"  # the store the name split would not find
+    for record in add_gains(singles + ensembles)[len(singles):]:
+        assert record["best_single"] == "raw+pixels + logreg"
+        assert record["gain_over_best_single"] == round(100 * (record["accuracy"] - best["accuracy"]), 6)
+        assert record["members"] == models
 
 
 def test_gain_is_written_without_float_noise(evaluated, tmp_path):

@@ -99,6 +99,7 @@ def _ensemble_record(data: EvalData, classifier: str, estimator: Any, fit_second
     metrics, predict_seconds = score_fitted(estimator, data)
     return {
         **base_record(data, "+".join(data.models), classifier, "ensemble"),
+        "members": list(data.models),
         **metrics,
         "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
@@ -182,7 +183,8 @@ def stacking_records(
 def early_fusion_record(data: EvalData, seed: int = 0, n_jobs: int = 1) -> dict[str, Any]:
     """Logistic regression on the concatenated features of ``data.models``."""
     record = run_classifier(data, get_classifier(BASE_CLASSIFIER), seed=seed, n_jobs=n_jobs)
-    record.update(model="+".join(data.models), classifier="early_fusion", kind="ensemble")
+    record.update(model="+".join(data.models), members=list(data.models), classifier="early_fusion",
+                  kind="ensemble")
     return record
 
 

@@ -23,6 +23,12 @@ def display_name(record: dict[str, Any]) -> str:
     return record["classifier"] if record["kind"] == "ensemble" else single_name(record)
 
 
+def ensemble_members(record: dict[str, Any]) -> list[str]:
+    """The backbones an ensemble record combines: its ``members``, or, in runs written before records
+    carried them, its model name split on ``+`` (wrong where a backbone's name holds a ``+``)."""
+    return record["members"] if "members" in record else record["model"].split("+")
+
+
 def add_gains(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Set ``gain_over_best_single`` (accuracy points) and ``best_single`` on every record.
 
@@ -34,7 +40,7 @@ def add_gains(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         record["best_single"] = None
         if record["kind"] != "ensemble":
             continue
-        members = set(record["model"].split("+"))
+        members = set(ensemble_members(record))
         singles = [
             r for r in records
             if r["kind"] == "single" and r["dataset"] == record["dataset"] and r["model"] in members
