@@ -129,6 +129,49 @@ def test_a_backbone_named_with_a_plus_is_found_among_its_ensembles_members(tmp_p
         assert record["members"] == models
 
 
+def _records_with_failed_test_rows(root, failed_in: dict[str, int]) -> list[dict]:
+    """Logreg on each digits store, stacking and early fusion over them, where store ``m`` failed its
+    first ``failed_in[m]`` test images."""
+    pixels, rows = digits_rows()
+    test = np.flatnonzero(rows.split == "test")
+    for model in MODELS:
+        failed = np.zeros(len(rows), bool)
+        failed[test[:failed_in[model]]] = True
+        write_store(root, model, pixels, rows, failed=failed)
+    records = [evaluate_classifier(DATASET, m, "logreg", root=root) for m in MODELS]
+    records += evaluate_stacking(DATASET, list(MODELS), root=root)
+    return records + [evaluate_early_fusion(DATASET, list(MODELS), root=root)]
+
+
+def test_no_gain_where_the_singles_were_scored_on_other_test_rows(tmp_path):
+    # fourier failed a third of the test images: the ensembles are scored on the rest, pixels on all
+    records = _records_with_failed_test_rows(tmp_path, {"pixels": 0, "fourier": 120})
+    run = new_run_dir(tmp_path)
+    document = write_report(run, records, [], {"seed": 0})
+    ensembles = [r for r in document["results"] if r["kind"] == "ensemble"]
+    n_test = {r["model"]: r["n_test"] for r in document["results"] if r["kind"] == "single"}
+    assert n_test["pixels"] == n_test["fourier"] + 120 and {r["n_test"] for r in ensembles} == {n_test["fourier"]}
+    for record in ensembles:
+        assert record["gain_over_best_single"] is None and record["best_single"] is None
+        assert record["no_gain_reason"] == "singles scored on other test rows"
+    assert document["summary"][DATASET].endswith(" scored on other test rows: no gain)")
+    table = pd.read_csv(run / "results.csv")
+    assert table["gain_over_best_single"].isna().all() and table["best_single"].isna().all()
+    markdown = (run / "report.md").read_text()
+    assert markdown.count("| none: singles scored on other test rows |") == len(ensembles)
+    assert "singles scored on other test rows than ensembles" in plots.heat_map(document["results"]).title
+
+
+def test_stores_that_failed_the_same_images_keep_their_gain(tmp_path):
+    records = add_gains(_records_with_failed_test_rows(tmp_path, {"pixels": 120, "fourier": 120}))
+    best = max((r for r in records if r["kind"] == "single"), key=lambda r: r["accuracy"])
+    for record in (r for r in records if r["kind"] == "ensemble"):
+        assert record["n_test"] == best["n_test"] and record["no_gain_reason"] is None
+        assert record["best_single"] == f"{best['model']} + logreg"
+        assert record["gain_over_best_single"] == round(100 * (record["accuracy"] - best["accuracy"]), 6)
+    assert SUMMARY.match(summary_line(records))
+
+
 def test_gain_is_written_without_float_noise(evaluated, tmp_path):
     base = {**evaluated[2][0]["results"][0], "gain_over_best_single": None, "best_single": None}
     records = [{**base, "model": "pixels", "classifier": "logreg", "kind": "single", "accuracy": 0.73},

@@ -63,6 +63,8 @@ def heat_map(records: list[dict[str, Any]], train_per_class: int | None = None) 
     title = f"{dataset}: test accuracy (%)"
     if caps != {None}:
         title += f", fit on at most {', '.join(str(c) for c in sorted(c for c in caps if c))} train+val images per class"
+    if any(r.get("no_gain_reason") for r in records):
+        title += "\nsingles scored on other test rows than ensembles (images failed in some stores)"
     return HeatMap(dataset, title, rows, columns, values, bold)
 
 

@@ -71,13 +71,22 @@ def _percent(value: float | None) -> str:
     return "" if value is None or pd.isna(value) else f"{100 * value:.2f}"
 
 
-def _markdown_table(rows: list[dict[str, Any]]) -> str:
+def _gain_text(row: dict[str, Any], no_gain: dict[tuple[str, str], str]) -> str:
+    """The table's gain cell: the gain, why an ensemble has none (``no_gain``: reason by (model,
+    classifier)), or empty."""
+    if row["gain_over_best_single"] is not None:
+        return f"{row['gain_over_best_single']:+.2f}"
+    reason = no_gain.get((row["model"], row["classifier"]))
+    return f"none: {reason}" if reason else ""
+
+
+def _markdown_table(rows: list[dict[str, Any]], no_gain: dict[tuple[str, str], str]) -> str:
     header = ("| model | classifier | accuracy % | top-5 % | macro-F1 % | gain (points) | fit s | predict s "
               "| params | chosen on |")
     lines = [header, "|" + "---|" * 10]
     for row in rows:
         name = row["classifier"] + ("" if row["leak_free"] else LEAKY_SUFFIX)
-        gain = "" if row["gain_over_best_single"] is None else f"{row['gain_over_best_single']:+.2f}"
+        gain = _gain_text(row, no_gain)
         lines.append(
             f"| {row['model']} | {name} | {_percent(row['accuracy'])} | {_percent(row['top5_accuracy'])} "
             f"| {_percent(row['macro_f1'])} | {gain} | {row['fit_seconds']:.2f} | {row['predict_seconds']:.2f} "
@@ -91,7 +100,11 @@ def markdown_summary(document: dict[str, Any]) -> str:
     rows = table_rows(document["results"])
     parts = []
     for dataset, line in document["summary"].items():
-        parts += [f"## {dataset}", "", f"**{line}**", "", _markdown_table([r for r in rows if r["dataset"] == dataset]), ""]
+        # runs written before records carried no_gain_reason have none
+        no_gain = {(r["model"], r["classifier"]): r["no_gain_reason"] for r in document["results"]
+                   if r["dataset"] == dataset and r.get("no_gain_reason")}
+        table = _markdown_table([r for r in rows if r["dataset"] == dataset], no_gain)
+        parts += [f"## {dataset}", "", f"**{line}**", "", table, ""]
     if document["skipped"]:
         parts += ["## Skipped", ""]
         parts += [f"- {s['dataset']} / {s['model']}{' / ' + s['classifier'] if s.get('classifier') else ''}: {s['reason']}"

@@ -23,6 +23,20 @@ def display_name(record: dict[str, Any]) -> str:
     return record["classifier"] if record["kind"] == "ensemble" else single_name(record)
 
 
+#: an ensemble's ``no_gain_reason`` where a single of its backbones was scored on other test rows
+OTHER_ROWS = "singles scored on other test rows"
+
+
+def same_rows(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether two records of one dataset were fitted and scored on the same rows.
+
+    A dataset's stores hold the same rows; a single leaves out the rows failed in its own store, an
+    ensemble those failed in any of its stores, a superset: equal counts of failed rows mean the same
+    rows (test rows, and train rows the fit drew from), as they are wherever images fail in every store.
+    """
+    return first.get("n_failed_rows") == second.get("n_failed_rows") and first.get("n_test") == second.get("n_test")
+
+
 def ensemble_members(record: dict[str, Any]) -> list[str]:
     """The backbones an ensemble record combines: its ``members``, or, in runs written before records
     carried them, its model name split on ``+`` (wrong where a backbone's name holds a ``+``)."""
@@ -30,14 +44,17 @@ def ensemble_members(record: dict[str, Any]) -> list[str]:
 
 
 def add_gains(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Set ``gain_over_best_single`` (accuracy points) and ``best_single`` on every record.
+    """Set ``gain_over_best_single`` (accuracy points), ``best_single`` and ``no_gain_reason`` on every record.
 
     An ensemble is compared with the best single answer of the same dataset among its own
-    backbones; single answers get ``None`` for both. Gains are rounded to ``GAIN_DECIMALS``.
+    backbones; single answers get ``None`` for all three. An ensemble whose backbones' singles were
+    not all scored on its rows (``same_rows``: a store failed images the others read) gets no gain,
+    and ``OTHER_ROWS`` as its ``no_gain_reason``. Gains are rounded to ``GAIN_DECIMALS``.
     """
     for record in records:
         record["gain_over_best_single"] = None
         record["best_single"] = None
+        record["no_gain_reason"] = None
         if record["kind"] != "ensemble":
             continue
         members = set(ensemble_members(record))
@@ -45,7 +62,10 @@ def add_gains(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             r for r in records
             if r["kind"] == "single" and r["dataset"] == record["dataset"] and r["model"] in members
         ]
-        if singles:
+        if not all(same_rows(record, single) for single in singles):
+            # choosing the best single already compares accuracies, so every one must be on these rows
+            record["no_gain_reason"] = OTHER_ROWS
+        elif singles:
             best = max(singles, key=lambda r: r["accuracy"])
             gain = 100 * (record["accuracy"] - best["accuracy"])
             # rounded where it is made, so results.json, results.csv and the tables agree: the float
@@ -69,6 +89,11 @@ def summary_line(records: list[dict[str, Any]]) -> str:
     line = f"best: {display_name(best)} {100 * best['accuracy']:.1f}%"
     if best.get("gain_over_best_single") is not None:
         line += f" ({best['gain_over_best_single']:+.1f} over {best['best_single']})"
+    elif best.get("no_gain_reason"):
+        line += f" ({best['no_gain_reason']}: no gain)"
+    elif any(r.get("no_gain_reason") for r in records):
+        # the best single won against ensembles scored on other rows
+        line += " (ensembles scored on other test rows: no gain)"
     return line
 
 
