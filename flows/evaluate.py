@@ -23,7 +23,7 @@ from featurestore.evaluation.readiness import requested_models
 from featurestore.evaluation.report import markdown_summary, run_parameters_line
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
 from featurestore.paths import check_root
-from flows.artifacts import artifact_key, run_kind_parts
+from flows.artifacts import artifact_key, name_part, run_kind_parts
 from flows.runners import make_task_runner, shared_api, tasks_run_on
 from tasks import evaluate as steps
 
@@ -36,12 +36,12 @@ def _publish(document: dict) -> None:
     for dataset, line in document["summary"].items():
         about = run_parameters_line(document, dataset)
         create_table_artifact(
-            key=artifact_key("evaluate", dataset, *kind),
+            key=artifact_key("evaluate", name_part(dataset), *kind),
             table=[r for r in rows if r["dataset"] == dataset],
             description=f"{dataset}: {line} (run {run_id}; {about})",
         )
         create_markdown_artifact(
-            key=artifact_key("evaluate", dataset, *kind, "summary"),
+            key=artifact_key("evaluate", name_part(dataset), *kind, "summary"),
             markdown=f"# {dataset}\n\n{line}\n\nRun `{run_id}`: {about}\n",
             description=f"{line} (run {run_id}; {about})",
         )

@@ -21,7 +21,7 @@ from featurestore.errors import InvalidOption, exit_on_error
 from featurestore.extract import check_request
 from featurestore.extract.plan import check_weights, parse_weights
 from featurestore.paths import check_root
-from flows.artifacts import artifact_key
+from flows.artifacts import artifact_key, name_part
 from flows.runners import TASK_RUNNERS, ctrl_c_stops_tasks, make_task_runner, shared_api, tasks_run_on
 from tasks import extract as steps
 
@@ -72,7 +72,7 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
                                                      replace_stale=replace_stale) for m in group]
             summaries = [future.result() for future in merges]
     rows = summaries + skipped
-    key = artifact_key("extract", *datasets)
+    key = artifact_key("extract", *map(name_part, datasets))
     create_table_artifact(table=rows, key=key, description="Stores written or reused by the extract flow")
     for row in rows:
         print(f"{row['dataset']}/{row['model']}: {row['status']}"

@@ -15,7 +15,7 @@ from featurestore.ingest.pipeline import check_request
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
 from featurestore.paths import check_root, dataset_dir
 from featurestore.store.catalog import stale_models, stale_shards
-from flows.artifacts import artifact_key
+from flows.artifacts import artifact_key, name_part
 from tasks import ingest as steps
 
 
@@ -64,7 +64,7 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
         result = steps.build_manifest(dataset, verified, list(ratios), seed, folds, limit_per_class, source)
     result["stale_stores"] = stale_models(result["dataset"], root)
     result["stale_shards"] = stale_shards(result["dataset"], root)
-    key = artifact_key("ingest", result["dataset"])
+    key = artifact_key("ingest", name_part(result["dataset"]))
     create_markdown_artifact(markdown=_summary(result), key=key, description=f"Ingest of {result['dataset']}")
     print(f"{result['dataset']}: {result['images']} images, {result['quarantined']} quarantined, "
           f"manifest {result['manifest_hash'][:12]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 from pathlib import Path
@@ -21,7 +22,7 @@ from featurestore.errors import InvalidName, InvalidOption
 from featurestore.evaluation import StoresDisagree, validate_results
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.store import RowTable
-from flows.artifacts import artifact_key, run_kind_parts
+from flows.artifacts import artifact_key, name_part, run_kind_parts
 from flows.evaluate import main, run_evaluate
 
 FAST = ["logreg", "knn"]
@@ -317,3 +318,17 @@ def test_fashion_mnist_through_efficientnet_lite0(harness, fashion_root):
                                       seed=0, train_per_class=10)))
     assert few["parameters"]["train_per_class"] == 10
     assert few["results"][0]["n_fit"] == 100 and few["results"][0]["n_test"] == records["logreg"]["n_test"]
+
+
+def test_artifact_keys_of_different_datasets_never_share_a_history():
+    # Dataset names may hold `_ . +` and capitals, which a key may not: fashion_mnist and
+    # Fashion.MNIST both became evaluate-fashion-mnist, a dataset "report" published its table under
+    # the run-wide report's key, "x-summary"'s table under x's summary key, and a long name lost
+    # the parts after it to the 100-character cut.
+    assert name_part("fashion-mnist") == "fashion-mnist" and name_part("digits") == "digits"  # keys as before
+    names = ["fashion-mnist", "fashion_mnist", "Fashion.MNIST", "report", "x", "x-summary", "x-tpc5", "a+b", "a-b",
+             "n" * 95]
+    keys = {artifact_key("evaluate", name_part(n), *kind) for n in names for kind in ((), ("summary",), ("tpc5",))}
+    keys |= {artifact_key("evaluate", "report"), artifact_key("evaluate", "report", "tpc5")}
+    assert len(keys) == 3 * len(names) + 2
+    assert all(re.fullmatch(r"[a-z0-9-]{1,100}", key) for key in keys)
