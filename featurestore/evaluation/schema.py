@@ -50,6 +50,11 @@ RESULT_SCHEMA: dict[str, Any] = {
         "store_fingerprints": {"type": "object", "additionalProperties": {"type": "string"}},
         "gain_over_best_single": {**_NUMBER_OR_NULL, "description": "accuracy points over best_single"},
         "best_single": {"type": ["string", "null"], "description": "'<model> + <classifier>'"},
+        "members": {"type": "array", "items": {"type": "string"},
+                    "description": "an ensemble's backbones, in order (runs before it: absent)"},
+        "no_gain_reason": {"type": ["string", "null"],
+                           "description": "why an ensemble has no gain_over_best_single (its singles were scored on "
+                                          "other rows); null where it has one"},
     },
 }
 
