@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -168,6 +169,20 @@ def test_unpacking_is_idempotent(tmp_path, target):
     assert (target / "photos" / "a.jpg").stat().st_mtime_ns == stamp
     assert sorted(p.name for p in (target / "photos").iterdir()) == ["a.jpg", "b.jpg"]
     assert not list(target.glob(".staging-*"))
+
+
+def test_an_archive_replaced_with_the_same_size_and_mtime_is_unpacked_again(tmp_path, target):
+    archive = tmp_path / "photos.tar"
+    archive.write_bytes(tar_bytes({"photos/a.jpg": b"first version"}, compression=""))
+    unpack(archive, target, replace=True)
+    kept = archive.stat()
+    replacement = tmp_path / "new.tar"
+    replacement.write_bytes(tar_bytes({"photos/a.jpg": b"second versio"}, compression=""))  # same length
+    os.utime(replacement, ns=(kept.st_atime_ns, kept.st_mtime_ns))  # as cp -p or rsync -a leave it
+    replacement.replace(archive)
+    assert archive.stat().st_size == kept.st_size and archive.stat().st_mtime_ns == kept.st_mtime_ns
+    unpack(archive, target, replace=True)
+    assert (target / "photos" / "a.jpg").read_bytes() == b"second versio"  # not the first version's unpack
 
 
 def test_truncated_archive_is_a_clear_error(tmp_path, target):

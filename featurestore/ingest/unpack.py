@@ -111,8 +111,10 @@ def _marker(target: Path, archive: Path) -> Path:
 
 
 def _fingerprint(archive: Path) -> str:
+    # ctime and inode too: an archive replaced by one of the same size with its mtime kept (cp -p,
+    # rsync -a) would otherwise pass for the one unpacked, as in the verification cache.
     info = archive.stat()
-    return f"{info.st_size} {info.st_mtime_ns}\n"
+    return f"{info.st_size} {info.st_mtime_ns} {info.st_ctime_ns} {info.st_ino}\n"
 
 
 def is_unpacked(archive: Path, target: Path) -> bool:
