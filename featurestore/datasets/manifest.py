@@ -50,8 +50,8 @@ def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def text_values(column: pd.Series) -> list[str]:
     """A column as a list of ``str`` (cheaper than ``astype(str)``, which builds a string array)."""
     if column.dtype.kind in "iu":
-        # Integers are written by numpy as plain decimal text, the same on every platform.
-        return column.astype(str).tolist()
+        # Python's decimal text of an int, the same on every platform (and faster than numpy's astype(str)).
+        return list(map(str, column.tolist()))
     return [v if isinstance(v, str) else str(v) for v in column.tolist()]
 
 
