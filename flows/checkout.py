@@ -51,6 +51,9 @@ def _log_to_the_run(message: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import LogCreate
 
-    with get_client(sync_client=True) as client:
-        client.create_logs([LogCreate(name="featurestore.checkout", level=logging.ERROR, message=message,
-                                      timestamp=datetime.now(timezone.utc), flow_run_id=UUID(run_id))])
+    try:
+        with get_client(sync_client=True) as client:
+            client.create_logs([LogCreate(name="featurestore.checkout", level=logging.ERROR, message=message,
+                                          timestamp=datetime.now(timezone.utc), flow_run_id=UUID(run_id))])
+    except Exception as error:  # noqa: BLE001 - the step's own error matters more; the worker shows it anyway
+        logging.getLogger(__name__).warning("could not add the reason to the run's logs (%s)", error)

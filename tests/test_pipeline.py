@@ -160,3 +160,18 @@ def test_run_of_imagefolder_never_ingested_says_to_ingest_it_first_before_any_fl
         "name; ingest them first with `featurestore ingest imagefolder --source DIR|ARCHIVE|URL [--name NAME]`, "
         "then give that name to -d")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_checkout_step_says_what_is_missing_even_when_the_run_logs_cannot_be_reached(monkeypatch, caplog):
+    # The reason also goes to the run's logs through the API; an API that cannot be reached must not
+    # replace it with a connection error.
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.checkout import CheckoutNotFound, enter_checkout
+
+    monkeypatch.delenv("FEATURESTORE_CHECKOUT", raising=False)
+    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", "00000000-0000-0000-0000-000000000001")
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # nothing listens on port 9
+        with pytest.raises(CheckoutNotFound, match=r"^\$FEATURESTORE_CHECKOUT is not set on this worker"):
+            enter_checkout()
+    assert "could not add the reason to the run's logs" in caplog.text
