@@ -224,3 +224,27 @@ def test_unfinished_and_misplaced_stores_get_hints_that_work(root):
         "move or delete it yourself\n"))
     (report,) = json.loads(cli("verify", "toy", "dir", "--json", root=root).stdout)
     assert report["problems"] == [removed.stderr.removeprefix("error: ").strip()] and final.exists()
+
+
+def test_rm_lists_what_it_deletes_under_the_writer_lock(root, monkeypatch):
+    # A writer that finishes between rm's listing and its lock renames .partial to the store: rm
+    # used to unlink the listed .partial and blame the root's permissions for the missing file.
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+    from featurestore.store.lock import WriterLock
+
+    with StoreWriter.open(spec_for(model="a"), rows_for(30), root=root) as writer:
+        writer.write(features_for(0, 30, 32))
+        writer.commit()
+    final = fmt.store_path("toy", "a", root)
+    acquire = WriterLock.acquire
+
+    def writer_finishes_first(lock, *args, **kwargs):  # the moment only; the rename is the writer's own
+        os.replace(fmt.partial_path(final), final)
+        return acquire(lock, *args, **kwargs)
+
+    monkeypatch.setattr(WriterLock, "acquire", writer_finishes_first)
+    removed = CliRunner().invoke(app, ["rm", "toy", "a", "--root", str(root)])
+    assert removed.exit_code == 0 and removed.output == f"removed {final}\n", removed.output
+    assert not final.exists() and not fmt.partial_path(final).exists()

@@ -92,6 +92,18 @@ def verify(
         raise typer.Exit(1)
 
 
+def _rm_targets(final, partial: bool, dataset: str, model: str) -> list:
+    """The files ``rm`` deletes: the store and its ``.partial`` (only the latter with ``partial``)."""
+    targets = [p for p in ([] if partial else [final]) + [fmt.partial_path(final)] if p.exists()]
+    if not targets:
+        what = "no unfinished extraction" if partial else "no store"
+        raise StoreNotFound(f"{final}: {what} for dataset {dataset!r} and model {model!r}; `featurestore ls` lists the stores")
+    for path in targets:
+        if path.is_dir():
+            raise fmt.directory_in_the_way(path)
+    return targets
+
+
 def rm(
     dataset: str = typer.Argument(..., help="Dataset name."),
     model: str = typer.Argument(..., help="Model name."),
@@ -103,15 +115,11 @@ def rm(
     """Delete a store (complete or interrupted). Refuses while another process writes it."""
     final = fmt.store_path(dataset, model, root)
     lock = WriterLock(fmt.lock_path(final), final)
-    targets = [p for p in ([] if partial else [final]) + [fmt.partial_path(final)] if p.exists()]
-    if not targets:
-        what = "no unfinished extraction" if partial else "no store"
-        raise StoreNotFound(f"{final}: {what} for dataset {dataset!r} and model {model!r}; `featurestore ls` lists the stores")
-    for path in targets:
-        if path.is_dir():
-            raise fmt.directory_in_the_way(path)
+    _rm_targets(final, partial, dataset, model)  # nothing to delete, or a directory: said without the lock
     lock.acquire(wait_seconds=0)
     try:
+        # Listed again under the lock: a writer may have finished (renamed its .partial) meanwhile.
+        targets = _rm_targets(final, partial, dataset, model)
         for path in targets:
             try:
                 path.unlink()
