@@ -78,5 +78,8 @@ def test_a_damaged_local_copy_is_refused(tmp_path):
     (shelf / "train-labels-idx1-ubyte.gz").write_bytes(bytes(broken))
     spec = get_dataset("fashion-mnist")
     resource = next(r for r in spec.resources if r.filename == "train-labels-idx1-ubyte.gz")
-    with pytest.raises(ChecksumMismatch, match=r"train-labels-idx1-ubyte.gz: checksum md5:\w+ differs from the pinned md5:25c8.* \(nor any of 1 other"):
+    with pytest.raises(ChecksumMismatch, match=r"train-labels-idx1-ubyte.gz: checksum md5:\w+ differs from the pinned md5:25c8.* \(nor any of 1 other") as error:
         download.fetch(replace(resource, local_dirs=(str(shelf),)), "fashion-mnist", tmp_path / "dl", progress=False)
+    # a package's file: reinstall it or download instead (it said "delete it and download again",
+    # which featurestore itself never does with a file it did not download)
+    assert "delete it" not in str(error.value) and "reinstall it" in str(error.value) and "--mirror" in str(error.value)

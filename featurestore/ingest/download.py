@@ -47,6 +47,9 @@ def resource_url(resource: Resource, dataset: str, mirror: str | None = None) ->
 
 
 _FIX_FILE = "delete it and download again, or check the mirror"
+# A copy this machine provides is not featurestore's to delete, and no download replaces it in place.
+_FIX_LOCAL = ("it is a copy this machine provides, such as a distribution package's file (`dpkg -S FILE` names "
+              "the package): reinstall it, or give --mirror URL to download the files instead")
 # Beside a downloaded file: the URL it came from. The cache is keyed by URL, not by file name.
 _SOURCE = ".url"
 # Beside a download with no published checksum: its hash, until the file has been used.
@@ -150,7 +153,7 @@ def fetch(
     if local is not None:
         # A local copy may be a repackaging of the same data, hence its own accepted checksums.
         accepted = resource.local_checksums if checksum is None else ()
-        _verify(local, expected, None if accepted else size, accepted, remember=False)
+        _verify(local, expected, None if accepted else size, accepted, remember=False, fix=_FIX_LOCAL)
         return local
     target = cache_path(resource, directory)
     target.parent.mkdir(parents=True, exist_ok=True)
