@@ -83,9 +83,12 @@ def _stat_file(path: Path) -> tuple[int, int, int, int]:
     """Size, mtime, ctime and inode of ``path``; of the link itself when it is broken, and ``_GONE``
     when the user removed it since the scan: verification then says so, for each."""
     try:
-        info = os.stat(path) if path.exists() else os.lstat(path)
-    except FileNotFoundError:
-        return _GONE
+        info = os.stat(path)
+    except OSError:  # a broken link or a link loop: the link itself
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return _GONE
     return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino
 
 

@@ -73,12 +73,17 @@ def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict 
     return entry
 
 
+def _manifest_hashes(root) -> Callable[[str], str | None]:
+    """A dataset's current manifest hash in ``root``, each manifest read and hashed once, not once
+    per store of it."""
+    return functools.cache(lambda name: current_manifest_hash(name, root))
+
+
 def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
     """One row per store under the root (only ``dataset``'s, if given): dataset, model, rows, dim,
     dtype, complete, bytes, created, fingerprint..."""
     files = [p for p in store_files(root) if dataset in (None, p.parent.name)]
-    # Each dataset's manifest is read and hashed once, not once per store of it.
-    manifest_hash_of = functools.cache(lambda name: current_manifest_hash(name, root))
+    manifest_hash_of = _manifest_hashes(root)
     entries = []
     for path in files:
         entry = describe(path, manifest_hash_of)
@@ -100,16 +105,14 @@ def stale_shards(dataset: str, root=None) -> list[str]:
     A shard is a store under its own root, ``<root>/shards/<dataset>/<model>/<i>-of-<n>/``, which
     ``catalog`` does not list; its staleness is judged against the dataset's manifest in ``root``.
     """
-    base = resolve_root(root) / "shards" / dataset
-    manifest_hash_of = functools.cache(lambda name: current_manifest_hash(name, root))
+    manifest_hash_of = _manifest_hashes(root)
     stale = []
-    for path in sorted(base.glob(f"*/*/stores/{dataset}/*")):
-        if not path.name.endswith((fmt.SUFFIX, fmt.PARTIAL_SUFFIX)):
-            continue
-        entry = describe(path, manifest_hash_of)
-        if entry is not None and str(entry["state"]).startswith("stale"):
-            # <model>/<i>-of-<n>/stores/<dataset>/<file>
-            stale.append(f"{path.parents[3].name} {path.parents[2].name}")
+    # <root>/shards/<dataset>/<model>/<i>-of-<n> is a root of its own
+    for shard_root in sorted((resolve_root(root) / "shards" / dataset).glob("*/*")):
+        for path in store_files(shard_root):
+            entry = describe(path, manifest_hash_of) if path.parent.name == dataset else None
+            if entry is not None and str(entry["state"]).startswith("stale"):
+                stale.append(f"{shard_root.parent.name} {shard_root.name}")
     return list(dict.fromkeys(stale))
 
 
