@@ -63,7 +63,8 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
         verified = steps.verify(candidates, seed, limit_per_class)
         result = steps.build_manifest(dataset, verified, list(ratios), seed, folds, limit_per_class, source)
     result["stale_stores"] = stale_models(result["dataset"], root)
-    result["stale_shards"] = stale_shards(result["dataset"], root)
+    shards = stale_shards(result["dataset"], root)
+    result["stale_shards"] = list(shards)
     key = artifact_key("ingest", name_part(result["dataset"]))
     create_markdown_artifact(markdown=_summary(result), key=key, description=f"Ingest of {result['dataset']}")
     print(f"{result['dataset']}: {result['images']} images, {result['quarantined']} quarantined, "
@@ -78,11 +79,8 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
             "rebuilds those of the backbones it runs, and `featurestore verify %s` gives the command that rebuilds "
             "each (with the same layer and weights)", result["dataset"],
             ", ".join(result["stale_stores"]), result["dataset"])
-    if result["stale_shards"]:
-        get_run_logger().warning(
-            "%s: the shards %s were built from the earlier manifest and are now stale; extract each again with "
-            "`featurestore extract -d %s -m MODEL --shard I/N --overwrite` before merging", result["dataset"],
-            ", ".join(result["stale_shards"]), result["dataset"])
+    for shard, reason in shards.items():
+        get_run_logger().warning("%s: shard %s is stale, %s before merging", result["dataset"], shard, reason)
     if result["copies_across"]:
         get_run_logger().warning("%s: %d images are byte-identical copies of one in another split or class "
                                  "(same sha256 in manifest.csv): test copies of training images inflate accuracy; "

@@ -20,7 +20,7 @@ from featurestore.ingest.checksums import parse
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.pipeline import ingest as ingest_now
 from fixtures_datasets import jpeg
-from store_fixtures import write_store
+from store_fixtures import spec_for, write_store
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,9 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
             (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
     (folder / "right" / "broken.jpg").write_bytes(b"")
     write_store(root, dataset="mine", model="net")  # built from another manifest than the one ingested below
-    write_store(root / "shards" / "mine" / "net" / "1-of-2", dataset="mine", model="net")  # a shard of it, as well
+    shard_preprocessing = {**spec_for().preprocessing, "shard": [1, 2]}  # as extract records a shard
+    write_store(root / "shards" / "mine" / "net" / "1-of-2", dataset="mine", model="net",
+                preprocessing=shard_preprocessing)  # a shard of it, as well
     mine = root / "datasets" / "mine"
     with ingesting(mine):  # another process is ingesting 'mine' right now
         busy = cli("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine")
@@ -150,6 +152,9 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
     summary = json.loads(out.output[out.output.index("{"):])
     assert summary["images"] == 8 and summary["quarantined"] == 1 and summary["stale_stores"] == ["net"]
     assert summary["stale_shards"] == ["net 1-of-2"]  # shards live under their own roots: ingest missed them
+    # Each stale shard is named with the command that rebuilds that very shard.
+    assert ("mine: shard net 1-of-2 is stale, built from an earlier manifest of 'mine' (ingested again since); "
+            "rebuild it with `featurestore extract -d mine -m net --shard 1/2 --overwrite` before merging") in caplog.text
     # The warning holds in `featurestore run` too, which rebuilds the stale stores of its backbones.
     assert "stale; `featurestore run` rebuilds those of the backbones it runs, and `featurestore verify mine`" in caplog.text
     rows = {r["name"]: r for r in json.loads(cli("datasets", "--root", str(root), "--json").output)}

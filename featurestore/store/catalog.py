@@ -99,21 +99,22 @@ def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
     return frame.astype({"rows": "Int64", "dim": "Int64"})
 
 
-def stale_shards(dataset: str, root=None) -> list[str]:
-    """Shard stores of ``dataset`` built from an earlier manifest, as ``"<model> <i>-of-<n>"``.
+def stale_shards(dataset: str, root=None) -> dict[str, str]:
+    """Shard stores of ``dataset`` built from an earlier manifest, as ``{"<model> <i>-of-<n>": why it
+    is stale, with the command that rebuilds it}``.
 
     A shard is a store under its own root, ``<root>/shards/<dataset>/<model>/<i>-of-<n>/``, which
     ``catalog`` does not list; its staleness is judged against the dataset's manifest in ``root``.
     """
     manifest_hash_of = _manifest_hashes(root)
-    stale = []
+    stale = {}
     # <root>/shards/<dataset>/<model>/<i>-of-<n> is a root of its own
     for shard_root in sorted((resolve_root(root) / "shards" / dataset).glob("*/*")):
         for path in store_files(shard_root):
             entry = describe(path, manifest_hash_of) if path.parent.name == dataset else None
             if entry is not None and str(entry["state"]).startswith("stale"):
-                stale.append(f"{shard_root.parent.name} {shard_root.name}")
-    return list(dict.fromkeys(stale))
+                stale.setdefault(f"{shard_root.parent.name} {shard_root.name}", entry["problem"])
+    return stale
 
 
 def stale_models(dataset: str, root=None) -> list[str]:

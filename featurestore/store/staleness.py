@@ -33,14 +33,16 @@ def stale_reason(provenance: dict, current: str | None) -> str | None:
 
 def rebuild_command(provenance: dict) -> str:
     """The ``featurestore extract`` command that builds the store with ``provenance`` again from its
-    dataset's current manifest: same backbone, layer and weights file (an ONNX backbone needs the
-    spec that registered it, which the store does not record)."""
+    dataset's current manifest: same backbone, layer, weights file and shard (an ONNX backbone needs
+    the spec that registered it, which the store does not record)."""
     extra = provenance.get("extra", {})
     model = provenance["model"]
     backbone = extra.get("backbone", model)
+    shard = provenance.get("preprocessing", {}).get("shard")
+    options = ("--shard", f"{shard[0]}/{shard[1]}") if shard else ()
     return extract_command(provenance["dataset"], backbone, extra.get("layer", model.partition(".")[2]),
                            model != backbone, str(extra.get("weights_source", "")),
-                           str(extra.get("architecture", "")), "--overwrite")
+                           str(extra.get("architecture", "")), *options, "--overwrite")
 
 
 def extract_command(dataset: str, backbone: str, layer: str, named_by_layer: bool, weights_source: str,
