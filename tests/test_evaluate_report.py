@@ -143,7 +143,7 @@ def _records_with_failed_test_rows(root, failed_in: dict[str, int]) -> list[dict
     return records + [evaluate_early_fusion(DATASET, list(MODELS), root=root)]
 
 
-def test_no_gain_where_the_singles_were_scored_on_other_test_rows(tmp_path):
+def test_no_gain_where_the_singles_were_scored_on_other_test_rows(tmp_path, cli):
     # fourier failed a third of the test images: the ensembles are scored on the rest, pixels on all
     records = _records_with_failed_test_rows(tmp_path, {"pixels": 0, "fourier": 120})
     run = new_run_dir(tmp_path)
@@ -157,8 +157,13 @@ def test_no_gain_where_the_singles_were_scored_on_other_test_rows(tmp_path):
     assert document["summary"][DATASET].endswith(" scored on other test rows: no gain)")
     table = pd.read_csv(run / "results.csv")
     assert table["gain_over_best_single"].isna().all() and table["best_single"].isna().all()
+    reasons = table.set_index("classifier")["no_gain_reason"]
+    assert reasons["soft_vote"] == "singles scored on other test rows" and reasons.isna().sum() == len(MODELS)
     markdown = (run / "report.md").read_text()
     assert markdown.count("| none: singles scored on other test rows |") == len(ensembles)
+    shown = CliRunner().invoke(cli, ["report", "--root", str(tmp_path)], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count("none: singles scored on other test rows") == len(ensembles)
     assert "singles scored on other test rows than ensembles" in plots.heat_map(document["results"]).title
 
 

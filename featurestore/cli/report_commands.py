@@ -22,7 +22,7 @@ def print_run(document: dict, as_json: bool, root: str | None = None, dataset: s
     """The run's results table per dataset (only ``dataset``'s, if given), headed by its summary
     line, then where its report is; with ``as_json``, the run's whole ``results.json`` document
     (parameters, counts, fingerprints)."""
-    from featurestore.evaluation.report import table_rows  # scikit-learn loads only when needed
+    from featurestore.evaluation.report import gain_text, table_rows  # scikit-learn loads only when needed
     from featurestore.evaluation.summary import LEAKY_SUFFIX
 
     if as_json:
@@ -37,7 +37,7 @@ def print_run(document: dict, as_json: bool, root: str | None = None, dataset: s
              "classifier": r["classifier"] + ("" if r["leak_free"] else LEAKY_SUFFIX),
              "accuracy %": _percent(r["accuracy"]), "top-5 %": _percent(r["top5_accuracy"]),
              "macro-F1 %": _percent(r["macro_f1"]),
-             "gain": None if r["gain_over_best_single"] is None else f"{r['gain_over_best_single']:+.2f}",
+             "gain": gain_text(r) or None,
              "fit s": f"{r['fit_seconds']:.1f}", "params": r["params"]}
             for r in rows if r["dataset"] == name
         ]

@@ -20,7 +20,8 @@ from featurestore.paths import runs_dir
 
 TABLE_COLUMNS = [
     "dataset", "model", "classifier", "kind", "leak_free", "accuracy", "top5_accuracy", "macro_f1",
-    "gain_over_best_single", "best_single", "fit_seconds", "predict_seconds", "params", "selection",
+    "gain_over_best_single", "best_single", "no_gain_reason", "fit_seconds", "predict_seconds", "params",
+    "selection",
 ]
 
 
@@ -71,22 +72,21 @@ def _percent(value: float | None) -> str:
     return "" if value is None or pd.isna(value) else f"{100 * value:.2f}"
 
 
-def _gain_text(row: dict[str, Any], no_gain: dict[tuple[str, str], str]) -> str:
-    """The table's gain cell: the gain, why an ensemble has none (``no_gain``: reason by (model,
-    classifier)), or empty."""
+def gain_text(row: dict[str, Any]) -> str:
+    """A table row's gain cell: the gain in points, why an ensemble has none, or empty (a single
+    answer; an ensemble of a run written before records carried ``no_gain_reason``)."""
     if row["gain_over_best_single"] is not None:
         return f"{row['gain_over_best_single']:+.2f}"
-    reason = no_gain.get((row["model"], row["classifier"]))
-    return f"none: {reason}" if reason else ""
+    return f"none: {row['no_gain_reason']}" if row["no_gain_reason"] else ""
 
 
-def _markdown_table(rows: list[dict[str, Any]], no_gain: dict[tuple[str, str], str]) -> str:
+def _markdown_table(rows: list[dict[str, Any]]) -> str:
     header = ("| model | classifier | accuracy % | top-5 % | macro-F1 % | gain (points) | fit s | predict s "
               "| params | chosen on |")
     lines = [header, "|" + "---|" * 10]
     for row in rows:
         name = row["classifier"] + ("" if row["leak_free"] else LEAKY_SUFFIX)
-        gain = _gain_text(row, no_gain)
+        gain = gain_text(row)
         lines.append(
             f"| {row['model']} | {name} | {_percent(row['accuracy'])} | {_percent(row['top5_accuracy'])} "
             f"| {_percent(row['macro_f1'])} | {gain} | {row['fit_seconds']:.2f} | {row['predict_seconds']:.2f} "
@@ -100,10 +100,7 @@ def markdown_summary(document: dict[str, Any]) -> str:
     rows = table_rows(document["results"])
     parts = []
     for dataset, line in document["summary"].items():
-        # runs written before records carried no_gain_reason have none
-        no_gain = {(r["model"], r["classifier"]): r["no_gain_reason"] for r in document["results"]
-                   if r["dataset"] == dataset and r.get("no_gain_reason")}
-        table = _markdown_table([r for r in rows if r["dataset"] == dataset], no_gain)
+        table = _markdown_table([r for r in rows if r["dataset"] == dataset])
         parts += [f"## {dataset}", "", f"**{line}**", "", table, ""]
     if document["skipped"]:
         parts += ["## Skipped", ""]

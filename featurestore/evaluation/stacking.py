@@ -95,11 +95,16 @@ def backbone_pipelines(
     return pipelines
 
 
+def _ensemble_identity(data: EvalData) -> dict[str, Any]:
+    """The fields that name an ensemble of ``data.models``: its model name and its members."""
+    return {"model": "+".join(data.models), "members": list(data.models), "kind": "ensemble"}
+
+
 def _ensemble_record(data: EvalData, classifier: str, estimator: Any, fit_seconds: float, extra: dict) -> dict:
     metrics, predict_seconds = score_fitted(estimator, data)
     return {
         **base_record(data, "+".join(data.models), classifier, "ensemble"),
-        "members": list(data.models),
+        **_ensemble_identity(data),
         **metrics,
         "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
@@ -183,8 +188,7 @@ def stacking_records(
 def early_fusion_record(data: EvalData, seed: int = 0, n_jobs: int = 1) -> dict[str, Any]:
     """Logistic regression on the concatenated features of ``data.models``."""
     record = run_classifier(data, get_classifier(BASE_CLASSIFIER), seed=seed, n_jobs=n_jobs)
-    record.update(model="+".join(data.models), members=list(data.models), classifier="early_fusion",
-                  kind="ensemble")
+    record.update(_ensemble_identity(data), classifier="early_fusion")
     return record
 
 
