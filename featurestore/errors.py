@@ -37,6 +37,11 @@ class RootNotWritable(FeatureStoreError):
     """The featurestore root cannot be written."""
 
 
+class FileLocksUnsupported(RootNotWritable):
+    """The featurestore root is on a file system whose file locks fail (``flock`` gives ENOSYS, ENOLCK
+    or EOPNOTSUPP): no writer there could keep another off a store, so none writes."""
+
+
 class StoreNotFound(FeatureStoreError, FileNotFoundError):
     """No store exists for the requested (dataset, model)."""
 

@@ -19,7 +19,7 @@ LOCK_FILE = ".ingest.lock"
 @contextmanager
 def ingesting(directory: Path) -> Iterator[None]:
     """Hold the ingest lock of the dataset stored in ``directory`` (created if new) while inside;
-    ``DatasetBusy`` if another process holds it."""
+    ``DatasetBusy`` if another process holds it, ``FileLocksUnsupported`` on a file system without locks."""
     directory.mkdir(parents=True, exist_ok=True)
     lock = WriterLock(directory / LOCK_FILE, directory, doing="ingesting this dataset", busy=DatasetBusy)
     lock.acquire(wait_seconds=0)

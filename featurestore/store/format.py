@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,8 +30,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featurestore.errors import FeatureStoreError, StoreCorrupt, StoreLocked, StoreNotFound
+from featurestore.errors import FeatureStoreError, FileLocksUnsupported, StoreCorrupt, StoreLocked, StoreNotFound
 from featurestore.paths import check_name, stores_dir
+from featurestore.store.lock import LOCKS_UNSUPPORTED, locks_unsupported
 
 SCHEMA_VERSION = 1
 
@@ -132,19 +134,34 @@ def copy_attributes(source: h5py.HLObject, target: h5py.HLObject) -> None:
 
 
 def open_h5(path: Path, mode: str = "r", *, locking: bool = True) -> h5py.File:
-    """Open a store file, turning h5py's errors into one-line featurestore errors."""
+    """Open a store file, turning h5py's errors into one-line featurestore errors.
+
+    ``locking``: take HDF5's file lock, which fails while a writer has the file open. On a file
+    system without locks a read-only open goes on without one; a writer is refused there.
+    """
     try:
         try:
-            return h5py.File(path, mode, locking=locking)
+            return _open_sharing(path, mode, locking)
         except OSError as error:
-            # HDF5 shares one handle per file within a process; reuse the writer's flags then.
-            if "locking flag values don't match" not in str(error):
+            if mode != "r" or not locking or error.errno not in LOCKS_UNSUPPORTED:
                 raise
-            return h5py.File(path, mode, locking=not locking)
+            # No featurestore writer runs without locks (WriterLock refuses to), so there is no
+            # writer for the lock to keep out. HDF5's own best-effort mode forgives ENOSYS only.
+            return _open_sharing(path, mode, False)
     except FileNotFoundError:
         raise StoreNotFound(f"{path}: no such store; run `featurestore ls` to see the stores that exist") from None
     except OSError as error:
         raise translate_os_error(path, error) from None
+
+
+def _open_sharing(path: Path, mode: str, locking: bool) -> h5py.File:
+    try:
+        return h5py.File(path, mode, locking=locking)
+    except OSError as error:
+        # HDF5 shares one handle per file within a process; reuse the writer's flags then.
+        if "locking flag values don't match" not in str(error):
+            raise
+        return h5py.File(path, mode, locking=not locking)
 
 
 def directory_in_the_way(path: Path) -> StoreCorrupt:
@@ -158,6 +175,8 @@ def translate_os_error(path: Path, error: OSError):
     if path.is_dir():
         return directory_in_the_way(path)
     text = str(error)
+    if error.errno in LOCKS_UNSUPPORTED:
+        return locks_unsupported(path.parent, os.strerror(error.errno))
     if error.errno == errno.EAGAIN or "unable to lock file" in text:
         return StoreLocked(
             f"{path}: another process is writing this store; wait for it to finish "
@@ -191,10 +210,27 @@ def damage_reported(path: Path, what: str = "its HDF5 internals are damaged") ->
     except FeatureStoreError:
         raise
     except DAMAGE_ERRORS as error:
+        _raise_if_locks_unsupported(path, error)
         # str(KeyError) adds quotes and HDF5 messages run to many lines: keep the first line.
         text = str(error.args[0]) if error.args else ""
         detail = text.splitlines()[0] if text.strip() else type(error).__name__
         raise corrupt(path, f"{what} ({detail})") from None
+
+
+# How HDF5 (under pandas, which has no locking option) reports a failed lock.
+_HDF5_LOCK_FAILURE = re.compile(r"unable to lock file, errno = (\d+), error message = '([^']*)'")
+
+
+def _raise_if_locks_unsupported(path: Path, error: Exception) -> None:
+    """Raise ``FileLocksUnsupported`` if ``error`` is HDF5 failing to lock ``path`` on a file system
+    without locks: HDF5's default forgives ENOSYS but not ENOLCK, and the file is not damaged."""
+    failure = _HDF5_LOCK_FAILURE.search(str(error))
+    if failure and int(failure[1]) in LOCKS_UNSUPPORTED:
+        raise FileLocksUnsupported(
+            f"{path}: this file system does not support file locks (flock: {failure[2]}) and HDF5 under pandas "
+            "opens files only with them; set HDF5_USE_FILE_LOCKING=FALSE in the environment to read it, or use "
+            "a --root on a local disk"
+        ) from None
 
 
 @contextmanager

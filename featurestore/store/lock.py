@@ -4,12 +4,17 @@ by the kernel if the writer dies."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
 from pathlib import Path
 
-from featurestore.errors import FeatureStoreError, RootNotWritable, StoreLocked
+from featurestore.errors import FeatureStoreError, FileLocksUnsupported, RootNotWritable, StoreLocked
+
+# What flock() fails with on a file system that has no locks (Lustre without -o flock, many FUSE
+# mounts, NFS without a lock daemon), as opposed to a lock that another process holds.
+LOCKS_UNSUPPORTED = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP})
 
 
 class WriterLock:
@@ -30,7 +35,8 @@ class WriterLock:
 
     def acquire(self, wait_seconds: float = 2.0) -> WriterLock:
         """Take the lock, waiting briefly (a reader may be probing it); raise ``busy`` (``StoreLocked``)
-        if held, ``RootNotWritable`` if the lock file cannot be opened for writing."""
+        if held, ``RootNotWritable`` if the lock file cannot be opened for writing, and its subclass
+        ``FileLocksUnsupported`` if the file system has no locks."""
         deadline = time.monotonic() + wait_seconds
         while True:
             fd = self._open()
@@ -69,6 +75,10 @@ class WriterLock:
                         "wait for it to finish (or stop it) and try again"
                     ) from None
                 time.sleep(0.05)
+            except OSError as error:
+                if error.errno not in LOCKS_UNSUPPORTED:
+                    raise
+                raise locks_unsupported(self.path.parent, error.strerror, self.doing) from None
 
     def release(self) -> None:
         """Remove the lock file and give the lock up (no ``.lock`` is left beside the store)."""
@@ -79,6 +89,15 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def locks_unsupported(directory: Path, reason: str, doing: str = "writing this store") -> FileLocksUnsupported:
+    """The one-line error for a writer in ``directory``, on a file system whose ``flock`` fails with
+    ``reason`` (the system's words for one of ``LOCKS_UNSUPPORTED``)."""
+    return FileLocksUnsupported(
+        f"{directory}: this file system does not support file locks (flock: {reason}), which keep two processes "
+        f"from {doing} at once; use a --root on a local disk, or mount this one with locks on (Lustre: -o flock)"
+    )
 
 
 def _still_linked(fd: int, path: Path) -> bool:
@@ -107,6 +126,11 @@ def holder_of(lock_file: Path) -> str | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return "another process" + _read_pid(fd)
+        except OSError as error:
+            if error.errno not in LOCKS_UNSUPPORTED:
+                raise
+            # No featurestore writer runs without locks (WriterLock refuses to), so nobody is writing.
+            return None
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
