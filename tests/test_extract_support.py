@@ -1,15 +1,21 @@
-"""Shared helpers for the backbone and extract tests: tiny real-photo datasets written per the manifest contract."""
+"""Shared helpers for the backbone and extract tests (tiny real-photo datasets written per the manifest
+contract, small ONNX graphs), and the tests of how extraction treats such graphs and its export cache."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
-from featurestore.datasets.manifest import write_manifest
+import featurestore
+from featurestore.backbones import WeightsCorrupt, WeightsMismatch, onnx_backbone, register, register_onnx_spec
+from featurestore.datasets.manifest import load_manifest, write_manifest
+from featurestore.extract import extract
 from featurestore.paths import dataset_dir
 
 
@@ -90,3 +96,71 @@ def save_random_resnet18(path: Path) -> Path:
     torch.manual_seed(0)
     torch.save(resnet18(weights=None).state_dict(), path)
     return path
+
+
+def save_onnx(path: Path, nodes: list, input_shape: list, output_shape: list, input_type: str = "FLOAT") -> Path:
+    """A small ONNX graph built node by node: input ``img`` (``input_type``) -> ``nodes`` -> output
+    ``feat`` (float); a string in a shape is a free (symbolic) dimension."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("img", getattr(TensorProto, input_type),
+                                                                           input_shape)],
+                              [helper.make_tensor_value_info("feat", TensorProto.FLOAT, output_shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def save_pooling_onnx(path: Path, output_shape: list | None = None) -> Path:
+    """A float NCHW 32x32 model whose output is each image's channel means, shaped (n, 3, 1, 1)
+    as a net cut at its global pool gives it."""
+    from onnx import helper
+
+    return save_onnx(path, [helper.make_node("GlobalAveragePool", ["img"], ["feat"])], ["n", 3, 32, 32],
+                     output_shape or ["n", 3, 1, 1])
+
+
+def test_onnx_input_that_is_not_float_is_refused_at_registration(tmp_path):
+    # Before: it registered, then every batch failed in onnxruntime with a 70-line traceback
+    # ("Unexpected input data type. Actual: (tensor(float)), expected: (tensor(uint8))").
+    from onnx import TensorProto, helper
+
+    save_onnx(tmp_path / "tinyu8.onnx", [helper.make_node("Cast", ["img"], ["x"], to=TensorProto.FLOAT),
+                                         helper.make_node("ReduceMean", ["x"], ["feat"], axes=[1, 2], keepdims=0)],
+              ["n", 32, 32, 3], ["n", 3], input_type="UINT8")
+    spec = tmp_path / "tinyu8.json"
+    spec.write_text(json.dumps({"name": "tinyu8", "path": "tinyu8.onnx", "size": 32, "layout": "NHWC"}))
+    with pytest.raises(WeightsMismatch) as caught:
+        register_onnx_spec(spec)
+    message = str(caught.value)
+    assert "tinyu8.onnx: the model's input 'img' is uint8, but the extractor feeds float32" in message
+    assert "export the model with a float32 input" in message and "\n" not in message
+
+
+def test_onnx_output_of_several_dims_gives_their_product_as_dim(root, tmp_path):
+    # Before: an (n, 3, 1, 1) output was taken as dim 1, and the pass failed with "expected features
+    # of shape (k, 1), got (32, 3)"; "dim": 3 was refused as "the model's output 'feat' has 1 features".
+    path = save_pooling_onnx(tmp_path / "pool4d.onnx")
+    assert onnx_backbone("pool4d", path, size=32).dim == 3
+    assert onnx_backbone("pool4d", path, size=32, dim=3).dim == 3
+    with pytest.raises(WeightsMismatch, match="the spec says dim 5, but the model's output 'feat' has 3 features"):
+        onnx_backbone("pool4d", path, size=32, dim=5)
+    # Channels not fixed in the graph: only the spec can say how many features an image gets.
+    free = save_pooling_onnx(tmp_path / "free.onnx", ["n", "c", 1, 1])
+    with pytest.raises(WeightsCorrupt) as caught:
+        onnx_backbone("free", free, size=32)
+    assert "free.onnx: the model's output 'feat' is nx?x1x1, so its features per image are not fixed in the " \
+           "graph; give dim in the spec" in str(caught.value)
+    assert onnx_backbone("free", free, size=32, dim=3).dim == 3
+
+    backbone = register(onnx_backbone("pool4d", path, size=32), replace=True)
+    write_photo_dataset(root, "photos", copies=1, size=32)
+    (result,) = extract("photos", ["pool4d"], root, progress=False)
+    assert (result.status, result.written) == ("extracted", 5)
+    stored = featurestore.load_arrays("photos", "pool4d", root=root)
+    manifest = load_manifest("photos", root)
+    crops = np.stack([backbone.preprocessing.apply(manifest.read_rgb(i)) for i in range(len(manifest))])
+    np.testing.assert_allclose(stored.features, backbone.preprocessing.normalize(crops).mean(axis=(2, 3)),
+                               rtol=1e-5, atol=1e-5)

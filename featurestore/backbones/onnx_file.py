@@ -1,13 +1,15 @@
 """Backbones given as an ONNX file plus the input spec its producer documents.
 
 The file is the weights: its SHA-256 enters the store fingerprint. The model must take one
-image batch and return one ``(n, dim)`` feature matrix; onnxruntime runs it on every device.
+float32 image batch and return one output of ``dim`` features per image (shaped ``(n, dim)``,
+or e.g. ``(n, C, 1, 1)``, which the runtime flattens); onnxruntime runs it on every device.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -25,12 +27,27 @@ LAYOUTS = ("NCHW", "NHWC")
 class _GraphIO(NamedTuple):
     input: str
     input_shape: list[int | None]  # None: a free (symbolic) dimension
+    input_type: str  # the ONNX element type in lower case: "float", "uint8", ...
     output: str
-    dim: int | None
+    output_shape: list[int | None]
+
+    @property
+    def dim(self) -> int | None:
+        """Features per image: the product of the output's non-batch dimensions, as the runtime
+        flattens each image's output; None when one of them is not fixed in the graph."""
+        rest = self.output_shape[1:]
+        if not self.output_shape or None in rest:
+            return None
+        return math.prod(rest)
+
+
+def _shown(dims: list[int | None]) -> str:
+    """A shape as ``nx3x224x224``: ``n`` for the free batch axis, ``?`` for another free one."""
+    return "x".join(("n" if i == 0 else "?") if d is None else str(d) for i, d in enumerate(dims))
 
 
 def _graph_io(path: Path) -> _GraphIO:
-    """The image input (name, shape) and feature output (name, static last dimension) of the graph."""
+    """The image input (name, shape, element type) and feature output (name, shape) of the graph."""
     import onnx
 
     try:
@@ -44,13 +61,17 @@ def _graph_io(path: Path) -> _GraphIO:
     input_shape, output_shape = (
         [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
         for value in (inputs[0], model.graph.output[0]))
-    return _GraphIO(inputs[0].name, input_shape, model.graph.output[0].name,
-                    output_shape[-1] if output_shape else None)
+    input_type = onnx.TensorProto.DataType.Name(inputs[0].type.tensor_type.elem_type).lower()
+    return _GraphIO(inputs[0].name, input_shape, input_type, model.graph.output[0].name, output_shape)
 
 
 def _check_input(path: Path, graph: _GraphIO, layout: str, size: int) -> None:
-    """The graph's input must take what the spec says the extractor feeds it: a batch of any
-    size of 3-channel ``size`` x ``size`` images in ``layout``; onnxruntime would fail mid-pass."""
+    """The graph's input must take what the spec says the extractor feeds it: a float32 batch of
+    any size of 3-channel ``size`` x ``size`` images in ``layout``; onnxruntime would fail mid-pass."""
+    if graph.input_type != "float":
+        raise WeightsMismatch(f"{path}: the model's input {graph.input!r} is {graph.input_type}, but the extractor "
+                              "feeds float32 (normalised with the spec's mean and std); export the model with a "
+                              "float32 input")
     fed = {"NCHW": [None, 3, size, size], "NHWC": [None, size, size, 3]}[layout]
     shape = graph.input_shape
     if shape and shape[0] is not None:
@@ -58,12 +79,8 @@ def _check_input(path: Path, graph: _GraphIO, layout: str, size: int) -> None:
                               f"export it with a dynamic batch axis (dynamic_axes={{{graph.input!r}: {{0: 'n'}}}})")
     if len(shape) == 4 and all(d is None or d == f for d, f in zip(shape[1:], fed[1:])):
         return
-
-    def shown(dims: list[int | None]) -> str:
-        return "x".join("n" if d is None else str(d) for d in dims)
-
-    raise WeightsMismatch(f"{path}: the model's input {graph.input!r} is {shown(shape)}, but the spec feeds "
-                          f"{layout} {shown(fed)}; fix size and layout in the spec")
+    raise WeightsMismatch(f"{path}: the model's input {graph.input!r} is {_shown(shape)}, but the spec feeds "
+                          f"{layout} {_shown(fed)}; fix size and layout in the spec")
 
 
 def _check_spec(name: str, size, resize, dim, mean, std) -> None:
@@ -106,7 +123,9 @@ def onnx_backbone(name: str, path: str | os.PathLike[str], size: int = 224, resi
                               f"{graph.dim} features; fix dim in the spec or leave it out")
     dim = dim or graph.dim
     if not dim:
-        raise WeightsCorrupt(f"{path}: the output's last dimension is not fixed in the graph; pass dim=")
+        shape = _shown(graph.output_shape) or "of unknown shape"
+        raise WeightsCorrupt(f"{path}: the model's output {graph.output!r} is {shape}, so its features per image "
+                             "are not fixed in the graph; give dim in the spec")
     return Backbone(
         name=name,
         architecture=f"ONNX model {path.name}",
