@@ -164,3 +164,58 @@ def test_onnx_output_of_several_dims_gives_their_product_as_dim(root, tmp_path):
     crops = np.stack([backbone.preprocessing.apply(manifest.read_rgb(i)) for i in range(len(manifest))])
     np.testing.assert_allclose(stored.features, backbone.preprocessing.normalize(crops).mean(axis=(2, 3)),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_damaged_cached_export_is_exported_again_and_a_users_own_file_is_not(root, tmp_path, caplog):
+    # Before: every later run failed with "onnxruntime cannot load this model (... Protobuf parsing
+    # failed.); export it again", and nothing in featurestore exports on request.
+    from featurestore.backbones import get_backbone
+    from featurestore.extract.onnx_cache import exported_onnx
+    from featurestore.extract.runtimes import RuntimeRequest, build_runtime
+
+    backbone = get_backbone("efficientnet_lite0")
+    weights = backbone.weights.resolve()
+    path = exported_onnx(backbone, weights, backbone.default_layer, root)
+    whole = path.stat().st_size
+    with path.open("r+b") as cached:
+        cached.truncate(1000)  # as a crash while it was written leaves it
+    with caplog.at_level("WARNING", logger="featurestore.extract.runtimes"):
+        runner = build_runtime(RuntimeRequest(backbone, weights, backbone.default_layer, root=root), "onnxruntime")
+    assert f"{path}: onnxruntime cannot load this cached export; deleting it and exporting efficientnet_lite0 " \
+           "again" in caplog.text
+    assert path.stat().st_size == whole and [p.name for p in path.parent.iterdir()] == [path.name]
+    crop = backbone.preprocessing.apply(np.full((40, 50, 3), 128, np.uint8))
+    assert runner(crop[None]).shape == (1, 1280)
+
+    # A user's own ONNX file is theirs to export again: it is neither deleted nor rewritten.
+    own = register(onnx_backbone("pool4d", save_pooling_onnx(tmp_path / "pool4d.onnx"), size=32), replace=True)
+    own_weights = own.weights.resolve()
+    own.weights.path.write_bytes(own.weights.path.read_bytes()[:20])
+    with pytest.raises(WeightsCorrupt, match="pool4d.onnx: onnxruntime cannot load this model .*; export it again$"):
+        build_runtime(RuntimeRequest(own, own_weights, own.default_layer, root=root))
+    assert own.weights.path.stat().st_size == 20
+
+
+def test_onnxruntime_without_cuda_on_a_gpu_warns_and_the_store_records_where_it_ran(root, tmp_path, caplog):
+    # Before: on a GPU host the CPU-only onnxruntime wheel ran the model on CPU without a word, and
+    # the store recorded device cuda. No GPU here: the runtime is built for one directly, as
+    # extract would on a GPU host; the store below is extracted on CPU.
+    import onnxruntime as ort
+    import torch
+
+    from featurestore.extract.runtimes import RuntimeRequest, build_runtime
+
+    if torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime runs on the GPU here")
+    backbone = register(onnx_backbone("pool4d", save_pooling_onnx(tmp_path / "pool4d.onnx"), size=32), replace=True)
+    with caplog.at_level("WARNING", logger="featurestore.extract.runtimes"):
+        runner = build_runtime(RuntimeRequest(backbone, backbone.weights.resolve(), backbone.default_layer,
+                                              device="cuda"))
+    assert "pool4d runs on CPU, not cuda: this onnxruntime has no CUDAExecutionProvider; install onnxruntime-gpu " \
+           "in place of onnxruntime to run it on the GPU" in caplog.text
+    assert runner.provenance == {"onnxruntime_providers": ["CPUExecutionProvider"], "device": "cpu"}
+
+    write_photo_dataset(root, "photos", copies=1, size=32)
+    extract("photos", ["pool4d"], root, device="cpu", progress=False)
+    extra = featurestore.load_arrays("photos", "pool4d", root=root).provenance["extra"]
+    assert (extra["device"], extra["onnxruntime_providers"]) == ("cpu", ["CPUExecutionProvider"])

@@ -59,6 +59,10 @@ def exported_onnx(backbone: Backbone, weights: ResolvedWeights, layer: str, root
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}})
         fold_pads_into_convs(Path(tmp))
+        # On disk before it is renamed into place: a crash must not leave a short file under the
+        # cache name, which every later run would reuse.
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -281,4 +281,5 @@ def _provenance(item: _Active, device: str, batch_size: int, reader: str) -> dic
         "device": device,
         "batch_size": batch_size,
         "shard": [job.shard.index, job.shard.count],
+        **item.runtime.provenance,  # last: what the runtime really ran on overrides the request
     }

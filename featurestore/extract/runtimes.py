@@ -6,7 +6,8 @@
   copies, batch halved on out-of-memory); on CPU in fp32 it is the eager reference.
 
 Every runtime offers ``submit(pixels) -> handle`` and ``collect(handle) -> features`` so the
-runner can queue the next batch before waiting for the previous one; ``torch`` also offers
+runner can queue the next batch before waiting for the previous one, and ``provenance``: facts
+for the store's provenance that the request alone does not tell; ``torch`` also offers
 ``submit_stored(images)`` for uncropped images it resizes on its device (readers
 ``device-resize`` and ``device-decode``).
 """
@@ -18,6 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -99,6 +101,14 @@ class OnnxRunner:
         self.preprocessing = preprocessing
         self.feed = feed
 
+    @property
+    def provenance(self) -> dict:
+        """The execution providers the session runs on, and ``device`` cpu when CUDA's is not among
+        them: the store then records where its rows were computed, not the device asked for."""
+        providers = self.session.get_providers()
+        return {"onnxruntime_providers": providers,
+                **({} if "CUDAExecutionProvider" in providers else {"device": "cpu"})}
+
     def _input(self, pixels: np.ndarray) -> np.ndarray:
         if self.feed == "uint8":
             return np.ascontiguousarray(pixels)
@@ -146,6 +156,11 @@ class TorchRunner:
         self.net = net.to(self.device, memory_format=memory_format).eval()
         oom = (torch.cuda.OutOfMemoryError,) if self.cuda else ()
         self.batches = HalvingBatches(max_batch, oom, on_oom=torch.cuda.empty_cache)
+
+    @property
+    def provenance(self) -> dict:
+        """Nothing beyond the request: torch runs on the device asked for or fails."""
+        return {}
 
     def _launch(self, pixels: np.ndarray | list, stored: bool = False):
         torch = self.torch
@@ -208,10 +223,34 @@ def _onnxruntime(request: RuntimeRequest) -> OnnxRunner:
     streams = 1 if on_gpu else None  # a GPU runs one batch at a time anyway
     backbone = request.backbone
     if backbone.is_torch:
-        path = exported_onnx(backbone, request.weights, request.layer, request.root)
-        return OnnxRunner(path, INPUT_NAME, backbone.preprocessing, "uint8", request.threads, providers, streams)
-    return OnnxRunner(request.weights.path, backbone.onnx_input["name"], backbone.preprocessing,
-                      backbone.onnx_input.get("layout", "NCHW"), request.threads, providers, streams)
+        runner = _exported_runner(request, providers, streams)
+    else:
+        runner = OnnxRunner(request.weights.path, backbone.onnx_input["name"], backbone.preprocessing,
+                            backbone.onnx_input.get("layout", "NCHW"), request.threads, providers, streams)
+    if on_gpu and "CUDAExecutionProvider" not in runner.session.get_providers():
+        # The pinned `onnxruntime` wheel is CPU-only: onnxruntime falls back to CPU without a word.
+        torch_too = " (or drop --runtime onnxruntime: torch is the GPU default)" if backbone.is_torch else ""
+        log.warning("%s runs on CPU, not %s: this onnxruntime has no CUDAExecutionProvider; install "
+                    "onnxruntime-gpu in place of onnxruntime to run it on the GPU%s", backbone.name, request.device,
+                    torch_too)
+    return runner
+
+
+def _exported_runner(request: RuntimeRequest, providers: Sequence[str], streams: int | None) -> OnnxRunner:
+    """An ``OnnxRunner`` over the cached export of a torch backbone, exporting it on first use."""
+    backbone = request.backbone
+    load = partial(OnnxRunner, input_name=INPUT_NAME, preprocessing=backbone.preprocessing, feed="uint8",
+                   threads=request.threads, providers=providers, streams=streams)
+    path = exported_onnx(backbone, request.weights, request.layer, request.root)
+    try:
+        return load(path)
+    except WeightsCorrupt:
+        # The cache is featurestore's own: a damaged export (a crash while it was written, a full
+        # disk) is replaced once rather than reported on every later run; a second failure is raised.
+        log.warning("%s: onnxruntime cannot load this cached export; deleting it and exporting %s again",
+                    path, backbone.name)
+        path.unlink(missing_ok=True)
+    return load(exported_onnx(backbone, request.weights, request.layer, request.root))
 
 
 def _torch(request: RuntimeRequest) -> TorchRunner:
