@@ -196,6 +196,23 @@ def test_damaged_cached_export_is_exported_again_and_a_users_own_file_is_not(roo
     assert own.weights.path.stat().st_size == 20
 
 
+def test_device_readers_on_cpu_say_to_pass_runtime_torch(root):
+    # Before: "drop --runtime onnxruntime", though onnxruntime is the CPU default and was never given.
+    from featurestore.errors import InvalidName
+    from featurestore.extract.reader import open_reader
+
+    write_photo_dataset(root, "photos", copies=1)
+    with pytest.raises(InvalidName) as caught:
+        extract("photos", ["efficientnet_lite0"], root, reader="device-decode", device="cpu", progress=False)
+    assert str(caught.value) == ("reader 'device-decode' cannot read this pass: it needs the torch runtime for every "
+                                 "model (it resizes on the model's device); pass --runtime torch (onnxruntime is the "
+                                 "default on CPU); choose reader 'threads' or 'processes'")
+    # On a GPU torch is the default, so onnxruntime there was asked for (decided without a GPU).
+    preprocessing = featurestore.backbones.get_backbone("efficientnet_lite0").preprocessing
+    with pytest.raises(InvalidName, match="the model's device\\); drop --runtime onnxruntime; choose reader"):
+        open_reader("device-decode", "cuda", load_manifest("photos", root), ["onnxruntime"], [preprocessing])
+
+
 def test_onnxruntime_without_cuda_on_a_gpu_warns_and_the_store_records_where_it_ran(root, tmp_path, caplog):
     # Before: on a GPU host the CPU-only onnxruntime wheel ran the model on CPU without a word, and
     # the store recorded device cuda. No GPU here: the runtime is built for one directly, as

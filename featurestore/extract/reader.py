@@ -121,21 +121,25 @@ def read_stored_batches(manifest, preprocessings: Sequence[Preprocessing], start
 ReadFunction = Callable[..., Iterator[PreparedBatch]]
 
 
-def _device_crop_obstacle(runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str | None:
-    """Why the models of a pass cannot resize and crop on their device, or None when they can."""
+def _device_crop_obstacle(device: str, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str | None:
+    """Why the models of a pass on ``device`` cannot resize and crop on it, or None when they can."""
     if any(name != "torch" for name in runtimes):
-        return "it needs the torch runtime for every model (it resizes on the model's device); drop --runtime onnxruntime"
+        # On a GPU torch is the default, so onnxruntime was asked for; on CPU it is the default.
+        fix = ("drop --runtime onnxruntime" if device.startswith("cuda")
+               else "pass --runtime torch (onnxruntime is the default on CPU)")
+        return f"it needs the torch runtime for every model (it resizes on the model's device); {fix}"
     unmatched = sorted({p.interpolation for p in preprocessings} - set(TORCH_FILTERS))
     if unmatched:
         return f"interpolation {unmatched[0]!r} has no exact torch version"
     return None
 
 
-def _device_resize_obstacle(manifest, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str | None:
-    """Why reader ``device-resize`` cannot serve a pass over ``manifest``, or None when it can."""
+def _device_resize_obstacle(device: str, manifest, runtimes: Sequence[str],
+                            preprocessings: Sequence[Preprocessing]) -> str | None:
+    """Why reader ``device-resize`` cannot serve a pass over ``manifest`` on ``device``, or None when it can."""
     if not manifest.is_one_array():
         return f"it reads datasets stored as one array (e.g. fashion-mnist); {manifest.directory.name!r} is not one"
-    return _device_crop_obstacle(runtimes, preprocessings)
+    return _device_crop_obstacle(device, runtimes, preprocessings)
 
 
 def _refuse(reader: str, obstacle: str | None) -> None:
@@ -153,7 +157,7 @@ def _process_reader(device: str, manifest, runtimes: Sequence[str],
 
 def _stored_reader(device: str, manifest, runtimes: Sequence[str],
                    preprocessings: Sequence[Preprocessing]) -> ReadFunction:
-    _refuse("device-resize", _device_resize_obstacle(manifest, runtimes, preprocessings))
+    _refuse("device-resize", _device_resize_obstacle(device, manifest, runtimes, preprocessings))
     return read_stored_batches
 
 
@@ -161,7 +165,7 @@ def _decoding_reader(device: str, manifest, runtimes: Sequence[str],
                      preprocessings: Sequence[Preprocessing]) -> ReadFunction:
     from featurestore.extract.device_decode import read_decoded_batches
 
-    _refuse("device-decode", _device_crop_obstacle(runtimes, preprocessings))
+    _refuse("device-decode", _device_crop_obstacle(device, runtimes, preprocessings))
     return partial(read_decoded_batches, device=device)
 
 
@@ -181,7 +185,7 @@ def default_reader(device: str, manifest, runtimes: Sequence[str], preprocessing
     On CPU: ``threads``."""
     if not device.startswith("cuda"):
         return "threads"
-    return "processes" if _device_resize_obstacle(manifest, runtimes, preprocessings) else "device-resize"
+    return "processes" if _device_resize_obstacle(device, manifest, runtimes, preprocessings) else "device-resize"
 
 
 @dataclass(frozen=True)
