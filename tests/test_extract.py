@@ -23,8 +23,10 @@ import featurestore
 from featurestore.backbones import WeightsMismatch, onnx_backbone, register
 from featurestore.cli import backbones_commands
 from featurestore.datasets.manifest import Manifest, load_manifest
+from featurestore.paths import dataset_dir
 from featurestore.errors import InvalidName, InvalidOption
 from featurestore.extract import Shard, extract, merge_shards, pending_models, plan_jobs
+from featurestore.extract.plan import parse_weights
 from featurestore.extract.runtimes import HalvingBatches
 from featurestore.store import format as fmt
 from featurestore.store import StoreWriter, verify_file
@@ -318,7 +320,7 @@ def test_only_a_store_of_an_earlier_manifest_is_replaced_with_replace_stale(root
     current = load_manifest("photos", root).hash
     # Built from this manifest with other weights: a conflict that replace_stale leaves alone.
     write_store(root, dataset="photos", model="efficientnet_lite1", manifest_hash=current)
-    with pytest.raises(featurestore.errors.StoreConflict, match="other weights, layer or preprocessing") as refused:
+    with pytest.raises(featurestore.errors.StoreConflict, match="built from other inputs than requested") as refused:
         pending_models("photos", ["efficientnet_lite1"], root, replace_stale=True)
     assert not isinstance(refused.value, featurestore.errors.StoreStale)
     assert pending_models("photos", ["efficientnet_lite1"], root, overwrite=True) == ["efficientnet_lite1"]
@@ -634,3 +636,80 @@ def test_a_stale_shard_names_the_rm_command_that_removes_it(root):
     assert removed.exit_code == 0, removed.output
     assert not job.path.exists()
 
+
+
+def test_overwrite_never_replaces_a_file_that_is_not_a_store(root):
+    # --overwrite replaced a pandas file of the user's at the store's path, and ran a whole pass
+    # before failing with a traceback on a directory there.
+    write_photo_dataset(root, "photos", copies=1)
+    path = fmt.store_path("photos", "efficientnet_lite0", root)
+    path.parent.mkdir(parents=True)
+    import pandas as pd
+
+    pd.DataFrame({"mine": np.arange(5)}).to_hdf(path, key="results")
+    before = path.read_bytes()
+    for options in ({}, {"overwrite": True}, {"replace_stale": True}):
+        with pytest.raises(featurestore.errors.StoreCorrupt, match="not a featurestore store .*; move it out"):
+            extract("photos", ["efficientnet_lite0"], root, progress=False, **options)
+    assert path.read_bytes() == before and not fmt.partial_path(path).exists()
+    path.unlink()
+    (path / "mine").mkdir(parents=True)
+    with pytest.raises(featurestore.errors.StoreCorrupt, match="is a directory, not a store file"):
+        pending_models("photos", ["efficientnet_lite0"], root, overwrite=True)
+    with pytest.raises(featurestore.errors.StoreCorrupt, match="is a directory, not a store file"):
+        extract("photos", ["efficientnet_lite0"], root, overwrite=True, progress=False)
+    assert (path / "mine").is_dir() and not fmt.partial_path(path).exists()
+
+
+def test_a_stale_store_of_other_weights_is_a_conflict_that_names_the_weights(root):
+    # featurestore run (replace_stale) replaced a stale store of a user's weights file with one of
+    # the default weights: only a store whose manifest is its one difference is stale.
+    write_photo_dataset(root, "photos", copies=1)
+    lite0 = featurestore.backbones.get_backbone("efficientnet_lite0").weights.resolve(None)
+    write_store(root, dataset="photos", model="efficientnet_lite0", dim=1280, manifest_hash="e" * 64,
+                extra={"weights_source": "file:/w/fine-tuned.pth"})
+    with pytest.raises(featurestore.errors.StoreConflict) as refused:
+        pending_models("photos", ["efficientnet_lite0"], root, replace_stale=True)
+    assert not isinstance(refused.value, featurestore.errors.StoreStale)
+    message = str(refused.value)
+    assert (f"store was built from other inputs than requested (built from an earlier manifest of 'photos' "
+            f"(ingested again since); weights: sha256 wwwwwwwwwwww (file:/w/fine-tuned.pth) stored, "
+            f"{lite0.sha256[:12]} requested (check --weights); preprocessing: ") in message
+    assert pending_models("photos", ["efficientnet_lite0"], root, overwrite=True) == ["efficientnet_lite0"]
+
+
+def test_a_weights_path_holding_equals_signs_is_one_models_file(tmp_path):
+    # Read as MODEL=FILE, `--weights ckpt/lr=0.01/epoch=3-step=120.pth` named a model 'ckpt/lr'.
+    checkpoint = tmp_path / "lr=0.01" / "epoch=3-step=120.pth"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"weights")
+    assert parse_weights([str(checkpoint)], ["resnet18"]) == {"resnet18": str(checkpoint)}
+    assert parse_weights([f"resnet18={checkpoint}"], ["resnet18"]) == {"resnet18": str(checkpoint)}
+    with pytest.raises(InvalidName, match="'resnet50' is not among the models of this run"):
+        parse_weights([f"resnet50={checkpoint}"], ["resnet18"])
+    with pytest.raises(InvalidName, match="with several models write --weights MODEL=FILE"):
+        parse_weights([str(tmp_path / "best.pth")], ["resnet18", "resnet50"])
+
+
+def test_rows_that_failed_are_said_and_overwrite_extracts_them_again(root, tmp_path, caplog):
+    # An image unreadable for a moment stayed a row of zeros: extract, even with --overwrite,
+    # skipped the store and said "failed": 0.
+    write_photo_dataset(root, "photos", copies=2)
+    image = dataset_dir("photos", root) / "images" / "chelsea_1.jpg"
+    image.rename(tmp_path / "away.jpg")
+    (first,) = extract("photos", ["efficientnet_lite0"], root, progress=False)
+    assert (first.status, first.failed) == ("extracted", 1)
+    (tmp_path / "away.jpg").rename(image)
+    with caplog.at_level("WARNING"):
+        (again,) = extract("photos", ["efficientnet_lite0"], root, progress=False)
+    assert (again.status, again.failed) == ("skipped", 1)
+    assert "complete, with 1 rows whose images failed to decode at extraction" in caplog.text
+    (warning,) = verify_file(first.path).warnings
+    assert warning.endswith("images/chelsea_1.jpg; if their images read now, `featurestore extract -d photos -m "
+                            "efficientnet_lite0 --overwrite` extracts the store again")
+    assert pending_models("photos", ["efficientnet_lite0"], root, overwrite=True) == ["efficientnet_lite0"]
+    (redone,) = extract("photos", ["efficientnet_lite0"], root, overwrite=True, progress=False)
+    assert (redone.status, redone.failed, redone.written) == ("extracted", 0, redone.rows)
+    assert not featurestore.load_arrays("photos", "efficientnet_lite0", root=root).failed.any()
+    (last,) = extract("photos", ["efficientnet_lite0"], root, overwrite=True, progress=False)
+    assert (last.status, last.failed) == ("skipped", 0)

@@ -105,7 +105,9 @@ def test_store_with_other_fingerprint_is_never_mixed(root):
     path = write_store(root, n=40)
     before = path.read_bytes()
     other = spec_for(weights_sha256="x" * 64)
-    with pytest.raises(StoreConflict, match="built from other inputs"):
+    # The message names what differs: here only the weights (a wrong --weights file reads as such).
+    with pytest.raises(StoreConflict, match=r"built from other inputs than requested \(weights: sha256 wwwwwwwwwwww "
+                                            r"stored, xxxxxxxxxxxx requested \(check --weights\)\); extract it again"):
         StoreWriter.open(other, rows_for(40), root=root)
     with pytest.raises(StoreConflict):
         store_state(other, root)
@@ -139,7 +141,8 @@ def test_failed_rows_are_flagged_and_zeroed(root):
     assert frame["failed"].tolist() == failed.tolist() and frame["failed"].dtype == bool
     (warning,) = verify_file(arrays.path).warnings
     assert warning.endswith("2 rows failed to decode at extraction (stored as zeros, flagged failed): "
-                            "img/000003.jpg, img/000007.jpg")
+                            "img/000003.jpg, img/000007.jpg; if their images read now, `featurestore extract -d toy "
+                            "-m net --overwrite` extracts the store again")
 
 
 def test_missing_store_says_how_to_make_it(root):
@@ -377,3 +380,23 @@ def test_verify_and_catalog_catch_a_pandas_key_that_does_not_read(root, damage, 
     report = verify_file(path)
     assert not report.ok and problem in report.problems[0]
     assert featurestore.catalog(root)["state"].tolist() == [listed]
+
+
+def test_an_unfinished_store_under_the_final_name_is_replaced_only_with_overwrite(root):
+    # A .partial renamed to the store's name by hand was "complete" to extract (skipped, even with
+    # --overwrite) while every reader said "run extract again to finish it".
+    with StoreWriter.open(spec_for(), rows_for(40), root=root, commit_bytes=1 << 10) as writer:
+        writer.write(features_for(0, 16, 32))
+    final = fmt.store_path("toy", "net", root)
+    fmt.partial_path(final).rename(final)
+    with pytest.raises(StoreConflict, match=r"store is not marked complete \(16 of 40 rows committed\) though it has "
+                                            r"a finished store's name; extract it again with --overwrite"):
+        store_state(spec_for(), root)
+    with pytest.raises(StoreIncomplete, match="extract it again with --overwrite to replace it"):
+        load_arrays("toy", "net", root=root)
+    with StoreWriter.open(spec_for(), rows_for(40), root=root, overwrite=True) as writer:
+        assert not writer.is_complete and writer.committed_rows == 0
+        writer.write(features_for(0, 40, 32))
+        assert writer.finalize() == final
+    assert store_state(spec_for(), root) == "complete"
+    assert np.array_equal(load_arrays("toy", "net", root=root).features, features_for(0, 40, 32))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from featurestore.backbones import Backbone, ResolvedWeights, get_backbone
 from featurestore.extract.runtimes import effective_precision
-from featurestore.errors import InvalidName, InvalidOption, StoreConflict, StoreCorrupt, StoreStale
+from featurestore.errors import InvalidName, InvalidOption, StoreConflict, StoreStale
 from featurestore.paths import resolve_root
 from featurestore.store import RowTable, StoreSpec, store_state
 from featurestore.store import format as store_format
@@ -80,21 +80,25 @@ class Job:
     def path(self) -> Path:
         return store_format.store_path(self.spec.dataset, self.spec.model, self.root)
 
-    def state(self) -> str:
-        """``missing``, ``partial`` or ``complete`` (``StoreConflict`` if another store is there)."""
-        return store_state(self.spec, self.root)
+    def state(self, redo_failed: bool = False) -> str:
+        """``missing``, ``partial`` or ``complete`` (``StoreConflict`` if another store is there);
+        ``redo_failed`` as in ``store_state``."""
+        return store_state(self.spec, self.root, redo_failed=redo_failed)
 
     def pending(self, overwrite: bool = False, replace_stale: bool = False) -> bool:
         """True if the store must be written: it is not complete, or it was built from other inputs
         and may be replaced (any other inputs with ``overwrite``; with ``replace_stale`` only an
-        earlier manifest of the dataset). A store that may not be replaced raises its conflict."""
+        earlier manifest of the dataset), or ``overwrite`` is given and it holds rows that failed at
+        extraction. A store that may not be replaced raises its conflict; a
+        file there that cannot be read as a store (``StoreCorrupt``: damaged, not a store, a
+        directory) is never replaced, even with ``overwrite``: it may be the user's."""
         try:
-            return self.state() != "complete"
+            return self.state(redo_failed=overwrite) != "complete"
         except StoreStale:
             if overwrite or replace_stale:
                 return True
             raise
-        except (StoreConflict, StoreCorrupt):
+        except StoreConflict:
             if overwrite:
                 return True
             raise
@@ -114,11 +118,14 @@ def make_spec(dataset: str, manifest_hash: str, backbone: Backbone, layer: str, 
 
 def parse_weights(entries: Sequence[str], models: Sequence[str]) -> dict[str, str]:
     """``--weights FILE`` (one model) or ``--weights MODEL=FILE`` (any number), each for one of
-    ``models``, as ``{model: file}`` (``featurestore extract`` and ``python -m flows.extract``)."""
+    ``models``, as ``{model: file}`` (``featurestore extract`` and ``python -m flows.extract``).
+
+    With one model, an existing file whose path holds ``=`` (``epoch=3-step=120.ckpt``) is that
+    model's file, not ``MODEL=FILE``."""
     mapping = {}
     for entry in entries:
         model, sep, path = entry.partition("=")
-        if not sep:
+        if not sep or (len(models) == 1 and model not in models and Path(entry).exists()):
             if len(models) != 1:
                 raise InvalidName(f"--weights {entry}: with several models write --weights MODEL=FILE")
             model, path = models[0], entry

@@ -25,7 +25,8 @@ from featurestore.extract.stop import raise_if_stop_requested
 from featurestore.extract.writer import BackgroundWriter
 from featurestore.paths import check_root
 from featurestore.store import StoreWriter
-from featurestore.store.format import partial_path
+from featurestore.store.format import open_store, partial_path
+from featurestore.store.provenance import read_provenance
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,7 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     for job in jobs:
         if not job.pending(overwrite, replace_stale):
             log.info("%s: complete with the same fingerprint; skipped", job.path)
-            results[job.model] = ExtractResult(dataset, job.model, job.path, "skipped", len(job.rows),
-                                               fingerprint=job.spec.fingerprint)
+            results[job.model] = _skipped(job, job.path)
         else:
             pending.append(job)
     if pending:
@@ -175,6 +175,18 @@ def pending_models(dataset: str, models: Sequence[str], root=None, *, weights: M
     return [job.backbone.name for job in jobs if job.pending(overwrite, replace_stale)]
 
 
+def _skipped(job: Job, path: Path) -> ExtractResult:
+    """The result for a store that was complete already, with the failed rows it recorded; those
+    are said, since only ``overwrite`` extracts such a store again (its images may read now)."""
+    with open_store(path) as file:
+        failed = read_provenance(file).get("failed_rows") or 0
+    if failed:
+        log.warning("%s: complete, with %d rows whose images failed to decode at extraction (stored as zeros); "
+                    "if they read now, extract again with --overwrite to redo the store", path, failed)
+    return ExtractResult(job.spec.dataset, job.model, path, "skipped", len(job.rows), failed=failed,
+                         fingerprint=job.spec.fingerprint)
+
+
 def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, precision: str | None,
          batch_size: int | None, read: Reader, workers: int | None, threads: int | None, overwrite: bool,
          commit_bytes: int, progress: bool) -> list[ExtractResult]:
@@ -187,8 +199,7 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
             writer = stack.enter_context(_kept_if_written(StoreWriter.open(
                 job.spec, job.rows, job.root, overwrite=overwrite, commit_bytes=commit_bytes)))
             if writer.is_complete:
-                done.append(ExtractResult(job.spec.dataset, job.model, writer.path, "skipped", len(job.rows),
-                                          fingerprint=job.spec.fingerprint))
+                done.append(_skipped(job, writer.path))
             else:
                 opened.append((job, writer))
         if not opened:

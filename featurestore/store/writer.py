@@ -55,8 +55,8 @@ class StoreWriter:
              commit_bytes: int = DEFAULT_COMMIT_BYTES, durable: bool = True) -> StoreWriter:
         """Open the store for ``spec``: reuse it if complete, resume it if partial, else create it.
 
-        ``overwrite`` allows replacing a complete store built from other inputs; the old store
-        stays readable until the new one is complete. ``durable`` fsyncs at every commit.
+        ``overwrite`` allows replacing a complete store built from other inputs, or one with rows
+        that failed at extraction; the old store stays readable until the new one is complete. ``durable`` fsyncs at every commit.
         """
         final = fmt.store_path(spec.dataset, spec.model, root)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -184,10 +184,12 @@ class StoreWriter:
 
 
 def _complete_store_matches(spec: StoreSpec, root, overwrite: bool) -> bool:
-    """True if a complete store for ``spec`` exists; with ``overwrite``, another one is no obstacle."""
+    """True if a complete store for ``spec`` exists (with ``overwrite``, one without failed rows);
+    with ``overwrite``, another store is no obstacle (a file that is not a readable store is:
+    ``StoreCorrupt`` says to move or remove it)."""
     try:
-        return store_state(spec, root) == "complete"
-    except (StoreConflict, StoreCorrupt):
+        return store_state(spec, root, redo_failed=overwrite) == "complete"
+    except StoreConflict:
         if overwrite:
             return False
         raise
