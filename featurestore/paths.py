@@ -9,12 +9,24 @@ from pathlib import Path
 ENV_ROOT = "FEATURESTORE_HOME"
 DEFAULT_ROOT = Path("~/.local/share/featurestore")
 
-# Dataset and model names become directory and file names, so they are kept to a safe alphabet.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+# Dataset and model names become directory and file names, so they are kept to a safe alphabet,
+# and short enough for a file name with its suffixes (most file systems allow 255 bytes).
+NAME_LIMIT = 100
+_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.+-]{{0,{NAME_LIMIT - 1}}}$")
+# What featurestore keeps directly under a root, each a directory.
+_ROOT_DIRECTORIES = ("datasets", "stores", "runs")
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """Return the featurestore root: ``root`` if given, else ``$FEATURESTORE_HOME``, else the default."""
+    """Return the featurestore root: ``root`` if given, else ``$FEATURESTORE_HOME``, else the default.
+
+    An empty ``root`` is ``InvalidOption``: an unset variable in ``--root "$VAR"`` would make the
+    current directory a root."""
+    if isinstance(root, str) and not root.strip():
+        from featurestore.errors import InvalidOption
+
+        raise InvalidOption(f"--root {root!r}: give a directory, or leave --root out for $FEATURESTORE_HOME "
+                            "or the default")
     chosen = root if root is not None else os.environ.get(ENV_ROOT) or DEFAULT_ROOT
     return Path(chosen).expanduser().resolve()
 
@@ -27,6 +39,33 @@ def existing_root(root: str | os.PathLike[str] | None = None) -> Path:
     path = resolve_root(root)
     if not path.is_dir():
         raise RootNotFound(f"no featurestore root at {path}; check --root or $FEATURESTORE_HOME")
+    _check_directories(path)
+    return path
+
+
+def _not_a_directory(path: Path) -> Exception:
+    from featurestore.errors import RootNotWritable
+
+    return RootNotWritable(f"{path} is a file where featurestore keeps a directory; move it away")
+
+
+def _check_directories(root: Path) -> None:
+    """Refuse a root where a file stands in place of one of its directories: every command would
+    fail on it later, deep inside its work."""
+    for name in _ROOT_DIRECTORIES:
+        entry = root / name
+        if os.path.lexists(entry) and not entry.is_dir():
+            raise _not_a_directory(entry)
+
+
+def make_directory(path: Path) -> Path:
+    """Create ``path`` and its parents if missing; ``RootNotWritable`` naming the file that stands
+    where one of them must be a directory."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise _not_a_directory(next((p for p in (path, *path.parents) if os.path.lexists(p) and not p.is_dir()),
+                                    path)) from None
     return path
 
 
@@ -49,6 +88,8 @@ def check_root(root: str | os.PathLike[str] | None = None, *, create: bool = Tru
         raise RootNotWritable(
             f"{path}: featurestore root is not writable ({error.strerror}); pass --root DIR or set FEATURESTORE_HOME"
         ) from None
+    if create:  # existing_root checked them already
+        _check_directories(path)
     return path
 
 
@@ -58,7 +99,7 @@ def check_name(kind: str, name: str) -> str:
 
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidName(
-            f"invalid {kind} name {name!r}: use letters, digits and '_', '.', '+', '-' "
+            f"invalid {kind} name {name!r}: use up to {NAME_LIMIT} letters, digits and '_', '.', '+', '-' "
             "(starting with a letter or digit)"
         )
     return name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -575,3 +576,124 @@ def test_a_class_folder_linked_to_another_class_is_refused(root, folder):
                                            "replace the link with a folder of its own images"):
         _ingest(root, folder)
     assert not (root / "datasets" / "imagefolder" / "manifest.csv").exists()
+
+
+def _datasets_json(root):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from featurestore.cli.datasets_commands import register
+
+    app = typer.Typer()
+    register(app)
+    listed = CliRunner().invoke(app, ["datasets", "--root", str(root), "--json"])
+    assert listed.exit_code == 0, listed.output
+    return {row["name"]: row for row in json.loads(listed.stdout)}
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("{not json", r"not JSON: Expecting property name"), ("[1, 2]", "not a JSON object"),
+    ('{"classes": 5, "manifest_sha256": 7}', "its 'classes' is not a JSON array"),
+    (None, "not there, though manifest.csv is"),
+])
+def test_a_damaged_or_missing_dataset_json_is_one_line_naming_it_and_the_ingest(root, folder, content, reason):
+    # Each was a traceback from `datasets`, `extract` and `run`; a missing one read "no manifest" (walk30 3, 15).
+    from featurestore.datasets.manifest import current_manifest_hash
+
+    for name in ("imagefolder", "pets"):  # a registered name and one of the user's
+        info = Path(_ingest(root, folder, name=name).directory) / "dataset.json"
+        info.unlink() if content is None else info.write_text(content)
+    fix = "; run `featurestore ingest imagefolder --source DIR|ARCHIVE|URL --name pets` again"
+    with pytest.raises(DatasetError, match=rf"^{root}/datasets/pets/dataset.json: damaged or missing \({reason}.*\)"
+                                           rf"{re.escape(fix)}$") as error:
+        load_manifest("pets", root)
+    assert "\n" not in str(error.value) and current_manifest_hash("pets", root) is None
+    rows = _datasets_json(root)  # listed as damaged, with the problem, and the other datasets still listed
+    assert {name: (rows[name]["ingested"], rows[name]["problem"]) for name in ("imagefolder", "pets")} == {
+        "imagefolder": ("damaged", str(pytest.raises(DatasetError, load_manifest, "imagefolder", root).value)),
+        "pets": ("damaged", str(error.value))}
+    assert "problem" not in rows["cifar10"]
+    assert _ingest(root, folder, name="pets").classes == 3 and len(load_manifest("pets", root)) == 60
+
+
+def _rewrite_manifest(directory, change):
+    """Apply ``change`` to the rows of the manifest in ``directory``, with dataset.json agreeing."""
+    import json
+
+    from featurestore.datasets.manifest import manifest_bytes
+
+    frame = change(pd.read_csv(directory / "manifest.csv", dtype=str, keep_default_na=False))
+    data = frame if isinstance(frame, bytes) else manifest_bytes(frame)
+    (directory / "manifest.csv").write_bytes(data)
+    info = json.loads((directory / "dataset.json").read_text())
+    (directory / "dataset.json").write_text(json.dumps(dict(info, manifest_sha256=hashlib.sha256(data).hexdigest())))
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda f: b"garbage,,,\n", r"columns \['garbage', .*\] are not \['id', 'source'"),
+    (lambda f: f.assign(label="x"), "not a manifest: .*'x'"),
+    (lambda f: f.assign(label="99"), "label 99 but 3 classes in dataset.json"),
+    (lambda f: f.assign(split="bogus"), "split 'bogus' is not one of train, val, test"),
+    (lambda f: pd.concat([f, f.head(1)]), r"image id '[^']+' appears more than once"),
+])
+def test_a_damaged_manifest_is_one_line_naming_it_and_not_an_earlier_manifest(root, folder, change, reason):
+    # Listed `stale` ("built from an earlier manifest"), or "row table: ..." naming neither file nor fix (walk30 14).
+    from featurestore.datasets.manifest import current_manifest_hash
+
+    directory = Path(_ingest(root, folder, name="pets").directory)
+    _rewrite_manifest(directory, change)
+    with pytest.raises(DatasetError, match=rf"^{directory}/manifest.csv: damaged or missing \({reason}.*\); run "
+                                           r"`featurestore ingest imagefolder --source .* --name pets` again$") as error:
+        load_manifest("pets", root)
+    assert "\n" not in str(error.value) and "np.str_" not in str(error.value)
+    assert current_manifest_hash("pets", root) is None  # no current manifest for a store to be stale against
+
+
+def test_an_empty_root_a_long_name_and_files_where_directories_belong_are_one_line(root, folder, tmp_path):
+    # `--root ""` made the current directory a root; a 300-character name or a file at
+    # <root>/datasets/<name> or <root>/stores ended in a traceback (walk30 9, 5, 4).
+    from featurestore.errors import InvalidName, InvalidOption, RootNotWritable
+    from featurestore.paths import check_root, existing_root, resolve_root
+
+    with pytest.raises(InvalidOption, match=r"^--root '': give a directory, or leave --root out"):
+        resolve_root("")
+    with pytest.raises(InvalidName, match=r"^invalid dataset name 'xxx.*': use up to 100 letters"):
+        _ingest(root, folder, name="x" * 300)
+    assert _ingest(root, folder, name="x" * 100).images == 60
+    (root / "datasets" / "pets").write_text("x")
+    with pytest.raises(RootNotWritable, match=rf"^{root}/datasets/pets is a file where featurestore keeps a "
+                                              "directory; move it away$"):
+        _ingest(root, folder, name="pets")
+    assert (root / "datasets" / "pets").read_text() == "x"
+    for name in ("stores", "runs", "datasets"):
+        other = tmp_path / f"with-{name}"
+        other.mkdir()
+        (other / name).write_text("x")
+        for check in (check_root, existing_root):
+            with pytest.raises(RootNotWritable, match=rf"^{other}/{name} is a file where featurestore keeps a "
+                                                      "directory; move it away$"):
+                check(other)
+    with pytest.raises(RootNotWritable, match=rf"^{other}/datasets is a file where"):
+        _ingest(other, folder)
+
+
+def test_a_failed_first_ingest_names_the_source_and_leaves_no_dataset_behind(root, folder, tmp_path):
+    # It named datasets/<name>/.next/images and left an empty datasets/<name>/ (walk30 19).
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=rf"^{empty}: no images found in class sub-folders"):
+        _ingest(root, empty, name="pets")
+    assert list((root / "datasets").iterdir()) == []
+    before = _dataset_state(Path(_ingest(root, folder, name="pets").directory))
+    with pytest.raises(DatasetError, match=rf"^{empty}: no images found"):
+        _ingest(root, empty, name="pets")
+    assert _dataset_state(root / "datasets" / "pets") == before  # one that was there stays as it was
+
+
+def test_a_registered_name_in_other_case_is_refused_as_name(root, folder):
+    # It would share the registered dataset's folder on a case-insensitive file system (walk30 21).
+    with pytest.raises(DatasetError, match="--name 'FASHION-MNIST' is a registered dataset's name; pick another"):
+        _ingest(root, folder, name="FASHION-MNIST")
+    assert not (root / "datasets").exists()

@@ -43,5 +43,11 @@ class ManifestNotFound(DatasetError, FileNotFoundError):
     """No manifest exists for the dataset: it has not been ingested under this root."""
 
 
+class ManifestDamaged(DatasetError):
+    """A dataset's ``manifest.csv`` or ``dataset.json`` that is missing beside the other, not what
+    ingest writes (not JSON, missing keys, garbage rows, unknown splits), or changed since:
+    ingesting the dataset again writes both anew."""
+
+
 class ImageChanged(DatasetError):
     """An image file whose bytes differ from those ingest verified and hashed."""

@@ -55,15 +55,16 @@ def class_root(base: Path) -> Path:
         return current
 
 
-def scan_class_folders(directory: Path, base: Path) -> Layout:
+def scan_class_folders(directory: Path, base: Path, shown: Path | None = None) -> Layout:
     """Candidates from ``base/<class>/**/<image>``; sources relative to ``directory``.
 
     Every class folder is a class, even one without images, so that ingest can say it was left empty.
     An image whose name is not UTF-8 is listed by ``as_text``: verification finds no file under that
-    name and quarantines it, saying why.
+    name and quarantines it, saying why. Messages name ``shown`` in place of ``base`` where given:
+    the user's source, which ingest stages in a folder of its own.
     """
     if not base.is_dir():
-        raise DatasetError(f"{base}: folder not found; check the source or the archive's layout")
+        raise DatasetError(f"{shown or base}: folder not found; check the source or the archive's layout")
     root = class_root(base)
     rows = []
     folders = sorted(p for p in _listed(root) if p.is_dir())
@@ -80,7 +81,8 @@ def scan_class_folders(directory: Path, base: Path) -> Layout:
                          folder.name))
     if not rows:
         raise DatasetError(
-            f"{root}: no images found in class sub-folders; lay the images out as <folder>/<class>/<image>"
+            f"{(shown / root.relative_to(base)) if shown else root}: no images found in class sub-folders; lay the "
+            "images out as <folder>/<class>/<image>"
         )
     frame = pd.DataFrame(rows, columns=["id", "source", "class_name"]).assign(split="")
     return Layout(frame=frame, classes=tuple(folder.name for folder in folders))

@@ -57,5 +57,6 @@ def attach_folder(folder: Path, directory: Path) -> None:
 
 
 def read_imagefolder(directory: Path, paths: dict[str, Path]) -> Layout:
-    """Candidates from ``directory/images/<class>/<image>`` (a linked folder or an unpacked archive)."""
-    return scan_class_folders(directory, directory / IMAGES)
+    """Candidates from ``directory/images/<class>/<image>`` (a linked folder or an unpacked archive),
+    whose problems name the source in ``paths`` that the user gave."""
+    return scan_class_folders(directory, directory / IMAGES, paths["source"])

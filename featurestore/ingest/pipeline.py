@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from featurestore.datasets.arrays import ARRAY_FILE
-from featurestore.datasets.errors import DatasetError, InvalidIngestOption, UnsafeArchive
+from featurestore.datasets.errors import DatasetError, InvalidIngestOption, ManifestDamaged, UnsafeArchive
 from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, read_info, write_manifest
 from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset
 from featurestore.datasets.sources import (
@@ -71,7 +71,8 @@ def target_name(dataset: str, name: str | None) -> str:
     if name and not spec.needs_source and name != dataset:
         raise InvalidIngestOption(f"--name {name!r} applies only to 'imagefolder'; {dataset!r} is stored under its "
                                   "own name")
-    if name and name != dataset and name in dataset_names():
+    # Compared without case: on a case-insensitive file system the two would share one folder.
+    if name and name != dataset and name.lower() in {known.lower() for known in dataset_names()}:
         raise InvalidIngestOption(f"--name {name!r} is a registered dataset's name; pick another --name for your "
                                   "images")
     return check_name("dataset", name or dataset)
@@ -368,10 +369,21 @@ def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: 
                               source=source)
 
 
+def _damaged_row(name: str, error: ManifestDamaged) -> dict:
+    """A row of ``featurestore datasets`` for a dataset whose record cannot be read: listed as
+    ``damaged``, with the one-line ``problem`` (a key only such rows have), so that the other
+    datasets are listed still."""
+    return {"ingested": "damaged", "present": True, "problem": str(error), "name": name}
+
+
 def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> dict:
     """A row of ``featurestore datasets`` for a dataset ingested under a name of the user's
     (``ingest imagefolder --name``), read from its ``dataset.json``."""
-    info = read_info(dataset_dir(name, root))
+    try:
+        info = read_info(dataset_dir(name, root), name, recorded=True)
+    except ManifestDamaged as error:
+        return {"images": None, "classes": None, "size": None, "licence": None, "official_split": None,
+                "title": None, **_damaged_row(name, error)}
     return {"name": name, "images": info["images"], "ingested": info["images"], "classes": len(info["classes"]),
             "size": None, "licence": info.get("licence"), "official_split": info["official_split"], "present": True,
             "title": f"{info['dataset']} from {info['parameters']['source']}"}
@@ -382,6 +394,9 @@ def describe(spec: DatasetSpec, root: str | os.PathLike[str] | None = None) -> d
     many of its images were ingested (fewer than published after a ``--limit-per-class``)."""
     directory = dataset_dir(spec.name, root)
     present = (directory / MANIFEST_FILE).is_file()
-    return {"name": spec.name, "images": spec.images, "ingested": read_info(directory)["images"] if present else None,
-            "classes": spec.classes, "size": spec.size, "licence": spec.licence, "official_split": spec.official_split,
-            "present": present, "title": spec.title}
+    row = {"name": spec.name, "images": spec.images, "ingested": None, "classes": spec.classes, "size": spec.size,
+           "licence": spec.licence, "official_split": spec.official_split, "present": present, "title": spec.title}
+    try:
+        return dict(row, ingested=read_info(directory, spec.name)["images"]) if present else row
+    except ManifestDamaged as error:
+        return dict(row, **_damaged_row(spec.name, error))

@@ -32,7 +32,7 @@ def pipeline_ingest(dataset: str, root: str | os.PathLike[str] | None = None, *,
     check_name("dataset", dataset)
     directory = dataset_dir(dataset, root)
     try:
-        info = read_info(directory)
+        info = read_info(directory, dataset, recorded=True)
     except FileNotFoundError:
         if registered:
             raise ManifestNotFound(
