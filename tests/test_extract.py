@@ -27,6 +27,7 @@ from featurestore.paths import dataset_dir
 from featurestore.errors import InvalidName, InvalidOption
 from featurestore.extract import Shard, extract, merge_shards, pending_models, plan_jobs
 from featurestore.extract.plan import parse_weights
+from featurestore.extract.runner import FeaturesNotFinite
 from featurestore.extract.runtimes import HalvingBatches
 from featurestore.store import format as fmt
 from featurestore.store import StoreWriter, verify_file
@@ -413,7 +414,9 @@ def test_features_that_are_not_finite_are_reported_at_extraction(root, tmp_path,
 
     class Broken(torch.nn.Module):
         def forward(self, x):
-            return torch.log(-torch.ones_like(x)).mean(dim=(2, 3))  # NaN, as from weights gone bad
+            features = x.mean(dim=(2, 3))
+            first = (torch.arange(x.shape[0]) == 0)[:, None]  # the first image of each run: NaN, as from a bad layer
+            return torch.where(first, torch.full_like(features, float("nan")), features)
 
     path = tmp_path / "broken.onnx"
     torch.onnx.export(Broken(), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, input_names=["image"],
@@ -422,8 +425,10 @@ def test_features_that_are_not_finite_are_reported_at_extraction(root, tmp_path,
     with caplog.at_level("WARNING", logger="featurestore.extract.runner"):
         (result,) = extract("photos", ["broken"], root, progress=False)
     assert result.status == "extracted"
-    assert "broken.h5: 5 of 5 rows have NaN or infinite features: the model or its weights are probably broken" \
-        in caplog.text
+    not_finite = int((~np.isfinite(featurestore.load_arrays("photos", "broken", root=root).features).all(1)).sum())
+    assert 0 < not_finite < 5
+    assert (f"broken.h5: {not_finite} of 5 rows have NaN or infinite features: the model or its weights are "
+            "probably broken") in caplog.text
 
 
 def test_out_of_memory_halves_the_batch_and_goes_on():
@@ -713,3 +718,30 @@ def test_rows_that_failed_are_said_and_overwrite_extracts_them_again(root, tmp_p
     assert not featurestore.load_arrays("photos", "efficientnet_lite0", root=root).failed.any()
     (last,) = extract("photos", ["efficientnet_lite0"], root, overwrite=True, progress=False)
     assert (last.status, last.failed) == ("skipped", 0)
+
+
+def test_weights_that_give_only_nan_never_replace_a_store(root, tmp_path):
+    # With --overwrite, a pass whose every row was NaN replaced a good store and exited 0.
+    write_photo_dataset(root, "photos", copies=1, size=48)
+    (good,) = extract("photos", ["efficientnet_lite0"], root, progress=False)
+    before = good.path.read_bytes()
+    lite0 = featurestore.backbones.get_backbone("efficientnet_lite0")
+    state = torch.load(lite0.weights.resolve(None).path, weights_only=True)
+    broken = tmp_path / "nan.pth"
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}, broken)
+    with pytest.raises(FeaturesNotFinite, match=r"efficientnet_lite0\.h5\.partial: all 5 rows came out NaN or infinite: "
+                                                r"the model or its weights are broken; that store was deleted unfinished"):
+        extract("photos", ["efficientnet_lite0"], root, weights={"efficientnet_lite0": str(broken)}, overwrite=True,
+                progress=False)
+    assert good.path.read_bytes() == before and not fmt.partial_path(good.path).exists()
+
+
+def test_a_reader_that_cannot_serve_the_models_is_refused_when_every_store_is_complete(root):
+    # It was checked only when a store was pending: with all complete, --reader device-decode
+    # (torch only) on onnxruntime's CPU passed silently.
+    write_photo_dataset(root, "photos", copies=1, size=48)
+    extract("photos", ["efficientnet_lite0"], root, progress=False)
+    with pytest.raises(InvalidName, match="reader 'device-decode' cannot read this pass: it needs the torch runtime"):
+        extract("photos", ["efficientnet_lite0"], root, reader="device-decode", progress=False)
+    (skipped,) = extract("photos", ["efficientnet_lite0"], root, reader="threads", progress=False)
+    assert skipped.status == "skipped"

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,10 +14,11 @@ import pytest
 from store_fixtures import CLASSES, features_for, rows_for, spec_for, write_store
 
 import featurestore
-from featurestore.errors import (StoreConflict, StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound,
-                                 StoreSchemaTooNew)
+from featurestore.errors import (RootNotWritable, StoreConflict, StoreCorrupt, StoreIncomplete, StoreLocked,
+                                 StoreNotFound, StoreSchemaTooNew)
 from featurestore.store import RowTable, StoreWriter, format as fmt, load_arrays, store_path, store_state, verify_file
 from featurestore.store.lock import WriterLock
+from featurestore.store.reader import read_arrays
 from featurestore.store.spec import InvalidStoreInput
 
 
@@ -400,3 +402,53 @@ def test_an_unfinished_store_under_the_final_name_is_replaced_only_with_overwrit
         assert writer.finalize() == final
     assert store_state(spec_for(), root) == "complete"
     assert np.array_equal(load_arrays("toy", "net", root=root).features, features_for(0, 40, 32))
+
+
+def test_a_store_at_another_stores_path_is_unreadable_there(root, tmp_path):
+    # Copied or renamed to another (dataset, model), a store was listed complete, passed verify and
+    # was evaluated as that model: one backbone's features reported under another's name.
+    path = write_store(root, n=20)
+    for dataset, model in (("toy", "other"), ("elsewhere", "net")):
+        (root / "stores" / dataset).mkdir(exist_ok=True)
+        shutil.copy(path, fmt.store_path(dataset, model, root))
+        with pytest.raises(StoreCorrupt, match=rf"holds the store of toy/net, not of {dataset}/{model} \(copied or "
+                                               rf"renamed there\?\); move it to stores/toy/net.h5 or delete it with "
+                                               rf"`featurestore rm {dataset} {model}`"):
+            load_arrays(dataset, model, root=root)
+        with pytest.raises(StoreCorrupt, match="holds the store of toy/net"):
+            store_state(spec_for(dataset=dataset, model=model), root)
+        assert not verify_file(fmt.store_path(dataset, model, root)).ok
+    states = {(r["dataset"], r["model"]): r["state"] for r in featurestore.catalog(root).to_dict("records")}
+    assert states == {("toy", "net"): "complete", ("toy", "other"): "unreadable", ("elsewhere", "net"): "unreadable"}
+    kept = shutil.copy(path, tmp_path / "my-copy.h5")  # outside a root's stores/, a store is read by its path
+    assert read_arrays(kept).features.shape == (20, 32)
+
+
+def test_a_store_with_a_damaged_object_header_is_unreadable_to_ls_and_extract(root):
+    # Its /rows header overwritten, the store was listed complete and reused by extract: only
+    # verify and evaluate, which read /rows, found the damage.
+    path = write_store(root, n=20)
+    with h5py.File(path, "r") as file:
+        header = h5py.h5o.get_info(file["rows"].id).addr
+    with open(path, "r+b") as raw:
+        raw.seek(header)
+        raw.write(b"GARBAGE!" * 4)
+    (entry,) = featurestore.catalog(root).to_dict("records")
+    assert entry["state"] == "unreadable" and "its HDF5 internals are damaged" in entry["problem"]
+    with pytest.raises(StoreCorrupt, match="its HDF5 internals are damaged .*; delete it with `featurestore rm toy net`"):
+        store_state(spec_for(), root)
+    with pytest.raises(StoreCorrupt):
+        StoreWriter.open(spec_for(), rows_for(20), root=root, overwrite=True)
+    assert not fmt.partial_path(path).exists()
+
+
+def test_a_file_where_the_stores_directory_belongs_is_named(root):
+    (root / "stores").mkdir(parents=True)
+    (root / "stores" / "toy").write_text("not a directory")
+    with pytest.raises(RootNotWritable, match=r"stores/toy is a file where featurestore keeps a directory; move it away"):
+        StoreWriter.open(spec_for(), rows_for(20), root=root)
+    (root / "stores" / "toy").unlink()
+    (root / "stores").rmdir()
+    (root / "stores").write_text("not a directory")
+    with pytest.raises(RootNotWritable, match=r"/stores is a file where featurestore keeps a directory"):
+        StoreWriter.open(spec_for(), rows_for(20), root=root)

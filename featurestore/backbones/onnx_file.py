@@ -89,15 +89,16 @@ def _check_spec(name: str, size, resize, dim, mean, std) -> None:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
     def three_numbers(value) -> bool:
+        # JSON as Python reads it takes NaN and Infinity: every image would normalise to NaN.
         return (isinstance(value, (list, tuple)) and len(value) == 3
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
 
     for key, value, ok, wanted in (
             ("size", size, whole(size), "a whole number of pixels >= 1"),
             ("resize", resize, resize is None or whole(resize), "a whole number of pixels >= size"),
             ("dim", dim, dim is None or whole(dim), "a whole number >= 1"),
-            ("mean", mean, three_numbers(mean), "three numbers (R, G, B)"),
-            ("std", std, three_numbers(std) and all(std), "three non-zero numbers (R, G, B)")):
+            ("mean", mean, three_numbers(mean), "three finite numbers (R, G, B)"),
+            ("std", std, three_numbers(std) and all(std), "three finite non-zero numbers (R, G, B)")):
         if not ok:
             raise InvalidOption(f"ONNX backbone {name!r}: {key} {value!r} must be {wanted}")
 

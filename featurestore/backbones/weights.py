@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,11 @@ def load_state_dict(path: str | os.PathLike[str]) -> Mapping:
     import torch
 
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch's note on a pickle protocol its safe unpickler may not support would precede
+            # the one line that says why the file is refused (or nothing, when it loads).
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - every reader failure means the same to the user
         raise _refusal(path, error) from None
     for wrapper in ("state_dict", "model"):

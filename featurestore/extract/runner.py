@@ -23,6 +23,7 @@ from featurestore.extract.reader import Reader, check_reader_name, open_reader
 from featurestore.extract.runtimes import RuntimeRequest, build_runtime, check_options, default_runtime, resolve_device
 from featurestore.extract.stop import raise_if_stop_requested
 from featurestore.extract.writer import BackgroundWriter
+from featurestore.errors import FeatureStoreError
 from featurestore.paths import check_root
 from featurestore.store import StoreWriter
 from featurestore.store.format import open_store, partial_path
@@ -59,6 +60,10 @@ class ExtractResult:
                 "rows": self.rows, "written": self.written, "failed": self.failed,
                 "seconds": round(self.seconds, 3), "images_per_second": round(self.images_per_second, 1),
                 "runtime": self.runtime, "fingerprint": self.fingerprint}
+
+
+class FeaturesNotFinite(FeatureStoreError):
+    """Every row a pass computed for a store is NaN or infinite: broken weights or model."""
 
 
 @dataclass
@@ -143,6 +148,9 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
         manifest = load_manifest(dataset, root)
     jobs = plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, shard=shard, download=download,
                      device=device, runtime=runtime, precision=precision)
+    if reader is not None:
+        # Whether it can serve these models is checked like any option, even when no store is pending.
+        open_reader(reader, device, manifest, *_pass_of(jobs, runtime, device))
     results: dict[str, ExtractResult] = {}
     pending = []
     for job in jobs:
@@ -152,9 +160,7 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
         else:
             pending.append(job)
     if pending:
-        runtimes = [runtime or default_runtime(job.backbone, device) for job in pending]
-        preprocessings = [job.backbone.preprocessing for job in pending]
-        read = open_reader(reader, device, manifest, runtimes, preprocessings)
+        read = open_reader(reader, device, manifest, *_pass_of(pending, runtime, device))
         for result in _run(pending, manifest, root, device, runtime, precision, batch_size, read, workers, threads,
                            overwrite or replace_stale, commit_bytes, progress):
             results[result.model] = result
@@ -173,6 +179,12 @@ def pending_models(dataset: str, models: Sequence[str], root=None, *, weights: M
     jobs = plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, download=download,
                      precision=precision)
     return [job.backbone.name for job in jobs if job.pending(overwrite, replace_stale)]
+
+
+def _pass_of(jobs: Sequence[Job], runtime: str | None, device: str) -> tuple[list[str], list]:
+    """The runtime names and preprocessings of a pass over ``jobs``, as a reader is chosen by."""
+    return ([runtime or default_runtime(job.backbone, device) for job in jobs],
+            [job.backbone.preprocessing for job in jobs])
 
 
 def _skipped(job: Job, path: Path) -> ExtractResult:
@@ -237,9 +249,15 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
                     item.next_row = batch.start + len(batch)
                 bar.update(len(batch))
         seconds = time.perf_counter() - started
+        broken = []
         for item in active:
             item.flush()
             item.sink.close()
+            if item.not_finite and item.not_finite == item.written - item.failed:
+                # Not one usable row: finished, it would replace a good store (--overwrite) with NaN.
+                item.writer.discard()
+                broken.append(f"{partial_path(item.writer.path)}: all {item.not_finite} rows")
+                continue
             item.writer.finalize(_provenance(item, device, batch_size, read.name))
             if item.not_finite:
                 # Stored as computed (the store records what the model gave); said now, not first by verify.
@@ -250,6 +268,10 @@ def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, prec
                                       "resumed" if item.resumed else "extracted", len(item.job.rows),
                                       item.written, item.failed, seconds, item.runtime.name,
                                       item.job.spec.fingerprint))
+    if broken:
+        raise FeaturesNotFinite(f"{'; '.join(broken)} came out NaN or infinite: the model or its weights are "
+                                "broken; that store was deleted unfinished (a complete one before it is kept): fix "
+                                "the weights and extract again")
     return done
 
 

@@ -91,10 +91,30 @@ def check_header(file: h5py.File, path: Path, *, may_lack: tuple[str, ...] = ())
                 "upgrade featurestore to read it"
             )
         for key in (fmt.MATRIX, fmt.ROW_INDEX, fmt.ROWS_KEY, fmt.PROVENANCE_KEY, fmt.COMMITTED, fmt.ROW_STATUS):
-            if key not in file and key not in may_lack:
+            if key in file:
+                # Opening reads the object's header: damage there shows here, not at the first read.
+                file[key]
+            elif key not in may_lack:
                 raise fmt.corrupt(path, f"store lacks /{key}")
         with fmt.damage_reported(path, "its provenance attribute is not readable JSON"):
-            return read_provenance(file)
+            provenance = read_provenance(file)
+    _check_place(provenance, path)
+    return provenance
+
+
+def _check_place(provenance: dict, path: Path) -> None:
+    """``StoreCorrupt`` if a store under ``<root>/stores/`` lies at another (dataset, model)'s path
+    than its own: copied or renamed there, it would be read as that store (features of one model
+    reported under another's name)."""
+    if path.parent.parent.name != "stores":
+        return  # a store file kept elsewhere by the user is read by path, as given
+    here = (path.parent.name, path.name.removesuffix(fmt.PARTIAL_SUFFIX).removesuffix(fmt.SUFFIX))
+    own = (provenance.get("dataset"), provenance.get("model"))
+    if here != own:
+        raise StoreCorrupt(
+            f"{path}: holds the store of {own[0]}/{own[1]}, not of {here[0]}/{here[1]} (copied or renamed "
+            f"there?); move it to stores/{own[0]}/{own[1]}{fmt.SUFFIX} or delete it with "
+            f"`featurestore rm {here[0]} {here[1]}`")
 
 
 def read_frame(path: Path, key: str, **options) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from featurestore.errors import FeatureStoreError, StoreConflict, StoreCorrupt, StoreIncomplete, StoreSchemaTooNew
+from featurestore.paths import make_directory
 from featurestore.store import format as fmt
 from featurestore.store.lock import WriterLock
 from featurestore.store.provenance import (
@@ -56,10 +57,11 @@ class StoreWriter:
         """Open the store for ``spec``: reuse it if complete, resume it if partial, else create it.
 
         ``overwrite`` allows replacing a complete store built from other inputs, or one with rows
-        that failed at extraction; the old store stays readable until the new one is complete. ``durable`` fsyncs at every commit.
+        that failed at extraction; the old store stays readable until the new one is complete.
+        ``durable`` fsyncs at every commit.
         """
         final = fmt.store_path(spec.dataset, spec.model, root)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_directory(final.parent)
         lock = WriterLock(fmt.lock_path(final), final).acquire()
         try:
             if _complete_store_matches(spec, root, overwrite):
@@ -171,10 +173,17 @@ class StoreWriter:
         row: a pass that fails before its first batch (weights that do not load, say) leaves no
         "interrupted 0/N" store behind. A resumed or partly written store is kept. True if deleted."""
         unused = self.created and self.position == 0
-        self.close()
         if unused:
-            fmt.partial_path(self.path).unlink(missing_ok=True)
+            self.discard()
+        else:
+            self.close()
         return unused
+
+    def discard(self) -> None:
+        """Release the store and delete its partial file with every row in it (a complete store
+        beside it is left as it is)."""
+        self.close()
+        fmt.partial_path(self.path).unlink(missing_ok=True)
 
     def __enter__(self) -> StoreWriter:
         return self
