@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 
 from featurestore.classifiers import classifier_names, get_classifier
+from featurestore.errors import InvalidOption
 from featurestore.evaluation import discard_unfinished, new_run_dir, table_rows
 from featurestore.evaluation.data import check_train_per_class
 from featurestore.evaluation.errors import NothingToEvaluate
@@ -89,6 +90,8 @@ def evaluate(
     hyper-parameters are chosen within them) and scores on the whole test split, for a learning
     curve without extracting again.
     """
+    if not datasets:  # a deployment's `-p datasets=[]`: it ended "no store can be evaluated: " and no reason
+        raise InvalidOption(f"datasets={list(datasets)!r}: give at least one dataset (--dataset NAME)")
     classifiers = list(classifiers or classifier_names())
     for name in classifiers:
         get_classifier(name)

@@ -100,9 +100,19 @@ def run_extract(task_runner: str = "threads", workers: int = 1, **parameters) ->
         return extract(task_runner=task_runner, workers=workers, **parameters)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, whose bad option is one line as every other error (``--help`` is unchanged)."""
+
+    def error(self, message: str):
+        """Print ``error: MESSAGE; see PROG --help`` on stderr and exit 2, without the usage block."""
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: ``python -m flows.extract --dataset NAME --models A,B ...``."""
-    parser = argparse.ArgumentParser(prog="python -m flows.extract", description=extract.__doc__.splitlines()[0])
+    from featurestore.cli.output import split_names
+
+    parser = _OneLineParser(prog="python -m flows.extract", description=extract.__doc__.splitlines()[0])
     # The short and plural spellings of `featurestore extract`, so its options carry over.
     parser.add_argument("--dataset", "--datasets", "-d", dest="dataset", required=True, action="append",
                         help="dataset name (repeat or comma-separate)")
@@ -124,10 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task-runner", default="threads", choices=sorted(TASK_RUNNERS))
     parser.add_argument("--workers", type=int, default=1, help="tasks at once (default 1: one device)")
     args = parser.parse_args(argv)
-    datasets = [d for value in args.dataset for d in value.split(",") if d]
-    models = [m for value in args.models or ["efficientnet_lite0"] for m in value.split(",") if m]
     try:
         with exit_on_error():
+            datasets = split_names(args.dataset, "--dataset")
+            models = split_names(args.models, "--models") or ["efficientnet_lite0"]
             weights = parse_weights(args.weights, models)
             rows = run_extract(
                 task_runner=args.task_runner, workers=args.workers, datasets=datasets,

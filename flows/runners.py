@@ -59,13 +59,32 @@ TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {
     "dask": _dask,
 }
 
+#: worker processes per core beyond which a runner is refused (tasks wait on I/O at most that much)
+WORKERS_PER_CORE = 4
+
+
+def _max_workers(name: str) -> int | None:
+    """The most ``workers`` the runner called ``name`` takes here, ``None`` for no bound: each
+    process-pool or local Dask worker is a process of its own, and ``--workers 100000`` hung
+    starting them. Threads start one per task submitted, and a Dask cluster at
+    ``$FEATURESTORE_DASK_ADDRESS`` has the workers it has: neither starts ``workers`` of anything."""
+    if name == "threads" or (name == "dask" and os.environ.get(ENV_DASK_ADDRESS)):
+        return None
+    return WORKERS_PER_CORE * (os.cpu_count() or 1)
+
+
 def make_task_runner(name: str, workers: int = 2) -> TaskRunner:
-    """The task runner called ``name`` running ``workers`` tasks at once; one line for a bad name or
-    for fewer than one worker (the runners would raise a traceback only when they start)."""
+    """The task runner called ``name`` running ``workers`` tasks at once; one line for a bad name, for
+    fewer than one worker, or for more worker processes than ``_max_workers`` (the runners would raise
+    a traceback only when they start, or never start)."""
     if name not in TASK_RUNNERS:
         raise InvalidName(f"unknown task runner {name!r}: choose one of {', '.join(TASK_RUNNERS)}")
     if workers < 1:
         raise InvalidOption(f"--workers {workers}: a flow runs at least 1 task at once; pass --workers 1 or more")
+    bound = _max_workers(name)
+    if bound is not None and workers > bound:
+        raise InvalidOption(f"--workers {workers}: the {name} runner starts a process per worker, at most {bound} "
+                            f"here ({WORKERS_PER_CORE} per CPU core); pass --workers {bound} or fewer")
     return TASK_RUNNERS[name](workers)
 
 

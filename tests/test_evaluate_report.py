@@ -439,3 +439,41 @@ def test_accuracy_picture_bolds_the_best_leak_free_answer_labels_the_leaky_one_a
     ((title, _, _, _),) = _drawn_panels(point, tmp_path / "b.png", monkeypatch, train_per_class=5)
     assert title == f"{DATASET}: test accuracy (%), fit on at most 5 train+val images per class"
     assert plots.heat_map([dict(r, train_per_class=None) for r in point], 1000).title == f"{DATASET}: test accuracy (%)"
+
+
+def test_a_damaged_results_json_is_skipped_with_a_one_line_warning(evaluated, tmp_path, capsys):
+    # Before: one results.json without created_at broke `report` and `--history` for every run.
+    root, document = tmp_path / "root", evaluated[2][0]
+    good = new_run_dir(root)
+    write_report(good, document["results"], [], {"seed": 0})
+    damaged = {"nodate": '{"a": 1}', "list": "[1, 2]", "notjson": "{not json"}
+    for name, text in damaged.items():
+        (root / "runs" / name).mkdir()
+        (root / "runs" / name / "results.json").write_text(text)
+    for history in ([], ["--history", "--json"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["report", *history, "--root", str(root)])
+        captured = capsys.readouterr()
+        assert exit_.value.code == 0 and good.name in captured.out
+        warned = captured.err.splitlines()
+        assert len(warned) == 3 and all(line.startswith("warning: ") for line in warned)
+        for name in damaged:
+            path = root / "runs" / name
+            assert any(line.startswith(f"warning: {path / 'results.json'}: damaged (")
+                       and line.endswith(f"delete {path} or restore its results.json") for line in warned)
+    # Before: "run 'notjson' has not finished ... wait for it, or delete the directory".
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--run", "notjson", "--root", str(root)])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err.startswith(f"error: {root / 'runs' / 'notjson' / 'results.json'}: damaged (not "
+                                              "readable JSON")
+
+
+@pytest.mark.parametrize("run", ["", ".."])
+def test_report_refuses_a_run_id_that_names_no_run(evaluated, run, capsys):
+    # Before: `--run ''` named the runs directory itself: "run '' has not finished".
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--run", run, "--root", str(evaluated[0])])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (f"error: invalid run name {run!r}: use letters, digits and '_', '.', '+', '-' "
+                                       "(starting with a letter or digit)\n")

@@ -248,3 +248,92 @@ def test_rm_lists_what_it_deletes_under_the_writer_lock(root, monkeypatch):
     removed = CliRunner().invoke(app, ["rm", "toy", "a", "--root", str(root)])
     assert removed.exit_code == 0 and removed.output == f"removed {final}\n", removed.output
     assert not final.exists() and not fmt.partial_path(final).exists()
+
+
+def one_line_error(result, code: int = 2) -> str:
+    """The one stderr line of a refused command (no usage box, no traceback)."""
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["featurestore.cli", "extract", "-d", ""], "--dataset ''"),
+    (["featurestore.cli", "extract", "-d", ",,"], "--dataset ',,'"),
+    (["featurestore.cli", "extract", "-d", "toy", "-m", ""], "--models ''"),
+    (["featurestore.cli", "evaluate", "-d", ""], "--dataset ''"),
+    (["featurestore.cli", "evaluate", "-d", "toy", "-c", " "], "--classifiers ' '"),
+    (["featurestore.cli", "run", "-d", "", "-m", "", "-c", ""], "--datasets ''"),
+    (["featurestore.cli", "run", "-c", ","], "--classifiers ','"),
+    (["flows.extract", "--dataset", ""], "--dataset ''"),
+    (["flows.extract", "--dataset", "toy", "--models", ""], "--models ''"),
+])
+def test_a_name_list_that_names_nothing_is_refused(root, command, said):
+    # Before: extract exited 0 having done nothing, run fell back to its defaults, evaluate ended
+    # "no store can be evaluated: " with nothing after the colon.
+    write_store(root, n=30, model="a")
+    result = subprocess.run([sys.executable, "-m", *command, "--root", str(root)],
+                            capture_output=True, text=True, timeout=120)
+    assert one_line_error(result) == f"error: {said}: give at least one name"
+    assert not (root / "datasets").exists()
+
+
+@pytest.mark.parametrize(("option", "said"), [
+    (["--device", "tpu"], "error: device 'tpu' is not supported; use auto, cpu, cuda or cuda:N"),
+    (["-c", "nosuch"], "error: unknown classifier 'nosuch': choose one of"),
+])
+def test_run_refuses_a_bad_device_or_classifier_before_its_flow_starts(root, option, said):
+    # Before: said only after Prefect's server had started and the dataset had been ingested.
+    result = cli("run", "-m", "efficientnet_lite0", "--limit-per-class", "2", *option, root=root)
+    assert one_line_error(result).startswith(said)
+    assert list(root.iterdir()) == []  # nothing ingested
+    help_text = subprocess.run([sys.executable, "-m", "featurestore.cli", "run", "--help"],
+                               capture_output=True, text=True, timeout=120).stdout
+    assert "auto, cpu, cuda or cuda:N" in " ".join(help_text.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("command", [
+    ["featurestore.cli", "ls", "--bogus"], ["featurestore.cli", "show", "toy", "a", "-n", "abc"],
+    ["featurestore.cli", "show", "toy", "a", "-n", "-1"], ["featurestore.cli", "bogus"],
+    ["featurestore.cli", "show", "toy"], ["flows.evaluate", "--bogus"],
+    ["flows.extract", "--dataset", "toy", "--shards", "abc"], ["flows.extract", "-d", "toy", "--task-runner", "bogus"],
+])
+def test_a_bad_option_is_one_line_naming_the_help(root, command):
+    # Before: a 3-to-10-line usage box (typer) or usage block (argparse) around the message.
+    write_store(root, n=30, model="a")
+    result = subprocess.run([sys.executable, "-m", *command, "--root", str(root)],
+                            capture_output=True, text=True, timeout=120)
+    assert one_line_error(result).endswith(" --help`") and result.stdout == ""
+
+
+@pytest.mark.parametrize(("command", "runner"), [(["featurestore.cli", "evaluate", "-d", "toy"], "dask"),
+                                                 (["featurestore.cli", "run"], "processes"),
+                                                 (["flows.extract", "--dataset", "toy"], "processes")])
+def test_flows_refuse_more_worker_processes_than_the_bound(root, command, runner):
+    # Before: `--task-runner dask --workers 100000` hung starting its cluster (9 minutes, 2.6 GB).
+    write_store(root, n=30, model="a")
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "FEATURESTORE_DASK_ADDRESS")}
+    result = subprocess.run([sys.executable, "-m", *command, "--task-runner", runner, "--workers", "100000",
+                             "--root", str(root)], capture_output=True, text=True, timeout=120, env=env)
+    bound = 4 * os.cpu_count()
+    assert one_line_error(result) == (f"error: --workers 100000: the {runner} runner starts a process per worker, at "
+                                      f"most {bound} here (4 per CPU core); pass --workers {bound} or fewer")
+
+
+def test_ls_and_datasets_tell_a_root_from_a_file_or_another_directory(root, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    # Before: exit 0 and a listing of the registered datasets.
+    assert one_line_error(cli("datasets", root=a_file), 1) == (
+        f"error: no featurestore root at {a_file}; check --root or $FEATURESTORE_HOME")
+    assert cli("datasets", root=tmp_path / "not-made-yet").returncode == 0  # lists what can be ingested
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "bin").mkdir(parents=True)
+    # Before: "no stores yet under" it, as if a featurestore root.
+    assert cli("ls", root=elsewhere).stdout.strip() == (
+        f"no stores under {elsewhere}: it is not a featurestore root (no stores/, datasets/, runs/ in it); "
+        "check --root or $FEATURESTORE_HOME")
+    assert cli("ls", root=root).stdout.startswith(f"no stores yet under {root}")  # a fresh, empty root
+    (root / "datasets").mkdir()
+    assert cli("ls", root=root).stdout.startswith(f"no stores yet under {root}")  # ingested, nothing extracted

@@ -10,8 +10,11 @@ import importlib
 import sys
 
 import typer
+# typer carries its own copy of click, whose errors are not the installed click's
+from typer._click import Command
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from featurestore.errors import exit_on_error
+from featurestore.errors import FeatureStoreError, InvalidOption, exit_on_error
 
 COMMAND_MODULES = (
     "featurestore.cli.store_commands",
@@ -33,16 +36,32 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
 
+def _run(command: Command, argv: list[str] | None, prog_name: str) -> None:
+    """Run ``command`` and exit with its code; a bad option is one line, ``error: <click's message>;
+    see `<command> --help```, exit 2, as every other error (click printed a usage box)."""
+    with exit_on_error():
+        try:
+            code = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        except NoArgsIsHelpError as error:  # a bare group or command: its help, as before
+            error.show()
+            sys.exit(error.exit_code)
+        except UsageError as error:
+            where = error.ctx.command_path if error.ctx else prog_name
+            raise InvalidOption(f"{error.format_message().rstrip('.')}; see `{where} --help`") from None
+        except ClickException as error:
+            raise FeatureStoreError(error.format_message()) from None
+    # click returns the exit code of --help or typer.Exit (Ctrl-C's 130 too), else the command's
+    # return value (None)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` defaults to the process's arguments."""
-    with exit_on_error():
-        app(args=argv, prog_name="featurestore")
+    _run(typer.main.get_command(app), argv, "featurestore")
 
 
 def run_command(command: str, argv: list[str] | None = None, *, module: str) -> None:
     """``featurestore COMMAND ARGV...``: the entry point of ``python -m <module>``, so a flow's
     module and its CLI command take one set of options; its help and usage errors name the
     module. ``argv`` defaults to the process's."""
-    click_command = typer.main.get_command(app).commands[command]
-    with exit_on_error():
-        click_command.main(args=sys.argv[1:] if argv is None else argv, prog_name=f"python -m {module}")
+    _run(typer.main.get_command(app).commands[command], argv, f"python -m {module}")

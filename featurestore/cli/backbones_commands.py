@@ -63,7 +63,7 @@ def _requested_models(models: list[str] | None, onnx_specs: list[str]) -> list[s
     from featurestore.backbones import register_onnx_spec
 
     registered = [register_onnx_spec(spec).name for spec in onnx_specs]
-    return split_names(models) if models else registered or [DEFAULT_MODEL]
+    return split_names(models, "--models") or registered or [DEFAULT_MODEL]
 
 
 def extract(
@@ -92,8 +92,9 @@ def extract(
     from featurestore.extract import extract as run_extract
     from featurestore.extract.plan import parse_weights
 
+    dataset_names = split_names(datasets, "--dataset")
     names = _requested_models(models, onnx_spec)
-    results = [result for dataset in split_names(datasets)
+    results = [result for dataset in dataset_names
                for result in run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
                                          batch_size=batch_size, reader=reader, workers=workers, threads=threads,
                                          weights=parse_weights(weights, names), layer=layer, shard=_shard(shard),

@@ -11,6 +11,7 @@ from featurestore.datasets.manifest import current_manifest_hash, ingested_names
 from featurestore.datasets.registry import dataset_names, get_dataset
 from featurestore.ingest.pipeline import check_request, describe, describe_ingested
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
+from featurestore.paths import existing_root, resolve_root
 
 DATASET_COLUMNS = ["name", "images", "ingested", "classes", "size", "licence", "official split"]
 
@@ -18,6 +19,8 @@ DATASET_COLUMNS = ["name", "images", "ingested", "classes", "size", "licence", "
 def datasets(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """List the registered datasets, whether each is ingested under the root, and the datasets
     ingested there under a name of your own (`ingest imagefolder --name`)."""
+    if resolve_root(root).exists():
+        existing_root(root)  # a file is no root; one not made yet still lists what can be ingested
     registered = dataset_names()
     rows = [describe(get_dataset(name), root) for name in registered]
     rows += [describe_ingested(name, root) for name in ingested_names(root) if name not in registered]

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from featurestore.errors import InvalidOption
+
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 ROOT_OPTION = typer.Option(None, "--root", help="Featurestore root (default: $FEATURESTORE_HOME or ~/.local/share/featurestore).")
 
@@ -19,9 +21,14 @@ ROOT_OPTION = typer.Option(None, "--root", help="Featurestore root (default: $FE
 console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
 
-def split_names(values: list[str] | None) -> list[str]:
-    """Names given repeated or comma-separated: ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
-    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+def split_names(values: list[str] | None, option: str) -> list[str]:
+    """Names given repeated or comma-separated: ``["a,b", "c"]`` -> ``["a", "b", "c"]``; ``[]`` when
+    ``option`` was not given. Given but naming nothing (``-d ""``, ``-d ,,``) is ``InvalidOption``:
+    a script whose ``$DATASET`` came out empty did nothing, or ran the defaults, and exited 0."""
+    names = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+    if values and not names:
+        raise InvalidOption(f"{option} {','.join(values)!r}: give at least one name")
+    return names
 
 
 def _plain(value):

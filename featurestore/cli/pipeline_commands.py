@@ -6,16 +6,11 @@ from pathlib import Path
 
 import typer
 
-from featurestore.cli.output import ROOT_OPTION
+from featurestore.cli.output import ROOT_OPTION, split_names
 from featurestore.cli.prefect_api import check_prefect_api
 
 #: `make run`'s embedded default: real Fashion-MNIST, the three offline backbones, a quick subset
 DEFAULT_LIMIT_PER_CLASS = 100
-
-
-def _names(values: list[str] | None) -> list[str] | None:
-    names = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
-    return names or None
 
 
 def run(
@@ -29,37 +24,45 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed of the split, subsets and every classifier (same seed, same numbers)."),
     task_runner: str = typer.Option("threads", "--task-runner", help="threads, processes or dask."),
     workers: int = typer.Option(2, "--workers", help="Tasks run at once."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     mirror: str = typer.Option(None, "--mirror", envvar="FEATURESTORE_MIRROR", help="Base URL replacing the download sites."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Also replace stores built from other weights, layer "
                                    "or preprocessing (stores of an earlier manifest are always rebuilt)."),
 ) -> None:
     """Run the feature pipeline (ingest -> extract -> evaluate) and print the accuracy table."""
     from featurestore.backbones.registry import get_backbone
+    from featurestore.classifiers import get_classifier
+    from featurestore.extract.runtimes import resolve_device
     from featurestore.ingest.recorded import pipeline_ingest
     from featurestore.ingest.split import check_limit
     from flows.runners import make_task_runner
 
-    datasets, models = _names(datasets), _names(models)
+    datasets, models = split_names(datasets, "--datasets"), split_names(models, "--models")
+    classifiers = split_names(classifiers, "--classifiers")
     # Said before a flow run starts (and its temporary server), as the other commands do: a bad
-    # name, a bad --limit-per-class or --workers (the flow builds its runners only once it runs).
+    # name, --device, --limit-per-class or --workers (the flow builds its runners only once it
+    # runs, and would check the device and classifiers only after ingesting).
     check_limit(limit_per_class)
-    for name in datasets or []:
+    for name in datasets:
         pipeline_ingest(name, root)
-    for name in models or []:
+    for name in models:
         get_backbone(name)
+    for name in classifiers:
+        get_classifier(name)
+    resolve_device(device)
     make_task_runner(task_runner, workers)
     check_prefect_api()
-    from featurestore.cli.report_commands import print_run
+    from featurestore.cli.report_commands import damaged_runs_said, print_run
     from featurestore.evaluation.history import load_run
     from flows.pipeline import DEFAULT_DATASETS, DEFAULT_MODELS, run_pipeline  # Prefect loads only when a flow runs
 
     result = run_pipeline(
         datasets=datasets or DEFAULT_DATASETS, models=models or DEFAULT_MODELS,
-        classifiers=_names(classifiers), stacking=stacking, root=root, limit_per_class=limit_per_class or None,
+        classifiers=classifiers or None, stacking=stacking, root=root, limit_per_class=limit_per_class or None,
         seed=seed, task_runner=task_runner, workers=workers, device=device, mirror=mirror, overwrite=overwrite,
     )
-    print_run(load_run(Path(result["run_dir"]).name, root), as_json=False, root=root)
+    with damaged_runs_said():
+        print_run(load_run(Path(result["run_dir"]).name, root), as_json=False, root=root)
     typer.echo(f"recomputed {result['recomputed']}")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -69,6 +72,26 @@ def uncapped_datasets(document: dict) -> list[str]:
     return [name for name, uncapped in full.items() if uncapped]
 
 
+@contextmanager
+def damaged_runs_said() -> Iterator[None]:
+    """Each run skipped for a damaged results.json, said once on stderr as ``warning: <one line>``
+    (Python's warning format takes two lines and names featurestore's source); other warnings pass."""
+    from featurestore.evaluation.history import DamagedRunWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DamagedRunWarning)
+        try:
+            yield
+        finally:
+            said = set()
+            for warning in caught:
+                if not issubclass(warning.category, DamagedRunWarning):
+                    warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+                elif str(warning.message) not in said:
+                    said.add(str(warning.message))
+                    typer.echo(f"warning: {warning.message}", err=True)
+
+
 def report(
     run: str = typer.Option(None, "--run", help="Run id to show (default: the latest finished run)."),
     history: bool = typer.Option(False, "--history", help="Accuracy per (dataset, model, classifier) across runs."),
@@ -84,10 +107,11 @@ def report(
     if history and run is not None:
         raise InvalidOption(f"--run {run} and --history cannot be combined: --history shows every finished run; "
                             "leave out --history to see that run, or --run to see the history")
-    if not history:
-        print_run(load_run(run, root, dataset), as_json, root, dataset)
-        return
-    table = history_table(root, dataset)
+    with damaged_runs_said():
+        if not history:
+            print_run(load_run(run, root, dataset), as_json, root, dataset)
+            return
+        table = history_table(root, dataset)
     flat = table.reset_index()
     flat.columns = [str(c) for c in flat.columns]
     if as_json:
@@ -141,19 +165,21 @@ def evaluate(
     from featurestore.evaluation.readiness import check_usable_test_rows, requested_models
     from flows.evaluate import run_evaluate  # Prefect loads only when a flow actually runs
 
-    classifiers = split_names(classifier)
+    datasets, models = split_names(dataset, "--dataset"), split_names(model, "--models")
+    classifiers = split_names(classifier, "--classifiers")
     # An unknown name is reported before a flow run starts, without Prefect's failure log.
     for name in classifiers:
         get_classifier(name)
     check_train_per_class(train_per_class)
-    for name in split_names(dataset):
-        check_usable_test_rows(name, requested_models(name, split_names(model), root), root)
+    for name in datasets:
+        check_usable_test_rows(name, requested_models(name, models, root), root)
     check_prefect_api()
-    run_dir = run_evaluate(task_runner=task_runner, workers=workers, datasets=split_names(dataset),
-                           models=split_names(model) or None, classifiers=classifiers or None,
+    run_dir = run_evaluate(task_runner=task_runner, workers=workers, datasets=datasets,
+                           models=models or None, classifiers=classifiers or None,
                            stacking=stacking, in_sample=in_sample, seed=seed, root=root,
                            train_per_class=train_per_class)
-    print_run(load_run(Path(run_dir).name, root), as_json, root)
+    with damaged_runs_said():
+        print_run(load_run(Path(run_dir).name, root), as_json, root)
 
 
 def register(app: typer.Typer) -> None:

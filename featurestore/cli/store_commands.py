@@ -8,7 +8,7 @@ import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, emit, human_bytes, print_json, print_table, records
 from featurestore.errors import RootNotWritable, StoreNotFound
-from featurestore.paths import existing_root
+from featurestore.paths import datasets_dir, existing_root, runs_dir, stores_dir
 from featurestore.store import format as fmt
 from featurestore.store.catalog import catalog
 from featurestore.store.lock import WriterLock
@@ -16,6 +16,16 @@ from featurestore.store.reader import locate, read_arrays
 from featurestore.store.verify import verify_file
 
 LS_COLUMNS = ["dataset", "model", "rows", "dim", "dtype", "state", "size", "created", "fingerprint"]
+
+
+def _no_stores(path: Path) -> str:
+    """What ``ls`` says of a root without stores: a fresh one (empty, or made by ingest), or a
+    directory with other things in it, more likely a mistyped --root than a featurestore root."""
+    kept = [where(path) for where in (stores_dir, datasets_dir, runs_dir)]
+    if any(path.iterdir()) and not any(directory.is_dir() for directory in kept):
+        return (f"no stores under {path}: it is not a featurestore root (no {', '.join(d.name + '/' for d in kept)} "
+                "in it); check --root or $FEATURESTORE_HOME")
+    return f"no stores yet under {path}; run `featurestore extract` or `make run`"
 
 
 def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
@@ -32,7 +42,7 @@ def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
         created=frame["created"].dt.strftime("%Y-%m-%d %H:%M"),
     )
     if frame.empty:
-        typer.echo(f"no stores yet under {existing_root(root)}; run `featurestore extract` or `make run`")
+        typer.echo(_no_stores(existing_root(root)))
         return
     emit(frame, LS_COLUMNS, False, title="feature stores")
 
@@ -40,7 +50,7 @@ def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
 def show(
     dataset: str = typer.Argument(..., help="Dataset name, e.g. fashion-mnist."),
     model: str = typer.Argument(..., help="Model name, e.g. efficientnet_lite0."),
-    rows: int = typer.Option(5, "--rows", "-n", help="How many rows to show."),
+    rows: int = typer.Option(5, "--rows", "-n", min=0, help="How many rows to show (0: the provenance only)."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:

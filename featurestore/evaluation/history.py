@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,25 +12,53 @@ import numpy as np
 import pandas as pd
 
 from featurestore.errors import FeatureStoreError
-from featurestore.paths import existing_root, runs_dir, stores_dir
+from featurestore.paths import check_name, existing_root, runs_dir, stores_dir
 
 
 class NoRuns(FeatureStoreError, FileNotFoundError):
     """No finished evaluation run exists (or not the one asked for)."""
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+class DamagedRunWarning(UserWarning):
+    """A run's ``results.json`` that cannot be read as a run's results: the run is skipped."""
+
+
+#: what every reader of a run takes from its results.json (the schema requires more)
+_NEEDED = ("run_id", "created_at", "parameters", "summary", "results")
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The run document at ``path`` and ``None``, or ``None`` and why it is damaged (results.json is
+    written whole, by a rename, so a half-written one is never read)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return None, f"not readable JSON ({error})"
+    if not isinstance(document, dict):
+        return None, f"a JSON {type(document).__name__}, not a run's results"
+    missing = [key for key in _NEEDED if key not in document]
+    if missing:
+        return None, f"no {', '.join(missing)}: not a run's results"
+    return document, None
+
+
+def _damaged(path: Path, problem: str) -> str:
+    """One line naming a damaged results.json, why, and what to do."""
+    return f"{path}: damaged ({problem}); delete {path.parent} or restore its results.json"
 
 
 def finished_runs(root=None) -> list[dict[str, Any]]:
-    """``results.json`` documents of every finished run, oldest first (unreadable ones are ignored)."""
+    """``results.json`` documents of every finished run, oldest first; a damaged one is skipped with
+    a ``DamagedRunWarning`` (one run must not hide every other from ``report``)."""
     base = runs_dir(root)
-    documents = [_read(p) for p in base.glob("*/results.json")] if base.is_dir() else []
-    return sorted((d for d in documents if d), key=lambda d: (d["created_at"], d["run_id"]))
+    documents = []
+    for path in sorted(base.glob("*/results.json")) if base.is_dir() else []:
+        document, problem = _read(path)
+        if problem:
+            warnings.warn(_damaged(path, problem), DamagedRunWarning, stacklevel=2)
+        else:
+            documents.append(document)
+    return sorted(documents, key=lambda d: (d["created_at"], d["run_id"]))
 
 
 def _no_runs(root, wanted: str, dataset: str | None = None) -> NoRuns:
@@ -56,13 +85,19 @@ def _wanted(run_id: str | None, dataset: str | None) -> str:
 def load_run(run_id: str | None = None, root=None, dataset: str | None = None) -> dict[str, Any]:
     """The ``results.json`` of run ``run_id``, or of the latest finished run; with ``dataset``, of
     the latest run (or run ``run_id``) that has results for that dataset."""
-    runs = finished_runs(root)
-    if run_id is not None:
-        runs = [d for d in runs if d["run_id"] == run_id]
-    if not runs and run_id is not None and (runs_dir(root) / run_id).is_dir():
-        # a failed or stopped run leaves no directory: this one is running, or its process was killed
-        raise NoRuns(f"{runs_dir(root) / run_id}: run {run_id!r} has not finished (it is still running, or its "
-                     "process was killed before the report); wait for it, or delete the directory")
+    if run_id is None:
+        runs = finished_runs(root)
+    else:
+        check_name("run", run_id)  # '' or '..' named the runs directory or the root: "has not finished"
+        results = runs_dir(root) / run_id / "results.json"
+        document, problem = _read(results) if results.exists() else (None, None)
+        if problem:
+            raise NoRuns(_damaged(results, problem))
+        if document is None and results.parent.is_dir():
+            # a failed or stopped run leaves no directory: this one is running, or its process was killed
+            raise NoRuns(f"{results.parent}: run {run_id!r} has not finished (it is still running, or its "
+                         "process was killed before the report); wait for it, or delete the directory")
+        runs = [document] if document else []
     if dataset is not None:
         runs = [d for d in runs if dataset in d["summary"]]
     if not runs:
