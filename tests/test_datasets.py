@@ -262,3 +262,31 @@ def test_failed_flow_logs_bad_input_in_one_line_and_keeps_other_tracebacks(prefe
     except ValueError:
         bug = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "crash", None, sys.exc_info())
     assert ExpectedErrorsInOneLine().filter(bug) and bug.exc_info[0] is ValueError
+
+
+def test_ctrl_c_between_moving_dataset_json_and_the_manifest_says_to_ingest_again(prefect_harness, cli, root, tmp_path,
+                                                                                 monkeypatch):
+    # The outcome line sliced a hash that a half-replaced dataset no longer has: a TypeError traceback.
+    import featurestore.ingest.pipeline as pipeline
+    from featurestore.datasets.manifest import INFO_FILE
+
+    folder = tmp_path / "mine"
+    for c, name in enumerate(["left", "right"]):
+        (folder / name).mkdir(parents=True)
+        for k in range(4):
+            (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
+    request = ("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine",
+               "--ratios", "0.5,0.25,0.25")
+    assert cli(*request).exit_code == 0
+    (folder / "left" / "4.jpg").write_bytes(jpeg(99))  # a new image: a new manifest
+
+    def stopped_after_dataset_json(stage, directory):
+        os.replace(stage / INFO_FILE, directory / INFO_FILE)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_commit", stopped_after_dataset_json)
+    stopped = cli(*request)
+    assert stopped.exit_code != 0
+    assert "stopped: mine: its manifest is half replaced; run the ingest of mine again\n" in stopped.stderr
+    monkeypatch.undo()
+    assert cli(*request).exit_code == 0

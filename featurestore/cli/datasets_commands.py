@@ -74,8 +74,13 @@ def ingest(
     except KeyboardInterrupt:
         # Prefect calls a run stopped by Ctrl-C "Crashed" whether or not its commit was made.
         after = current_manifest_hash(stored_as, root)
-        outcome = (f"its new manifest {after[:12]} was already in place" if after != before
-                   else "it is as it was before this ingest")
+        if after == before:
+            outcome = "it is as it was before this ingest"
+        elif after is None:
+            # Stopped between moving dataset.json and manifest.csv into place: neither pair is whole.
+            outcome = f"its manifest is half replaced; run the ingest of {stored_as} again"
+        else:
+            outcome = f"its new manifest {after[:12]} was already in place"
         typer.echo(f"stopped: {stored_as}: {outcome}", err=True)
         raise
     if as_json:
