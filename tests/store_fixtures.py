@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
+from featurestore.datasets.manifest import write_manifest
+from featurestore.paths import dataset_dir
 from featurestore.store import RowTable, StoreSpec, StoreWriter
 
 CLASSES = ["cat", "dog", "bird"]
@@ -40,3 +43,15 @@ def write_store(root, n: int = 200, batch: int = 16, extra: dict | None = None, 
         for start in range(writer.committed_rows, n, batch):
             writer.write(features_for(start, min(start + batch, n), spec.dim))
         return writer.finalize(extra)
+
+
+def write_manifest_of(root, rows: RowTable, dataset: str = "toy") -> str:
+    """A real manifest and dataset.json of ``dataset`` holding ``rows``, as ingest writes them; its hash.
+
+    A store's staleness is judged against it: one recording another manifest hash is stale."""
+    frame = pd.DataFrame({"id": rows.ids, "source": rows.ids, "label": rows.labels,
+                          "class_name": np.asarray(rows.class_names)[rows.labels], "split": rows.split,
+                          "fold": rows.fold, "width": 8, "height": 8, "mode": "RGB", "sha256": "0" * 64})
+    directory = dataset_dir(dataset, root)
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_manifest(directory, frame, list(rows.class_names), {})

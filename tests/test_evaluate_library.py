@@ -14,6 +14,7 @@ from sklearn.svm import LinearSVC
 
 import featurestore
 from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
+from store_fixtures import write_manifest_of
 from featurestore.classifiers import fit_classifier, get_classifier
 from featurestore.errors import FeatureStoreError
 from featurestore.evaluation import (
@@ -208,16 +209,10 @@ def test_damage_read_after_the_header_is_a_store_problem_not_a_traceback(tmp_pat
 
 
 def test_a_store_built_from_an_earlier_manifest_is_not_scored(tmp_path):
-    from featurestore.paths import dataset_dir
-
     pixels, rows = digits_rows()
     write_store(tmp_path, "pixels", pixels, rows)
     assert store_problem(DATASET, "pixels", tmp_path) is None  # stores copied without their dataset
-    manifest = dataset_dir(DATASET, tmp_path) / "manifest.csv"
-    manifest.parent.mkdir(parents=True)
-    manifest.write_bytes(rows.ids.tobytes())  # the bytes whose SHA-256 write_store recorded
-    assert store_problem(DATASET, "pixels", tmp_path) is None
-    manifest.write_bytes(b"id,label\n")  # the dataset was ingested again: split and labels may differ
+    write_manifest_of(tmp_path, rows, DATASET)  # the dataset was ingested again: split and labels may differ
     problem = store_problem(DATASET, "pixels", tmp_path)
     assert (f"built from an earlier manifest of {DATASET!r} (ingested again since); "
             f"rebuild it with `featurestore extract -d {DATASET} -m pixels --overwrite`") in problem

@@ -475,5 +475,5 @@ def test_report_refuses_a_run_id_that_names_no_run(evaluated, run, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["report", "--run", run, "--root", str(evaluated[0])])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err == (f"error: invalid run name {run!r}: use letters, digits and '_', '.', '+', '-' "
-                                       "(starting with a letter or digit)\n")
+    assert capsys.readouterr().err == (f"error: invalid run name {run!r}: use up to 100 letters, digits and '_', '.', "
+                                       "'+', '-' (starting with a letter or digit)\n")

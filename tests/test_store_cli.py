@@ -1,6 +1,5 @@
 """The `featurestore` store commands, run as the installed console script."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from store_fixtures import features_for, rows_for, spec_for, write_store
+from store_fixtures import features_for, rows_for, spec_for, write_manifest_of, write_store
 
 import featurestore
 from featurestore.store import StoreWriter, format as fmt
@@ -46,14 +45,12 @@ def test_ls_tells_an_empty_root_from_a_missing_one(root, tmp_path):
 
 
 def test_a_store_of_an_earlier_manifest_is_stale_in_ls_verify_and_load(root):
-    current = b"id,label,class_name,split,fold\n"
-    write_store(root, n=30, model="old")  # built from another manifest than the one written below
-    write_store(root, n=30, model="new", manifest_hash=hashlib.sha256(current).hexdigest())
+    current = write_manifest_of(root, rows_for(30))
+    write_store(root, n=30, model="old")  # built from another manifest than the one written above
+    write_store(root, n=30, model="new", manifest_hash=current)
     with StoreWriter.open(spec_for(model="half"), rows_for(30), root=root) as unfinished:  # of the earlier manifest
         unfinished.write(features_for(0, 8, 32))
         unfinished.commit()
-    (root / "datasets" / "toy").mkdir(parents=True)
-    (root / "datasets" / "toy" / "manifest.csv").write_bytes(current)
     listing = {s["model"]: s for s in json.loads(cli("ls", "--json", root=root).stdout)}
     rebuild = "featurestore extract -d toy -m old --overwrite"
     assert listing["old"]["state"] == "stale" and rebuild in listing["old"]["problem"]
@@ -76,8 +73,7 @@ def test_a_store_of_an_earlier_manifest_is_stale_in_ls_verify_and_load(root):
 
 
 def test_the_rebuild_command_of_a_stale_store_keeps_its_layer_and_weights(root):
-    (root / "datasets" / "toy").mkdir(parents=True)
-    (root / "datasets" / "toy" / "manifest.csv").write_bytes(b"id,label\n")  # not what the stores were built from
+    write_manifest_of(root, rows_for(30))  # not what the stores were built from
     write_store(root, n=30, model="resnet18", extra={
         "backbone": "resnet18", "layer": "avgpool", "architecture": "torchvision.models.resnet18",
         "weights_source": "file:/w/fine tuned.pth"})
