@@ -33,6 +33,9 @@ def datasets(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
                  "ingested": row["ingested"] if row["present"] else "no"}) for row in rows],
         DATASET_COLUMNS, title="datasets",
     )
+    for row in rows:
+        if row.get("problem"):  # the table says only "damaged"; this says why and what to run
+            typer.echo(f"warning: {row['problem']}", err=True)
 
 
 def _ratios(text: str) -> list[float]:
