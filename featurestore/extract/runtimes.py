@@ -102,12 +102,15 @@ class OnnxRunner:
         self.feed = feed
 
     @property
+    def on_cuda(self) -> bool:
+        """Whether the session runs on CUDA's execution provider (the CPU-only wheel never does)."""
+        return "CUDAExecutionProvider" in self.session.get_providers()
+
+    @property
     def provenance(self) -> dict:
         """The execution providers the session runs on, and ``device`` cpu when CUDA's is not among
         them: the store then records where its rows were computed, not the device asked for."""
-        providers = self.session.get_providers()
-        return {"onnxruntime_providers": providers,
-                **({} if "CUDAExecutionProvider" in providers else {"device": "cpu"})}
+        return {"onnxruntime_providers": self.session.get_providers(), **({} if self.on_cuda else {"device": "cpu"})}
 
     def _input(self, pixels: np.ndarray) -> np.ndarray:
         if self.feed == "uint8":
@@ -227,7 +230,7 @@ def _onnxruntime(request: RuntimeRequest) -> OnnxRunner:
     else:
         runner = OnnxRunner(request.weights.path, backbone.onnx_input["name"], backbone.preprocessing,
                             backbone.onnx_input.get("layout", "NCHW"), request.threads, providers, streams)
-    if on_gpu and "CUDAExecutionProvider" not in runner.session.get_providers():
+    if on_gpu and not runner.on_cuda:
         # The pinned `onnxruntime` wheel is CPU-only: onnxruntime falls back to CPU without a word.
         torch_too = " (or drop --runtime onnxruntime: torch is the GPU default)" if backbone.is_torch else ""
         log.warning("%s runs on CPU, not %s: this onnxruntime has no CUDAExecutionProvider; install "

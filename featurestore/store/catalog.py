@@ -43,7 +43,8 @@ def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict 
     final = final_path_of(path)
     partial = path != final
     entry = dict.fromkeys(CATALOG_COLUMNS)
-    entry.update(dataset=final.parent.name, model=final.name[: -len(fmt.SUFFIX)], path=str(path), complete=False)
+    dataset, model = fmt.names_of(path)
+    entry.update(dataset=dataset, model=model, path=str(path), complete=False)
     writer = holder_of(fmt.lock_path(final)) if partial else None
     try:
         entry["bytes"] = path.stat().st_size

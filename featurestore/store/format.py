@@ -67,6 +67,11 @@ def store_path(dataset: str, model: str, root=None) -> Path:
     return stores_dir(root) / check_name("dataset", dataset) / (check_name("model", model) + SUFFIX)
 
 
+def names_of(path: Path) -> tuple[str, str]:
+    """The (dataset, model) a store file's path names, complete or partial: ``<dataset>/<model>.h5``."""
+    return path.parent.name, path.name.removesuffix(PARTIAL_SUFFIX).removesuffix(SUFFIX)
+
+
 def partial_path(final: Path) -> Path:
     """Path of the in-progress file that becomes ``final`` when complete."""
     return final.with_name(final.name[: -len(SUFFIX)] + PARTIAL_SUFFIX)
@@ -197,8 +202,8 @@ def translate_os_error(path: Path, error: OSError):
 
 def corrupt(path: Path, problem: str) -> StoreCorrupt:
     """The one-line error for a damaged store file: what is wrong and the command that deletes it."""
-    model = path.name.removesuffix(PARTIAL_SUFFIX).removesuffix(SUFFIX)
-    return StoreCorrupt(f"{path}: {problem}; delete it with `featurestore rm {path.parent.name} {model}` and extract again")
+    dataset, model = names_of(path)
+    return StoreCorrupt(f"{path}: {problem}; delete it with `featurestore rm {dataset} {model}` and extract again")
 
 
 @contextmanager

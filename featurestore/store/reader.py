@@ -108,7 +108,7 @@ def _check_place(provenance: dict, path: Path) -> None:
     reported under another's name)."""
     if path.parent.parent.name != "stores":
         return  # a store file kept elsewhere by the user is read by path, as given
-    here = (path.parent.name, path.name.removesuffix(fmt.PARTIAL_SUFFIX).removesuffix(fmt.SUFFIX))
+    here = fmt.names_of(path)
     own = (provenance.get("dataset"), provenance.get("model"))
     if here != own:
         raise StoreCorrupt(
