@@ -12,7 +12,7 @@ import pytest
 from featurestore.datasets.errors import ChecksumMismatch, DatasetError, DownloadFailed, DownloadRefused
 from featurestore.datasets.registry import Resource
 from featurestore.ingest.download import confirm, fetch, resource_url
-from featurestore.ingest.pipeline import ingest
+from featurestore.ingest.pipeline import _unpack_download, ingest
 from fixtures_datasets import jpeg, tar_bytes
 
 
@@ -276,7 +276,7 @@ def test_a_first_download_cut_short_with_no_length_is_deleted_not_trusted(tmp_pa
     bodies += [PHOTOS[: len(PHOTOS) // 2], PHOTOS]  # the connection drops half-way, then the server recovers
     root = tmp_path / "fs"
     with pytest.raises(DatasetError, match=r"photos.tgz: cannot be unpacked \(.*\); this download was deleted with "
-                       "its recorded hash; check that the server sends the archive, then run ingest again") as error:
+                       "its hash; check that the server sends the archive, then run ingest again") as error:
         ingest("imagefolder", root, source=f"{url}/photos.tgz", name="web", progress=False)
     assert "\n" not in str(error.value)
     assert _kept(root, "photos.tgz") == []
@@ -292,12 +292,27 @@ def test_a_login_page_served_in_place_of_the_archive_is_deleted_not_trusted(tmp_
     url = loopback.serve("/photos.tgz", b"<html><body>Please log in to the guest Wi-Fi</body></html>")
     root = tmp_path / "fs"
     with pytest.raises(DatasetError, match=r"photos.tgz: cannot be unpacked \(not a tar or zip archive\); this "
-                       "download was deleted with its recorded hash; check that the server sends the archive") as error:
+                       "download was deleted with its hash; check that the server sends the archive") as error:
         ingest("imagefolder", root, source=url, name="web", progress=False)
     assert "\n" not in str(error.value)
     assert _kept(root, "photos.tgz") == []
     loopback.serve("/photos.tgz", PHOTOS)
     assert ingest("imagefolder", root, source=url, name="web", progress=False).images == 12
+
+
+def test_a_used_download_keeps_its_hash_when_unpacking_it_again_fails(tmp_path, loopback):
+    # Unpacking fails here for a reason of this machine's, not of the file (its folder's place is a
+    # file; a full disk is the same OSError): the bytes are those that unpacked before, so their
+    # recorded hash must stay, or the next download of a changed file would be trusted afresh.
+    url = loopback.serve("/photos.tgz", PHOTOS)
+    root = tmp_path / "fs"
+    ingest("imagefolder", root, source=url, name="web", progress=False)
+    archive = next((root / "downloads").rglob("photos.tgz"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(DatasetError, match="photos.tgz: cannot be unpacked"):
+        _unpack_download(archive, blocked / "images", replace=True)
+    assert _kept(root, "photos.tgz") == ["photos.tgz", "photos.tgz.sha256", "photos.tgz.url"]
 
 
 def test_a_url_naming_dot_dot_is_refused_before_any_download(tmp_path, loopback):

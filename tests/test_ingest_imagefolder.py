@@ -542,7 +542,7 @@ def test_a_damaged_archive_of_the_users_is_not_to_be_deleted_but_a_download_is(t
     assert "delete it" not in str(error.value) and cut.read_bytes() == data[:900]
     url = loopback.serve("/files/cut.tgz", data[:900])
     with pytest.raises(DatasetError, match=r"downloads/imagefolder/[0-9a-f]{12}/cut.tgz: cannot be unpacked \(.*\); this download "
-                       "was deleted with its recorded hash"):
+                       "was deleted with its hash"):
         _ingest(root, url)
 
 

@@ -223,14 +223,15 @@ def confirm(path: Path) -> None:
         os.replace(held, path.with_name(path.name + ".sha256"))
 
 
-def trusted_on_first_use(path: Path) -> bool:
-    """Whether ``path`` is a download with no published checksum: its hash is held or recorded beside it."""
-    return any(path.with_name(path.name + suffix).exists() for suffix in (_HELD, ".sha256"))
+def never_used(path: Path) -> bool:
+    """Whether ``path`` is a download with no published checksum that was never used: its hash is
+    held beside it, not yet recorded."""
+    return _held(path) is not None
 
 
 def discard(path: Path) -> None:
-    """Delete ``path``, a download trusted on first use that could not be used, with its hash (held
-    or recorded) and its URL, so that the next run downloads it again and trusts what then works."""
+    """Delete ``path``, a download never used that could not be used, with its held hash and its
+    URL, so that the next run downloads it again and trusts what then works."""
     _forget(path)
 
 

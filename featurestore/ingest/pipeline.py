@@ -25,7 +25,7 @@ from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, g
 from featurestore.datasets.sources import (
     IMAGES, attach_folder, is_attached, is_url, local_source, recorded_source, source_resource,
 )
-from featurestore.ingest.download import confirm, discard, fetch, trusted_on_first_use
+from featurestore.ingest.download import confirm, discard, fetch, never_used
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.split import (
     DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_folds, check_limit, check_ratios,
@@ -41,8 +41,8 @@ STAGE = ".next"
 # How many classes an error message lists by name.
 _LISTED_CLASSES = 10
 QUARANTINE_FILE = "quarantine.csv"
-# How an unpack error of a download trusted on first use ends: the download is gone, not pinned.
-_DISCARDED = ("this download was deleted with its recorded hash; check that the server sends the archive, then run "
+# How an unpack error of a download never used ends: the download is gone, not pinned.
+_DISCARDED = ("this download was deleted with its hash; check that the server sends the archive, then run "
               "ingest again to download it again")
 
 
@@ -181,15 +181,17 @@ def _stage_source(source: Path, directory: Path, stage: Path, root: str | os.Pat
 def _unpack_download(archive: Path, target: Path, *, replace: bool = False, fix: str = REDOWNLOAD) -> None:
     """Unpack ``archive``, then trust it if it is a download with no published checksum.
 
-    Such a download that cannot be unpacked (cut short where no length showed it, a login page
-    served in its place) is deleted with its hash, so that the next run downloads it again rather
-    than holding every later download up against it.
+    Such a download that cannot be unpacked the first time (cut short where no length showed it, a
+    login page served in its place) is deleted with its hash, so that the next run downloads it
+    again rather than holding every later download up against it. Once a download has been used its
+    hash is kept whatever happens: the same bytes unpacked before, and the hash is what tells a
+    changed file on the server from the one that worked.
     """
-    unpinned = trusted_on_first_use(archive)
+    unproven = never_used(archive)
     try:
-        unpack(archive, target, replace=replace, fix=_DISCARDED if unpinned else fix)
+        unpack(archive, target, replace=replace, fix=_DISCARDED if unproven else fix)
     except (DatasetError, UnsafeArchive) as error:
-        if not unpinned:
+        if not unproven:
             raise
         discard(archive)
         message = str(error) if _DISCARDED in str(error) else f"{error}; {_DISCARDED}"
