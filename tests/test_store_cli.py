@@ -72,6 +72,30 @@ def test_a_store_of_an_earlier_manifest_is_stale_in_ls_verify_and_load(root):
         featurestore.load("toy", "new", root=root)
 
 
+def test_ls_and_verify_say_why_a_store_is_stale_or_cannot_be_compared(root):
+    # With a damaged manifest ls listed the stores "complete" and said nothing, while extract and
+    # evaluate refused the dataset; and ls never said why a store was stale (only --json did).
+    current = write_manifest_of(root, rows_for(30))
+    write_store(root, n=30, model="old")
+    write_store(root, n=30, model="new", manifest_hash=current)
+    listed = cli("ls", root=root)
+    assert listed.returncode == 0
+    assert listed.stderr.splitlines() == [
+        "warning: toy/old: built from an earlier manifest of 'toy' (ingested again since); rebuild it with "
+        "`featurestore extract -d toy -m old --overwrite`"]
+    manifest = root / "datasets" / "toy" / "manifest.csv"
+    manifest.write_text("id,label\n7,x\n")
+    listing = {s["model"]: s for s in json.loads(cli("ls", "--json", root=root).stdout)}
+    for model in ("old", "new"):  # neither can be told stale or current now
+        assert listing[model]["state"] == "complete"
+        assert listing[model]["problem"].startswith(f"whether it is stale cannot be told: {manifest}: damaged")
+        assert listing[model]["problem"].endswith("--name toy` again")
+    assert [line.split(": ")[1] for line in cli("ls", root=root).stderr.splitlines()] == ["toy/new", "toy/old"]
+    verified = cli("verify", "--json", root=root)
+    assert verified.returncode == 0
+    assert all("cannot be told" in r["warnings"][0] for r in json.loads(verified.stdout))
+
+
 def test_the_rebuild_command_of_a_stale_store_keeps_its_layer_and_weights(root):
     write_manifest_of(root, rows_for(30))  # not what the stores were built from
     write_store(root, n=30, model="resnet18", extra={

@@ -45,6 +45,9 @@ def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
         typer.echo(_no_stores(existing_root(root)))
         return
     emit(frame, LS_COLUMNS, False, title="feature stores")
+    for dataset, model, problem in zip(frame["dataset"], frame["model"], frame["problem"]):
+        if isinstance(problem, str):  # the table says only "stale" or "unreadable"; this says why and what to run
+            typer.echo(f"warning: {dataset}/{model}: {problem}", err=True)
 
 
 def show(
@@ -86,10 +89,12 @@ def verify(
         existing_root(root)
         raise StoreNotFound(f"no store matches dataset={dataset or '*'} model={model or '*'}; `featurestore ls` lists the stores")
     reports = [verify_file(Path(p)) for p in frame["path"]]
-    # A stale store is intact (ok) but no longer matches its dataset: said as a warning.
-    stale = {p: [problem] for p, state, problem in zip(frame["path"], frame["state"], frame["problem"])
-             if state.startswith("stale")}
-    warnings = [r.warnings + stale.get(str(r.path), []) for r in reports]
+    # A stale store is intact (ok) but no longer matches its dataset, and one whose dataset's
+    # manifest is damaged cannot be compared with it: said as warnings (an unreadable store's
+    # problem is verify's own).
+    noted = {p: [problem] for p, state, problem in zip(frame["path"], frame["state"], frame["problem"])
+             if isinstance(problem, str) and state != "unreadable"}
+    warnings = [r.warnings + noted.get(str(r.path), []) for r in reports]
     if as_json:
         print_json([{"path": str(r.path), "ok": r.ok, "problems": r.problems, "warnings": w}
                     for r, w in zip(reports, warnings)])

@@ -97,15 +97,24 @@ def manifest_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def manifest_check(dataset: str, root: str | os.PathLike[str] | None = None) -> tuple[str | None, str | None]:
+    """``(hash, None)`` for ``dataset``'s manifest as it is now on disk; ``(None, damage)`` if it or
+    its dataset.json is missing or damaged, ``damage`` the one-line error naming the file and the
+    ingest that repairs it; ``(None, None)`` if the dataset was not ingested here. Parsing checks the
+    manifest (about 0.1 s for 70,000 rows)."""
+    try:
+        return manifest_at(dataset_dir(dataset, root), dataset).hash, None
+    except ManifestNotFound:
+        return None, None
+    except DatasetError as error:
+        return None, str(error)
+
+
 def current_manifest_hash(dataset: str, root: str | os.PathLike[str] | None = None) -> str | None:
     """The hash of ``dataset``'s manifest as it is now on disk, or ``None`` if it has none or it is
-    missing or damaged (or its dataset.json is): a store then has no current manifest to be compared
-    with, rather than one "ingested again since", and whatever loads the manifest names the damage
-    and the ingest that repairs it. Parsing checks it (about 0.1 s for 70,000 rows)."""
-    try:
-        return manifest_at(dataset_dir(dataset, root), dataset).hash
-    except DatasetError:
-        return None
+    damaged (see ``manifest_check``): a store then has no current manifest to be compared with,
+    rather than one "ingested again since", and whatever loads the manifest names the damage."""
+    return manifest_check(dataset, root)[0]
 
 
 def write_manifest(directory: Path, frame: pd.DataFrame, classes: Sequence[str], info: dict) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from featurestore.datasets.manifest import current_manifest_hash
+from featurestore.datasets.manifest import manifest_check
 from featurestore.errors import FeatureStoreError, StoreNotFound
 from featurestore.paths import resolve_root, stores_dir
 from featurestore.store import format as fmt
@@ -36,10 +36,11 @@ def final_path_of(path: Path) -> Path:
     return path
 
 
-def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict | None:
+def describe(path: Path, manifest_of: Callable[[str], tuple[str | None, str | None]]) -> dict | None:
     """One catalog row for a store file; unreadable and stale stores (see ``staleness``) get the
-    reason in ``problem``. ``manifest_hash_of(dataset)``: the dataset's current manifest hash.
-    None if the file is gone since it was listed (a partial renamed to its store, a store removed)."""
+    reason in ``problem``, and so do the stores of a dataset whose manifest is damaged (whether they
+    are stale cannot be told). ``manifest_of(dataset)``: ``manifest_check`` of the dataset. None if
+    the file is gone since it was listed (a partial renamed to its store, a store removed)."""
     final = final_path_of(path)
     partial = path != final
     entry = dict.fromkeys(CATALOG_COLUMNS)
@@ -64,34 +65,36 @@ def describe(path: Path, manifest_hash_of: Callable[[str], str | None]) -> dict 
     except FeatureStoreError as error:
         entry.update(state="unreadable", problem=str(error))
         return entry
-    entry["problem"] = stale_reason(provenance, manifest_hash_of(provenance["dataset"]))
+    current, damage = manifest_of(provenance["dataset"])
+    entry["problem"] = stale_reason(provenance, current) or (
+        damage and f"whether it is stale cannot be told: {damage}")
     if entry["complete"]:
-        entry["state"] = "stale" if entry["problem"] else "complete"
+        entry["state"] = "stale" if current and entry["problem"] else "complete"
     else:
         progress = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"
         # An unfinished store of an earlier manifest is never resumed: extract starts it again.
-        entry["state"] = f"stale, {progress}" if entry["problem"] else progress
+        entry["state"] = f"stale, {progress}" if current and entry["problem"] else progress
     return entry
 
 
-def _manifest_hashes(root) -> Callable[[str], str | None]:
-    """A dataset's current manifest hash in ``root``, each manifest read and hashed once, not once
+def _manifests(root) -> Callable[[str], tuple[str | None, str | None]]:
+    """``manifest_check`` of a dataset in ``root``, each manifest read and hashed once, not once
     per store of it."""
-    return functools.cache(lambda name: current_manifest_hash(name, root))
+    return functools.cache(lambda name: manifest_check(name, root))
 
 
 def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
     """One row per store under the root (only ``dataset``'s, if given): dataset, model, rows, dim,
     dtype, complete, bytes, created, fingerprint..."""
     files = [p for p in store_files(root) if dataset in (None, p.parent.name)]
-    manifest_hash_of = _manifest_hashes(root)
+    manifest_of = _manifests(root)
     entries = []
     for path in files:
-        entry = describe(path, manifest_hash_of)
+        entry = describe(path, manifest_of)
         final = final_path_of(path)
         if entry is None and final != path and final not in files:
             # The extraction finished since the listing: its partial moved on to the store.
-            entry = describe(final, manifest_hash_of)
+            entry = describe(final, manifest_of)
         if entry is not None:
             entries.append(entry)
     frame = pd.DataFrame(entries, columns=CATALOG_COLUMNS)
@@ -107,12 +110,12 @@ def stale_shards(dataset: str, root=None) -> dict[str, str]:
     A shard is a store under its own root, ``<root>/shards/<dataset>/<model>/<i>-of-<n>/``, which
     ``catalog`` does not list; its staleness is judged against the dataset's manifest in ``root``.
     """
-    manifest_hash_of = _manifest_hashes(root)
+    manifest_of = _manifests(root)
     stale = {}
     # <root>/shards/<dataset>/<model>/<i>-of-<n> is a root of its own
     for shard_root in sorted((resolve_root(root) / "shards" / dataset).glob("*/*")):
         for path in store_files(shard_root):
-            entry = describe(path, manifest_hash_of) if path.parent.name == dataset else None
+            entry = describe(path, manifest_of) if path.parent.name == dataset else None
             if entry is not None and str(entry["state"]).startswith("stale"):
                 stale.setdefault(f"{shard_root.parent.name} {shard_root.name}", entry["problem"])
     return stale
