@@ -1,8 +1,11 @@
-"""Ctrl-C inside a process-pool worker's task body (``tasks.interrupts``), without the pool."""
+"""Ctrl-C inside a process-pool worker's task body (``tasks.interrupts``), without the pool; and
+Ctrl-C while the command line is still loading."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -87,3 +90,27 @@ def test_a_flow_run_clears_an_earlier_stop_also_where_sigint_is_ignored():
     finally:
         signal.signal(signal.SIGINT, previous)
         clear_stop()
+
+
+# A real SIGINT, sent the moment the command line first imports the named module: where a Ctrl-C
+# typed in the first half second lands.
+_INTERRUPTED_WHILE_IMPORTING = """
+import os, runpy, signal, sys
+module, root = sys.argv[1:]
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["featurestore", "ls", "--root", root]
+runpy.run_module("featurestore.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module", ["typer", "pandas", "h5py"])
+def test_ctrl_c_while_the_command_line_loads_is_one_line_not_a_traceback(module, tmp_path):
+    # It printed a 15-30 line KeyboardInterrupt traceback through importlib.
+    stopped = subprocess.run([sys.executable, "-c", _INTERRUPTED_WHILE_IMPORTING, module, str(tmp_path)],
+                             capture_output=True, text=True, timeout=120,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (stopped.returncode, stopped.stderr, stopped.stdout) == (130, "stopped: while starting; nothing was done\n", "")
