@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 from store_fixtures import features_for, rows_for, spec_for, write_manifest_of, write_store
 
 import featurestore
+from featurestore.cli import main
+from featurestore.errors import RootNotFound
 from featurestore.store import StoreWriter, format as fmt
 from featurestore.store.staleness import StaleStoreWarning
 
@@ -42,6 +45,10 @@ def test_ls_tells_an_empty_root_from_a_missing_one(root, tmp_path):
         assert refused.returncode == 1 and refused.stdout == ""
         assert refused.stderr.strip() == f"error: no featurestore root at {typo}; check --root or $FEATURESTORE_HOME"
     assert not typo.exists()
+    # The library too: catalog() of a mistyped root returned an empty frame, as for a root without stores.
+    with pytest.raises(RootNotFound, match=f"no featurestore root at {typo}; check --root"):
+        featurestore.catalog(typo)
+    assert featurestore.catalog(root).empty
 
 
 def test_a_store_of_an_earlier_manifest_is_stale_in_ls_verify_and_load(root):
@@ -111,6 +118,30 @@ def test_the_rebuild_command_of_a_stale_store_keeps_its_layer_and_weights(root):
     assert problems["efficientnet_lite0.logits"].endswith(
         "featurestore extract -d toy -m efficientnet_lite0 --layer logits --overwrite`")
     assert problems["tiny"].endswith("featurestore extract -d toy -m tiny --onnx-spec SPEC.json --overwrite`")
+
+
+def test_show_reads_only_the_rows_it_shows_and_marks_failed_ones(root, capsys):
+    # show read the whole matrix to print five rows (10 GB for an ImageNet-sized store), printed a
+    # failed row's zeros as if they were features, and ls had no count of failed rows.
+    n, dim = 4000, 4096  # a 64 MiB matrix
+    failed = np.zeros(n, bool)
+    failed[[1, 1500]] = True
+    with StoreWriter.open(spec_for(dim=dim), rows_for(n), root=root) as writer:
+        for start in range(0, n, 500):
+            writer.write(features_for(start, start + 500, dim), failed=failed[start:start + 500])
+        writer.finalize()
+    tracemalloc.start()
+    with pytest.raises(SystemExit) as exited:
+        main(["show", "toy", "net", "-n", "3", "--json", "--root", str(root)])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert exited.value.code == 0 and peak < n * dim * 4 / 4, f"show allocated {peak / 2**20:.0f} MiB"
+    shown = json.loads(capsys.readouterr().out)["rows"]
+    assert [row["failed"] for row in shown] == [False, True, False]
+    table = cli("show", "toy", "net", "-n", "2", root=root).stdout
+    assert table.count("failed (image unreadable)") == 1
+    assert [(s["model"], s["failed"]) for s in json.loads(cli("ls", "--json", root=root).stdout)] == [("net", 2)]
+    assert "failed" in cli("ls", root=root).stdout
 
 
 def test_ls_show_and_rm_with_json(root):

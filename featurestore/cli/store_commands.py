@@ -15,7 +15,7 @@ from featurestore.store.lock import WriterLock
 from featurestore.store.reader import locate, read_arrays
 from featurestore.store.verify import verify_file
 
-LS_COLUMNS = ["dataset", "model", "rows", "dim", "dtype", "state", "size", "created", "fingerprint"]
+LS_COLUMNS = ["dataset", "model", "rows", "failed", "dim", "dtype", "state", "size", "created", "fingerprint"]
 
 
 def _no_stores(path: Path) -> str:
@@ -31,8 +31,6 @@ def _no_stores(path: Path) -> str:
 def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """List every store under the root (the catalog)."""
     frame = catalog(root)
-    if frame.empty:
-        existing_root(root)
     if as_json:
         print_json(records(frame))
         return
@@ -46,7 +44,7 @@ def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
         return
     emit(frame, LS_COLUMNS, False, title="feature stores")
     for dataset, model, problem in zip(frame["dataset"], frame["model"], frame["problem"]):
-        if isinstance(problem, str):  # the table says only "stale" or "unreadable"; this says why and what to run
+        if isinstance(problem, str):  # the table gives only the state; this says why and what to run
             typer.echo(f"warning: {dataset}/{model}: {problem}", err=True)
 
 
@@ -60,19 +58,21 @@ def show(
     """Show a store's provenance and its first rows."""
     existing_root(root)  # a typo in --root is said as such, not as a missing store to extract
     path = locate(dataset, model, root)
-    arrays = read_arrays(path)
+    arrays = read_arrays(path, head=rows)  # the first rows only: a store may be larger than memory
     head = [
         {"id": arrays.ids[i], "label": int(arrays.labels[i]), "class_name": arrays.class_names[arrays.labels[i]],
-         "split": arrays.split[i], "fold": int(arrays.fold[i]),
+         "split": arrays.split[i], "fold": int(arrays.fold[i]), "failed": bool(arrays.failed[i]),
          "features": [round(float(v), 4) for v in arrays.features[i, :4]]}
-        for i in range(min(rows, len(arrays.ids)))
+        for i in range(len(arrays.ids))
     ]
     if as_json:
         print_json({"path": str(path), "provenance": arrays.provenance, "rows": head})
         return
     provenance = [{"field": k, "value": v} for k, v in arrays.provenance.items()]
     print_table(provenance, ["field", "value"], title=str(path))
-    print_table(head, ["id", "label", "class_name", "split", "fold", "features"], title=f"first {len(head)} rows (4 features each)")
+    # a failed row's features are zeros, not its image's: said instead of them
+    shown = [dict(row, features="failed (image unreadable)" if row["failed"] else row["features"]) for row in head]
+    print_table(shown, ["id", "label", "class_name", "split", "fold", "features"], title=f"first {len(head)} rows (4 features each)")
 
 
 def verify(
@@ -86,7 +86,6 @@ def verify(
     if model:
         frame = frame[frame["model"] == model]
     if frame.empty:
-        existing_root(root)
         raise StoreNotFound(f"no store matches dataset={dataset or '*'} model={model or '*'}; `featurestore ls` lists the stores")
     reports = [verify_file(Path(p)) for p in frame["path"]]
     # A stale store is intact (ok) but no longer matches its dataset, and one whose dataset's

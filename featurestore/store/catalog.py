@@ -6,17 +6,18 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from featurestore.datasets.manifest import manifest_check
-from featurestore.errors import FeatureStoreError, StoreNotFound
-from featurestore.paths import resolve_root, stores_dir
+from featurestore.errors import FeatureStoreError, StoreCorrupt, StoreNotFound, StoreSchemaTooNew
+from featurestore.paths import existing_root, resolve_root, stores_dir
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
 from featurestore.store.reader import check_header
 from featurestore.store.staleness import stale_reason
 
-CATALOG_COLUMNS = ["dataset", "model", "rows", "dim", "dtype", "complete", "state", "bytes",
+CATALOG_COLUMNS = ["dataset", "model", "rows", "failed", "dim", "dtype", "complete", "state", "bytes",
                    "created", "fingerprint", "path", "problem"]
 
 
@@ -49,32 +50,52 @@ def describe(path: Path, manifest_of: Callable[[str], tuple[str | None, str | No
     writer = holder_of(fmt.lock_path(final)) if partial else None
     try:
         entry["bytes"] = path.stat().st_size
-        # A partial store's metadata never changes while it is filled, so it can be read without the lock.
+        # A partial is read without the lock: its rows are filled in place while its header stays put.
         with fmt.open_store(path, locking=not partial) as file:
             # A partial whose finalize was killed lacks /provenance; extract finishes it, so it is
             # "interrupted", not "unreadable" (whose advice, `featurestore rm`, would lose its rows).
             provenance = check_header(file, path, may_lack=(fmt.PROVENANCE_KEY,) if partial else ())
             committed = int(file[fmt.COMMITTED][0])
+            finished = bool(file.attrs.get(fmt.ATTR_COMPLETE, False))
             entry.update(
                 rows=provenance["rows"], dim=provenance["dim"], dtype=provenance["dtype"],
                 created=provenance["created_at"], fingerprint=provenance["fingerprint"],
-                complete=bool(file.attrs.get(fmt.ATTR_COMPLETE, False)) and not partial,
+                complete=finished and not partial,
+                failed=int(np.count_nonzero(file[fmt.ROW_STATUS][:committed] == fmt.STATUS_FAILED)),
             )
     except (FileNotFoundError, StoreNotFound):
         return None
     except FeatureStoreError as error:
-        entry.update(state="unreadable", problem=str(error))
+        entry.update(_unreadable(error, partial, writer))
         return entry
     current, damage = manifest_of(provenance["dataset"])
     entry["problem"] = stale_reason(provenance, current) or (
         damage and f"whether it is stale cannot be told: {damage}")
     if entry["complete"]:
         entry["state"] = "stale" if current and entry["problem"] else "complete"
+    elif not partial:
+        entry.update(state="unfinished", problem=(
+            f"{committed} of {entry['rows']} rows, not marked complete though it has a finished store's name (a "
+            "partial file moved there); extract it again with --overwrite to replace it"))
     else:
         progress = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"
         # An unfinished store of an earlier manifest is never resumed: extract starts it again.
         entry["state"] = f"stale, {progress}" if current and entry["problem"] else progress
     return entry
+
+
+def _unreadable(error: FeatureStoreError, partial: bool, writer: str | None) -> dict:
+    """The state and problem of a store file whose header cannot be read."""
+    if not partial:
+        return {"state": "unreadable", "problem": str(error)}
+    if writer:
+        # Its header is written when a pass starts and rewritten when it finishes: read meanwhile.
+        return {"state": "writing", "problem": None}
+    if isinstance(error, (StoreCorrupt, StoreSchemaTooNew)):
+        # Cut short while being created or finished: extract discards such a partial by itself.
+        return {"state": "interrupted", "problem": "its partial file was cut short while being created or finished; "
+                "the next `featurestore extract` of it starts it again"}
+    return {"state": "unreadable", "problem": str(error)}
 
 
 def _manifests(root) -> Callable[[str], tuple[str | None, str | None]]:
@@ -84,9 +105,14 @@ def _manifests(root) -> Callable[[str], tuple[str | None, str | None]]:
 
 
 def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
-    """One row per store under the root (only ``dataset``'s, if given): dataset, model, rows, dim,
-    dtype, complete, bytes, created, fingerprint..."""
+    """One row per store under the root (only ``dataset``'s, if given): dataset, model, rows,
+    failed (rows whose image failed at extraction), dim, dtype, complete, state, bytes, created,
+    fingerprint, path, problem (why a store is not plainly complete, and what to run).
+
+    ``RootNotFound`` if there is no root: a mistyped root must not read as one without stores."""
     files = [p for p in store_files(root) if dataset in (None, p.parent.name)]
+    if not files:
+        existing_root(root)
     manifest_of = _manifests(root)
     entries = []
     for path in files:
@@ -100,7 +126,7 @@ def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
     frame = pd.DataFrame(entries, columns=CATALOG_COLUMNS)
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     # Whole numbers even where an unreadable store leaves a gap (plain ints would turn to 30.0).
-    return frame.astype({"rows": "Int64", "dim": "Int64"})
+    return frame.astype({"rows": "Int64", "failed": "Int64", "dim": "Int64"})
 
 
 def stale_shards(dataset: str, root=None) -> dict[str, str]:

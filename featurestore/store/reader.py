@@ -199,8 +199,9 @@ def load_arrays(dataset: str, model: str, split: str | None = None, root=None) -
     return arrays
 
 
-def read_arrays(path: Path, split: str | None = None) -> StoreArrays:
-    """Load the store at ``path`` as numpy arrays (see ``load_arrays``)."""
+def read_arrays(path: Path, split: str | None = None, head: int | None = None) -> StoreArrays:
+    """Load the store at ``path`` as numpy arrays (see ``load_arrays``); ``head``: only the first
+    ``head`` rows (of the split), the rest of the matrix left unread."""
     if split is not None and split not in fmt.SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(fmt.SPLITS)}")
 
@@ -212,6 +213,9 @@ def read_arrays(path: Path, split: str | None = None) -> StoreArrays:
         index = None
         if split is not None:
             index = np.flatnonzero(rows["split"].to_numpy() == split)
+        if head is not None:
+            index = (np.arange(len(rows)) if index is None else index)[:head]
+        if index is not None:
             rows = rows.iloc[index]
         status = file[fmt.ROW_STATUS][:] if index is None else file[fmt.ROW_STATUS][:][index]
         return StoreArrays(
