@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import warnings
 import re
@@ -189,6 +190,21 @@ def test_a_whole_pickled_model_is_refused_without_torchs_advice_to_unpickle_it(t
         get_backbone("resnet18").load_torch(resolved)
     assert_refused_for_safety(str(caught.value), "torch.nn.modules.linear.Linear")
     assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_a_pickle_calling_a_blocked_module_is_refused_for_safety(tmp_path):
+    # torch words a global of a blocked module (os, subprocess) otherwise: the file was called
+    # "not a readable PyTorch state dict (the safe unpickler stopped at: an unknown record)".
+    class RunsAShell:
+        def __reduce__(self):
+            return os.system, ("echo arbitrary code ran",)
+
+    path = tmp_path / "evil.pth"
+    torch.save({"fc.weight": RunsAShell()}, path)
+    resolved = get_backbone("resnet18").weights.resolve(path)
+    with pytest.raises(WeightsCorrupt) as caught:
+        get_backbone("resnet18").load_torch(resolved)
+    assert_refused_for_safety(str(caught.value), f"{os.name}.system")
 
 
 def assert_refused_for_safety(message: str, name: str) -> None:

@@ -200,8 +200,9 @@ class FileWeights(WeightsSource):
 
 
 # What torch's weights-only unpickler refused: a global (a class or function, so code the
-# pickle would run) or anything else it cannot read.
-_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+# pickle would run; "Unsupported global: GLOBAL x", or "unsupported GLOBAL x whose module is
+# blocked" for os, subprocess and the like) or anything else it cannot read.
+_UNSAFE_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL (\S+?)\.?(?:\s|$)", re.IGNORECASE)
 _UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
 
 
