@@ -100,6 +100,17 @@ def test_a_refused_connection_fails_at_once_naming_the_whole_url(tmp_path):
                                 "this file")
 
 
+def test_a_host_name_that_does_not_exist_fails_at_once(tmp_path):
+    # It was retried 6 times over ~31 s before saying "name or service not known". A name under
+    # .invalid never resolves (RFC 6761), so the resolver answers at once, here and offline.
+    url = "http://no-such-mirror.invalid/toy/photos.bin"
+    with pytest.raises(DownloadRefused) as error:
+        fetch(resource(), "toy", tmp_path, mirror="http://no-such-mirror.invalid", progress=False, attempts=4,
+              backoff=30)
+    assert str(error.value) == (f"could not reach {url} (name or service not known); check that the mirror is up "
+                                "and serves this file")
+
+
 def test_a_connection_cut_before_the_body_is_retried(tmp_path, loopback, mirror):
     loopback.cut("/toy/photos.bin", after=0)
     path = fetch(resource(), "toy", tmp_path, mirror=mirror, progress=False, backoff=0)

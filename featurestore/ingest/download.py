@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -290,15 +291,23 @@ def _download(url: str, partial: Path, size: int | None, *, check: str, progress
         except _Permanent as error:
             raise DownloadRefused(f"{url}: {error}; check the URL or the mirror") from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, _Transient) as error:
-            if isinstance(_innermost(error), ConnectionRefusedError):
-                # Nothing listens there: retrying only delays the answer.
+            if _hopeless(_innermost(error)):
+                # Nothing listens there, or no such host: retrying only delays the answer.
                 resumes = " (the download resumes where it stopped)" if partial.exists() else ""
-                raise DownloadRefused(f"could not reach {url} (connection refused); {check}{resumes}") from None
+                raise DownloadRefused(f"could not reach {url} ({_reason(error)}); {check}{resumes}") from None
             reason, unreachable = _reason(error), isinstance(error, requests.ConnectionError)
     if unreachable:
         raise DownloadFailed(f"could not reach {url} ({reason}, {attempts} attempts); {check}")
     resumes = " — the download resumes where it stopped" if partial.exists() else ""
     raise DownloadFailed(f"{url}: failed after {attempts} attempts ({reason}); {check}, then rerun{resumes}")
+
+
+def _hopeless(cause: BaseException) -> bool:
+    """Whether a failed attempt's innermost ``cause`` will fail again at once: a refused connection,
+    or a host name the resolver says does not exist (a resolver that cannot answer now, EAI_AGAIN,
+    is worth retrying)."""
+    return isinstance(cause, ConnectionRefusedError) or (
+        isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME)
 
 
 def _innermost(error: BaseException) -> BaseException:
