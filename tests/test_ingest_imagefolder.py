@@ -243,8 +243,14 @@ def test_name_keeps_several_folders_apart(root, folder, tmp_path):
     _ingest(root, folder, name="pets")
     assert len(load_manifest("pets", root)) == sum(CLASSES.values())
     with pytest.raises(ManifestNotFound, match=r"'imagefolder' \(ingested here: pets\); check the name, or run "
-                       "'featurestore ingest imagefolder' first"):
+                       r"`featurestore ingest imagefolder --source DIR\|ARCHIVE\|URL` first"):
         load_manifest("imagefolder", root)
+    # A name of the user's: `featurestore ingest nosuch`, which the advice named, is refused as unknown.
+    with pytest.raises(ManifestNotFound, match=r"or run `featurestore ingest imagefolder --source DIR\|ARCHIVE\|URL "
+                       "--name nosuch` first"):
+        load_manifest("nosuch", root)
+    with pytest.raises(ManifestNotFound, match="or run `featurestore ingest fashion-mnist` first"):
+        load_manifest("fashion-mnist", root)
 
 
 @pytest.mark.parametrize("layout, message", [

@@ -246,7 +246,7 @@ def _not_ingested(directory: Path, dataset: str) -> ManifestNotFound:
     here = _manifest_folders(directory.parent)
     return ManifestNotFound(
         f"{directory / MANIFEST_FILE}: no manifest for dataset {dataset!r} (ingested here: {', '.join(here) or 'none'}); "
-        f"check the name, or run 'featurestore ingest {dataset}' first"
+        f"check the name, or run `{ingest_command(dataset)}` first"
     )
 
 
