@@ -102,19 +102,30 @@ def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):
             assert not missing.exists()
 
 
-@pytest.mark.parametrize("command", [
-    ["run"],
-    ["ingest", "fashion-mnist"],
-    ["evaluate", "--dataset", "toy"],
+@pytest.mark.parametrize("command, set_in", [
+    (["run"], "environment"),
+    (["ingest", "fashion-mnist"], "environment"),
+    (["evaluate", "--dataset", "toy"], "environment"),
+    # `prefect config set PREFECT_API_URL=...`: it was missed, and the run ended in 133 lines of tracebacks
+    (["run"], "profile"),
 ])
-def test_every_flow_command_says_in_one_line_when_the_prefect_api_is_down(tmp_path, command):
+def test_every_flow_command_says_in_one_line_when_the_prefect_api_is_down(tmp_path, command, set_in):
     root = tmp_path / "fs"
     write_store(root, n=30)  # evaluate checks the names first: give it a store of dataset "toy"
     with socket.socket() as closed:  # bound, never listening: connections are refused
         closed.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{closed.getsockname()[1]}/api"
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        if set_in == "environment":
+            env["PREFECT_API_URL"] = url
+        else:
+            env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+            env.pop("PREFECT_PROFILES_PATH", None)
+            (tmp_path / "prefect-home").mkdir()
+            (tmp_path / "prefect-home" / "profiles.toml").write_text(
+                f'active = "default"\n\n[profiles.default]\nPREFECT_API_URL = "{url}"\n')
         done = subprocess.run([sys.executable, "-m", "featurestore.cli", *command, "--root", str(root)],
-                              capture_output=True, text=True, timeout=120, env={**os.environ, "PREFECT_API_URL": url})
+                              capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
         f"error: Prefect API {url} does not answer (ConnectError); start it with `prefect server start "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import httpx
 
 from featurestore.errors import FeatureStoreError
@@ -14,11 +12,15 @@ class PrefectApiDown(FeatureStoreError):
 
 
 def check_prefect_api() -> None:
-    """Fail with one line if ``PREFECT_API_URL`` is set but its server does not answer.
+    """Fail with one line if ``PREFECT_API_URL`` is set (in the environment or the Prefect profile,
+    ``prefect config set``) but its server does not answer.
 
     Prefect would otherwise fail inside the flow run with a long traceback about connections.
     """
-    url = os.environ.get("PREFECT_API_URL")
+    # Imported here: the library and the other commands load no Prefect; this runs just before a flow.
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
     if not url:
         return
     try:
