@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
-from featurestore.errors import FeatureStoreError, InvalidOption, StoreIncomplete
+from featurestore.errors import FeatureStoreError, InvalidOption, StoreConflict, StoreIncomplete, StoreStale
 from featurestore.extract.plan import Job, Shard, make_spec, plan_jobs, shard_root
 from featurestore.extract.runner import ExtractResult
-from featurestore.store import StoreWriter
+from featurestore.paths import resolve_root
+from featurestore.store import StoreSpec, StoreWriter
 from featurestore.store import format as fmt
-from featurestore.store.provenance import precision_name, recorded_precision
-from featurestore.store.reader import check_header
+from featurestore.store.lock import holder_of
+from featurestore.store.provenance import library_versions, precision_name, read_provenance, recorded_precision
+from featurestore.store.reader import check_header, merge_command
+from featurestore.store.spec import canonical_json
 from featurestore.store.staleness import extract_command
+from featurestore.store.state import REPLACE_BY_EXTRACT, differences
 
 CHUNK_ROWS = 4096
 
@@ -34,13 +39,22 @@ class ShardsDisagree(FeatureStoreError):
     """The shards of one store were computed in different precisions: merged, they would mix them."""
 
 
-def _shard_command(job: Job, shard: str, *options: str) -> str:
+def _shard_command(job: Job, shard: str, root, *options: str) -> str:
     """The ``featurestore extract`` command that builds shard ``shard`` (``I/N``) of ``job``'s store."""
     return extract_command(job.spec.dataset, job.backbone.name, job.layer, job.model != job.backbone.name,
-                           job.weights.source, job.backbone.architecture, "--shard", shard, *options)
+                           job.weights.source, job.backbone.architecture, "--shard", shard, *fmt.root_options(root),
+                           *options)
 
 
-def _common_precision(job: Job, shards, provenances) -> str | None:
+def _merge_extra(job: Job, count: int) -> dict:
+    """What a merged store's provenance ``extra`` says of how it was built, recorded in its partial file as
+    the merge starts: an interrupted merge is then told from an interrupted extraction, and resumed
+    with the ``merge-shards`` command (``reader.merge_command``) rather than computed again."""
+    return {"backbone": job.backbone.name, "architecture": job.backbone.architecture, "layer": job.layer,
+            "weights_source": job.weights.source, "merge": {"count": count}}
+
+
+def _common_precision(job: Job, shards, provenances, root) -> str | None:
     """The one precision every shard was computed in (None: none recorded), else ``ShardsDisagree``."""
     precisions = [recorded_precision(p) for p in provenances]
     if len(set(precisions)) > 1:
@@ -48,35 +62,70 @@ def _common_precision(job: Job, shards, provenances) -> str | None:
         raise ShardsDisagree(
             f"{job.spec.dataset}/{job.model}: its shards were computed in different precisions ({listed}); a merge "
             f"would mix them: extract the odd shards again with "
-            f"`{_shard_command(job, f'I/{len(shards)}', '--precision P', '--overwrite')}`, P the others' precision")
+            f"`{_shard_command(job, f'I/{len(shards)}', root, '--precision P', '--overwrite')}`, P the others' "
+            "precision")
     return precisions[0]
 
 
-def _shard_paths(job: Job, count: int, manifest_hash: str, root) -> list[tuple[Shard, object, str]]:
-    """(shard, path, expected fingerprint) of every shard of ``job``'s store."""
+def _shard_paths(job: Job, count: int, manifest_hash: str, root) -> list[tuple[Shard, Path, StoreSpec]]:
+    """(shard, path, expected request) of every shard of ``job``'s store."""
     out = []
     for index in range(count):
         shard = Shard(index, count)
         spec = make_spec(job.spec.dataset, manifest_hash, job.backbone, job.layer, job.weights, shard)
         out.append((shard, fmt.store_path(spec.dataset, spec.model, shard_root(root, spec.dataset, spec.model, shard)),
-                    spec.fingerprint))
+                    spec))
     return out
 
 
-def _check_shard(job: Job, path, fingerprint: str, shard: Shard) -> dict:
-    model = job.model
-    command = _shard_command(job, f"{shard.index}/{shard.count}")
-    hint = f"run `{command}` (here, or elsewhere and copy its store there)"
+def _check_shard(job: Job, path: Path, spec: StoreSpec, shard: Shard, root) -> tuple[dict | None, str | None]:
+    """``(provenance, None)`` for shard ``shard`` (at ``path``, requested as ``spec``) if it is complete and
+    matches, else ``(None, what keeps it out of a merge, with the command that mends it)``. A damaged
+    shard raises ``StoreCorrupt``."""
+    command = _shard_command(job, f"{shard.index}/{shard.count}", root)
+    where = f"shard {shard.label} ({path})"
     if not path.exists():
-        raise ShardMissing(f"{path}: shard {shard.label} of {model} is missing; {hint}")
+        partial = fmt.partial_path(path)
+        writer = holder_of(fmt.lock_path(path)) if partial.exists() else None
+        if writer:
+            return None, f"{where} is being written by {writer}: wait for it to finish"
+        if partial.exists():
+            return None, f"{where} was interrupted: run `{command}` to resume it"
+        return None, f"{where} is missing: run `{command}` (here, or elsewhere and copy its store there)"
     with fmt.open_h5(path) as file:
         provenance = check_header(file, path)
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
-            raise ShardMissing(f"{path}: shard {shard.label} of {model} is incomplete; {hint}")
-        if str(file.attrs.get(fmt.ATTR_FINGERPRINT, "")) != fingerprint:
-            raise ShardMissing(f"{path}: shard {shard.label} of {model} was built from other inputs; "
-                               f"run `{command} --overwrite` to rebuild it from the current ones")
-    return provenance
+            return None, f"{where} is not marked complete: run `{command} --overwrite`"
+        if str(file.attrs.get(fmt.ATTR_FINGERPRINT, "")) != spec.fingerprint:
+            return None, (f"{where} differs from this request ({'; '.join(differences(provenance, spec).values())}): "
+                          f"run `{command} --overwrite`")
+    return provenance, None
+
+
+def _check_shards(job: Job, shards, root) -> list[dict]:
+    """The provenance of every shard, or one error naming each shard that keeps the merge from
+    running and what mends it (all at once: not one shard per run). It is ``ShardMissing`` unless a
+    shard cannot be read (damaged, misplaced): then that shard's error type (``StoreCorrupt``), so
+    that a flow's merge fails on it rather than waiting for the shard."""
+    provenances, problems = [], []
+    kind = ShardMissing
+    for shard, path, spec in shards:
+        try:
+            provenance, problem = _check_shard(job, path, spec, shard, root)
+        except FeatureStoreError as error:
+            provenance, problem = None, f"shard {shard.label}: {error}"
+            kind = type(error) if kind is ShardMissing else kind
+        provenances.append(provenance)
+        if problem:
+            problems.append(problem)
+    if not problems:
+        return provenances
+    labels = {p.name for p in (resolve_root(root) / "shards" / job.spec.dataset / job.model).glob("*-of-*")}
+    others = sorted(labels - {shard.label for shard, _, _ in shards})
+    raise kind(
+        f"{job.spec.dataset}/{job.model}: {len(problems)} of the {len(shards)} shards cannot be merged: "
+        + "; ".join(problems)
+        + (f"; shards of other counts are here ({', '.join(others)}): give --count as at extraction" if others else ""))
 
 
 def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, weights: Mapping[str, str] | None = None,
@@ -90,25 +139,38 @@ def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, 
         from featurestore.datasets.manifest import load_manifest
 
         manifest = load_manifest(dataset, root)
+    if count > len(manifest.frame):
+        # extract --shard refuses more shards than rows, so no extraction made these.
+        raise InvalidOption(f"--count {count}: {dataset} has {len(manifest.frame)} rows, fewer than the {count} "
+                            "shards, so no extraction made them; give the count used at extraction")
     results = []
     for job in plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, download=download):
-        if not job.pending(overwrite, replace_stale):
+        try:
+            pending = job.pending(overwrite, replace_stale)
+        except (StoreConflict, StoreStale) as conflict:
+            # The shared message names extract's --overwrite; what replaces a merged store is merge-shards'.
+            merge = merge_command(dataset, job.model, _merge_extra(job, count), root, "--overwrite")
+            raise type(conflict)(str(conflict).replace(REPLACE_BY_EXTRACT, f"merge again with `{merge}` (overwrite=True)")) from None
+        if not pending:
             results.append(ExtractResult(dataset, job.model, job.path, "skipped", len(job.rows),
                                          fingerprint=job.spec.fingerprint))
             continue
         shards = _shard_paths(job, count, manifest.hash, root)
-        provenances = [_check_shard(job, path, fingerprint, shard) for shard, path, fingerprint in shards]
+        provenances = _check_shards(job, shards, root)
         # The merged store records its shards' precision, so resuming a merge checks it like an extraction.
         job = dataclasses.replace(job, spec=dataclasses.replace(
-            job.spec, precision=_common_precision(job, shards, provenances)))
+            job.spec, precision=_common_precision(job, shards, provenances, root)))
         results.append(_merge(job, shards, provenances, root, overwrite or replace_stale))
     return results
 
 
 def _merge(job: Job, shards, provenances, root, overwrite: bool) -> ExtractResult:
     written = failed = 0
+    extra = _merge_extra(job, len(shards))
     with StoreWriter.open(job.spec, job.rows, root, overwrite=overwrite) as writer:
         resumed = writer.committed_rows > 0
+        if writer.created:
+            _mark_as_merge(writer.path, extra)
         for shard, path, _ in shards:
             start, stop = shard.bounds(len(job.rows))
             with fmt.open_h5(path) as file:
@@ -125,8 +187,30 @@ def _merge(job: Job, shards, provenances, root, overwrite: bool) -> ExtractResul
                         "precision": recorded_precision(provenance),
                         "device": provenance.get("extra", {}).get("device")}
                        for (shard, _, _), provenance in zip(shards, provenances, strict=True)]
-        writer.finalize({"backbone": job.backbone.name, "layer": job.layer, "weights_source": job.weights.source,
-                         "merged_from": merged_from})
+        writer.finalize({**extra, "library_versions": _shard_library_versions(provenances), "merged_from": merged_from})
         path = writer.path
     return ExtractResult(job.spec.dataset, job.model, path, "resumed" if resumed else "merged", len(job.rows),
                          written, failed, fingerprint=job.spec.fingerprint)
+
+
+def _mark_as_merge(final: Path, extra: dict) -> None:
+    """Record ``extra`` (``_merge_extra``) in the provenance of the partial file a merge has just created.
+
+    Its writer holds the file open: HDF5 shares that handle within the process, so this open sees
+    and updates the same file, and the writer's ``finalize`` keeps the record."""
+    with fmt.open_h5(fmt.partial_path(final), "r+") as file:
+        provenance = read_provenance(file)
+        provenance["extra"].update(extra)
+        file.attrs[fmt.ATTR_PROVENANCE] = canonical_json(provenance)
+
+
+def _shard_library_versions(provenances) -> dict[str, str]:
+    """The versions of the libraries that computed the shards' rows (torch, onnxruntime...): those the
+    shards recorded and the merging process does not, each package's distinct versions joined by ", "."""
+    own = library_versions()
+    found: dict[str, dict[str, None]] = {}
+    for provenance in provenances:
+        for package, number in provenance.get("library_versions", {}).items():
+            if package not in own:
+                found.setdefault(package, {})[number] = None
+    return {package: ", ".join(numbers) for package, numbers in found.items()}

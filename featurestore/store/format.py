@@ -15,7 +15,7 @@ what pandas writes, so ``pd.read_hdf(path, key)`` works without featurestore):
 * ``/_extraction/committed_rows`` int64[1]: rows ``[0, committed_rows)`` are durable.
 * ``/_extraction/row_status`` int8[rows]: 0 pending, 1 ok, 2 failed to decode.
 * root attributes: ``featurestore_schema_version`` (int), ``featurestore_provenance`` (JSON),
-  ``featurestore_fingerprint`` (hex), ``featurestore_complete`` (bool).
+  ``featurestore_fingerprint`` (hex), ``featurestore_complete`` (uint8, 1 once complete).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ import h5py
 import numpy as np
 
 from featurestore.errors import FeatureStoreError, FileLocksUnsupported, StoreCorrupt, StoreLocked, StoreNotFound
-from featurestore.paths import check_name, stores_dir
+from featurestore.paths import check_name, resolve_root, stores_dir
 from featurestore.store.lock import LOCKS_UNSUPPORTED, locks_unsupported
 
 SCHEMA_VERSION = 1
@@ -70,6 +71,56 @@ def store_path(dataset: str, model: str, root=None) -> Path:
 def names_of(path: Path) -> tuple[str, str]:
     """The (dataset, model) a store file's path names, complete or partial: ``<dataset>/<model>.h5``."""
     return path.parent.name, path.name.removesuffix(PARTIAL_SUFFIX).removesuffix(SUFFIX)
+
+
+def root_of(path: Path) -> Path | None:
+    """The root whose ``stores/`` directory holds the store file ``path`` (``<root>/stores/<dataset>/<model>.h5``,
+    complete or partial); None for a file kept elsewhere."""
+    return path.parents[2] if path.parent.parent.name == "stores" else None
+
+
+_SHARD_LABEL = re.compile(r"(\d+)-of-(\d+)")
+
+
+def shard_of(path: Path) -> tuple[int, int] | None:
+    """``(index, count)`` if the store file ``path`` is a shard's, under its own root
+    ``<root>/shards/<dataset>/<model>/<index>-of-<count>/``; else None."""
+    root = root_of(path)
+    label = _SHARD_LABEL.fullmatch(root.name) if root is not None else None
+    if label is None or len(root.parents) < 3 or root.parents[2].name != "shards":
+        return None
+    return int(label[1]), int(label[2])
+
+
+def root_options(root) -> tuple[str, ...]:
+    """``("--root", ROOT)``, quoted for a shell, for a suggested command about ``root``; nothing for the
+    root a command without ``--root`` uses (``$FEATURESTORE_HOME`` or the default), so that the
+    command runs as printed."""
+    resolved = resolve_root(root)
+    return () if resolved == resolve_root() else ("--root", shlex.quote(str(resolved)))
+
+
+def rm_command(path: Path) -> str:
+    """The command that deletes the store file ``path`` and nothing else.
+
+    ``featurestore rm D M`` with the root the file lies under (a shard is a store under a root of
+    its own: without it, ``rm`` would delete the merged store) and, for a ``.partial``, ``--partial``
+    (else ``rm`` deletes the complete store beside it too). A file outside a store directory is no
+    store ``featurestore rm`` can name: plain ``rm PATH``.
+    """
+    root = root_of(path)
+    if root is None:
+        return f"rm {shlex.quote(str(path))}"
+    partial = ("--partial",) if path.name.endswith(PARTIAL_SUFFIX) else ()
+    return " ".join(["featurestore rm", *map(shlex.quote, names_of(path)), *partial, *root_options(root)])
+
+
+def rebuild_advice(path: Path) -> str:
+    """What to do about the damaged store file ``path``: the command that deletes it, then extract it
+    again (a shard with its ``--shard``)."""
+    shard = shard_of(path)
+    again = f"extract it again with --shard {shard[0]}/{shard[1]}" if shard else "extract again"
+    return f"delete it with `{rm_command(path)}` and {again}"
 
 
 def partial_path(final: Path) -> Path:
@@ -189,21 +240,19 @@ def translate_os_error(path: Path, error: OSError):
         )
     if "truncated file" in text:
         return StoreCorrupt(
-            f"{path}: file is truncated (HDF5 reports a shorter file than it expects); "
-            "delete it with `featurestore rm` and extract again"
+            f"{path}: file is truncated (HDF5 reports a shorter file than it expects); {rebuild_advice(path)}"
         )
     if "file signature not found" in text or "not an HDF5 file" in text:
         return StoreCorrupt(
-            f"{path}: not an HDF5 file; move it out of the store directory or delete it with `featurestore rm`"
+            f"{path}: not an HDF5 file; move it out of the store directory or delete it with `{rm_command(path)}`"
         )
     first_line = text.splitlines()[0] if text else type(error).__name__
-    return StoreCorrupt(f"{path}: cannot be opened as a store ({first_line}); delete it with `featurestore rm` and extract again")
+    return StoreCorrupt(f"{path}: cannot be opened as a store ({first_line}); {rebuild_advice(path)}")
 
 
 def corrupt(path: Path, problem: str) -> StoreCorrupt:
     """The one-line error for a damaged store file: what is wrong and the command that deletes it."""
-    dataset, model = names_of(path)
-    return StoreCorrupt(f"{path}: {problem}; delete it with `featurestore rm {dataset} {model}` and extract again")
+    return StoreCorrupt(f"{path}: {problem}; {rebuild_advice(path)}")
 
 
 @contextmanager

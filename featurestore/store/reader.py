@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from featurestore.errors import (
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
 from featurestore.store.provenance import read_provenance
-from featurestore.store.staleness import warn_if_stale
+from featurestore.store.staleness import extract_command, warn_if_stale
 
 
 T = TypeVar("T")
@@ -62,16 +63,51 @@ def locate(dataset: str, model: str, root=None) -> Path:
         holder = holder_of(fmt.lock_path(final))
         if holder:
             raise StoreLocked(f"{partial}: {holder} is still writing this store; wait for it to finish")
+        merge = interrupted_merge(partial)
+        if merge:
+            raise StoreIncomplete(f"{partial}: the merge of the shards of {model} on {dataset} was interrupted; "
+                                  f"run `{merge}` to resume it")
         raise StoreIncomplete(
             f"{partial}: extraction of {model} on {dataset} was interrupted; run extract again to resume it"
         )
     # Named first, so that a misspelt model reads as one rather than as a store to extract.
     here = sorted(p.name.removesuffix(fmt.SUFFIX) for p in final.parent.glob(f"*{fmt.SUFFIX}"))
+    extract = " ".join(["featurestore extract --dataset", dataset, "--models", model, *fmt.root_options(root)])
     raise StoreNotFound(
         f"{final}: no store for dataset {dataset!r} and model {model!r} (stores of {dataset!r}: "
-        f"{', '.join(here) or 'none'}); check the names, or run `featurestore extract --dataset {dataset} "
-        f"--models {model}` if {model!r} is a backbone"
+        f"{', '.join(here) or 'none'}); check the names, or run `{extract}` if {model!r} is a backbone"
     )
+
+
+def merge_command(dataset: str, model: str, extra: dict, root, *options: str) -> str:
+    """The ``featurestore merge-shards`` command (on ``root``) that builds the store of ``model`` on
+    ``dataset`` from its shards, as its provenance ``extra`` describes it: backbone, architecture,
+    layer, weights source and ``merge``, ``{"count": shards}``; then ``options``."""
+    backbone = extra.get("backbone", model)
+    command = extract_command(dataset, backbone, str(extra.get("layer", "")), model != backbone,
+                              str(extra.get("weights_source", "")), str(extra.get("architecture", "")),
+                              "--count", str(extra["merge"]["count"]), *fmt.root_options(root), *options)
+    # merge-shards selects the store with the very words extract does (-d, -m, --layer, --weights, --onnx-spec).
+    return "featurestore merge-shards" + command.removeprefix("featurestore extract")
+
+
+def interrupted_merge(partial: Path) -> str | None:
+    """The command that resumes the interrupted ``merge-shards`` whose partial store file is ``partial``
+    (with ``--overwrite`` beside a complete store, which only ``merge-shards --overwrite`` replaces);
+    None if an extraction started it, or it cannot be read now (a writer holds it, or it is damaged).
+
+    Resumed by ``featurestore extract`` instead, the merge's rows would be computed again on this host.
+    """
+    try:
+        with fmt.open_store(partial) as file:
+            extra = read_provenance(file).get("extra", {})
+    except FeatureStoreError:
+        return None
+    if "merge" not in extra:
+        return None
+    dataset, model = fmt.names_of(partial)
+    final = partial.with_name(model + fmt.SUFFIX)
+    return merge_command(dataset, model, extra, fmt.root_of(partial), *(("--overwrite",) if final.exists() else ()))
 
 
 def check_header(file: h5py.File, path: Path, *, may_lack: tuple[str, ...] = ()) -> dict:
@@ -111,10 +147,14 @@ def _check_place(provenance: dict, path: Path) -> None:
     here = fmt.names_of(path)
     own = (provenance.get("dataset"), provenance.get("model"))
     if here != own:
+        home = f"stores/{own[0]}/{own[1]}{fmt.SUFFIX}"
+        shard = fmt.shard_of(path)
+        if shard:
+            # A shard's root is <root>/shards/D/M/i-of-n: this shard of the other store has its own.
+            home = f"shards/{own[0]}/{own[1]}/{shard[0]}-of-{shard[1]}/{home}"
         raise StoreCorrupt(
             f"{path}: holds the store of {own[0]}/{own[1]}, not of {here[0]}/{here[1]} (copied or renamed "
-            f"there?); move it to stores/{own[0]}/{own[1]}{fmt.SUFFIX} or delete it with "
-            f"`featurestore rm {here[0]} {here[1]}`")
+            f"there?); move it to {shlex.quote(home)} or delete it with `{fmt.rm_command(path)}`")
 
 
 def read_frame(path: Path, key: str, **options) -> pd.DataFrame:

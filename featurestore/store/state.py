@@ -9,6 +9,9 @@ from featurestore.store.reader import check_header
 from featurestore.store.spec import StoreSpec
 from featurestore.store.staleness import earlier_manifest
 
+#: how a conflict's message says to replace the store; a merge names its own command instead
+REPLACE_BY_EXTRACT = "extract it again with --overwrite (overwrite=True)"
+
 
 def store_state(spec: StoreSpec, root=None, *, redo_failed: bool = False) -> str:
     """``"complete"``, ``"partial"`` or ``"missing"`` for ``spec``; with ``redo_failed``, a complete
@@ -28,11 +31,8 @@ def store_state(spec: StoreSpec, root=None, *, redo_failed: bool = False) -> str
             stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
             finished = bool(file.attrs.get(fmt.ATTR_COMPLETE, False))
             committed = int(file[fmt.COMMITTED][0])
-        # A shard is a store under its own root: `rm` without that root would delete the merged store.
-        remove = f"featurestore rm {spec.dataset} {spec.model}" + (
-            f" --root {final.parents[2]}" if "shard" in spec.preprocessing else "")
-        replace = ("extract it again with --overwrite (overwrite=True) to replace it once the new one is complete, "
-                   f"or remove it with `{remove}`")
+        replace = (f"{REPLACE_BY_EXTRACT} to replace it once the new one is complete, or remove it with "
+                   f"`{fmt.rm_command(final)}`")
         if not finished:
             # Writers fill <model>.h5.partial; an unfinished file under the final name was moved there.
             raise StoreConflict(f"{final}: store is not marked complete ({committed} of {provenance['rows']} rows "
@@ -45,32 +45,46 @@ def store_state(spec: StoreSpec, root=None, *, redo_failed: bool = False) -> str
             if redo_failed and provenance.get("failed_rows"):
                 return "partial" if fmt.partial_path(final).exists() else "failed rows"
             return "complete"
-        differences = _differences(provenance, spec)
-        if list(differences) == ["manifest_hash"]:
+        found = differences(provenance, spec)
+        if list(found) == ["manifest_hash"]:
             raise StoreStale(f"{final}: store was {earlier_manifest(spec.dataset)}; {replace}")
         raise StoreConflict(f"{final}: store was built from other inputs than requested "
-                            f"({'; '.join(differences.values())}); {replace}")
+                            f"({'; '.join(found.values())}); {replace}")
     return "partial" if fmt.partial_path(final).exists() else "missing"
 
 
-def _differences(provenance: dict, spec: StoreSpec) -> dict[str, str]:
+def differences(provenance: dict, spec: StoreSpec) -> dict[str, str]:
     """The fingerprint fields in which a store (its ``provenance``) differs from ``spec``, each with
     a phrase saying how: ``{"weights_sha256": "weights: sha256 57934424a1b2 (pypi:...) stored, ..."}``."""
     requested = spec.fingerprint_fields()
-    differences = {}
+    found = {}
     for name, wanted in requested.items():
         held = provenance.get(name)
         if held == wanted:
             continue
         if name == "manifest_hash":
-            differences[name] = earlier_manifest(spec.dataset) if held else "another manifest"
+            found[name] = earlier_manifest(spec.dataset) if held else "another manifest"
         elif name == "weights_sha256":
             source = provenance.get("extra", {}).get("weights_source")
-            differences[name] = (f"weights: sha256 {str(held)[:12]}{f' ({source})' if source else ''} stored, "
+            found[name] = (f"weights: sha256 {str(held)[:12]}{f' ({source})' if source else ''} stored, "
                                  f"{wanted[:12]} requested (check --weights)")
         elif name == "preprocessing":
-            keys = sorted(k for k in {*(held or {}), *wanted} if (held or {}).get(k) != wanted.get(k))
-            differences[name] = f"preprocessing: {', '.join(keys)}"
+            held = held or {}
+            keys = sorted(k for k in {*held, *wanted} if held.get(k) != wanted.get(k))
+            phrases = []
+            if "shard" in keys:
+                # Other rows (a shard's store copied into another shard's place), not other preprocessing.
+                phrases.append(f"it holds {_rows_of(held)}, not {_rows_of(wanted)}")
+                keys.remove("shard")
+            if keys:
+                phrases.append(f"preprocessing: {', '.join(keys)}")
+            found[name] = "; ".join(phrases)
         else:
-            differences[name] = f"{name}: {held} stored, {wanted} requested"
-    return differences
+            found[name] = f"{name}: {held} stored, {wanted} requested"
+    return found
+
+
+def _rows_of(preprocessing: dict) -> str:
+    """Which rows a store of ``preprocessing`` holds: ``shard i-of-n`` or ``the whole dataset``."""
+    shard = preprocessing.get("shard")
+    return f"shard {shard[0]}-of-{shard[1]}" if shard else "the whole dataset"

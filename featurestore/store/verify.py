@@ -11,7 +11,7 @@ from featurestore.errors import FeatureStoreError
 from featurestore.store import format as fmt
 from featurestore.store.catalog import final_path_of
 from featurestore.store.lock import holder_of
-from featurestore.store.reader import check_header, read_frame, rows_of
+from featurestore.store.reader import check_header, interrupted_merge, read_frame, rows_of
 from featurestore.store.spec import FINGERPRINT_FIELDS, fingerprint_of
 from featurestore.store.staleness import rebuild_command
 
@@ -52,10 +52,14 @@ def _unfinished(partial: Path) -> str:
     writer = holder_of(fmt.lock_path(final))
     if writer:
         return f"extraction in progress: {writer} is writing it; wait for it to finish"
+    merge = interrupted_merge(partial)
     if final.exists():
-        # Only `extract --overwrite` builds a partial beside a complete store; without the flag extract refuses.
-        return ("interrupted `extract --overwrite` (partial file beside the complete store); run extract again with "
-                f"--overwrite to resume it, or `featurestore rm {final.parent.name} {final.stem} --partial` to drop it")
+        # Only `--overwrite` builds a partial beside a complete store; without the flag extract and merge-shards refuse.
+        resume = f"run `{merge}`" if merge else "run extract again with --overwrite"
+        return (f"interrupted `{'merge-shards' if merge else 'extract'} --overwrite` (partial file beside the complete "
+                f"store); {resume} to resume it, or `{fmt.rm_command(partial)}` to drop it")
+    if merge:
+        return f"merge of shards not finished (partial file); run `{merge}` to resume it"
     return "extraction not finished (partial file); run extract again to resume it"
 
 
