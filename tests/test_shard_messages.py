@@ -25,6 +25,7 @@ from featurestore.errors import InvalidOption, StoreConflict, StoreCorrupt, Stor
 from featurestore.extract import Shard, merge_shards, plan_jobs
 from featurestore.store import StoreWriter, store_state, verify_file
 from featurestore.store import format as fmt
+from featurestore.store.reader import read_arrays
 
 MODEL = "efficientnet_lite0"
 
@@ -191,3 +192,23 @@ def test_a_merge_over_a_store_of_other_inputs_names_merge_shards_overwrite(space
     merged = run(command)
     assert merged.exit_code == 0 and "merged" in merged.output, merged.output
 
+
+def test_a_split_scattered_over_the_store_reads_the_same_rows_as_the_whole_store(tmp_path):
+    # A split in many short runs was read with one HDF5 read per run (4.4 s for 1/3 of a 400 MB
+    # store); it is now read in blocks. The rows must be the very same, over several blocks.
+    from featurestore.store import RowTable, StoreSpec
+
+    n, dim = 3000, 2048  # 24 MB: more than one 16 MiB block
+    split = np.array(["train", "val", "test"])[np.random.default_rng(0).integers(0, 3, n)]
+    rows = RowTable(ids=[f"img/{i:05d}" for i in range(n)], labels=np.arange(n) % 2, class_names=["a", "b"],
+                    split=split, fold=np.full(n, -1))
+    spec = StoreSpec(dataset="mixed", model="net", manifest_hash="m" * 64, weights_sha256="w" * 64, dim=dim)
+    with StoreWriter.open(spec, rows, tmp_path) as writer:
+        for start in range(0, n, 500):
+            writer.write(features_for(start, start + 500, dim))
+        path = writer.finalize()
+    whole = read_arrays(path)
+    for name in ("train", "val", "test"):
+        part = read_arrays(path, name)
+        assert np.array_equal(part.features, whole.features[split == name])
+        assert np.array_equal(part.ids, whole.ids[split == name])
