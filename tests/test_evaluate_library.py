@@ -179,7 +179,7 @@ def test_a_damaged_store_is_skipped_for_one_reason_naming_its_path_once(tmp_path
     garble_provenance_attribute(path)
     problem = store_problem(DATASET, "pixels", tmp_path)
     assert problem == (f"{path}: its provenance attribute is not readable JSON (Expecting value: line 1 column 1 (char 0)); "
-                       f"delete it with `featurestore rm {DATASET} pixels` and extract again")
+                       f"delete it with `featurestore rm {DATASET} pixels --root {tmp_path}` and extract again")
     bad = digits_rows()[0].copy()
     bad[3, 5] = np.nan
     write_store(tmp_path, "nan", bad, digits_rows()[1])

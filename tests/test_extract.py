@@ -374,7 +374,7 @@ def test_merge_names_the_missing_shard_with_a_command_that_runs_as_written(root)
     with pytest.raises(featurestore.errors.StoreIncomplete, match="1-of-2") as caught:
         merge_shards("photos", ["efficientnet_lite0"], 2, root)
     command = re.search(r"run `featurestore (extract [^`]+)`", str(caught.value)).group(1)
-    assert command == "extract -d photos -m efficientnet_lite0 --shard 1/2"
+    assert command == f"extract -d photos -m efficientnet_lite0 --shard 1/2 --root {root}"
     app = typer.Typer()
     backbones_commands.register(app)
     ran = CliRunner().invoke(app, [*command.split(), "--root", str(root), "--no-progress"])
@@ -400,7 +400,7 @@ def test_merge_hint_for_a_shard_of_a_weights_file_at_another_layer_runs_as_writt
     command = re.search(r"run `featurestore (extract [^`]+)`", str(caught.value)).group(1)
     # The store's name (resnet18.logits) is no backbone: the command names the backbone, its layer
     # and the weights file, without which the shard would be of other weights (or none offline).
-    assert command == f"extract -d photos -m resnet18 --layer logits --weights {weights} --shard 0/2"
+    assert command == f"extract -d photos -m resnet18 --layer logits --weights {weights} --shard 0/2 --root {root}"
     for index in (0, 1):
         ran = CliRunner().invoke(app, [*command.replace("0/2", f"{index}/2").split(), "--root", str(root),
                                        "--no-progress"])

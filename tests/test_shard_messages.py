@@ -161,6 +161,9 @@ def test_an_interrupted_merge_is_resumed_by_the_merge_shards_command_it_names(sp
                                       f"run `{command}` to resume it")
     assert verify_file(partial).problems == [f"merge of shards not finished (partial file); run `{command}` to "
                                              "resume it"]
+    listed = featurestore.catalog(root).iloc[0]  # ls said "interrupted" with no advice
+    assert listed["state"].startswith("interrupted ")
+    assert listed["problem"] == f"an interrupted merge of shards; run `{command}` to resume it"
     shards[1].write_bytes(intact)
     resumed = run(command)
     assert resumed.exit_code == 0 and "resumed" in resumed.output, resumed.output
