@@ -64,7 +64,10 @@ def test_a_store_of_an_earlier_manifest_is_stale_in_ls_verify_and_load(root):
     assert listing["half"]["state"] == "stale, interrupted 8/30"
     assert (listing["new"]["state"], listing["new"]["problem"]) == ("complete", None)
     verified = cli("verify", "toy", "old", "--json", root=root)
-    assert verified.returncode == 0  # intact, only out of date
+    assert verified.returncode == 0 and json.loads(verified.stdout)[0]["stale"]  # intact, only out of date
+    table = cli("verify", "toy", root=root).stdout  # it said "ok" beside the command that rebuilds the store
+    results = [line.split("│")[2].strip() for line in table.splitlines() if line.count("│") == 4]
+    assert sorted(r for r in results if r) == ["FAILED", "ok", "stale"]  # half, new, old
     verified = cli("verify", "--json", root=root)  # the unfinished one fails verify, as any unfinished store
     warnings_of = {Path(r["path"]).name.split(".")[0]: r["warnings"] for r in json.loads(verified.stdout)}
     assert warnings_of["new"] == [] and "built from an earlier manifest of 'toy'" in warnings_of["old"][0]

@@ -2,7 +2,8 @@
 
 An entry knows its architecture (a builder), where its weights come from and their checksum,
 the preprocessing those weights expect, and the feature layers it can emit with their
-dimensions. Adding a backbone is one ``register(Backbone(...))`` call plus a test.
+dimensions. Adding a backbone is one entry: a line in ``torchvision_zoo._ENTRIES``, or a
+``register(Backbone(...))`` call in a module ``_register_builtins`` imports.
 """
 
 from __future__ import annotations

@@ -92,15 +92,17 @@ def verify(
     # manifest is damaged cannot be compared with it: said as warnings (an unreadable store's
     # problem is verify's own).
     noted = {p: [problem] for p, state, problem in zip(frame["path"], frame["state"], frame["problem"])
-             if isinstance(problem, str) and state != "unreadable"}
+             if isinstance(problem, str) and (state == "complete" or state.startswith("stale"))}
+    stale = set(frame.loc[frame["state"].str.startswith("stale"), "path"])
     warnings = [r.warnings + noted.get(str(r.path), []) for r in reports]
     if as_json:
-        print_json([{"path": str(r.path), "ok": r.ok, "problems": r.problems, "warnings": w}
-                    for r, w in zip(reports, warnings)])
+        print_json([{"path": str(r.path), "ok": r.ok, "stale": str(r.path) in stale, "problems": r.problems,
+                     "warnings": w} for r, w in zip(reports, warnings)])
     else:
+        # stale: intact, so not a failure, but not "ok" beside the command that rebuilds it either
         print_table(
-            [{"store": str(r.path), "result": "ok" if r.ok else "FAILED", "details": "; ".join(r.problems + w) or "-"}
-             for r, w in zip(reports, warnings)],
+            [{"store": str(r.path), "result": "FAILED" if not r.ok else "stale" if str(r.path) in stale else "ok",
+              "details": "; ".join(r.problems + w) or "-"} for r, w in zip(reports, warnings)],
             ["store", "result", "details"], title="verify")
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
