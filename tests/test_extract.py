@@ -711,7 +711,7 @@ def test_rows_that_failed_are_said_and_overwrite_extracts_them_again(root, tmp_p
     assert "complete, with 1 rows whose images failed to decode at extraction" in caplog.text
     (warning,) = verify_file(first.path).warnings
     assert warning.endswith("images/chelsea_1.jpg; if their images read now, `featurestore extract -d photos -m "
-                            "efficientnet_lite0 --overwrite` extracts the store again")
+                            f"efficientnet_lite0 --overwrite --root {root}` extracts the store again")
     assert pending_models("photos", ["efficientnet_lite0"], root, overwrite=True) == ["efficientnet_lite0"]
     (redone,) = extract("photos", ["efficientnet_lite0"], root, overwrite=True, progress=False)
     assert (redone.status, redone.failed, redone.written) == ("extracted", 0, redone.rows)

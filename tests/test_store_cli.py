@@ -121,6 +121,13 @@ def test_the_rebuild_command_of_a_stale_store_keeps_its_layer_and_weights(root):
     assert problems["efficientnet_lite0.logits"].endswith(
         "featurestore extract -d toy -m efficientnet_lite0 --layer logits --overwrite`")
     assert problems["tiny"].endswith("featurestore extract -d toy -m tiny --onnx-spec SPEC.json --overwrite`")
+    # Off the root a bare command uses, the command names the store's root (it named none, so as
+    # printed it rebuilt a store of $FEATURESTORE_HOME or the default root).
+    other = root.parent / "another root"
+    write_manifest_of(other, rows_for(30))
+    write_store(other, n=30, model="resnet18")
+    [problem] = featurestore.catalog(other)["problem"].tolist()
+    assert problem.endswith(f"featurestore extract -d toy -m resnet18 --overwrite --root '{other}'`")
 
 
 def test_show_reads_only_the_rows_it_shows_and_marks_failed_ones(root, capsys):

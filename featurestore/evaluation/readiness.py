@@ -62,7 +62,7 @@ def _built_from_another_manifest(dataset: str, model: str, path: Path, root) -> 
     """Why a store built from another manifest than the dataset's current one is not scored (its
     split or labels may have moved since: it was ingested again), or ``None``."""
     with open_store(path) as file:
-        reason = stale_reason(check_header(file, path), current_manifest_hash(dataset, root))
+        reason = stale_reason(check_header(file, path), current_manifest_hash(dataset, root), path)
     return f"{path}: {reason}" if reason else None
 
 

@@ -69,7 +69,7 @@ def describe(path: Path, manifest_of: Callable[[str], tuple[str | None, str | No
         entry.update(_unreadable(error, partial, writer))
         return entry
     current, damage = manifest_of(provenance["dataset"])
-    entry["problem"] = stale_reason(provenance, current) or (
+    entry["problem"] = stale_reason(provenance, current, path) or (
         damage and f"whether it is stale cannot be told: {damage}")
     if entry["complete"]:
         entry["state"] = "stale" if current and entry["problem"] else "complete"

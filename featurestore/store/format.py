@@ -92,6 +92,12 @@ def shard_of(path: Path) -> tuple[int, int] | None:
     return int(label[1]), int(label[2])
 
 
+def dataset_root_of(path: Path) -> Path | None:
+    """The root whose dataset the store file ``path`` was extracted from: the store's own root, or
+    for a shard's, the root whose ``shards/`` folder holds it (where ``extract --shard`` runs)."""
+    return root_of(path).parents[3] if shard_of(path) else root_of(path)
+
+
 def root_options(root) -> tuple[str, ...]:
     """``("--root", ROOT)``, quoted for a shell, for a suggested command about ``root``; nothing for the
     root a command without ``--root`` uses (``$FEATURESTORE_HOME`` or the default), so that the

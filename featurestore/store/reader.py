@@ -261,7 +261,7 @@ def load_arrays(dataset: str, model: str, split: str | None = None, root=None) -
 
     Warns (``StaleStoreWarning``) if the dataset was ingested again since the store was built."""
     arrays = read_arrays(locate(dataset, model, root), split)
-    warn_if_stale(arrays.provenance, root)
+    warn_if_stale(arrays.provenance, arrays.path, root)
     return arrays
 
 
@@ -307,7 +307,7 @@ def load(dataset: str, model: str, split: str | None = None, root=None) -> pd.Da
     (``StaleStoreWarning``) if the dataset was ingested again since the store was built.
     """
     arrays = read_arrays(locate(dataset, model, root), split)
-    warn_if_stale(arrays.provenance, root)
+    warn_if_stale(arrays.provenance, arrays.path, root)
     frame = pd.DataFrame(arrays.features, columns=fmt.feature_columns(arrays.features.shape[1]), copy=False)
     meta = {
         "id": arrays.ids,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import shlex
 import warnings
+from pathlib import Path
 
 from featurestore.datasets.manifest import current_manifest_hash
+from featurestore.store import format as fmt
 
 
 class StaleStoreWarning(UserWarning):
@@ -22,19 +24,19 @@ def earlier_manifest(dataset: str) -> str:
     return f"built from an earlier manifest of {dataset!r} (ingested again since)"
 
 
-def stale_reason(provenance: dict, current: str | None) -> str | None:
-    """Why the store with ``provenance`` is stale, with the command that rebuilds it, or ``None``
-    if it matches ``current``, its dataset's manifest hash now (or the dataset has none here,
-    ``current`` None: a store copied without its dataset has nothing to be compared with)."""
+def stale_reason(provenance: dict, current: str | None, path: Path) -> str | None:
+    """Why the store with ``provenance`` (at ``path``) is stale, with the command that rebuilds it,
+    or ``None`` if it matches ``current``, its dataset's manifest hash now (or the dataset has none
+    here, ``current`` None: a store copied without its dataset has nothing to be compared with)."""
     if current is None or current == provenance["manifest_hash"]:
         return None
-    return f"{earlier_manifest(provenance['dataset'])}; rebuild it with `{rebuild_command(provenance)}`"
+    return f"{earlier_manifest(provenance['dataset'])}; rebuild it with `{rebuild_command(provenance, path)}`"
 
 
-def rebuild_command(provenance: dict) -> str:
-    """The ``featurestore extract`` command that builds the store with ``provenance`` again from its
-    dataset's current manifest: same backbone, layer, weights file and shard (an ONNX backbone needs
-    the spec that registered it, which the store does not record)."""
+def rebuild_command(provenance: dict, path: Path) -> str:
+    """The ``featurestore extract`` command that builds the store with ``provenance`` (at ``path``)
+    again from its dataset's current manifest: same backbone, layer, weights file and shard, and its
+    root (an ONNX backbone needs the spec that registered it, which the store does not record)."""
     extra = provenance.get("extra", {})
     model = provenance["model"]
     backbone = extra.get("backbone", model)
@@ -42,7 +44,8 @@ def rebuild_command(provenance: dict) -> str:
     options = ("--shard", f"{shard[0]}/{shard[1]}") if shard else ()
     return extract_command(provenance["dataset"], backbone, extra.get("layer", model.partition(".")[2]),
                            model != backbone, str(extra.get("weights_source", "")),
-                           str(extra.get("architecture", "")), *options, "--overwrite")
+                           str(extra.get("architecture", "")), *options, "--overwrite",
+                           *fmt.root_options(fmt.dataset_root_of(path)))
 
 
 def extract_command(dataset: str, backbone: str, layer: str, named_by_layer: bool, weights_source: str,
@@ -60,11 +63,12 @@ def extract_command(dataset: str, backbone: str, layer: str, named_by_layer: boo
     return " ".join([*words, *options])
 
 
-def warn_if_stale(provenance: dict, root=None) -> None:
-    """Warn (``StaleStoreWarning``) when a stale store is loaded: its split is not the current one.
+def warn_if_stale(provenance: dict, path: Path, root=None) -> None:
+    """Warn (``StaleStoreWarning``) when the store at ``path`` is loaded stale: its split is not
+    the current one.
 
     Called by the public loader itself, so the warning points at the caller's line."""
-    reason = stale_reason(provenance, current_manifest_hash(provenance["dataset"], root))
+    reason = stale_reason(provenance, current_manifest_hash(provenance["dataset"], root), path)
     if reason:
         warnings.warn(f"{provenance['dataset']}/{provenance['model']}: store {reason}", StaleStoreWarning,
                       stacklevel=3)

@@ -109,7 +109,7 @@ def verify_file(path: Path) -> VerifyReport:
                 named = ", ".join(failed[:SHOW_FAILED]) + (", ..." if len(failed) > SHOW_FAILED else "")
                 report.warnings.append(f"{len(failed)} rows failed to decode at extraction (stored as zeros, "
                                        f"flagged failed): {named}; if their images read now, "
-                                       f"`{rebuild_command(provenance)}` extracts the store again")
+                                       f"`{rebuild_command(provenance, path)}` extracts the store again")
             bad_rows, first = _count_non_finite(matrix)
             if bad_rows:
                 problems.append(f"{bad_rows} rows contain NaN or inf (first: row {first})")
