@@ -215,7 +215,7 @@ def test_a_store_built_from_an_earlier_manifest_is_not_scored(tmp_path):
     write_manifest_of(tmp_path, rows, DATASET)  # the dataset was ingested again: split and labels may differ
     problem = store_problem(DATASET, "pixels", tmp_path)
     assert (f"built from an earlier manifest of {DATASET!r} (ingested again since); "
-            f"rebuild it with `featurestore extract -d {DATASET} -m pixels --overwrite`") in problem
+            f"rebuild it with `featurestore extract -d {DATASET} -m pixels --overwrite --root {tmp_path}`") in problem
 
 
 def _one_line(error: pytest.ExceptionInfo) -> str:
