@@ -150,8 +150,11 @@ def _fan_out(requested: dict[str, list[str]], parameters: dict, root: str | None
             parts += [steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir, train_per_class)
                       for c in classifiers if c != BASE_CLASSIFIER for m in ready]
             if stacking and len(ready) < 2:
-                skipped.append({"dataset": dataset, "model": "+".join(ready), "classifier": "stacking",
-                                "reason": "only stacking is skipped: it needs at least two usable stores of the dataset"})
+                # every ensemble combines stores, so all of them go, once for the dataset
+                skipped.append({"dataset": dataset, "model": ready[0], "classifier": "ensembles",
+                                "reason": f"stacking, soft_vote and early_fusion combine at least two usable stores "
+                                          f"of {dataset}; {ready[0]} is the only one: extract a second backbone "
+                                          f"(featurestore extract -d {dataset} -m NAME)"})
         written = steps.report.submit(run_dir, [f.result() for f in parts], skipped, parameters)
         parts.append(written)
         results_json = written.result()

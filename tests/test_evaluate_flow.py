@@ -216,6 +216,23 @@ def test_a_class_with_one_train_row_skips_only_stacking(harness, tmp_path):
     assert skipped["reason"] in (run / "report.md").read_text()
 
 
+def test_one_usable_store_skips_every_ensemble_once_and_says_what_to_do(harness, tmp_path, capsys):
+    # Before: "only stacking is skipped", while early fusion and the soft vote were skipped too
+    write_digits_stores(tmp_path, models=["pixels"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dataset", DATASET, "-c", "knn", "--root", str(tmp_path)])
+    assert exit_.value.code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    document = _document(run)
+    assert {r["classifier"] for r in document["results"]} == {"knn"}
+    assert document["skipped"] == [{
+        "dataset": DATASET, "model": "pixels", "classifier": "ensembles",
+        "reason": f"stacking, soft_vote and early_fusion combine at least two usable stores of {DATASET}; pixels is "
+                  f"the only one: extract a second backbone (featurestore extract -d {DATASET} -m NAME)"}]
+    out = capsys.readouterr().out
+    assert out.count("skipped ensembles on") == 1 and f"skipped ensembles on {DATASET}/pixels: stacking" in out
+
+
 def test_evaluate_json_prints_the_runs_parameters_and_counts(harness, tmp_path, capsys):
     write_digits_stores(tmp_path, models=["pixels"])
     with pytest.raises(SystemExit) as exit_:
@@ -305,7 +322,7 @@ def test_fashion_mnist_through_efficientnet_lite0(harness, fashion_root):
     assert set(records) == set(FAST)
     assert records["logreg"]["selection"]["method"] == "cv"  # the official split has no val rows
     assert records["logreg"]["accuracy"] > 0.6 and records["logreg"]["class_names"][0] == "T-shirt/top"
-    assert any(s["classifier"] == "stacking" for s in document["skipped"])  # one backbone: nothing to stack
+    assert [s["classifier"] for s in document["skipped"]] == ["ensembles"]  # one backbone: nothing to combine
     arrays = featurestore.load_arrays("fashion-mnist", "efficientnet_lite0", root=fashion_root)
     fit, test = arrays.split != "test", arrays.split == "test"
     model = get_classifier("logreg").build(records["logreg"]["params"], 0, 1, arrays.features[fit].shape)
