@@ -477,3 +477,30 @@ def test_report_refuses_a_run_id_that_names_no_run(evaluated, run, capsys):
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (f"error: invalid run name {run!r}: use up to 100 letters, digits and '_', '.', "
                                        "'+', '-' (starting with a letter or digit)\n")
+
+
+def test_summary_and_picture_round_as_the_table_shows(tmp_path, monkeypatch):
+    # Before: 1711 of 2000 test rows is 85.55 in the table, but "85.5%" in the summary and the picture
+    # (the float 100 * 0.8555 is 85.549999...), and a gain of 1.65 points read "+1.6"
+    base = {"dataset": "d", "leak_free": True}
+    single = {**base, "model": "lite0", "classifier": "logreg", "kind": "single", "accuracy": 1711 / 2000}
+    vote = {**base, "model": "lite0+lite1", "classifier": "soft_vote", "kind": "ensemble", "accuracy": 0.872,
+            "members": ["lite0", "lite1"]}
+    assert summary_line(add_gains([dict(single)])) == "best: lite0 + logreg 85.6%"
+    assert summary_line(add_gains([dict(single), dict(vote)])) == "best: soft_vote 87.2% (+1.7 over lite0 + logreg)"
+    ((_, _, bold, plain),) = _drawn_panels(add_gains([dict(single), dict(vote)]), tmp_path / "a.png", monkeypatch)
+    assert bold == ["87.2"] and plain == ["85.6"]
+
+
+def test_a_tie_is_bold_only_where_the_summary_names_it(evaluated, tmp_path, monkeypatch):
+    # Before: a single and soft_vote tied at 73.4 were both bold; the summary named only the single
+    records = [dict(r) for r in evaluated[2][0]["results"]]
+    best = best_record(records)
+    tied = next(r for r in records if r["classifier"] == "soft_vote")
+    tied["accuracy"] = best["accuracy"]
+    assert best_record(records) is best and summary_line(records).startswith(f"best: {best['model']} + ")
+    panel = plots.heat_map(records)
+    (cell,) = zip(*np.nonzero(panel.bold))
+    assert cell == (panel.rows.index(best["model"]), panel.columns.index(best["classifier"]))
+    ((_, _, bold, _),) = _drawn_panels(records, tmp_path / "a.png", monkeypatch)
+    assert len(bold) == 1

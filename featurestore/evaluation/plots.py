@@ -12,7 +12,7 @@ from matplotlib.patches import Rectangle
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from featurestore.evaluation.history import fitted_per_class
-from featurestore.evaluation.summary import LEAKY_SUFFIX, display_name
+from featurestore.evaluation.summary import LEAKY_SUFFIX, best_record, decimal_text, display_name
 
 ENSEMBLE_ROW = "ensemble"
 
@@ -29,14 +29,18 @@ class HeatMap:
     columns: list[str]
     #: test accuracy in %, NaN where a (row, column) has no answer
     values: np.ndarray
-    #: cells printed in bold: the best leak-free answers (ties all bold); never a leaky one
+    #: the text printed in each cell with an answer, rounded as the summary line rounds
+    labels: dict[tuple[int, int], str]
+    #: cells printed in bold: the one answer the summary line names (``best_record``; of tied
+    #: answers the first, as there); never a leaky one
     bold: np.ndarray
 
 
 def heat_map(records: list[dict[str, Any]], train_per_class: int | None = None) -> HeatMap:
     """One dataset's panel: rows are backbones then one ensemble row, columns classifiers then
-    ensemble methods. The best is taken over leak-free answers only (the in-sample stacking's
-    meta-classifier saw its own training rows' answers), as the summary line does, and the leaky
+    ensemble methods. Only the answer the summary line names is bold, ties or not: it is taken over
+    leak-free answers only (the in-sample stacking's meta-classifier saw its own training rows'
+    answers), and the leaky
     column is labelled as the report tables label it. ``train_per_class`` is the run's parameter:
     a learning-curve run's title says how many train+val images per class it was fitted on."""
     dataset = records[0]["dataset"]
@@ -47,25 +51,25 @@ def heat_map(records: list[dict[str, Any]], train_per_class: int | None = None) 
         dict.fromkeys(r["classifier"] for r in ensembles)
     )
     values = np.full((len(rows), len(names)), np.nan)
-    leak_free = np.zeros(values.shape, bool)
+    labels = {}
+    bold = np.zeros(values.shape, bool)
+    best = best_record(records)
     leaky = set()
     for r in records:
         cell = rows.index(ENSEMBLE_ROW if r["kind"] == "ensemble" else r["model"]), names.index(r["classifier"])
         values[cell] = 100 * r["accuracy"]
-        leak_free[cell] = r["leak_free"]
+        labels[cell] = decimal_text(r["accuracy"], 1, scale=2)
+        bold[cell] = r is best
         if not r["leak_free"]:
             leaky.add(r["classifier"])
     columns = [name + ("\n" + LEAKY_SUFFIX.strip() if name in leaky else "") for name in names]
-    bold = np.zeros(values.shape, bool)
-    if leak_free.any():
-        bold = leak_free & (values == values[leak_free].max())
     caps = {fitted_per_class({"train_per_class": train_per_class}, r) for r in records}
     title = f"{dataset}: test accuracy (%)"
     if caps != {None}:
         title += f", fit on at most {', '.join(str(c) for c in sorted(c for c in caps if c))} train+val images per class"
     if any(r.get("no_gain_reason") for r in records):
         title += "\nsingles scored on other test rows than ensembles (images failed in some stores)"
-    return HeatMap(dataset, title, rows, columns, values, bold)
+    return HeatMap(dataset, title, rows, columns, values, labels, bold)
 
 
 def heat_maps(records: list[dict[str, Any]], train_per_class: int | None = None) -> list[HeatMap]:
@@ -76,7 +80,7 @@ def heat_maps(records: list[dict[str, Any]], train_per_class: int | None = None)
 
 def accuracy_figure(records: list[dict[str, Any]], path: Path, train_per_class: int | None = None) -> Path:
     """Heat map of test accuracy, one panel per dataset (see ``heat_map``): backbones x classifiers,
-    ensembles framed in red, the best leak-free answer in bold."""
+    ensembles framed in red, the answer the summary line names in bold."""
     panels = heat_maps(records, train_per_class)
     height = sum(1.2 + 0.45 * len(panel.rows) for panel in panels)
     width = max(6.0, 1.3 * max((len(panel.columns) for panel in panels), default=1) + 3)
@@ -93,7 +97,7 @@ def accuracy_figure(records: list[dict[str, Any]], path: Path, train_per_class: 
         for (i, j), value in np.ndenumerate(values):
             if np.isfinite(value):
                 # dark text on viridis' bright (high) end, light text on its dark end
-                ax.text(j, i, f"{value:.1f}", ha="center", va="center",
+                ax.text(j, i, panel.labels[i, j], ha="center", va="center",
                         color="black" if value > (low + high) / 2 else "white",
                         fontweight="bold" if panel.bold[i, j] else "normal")
         if ENSEMBLE_ROW in panel.rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 #: how tables and pictures mark the in-sample stacking, whose meta-classifier saw its training rows' answers
@@ -11,6 +12,14 @@ LEAKY_SUFFIX = " (in-sample, leaky)"
 
 #: decimals of ``gain_over_best_single`` (accuracy points): far below one test row of any test split
 GAIN_DECIMALS = 6
+
+
+def decimal_text(value: float, decimals: int, scale: int = 0) -> str:
+    """``value * 10**scale`` with ``decimals`` decimals, rounded half up from ``value``'s shortest
+    decimal form: ``decimal_text(0.8555, 1, scale=2)`` is ``"85.6"``, as the table's 85.55 reads.
+    ``f"{100 * value:.1f}"`` rounds the float 85.549999... down, so summary and table disagreed."""
+    exact = Decimal(repr(value)).scaleb(scale)
+    return str(exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
 
 
 def single_name(record: dict[str, Any]) -> str:
@@ -76,7 +85,8 @@ def add_gains(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def best_record(records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """The most accurate leak-free record (ties: the first), or ``None``."""
+    """The most accurate leak-free record (ties: the first), or ``None``: the answer the summary
+    line names and the only one the heat map prints in bold."""
     candidates = [r for r in records if r["leak_free"]]
     return max(candidates, key=lambda r: r["accuracy"]) if candidates else None
 
@@ -86,9 +96,10 @@ def summary_line(records: list[dict[str, Any]]) -> str:
     best = best_record(records)
     if best is None:
         return "no results"
-    line = f"best: {display_name(best)} {100 * best['accuracy']:.1f}%"
+    line = f"best: {display_name(best)} {decimal_text(best['accuracy'], 1, scale=2)}%"
     if best.get("gain_over_best_single") is not None:
-        line += f" ({best['gain_over_best_single']:+.1f} over {best['best_single']})"
+        gain = decimal_text(best["gain_over_best_single"], 1)
+        line += f" ({'' if gain.startswith('-') else '+'}{gain} over {best['best_single']})"
     elif best.get("no_gain_reason"):
         line += f" ({best['no_gain_reason']}: no gain)"
     elif any(r.get("no_gain_reason") for r in records):
