@@ -31,7 +31,7 @@ from featurestore.evaluation import (
 from featurestore.evaluation.history import HISTORY_KEYS
 from featurestore.evaluation.parts import part_path, save_records
 from featurestore.evaluation import plots
-from featurestore.evaluation.report import TABLE_COLUMNS, selection_text
+from featurestore.evaluation.report import TABLE_COLUMNS, run_parameters_line, selection_text
 from featurestore.evaluation.summary import add_gains, best_record, summary_line
 from featurestore.evaluation.threads import limit_native_threads
 
@@ -504,3 +504,16 @@ def test_a_tie_is_bold_only_where_the_summary_names_it(evaluated, tmp_path, monk
     assert cell == (panel.rows.index(best["model"]), panel.columns.index(best["classifier"]))
     ((_, _, bold, _),) = _drawn_panels(records, tmp_path / "a.png", monkeypatch)
     assert len(bold) == 1
+
+
+def test_report_md_states_the_parameters_as_the_artifacts_do(evaluated, tmp_path):
+    # Before: "datasets=['digits'], models=None, classifiers=[...], ..., train_per_class=None", a Python repr
+    # that named no model for an evaluate run over every store
+    parameters = {"datasets": [DATASET], "models": None, "classifiers": ["logreg", "knn"], "stacking": True,
+                  "in_sample": True, "seed": 0, "workers": 2, "train_per_class": None}
+    run = new_run_dir(tmp_path)
+    document = write_report(run, evaluated[2][0]["results"], [], parameters)
+    line = run_parameters_line(document)
+    assert line == ("train_per_class=all; classifiers=logreg,knn; "
+                    f"models={','.join(sorted(MODELS))}; stacking=yes; seed=0")
+    assert f"Created {document['created_at']}; {line}.\n" in (run / "report.md").read_text()

@@ -121,20 +121,23 @@ def run_parameters_line(document: dict[str, Any], dataset: str | None = None) ->
     per_class = parameters.get("train_per_class")
     fit = (f"train_per_class={per_class} (at most {per_class} train+val images per class)" if per_class
            else "train_per_class=all")
-    models = sorted({r["model"] for r in document["results"]
-                     if r["kind"] == "single" and dataset in (None, r["dataset"])})
-    models = models or parameters.get("models") or ["every store"]
+    singles = [r for r in document["results"] if r["kind"] == "single" and dataset in (None, r["dataset"])]
+    models = sorted({r["model"] for r in singles}) or parameters.get("models") or ["every store"]
+    # results.json's schema leaves "parameters" open: report.md of a document written by hand (or
+    # by the library without the flow) names what its results show rather than fail
+    classifiers = parameters.get("classifiers") or list(dict.fromkeys(r["classifier"] for r in singles))
     return "; ".join([
-        fit, f"classifiers={','.join(parameters['classifiers'])}", f"models={','.join(models)}",
-        f"stacking={'yes' if parameters.get('stacking') else 'no'}", f"seed={parameters['seed']}",
+        fit, f"classifiers={','.join(classifiers)}", f"models={','.join(models)}",
+        f"stacking={'yes' if parameters.get('stacking') else 'no'}", f"seed={parameters.get('seed', 0)}",
     ])
 
 
 def _report_markdown(document: dict[str, Any], heat_map: str, confusions: dict[str, str]) -> str:
     """report.md: ``heat_map`` is the accuracy picture's file name, ``confusions`` maps each dataset to
     its confusion picture's (kept apart: a dataset may be named like the heat map)."""
-    parameters = ", ".join(f"{k}={v}" for k, v in document["parameters"].items())
-    head = [f"# Evaluation run {document['run_id']}", "", f"Created {document['created_at']}; {parameters}.", "",
+    # the artifacts' wording: the models actually used, not the request (None for "every store")
+    head = [f"# Evaluation run {document['run_id']}", "",
+            f"Created {document['created_at']}; {run_parameters_line(document)}.", "",
             "Leak-free answers only count for 'best'; stacking_cv's meta-classifier is fit on out-of-fold "
             "probabilities.", ""]
     images = ["## Pictures", "", f"![accuracy]({heat_map})", ""]
