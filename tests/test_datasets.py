@@ -122,6 +122,20 @@ def test_datasets_command_lists_and_reports_presence(cli, root):
     assert {r["name"]: r["official_split"] for r in rows} == {n: get_dataset(n).official_split for n in dataset_names()}
 
 
+def test_datasets_counts_an_imagefolder_ingested_without_a_name(cli, root, tmp_path):
+    # Before: its row read "imagefolder | - | 24 | - |" while one ingested with --name showed its counts
+    folder = tmp_path / "photos"
+    for c, name in enumerate(["left", "right", "up"]):
+        (folder / name).mkdir(parents=True)
+        for k in range(8):
+            (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
+    ingest_now("imagefolder", root, source=str(folder), progress=False)
+    rows = {r["name"]: r for r in json.loads(cli("datasets", "--root", str(root), "--json").output)}
+    assert (rows["imagefolder"]["images"], rows["imagefolder"]["ingested"], rows["imagefolder"]["classes"]) == (24, 24, 3)
+    (line,) = [line for line in cli("datasets", "--root", str(root)).output.splitlines() if "imagefolder" in line]
+    assert [cell.strip() for cell in line.split("│")[1:5]] == ["imagefolder", "24", "24", "3"]
+
+
 def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, serve_layout, tmp_path, caplog):
     fixture = serve_layout("tf-flowers")
     from flows.ingest import ingest

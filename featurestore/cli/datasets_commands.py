@@ -22,7 +22,7 @@ def datasets(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
     if resolve_root(root).exists():
         existing_root(root)  # a file is no root; one not made yet still lists what can be ingested
     registered = dataset_names()
-    rows = [describe(get_dataset(name), root) for name in registered]
+    rows = [_registered_row(name, root) for name in registered]
     rows += [describe_ingested(name, root) for name in ingested_names(root) if name not in registered]
     if as_json:
         print_json(rows)
@@ -36,6 +36,17 @@ def datasets(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
     for row in rows:
         if row.get("problem"):  # the table says only "damaged"; this says why and what to run
             typer.echo(f"warning: {row['problem']}", err=True)
+
+
+def _registered_row(name: str, root: str | None) -> dict:
+    """``describe``'s row of a registered dataset; one published without counts (``imagefolder``,
+    ingested without ``--name``) takes its images and classes from its ``dataset.json``, as a
+    dataset ingested under a name of the user's does, instead of showing them empty."""
+    row = describe(get_dataset(name), root)
+    if row["images"] is None and row["present"] and not row.get("problem"):
+        ingested = describe_ingested(name, root)
+        row = dict(row, images=ingested["images"], classes=ingested["classes"])
+    return row
 
 
 def _ratios(text: str) -> list[float]:
