@@ -17,6 +17,7 @@ import featurestore
 from featurestore.backbones import WeightsMismatch
 from featurestore.errors import StoreLocked, StoreStale
 from featurestore.store import format as fmt
+from featurestore.store import verify_file
 
 pytestmark = pytest.mark.slow
 MODELS = ["efficientnet_lite0", "efficientnet_lite1"]
@@ -72,9 +73,6 @@ def test_flow_extracts_then_skips_then_shards(tmp_path, tmp_path_factory):
 def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_path_factory, monkeypatch):
     from prefect.settings import PREFECT_API_URL
 
-    from featurestore.extract.stop import request_stop
-    from flows.extract import run_extract
-
     root = shared_cache_root(tmp_path / "root", onnx_cache_dir(tmp_path_factory))
     write_photo_dataset(root, "many", copies=24, size=48)
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the child reports to this module's server
@@ -86,11 +84,41 @@ def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_
                         "from featurestore.extract import runner; "
                         "runner.extract.__kwdefaults__.update(commit_bytes=1, workers=1, threads=1); "
                         f"sys.argv = {argv!r}; runpy.run_module('flows.extract', run_name='__main__')")
+    output = stopped_within_a_batch_then_resumed(child, root, signal.SIGINT)
+    assert child.returncode == 130, output[-3000:]
+
+
+def test_cancelling_the_flow_stops_the_extraction_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_path_factory,
+                                                                                   monkeypatch):
+    # `prefect flow-run cancel` (Prefect 3.8.8's runner) sends the flow run's process group SIGTERM, which
+    # Prefect's handler turns into TerminationSignal in the flow's main thread, and SIGKILL 30 s later. The
+    # task thread went on with its whole pass (or was killed mid-pass, saying nothing).
+    from prefect.settings import PREFECT_API_URL
+
+    root = shared_cache_root(tmp_path / "root", onnx_cache_dir(tmp_path_factory))
+    write_photo_dataset(root, "many", copies=24, size=48)
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    # The flow called as a deployment calls it (no run_extract around it), committing every batch.
+    child = spawn(root, "from featurestore.extract import runner; "
+                        "runner.extract.__kwdefaults__.update(commit_bytes=1, workers=1, threads=1); "
+                        "from flows.extract import extract; "
+                        f"extract(datasets=['many'], models=['efficientnet_lite0'], root={str(root)!r}, batch_size=4)")
+    output = stopped_within_a_batch_then_resumed(child, root, signal.SIGTERM)
+    # Prefect ends the process as its SIGTERM handler does, once the task thread has stopped.
+    assert child.returncode == -signal.SIGTERM, output[-3000:]
+
+
+def stopped_within_a_batch_then_resumed(child, root, stop: int) -> str:
+    """Send ``stop`` to ``child`` (extracting 'many' in batches of 4) once it has committed 8 rows; check
+    that its extraction stopped within a few batches, kept its rows and said so, released its lock, and
+    that a rerun resumes to a complete, verified store. Return the child's output."""
+    from featurestore.extract.stop import request_stop
+    from flows.extract import run_extract
+
     committed = wait_for_commits(child, root, 8)
-    child.send_signal(signal.SIGINT)
+    child.send_signal(stop)
     stdout, stderr = child.communicate(timeout=120)
     output = stdout + stderr
-    assert child.returncode == 130, output[-3000:]
     found = re.search(r"efficientnet_lite0\.h5\.partial: stopped after (\d+) of 120 rows, which are kept; run extract again "
                       r"to resume", output)
     assert found, output[-3000:]
@@ -98,11 +126,14 @@ def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_
     (state,) = featurestore.catalog(root=root)["state"]
     # Stopped within a few batches of 4 rows, not at the end of the pass (before the fix the task
     # thread went on to row 120): counted in rows, not timed.
-    assert committed <= kept < committed + 40 and state == f"interrupted {kept}/120"
+    assert committed <= kept < committed + 40 and state == f"interrupted {kept}/120", output[-3000:]
+    final = fmt.store_path("many", "efficientnet_lite0", root)
+    assert not fmt.lock_path(final).exists()
     request_stop()  # left over from an earlier run in this process: run_extract clears it as it starts
     (resumed,) = run_extract(datasets=["many"], models=["efficientnet_lite0"], root=str(root), batch_size=8)
     assert (resumed["status"], resumed["written"]) == ("resumed", 120 - kept)
-    assert featurestore.catalog(root=root)["state"].tolist() == ["complete"]
+    assert featurestore.catalog(root=root)["state"].tolist() == ["complete"] and verify_file(final).ok
+    return output
 
 
 def ctrl_c_in_a_terminal(root, argv: list[str], ready) -> tuple[int, str]:

@@ -2,7 +2,8 @@
 
 Ctrl-C raises ``KeyboardInterrupt`` in the main thread only. An ``extract`` running in a worker
 thread (a Prefect task under the threads task runner) never sees it and would finish its pass.
-So the main thread's SIGINT handler calls ``request_stop``, and the batch loop, between batches,
+So the main thread's SIGINT handler calls ``request_stop`` (as does its SIGTERM handler in a flow:
+how Prefect cancels a run), and the batch loop, between batches,
 raises ``ExtractionStopped`` (a ``KeyboardInterrupt``) in the extracting thread itself: the stores
 keep their committed rows and say how to resume, exactly as after Ctrl-C in the main thread.
 """
@@ -40,4 +41,4 @@ def stop_requested() -> bool:
 def raise_if_stop_requested() -> None:
     """Raise ``ExtractionStopped`` if ``request_stop`` was called since the last ``clear_stop``."""
     if stop_requested():
-        raise ExtractionStopped("extraction stopped on request (Ctrl-C)")
+        raise ExtractionStopped("extraction stopped on request (Ctrl-C or a cancelled run)")
