@@ -16,7 +16,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 
 from featurestore.classifiers import classifier_names, get_classifier
-from featurestore.errors import InvalidOption
 from featurestore.evaluation import discard_unfinished, new_run_dir, table_rows
 from featurestore.evaluation.data import check_train_per_class
 from featurestore.evaluation.errors import NothingToEvaluate
@@ -25,7 +24,7 @@ from featurestore.evaluation.report import markdown_summary, run_parameters_line
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
 from featurestore.paths import check_root
 from flows.artifacts import artifact_key, name_part, run_kind_parts
-from flows.runners import make_task_runner, shared_api, tasks_run_on
+from flows.runners import check_given, make_task_runner, shared_api, tasks_run_on
 from tasks import evaluate as steps
 
 
@@ -90,8 +89,10 @@ def evaluate(
     hyper-parameters are chosen within them) and scores on the whole test split, for a learning
     curve without extracting again.
     """
-    if not datasets:  # a deployment's `-p datasets=[]`: it ended "no store can be evaluated: " and no reason
-        raise InvalidOption(f"datasets={list(datasets)!r}: give at least one dataset (--dataset NAME)")
+    # `-p datasets=[]` ended "no store can be evaluated: " and no reason; `models=[]` evaluated every store
+    check_given("datasets", datasets, "dataset", "--dataset")
+    check_given("models", models, "model", "--models", "every store of the dataset")
+    check_given("classifiers", classifiers, "classifier", "--classifiers", "every classifier")
     classifiers = list(classifiers or classifier_names())
     for name in classifiers:
         get_classifier(name)

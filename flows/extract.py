@@ -22,7 +22,7 @@ from featurestore.extract import check_request
 from featurestore.extract.plan import check_weights, parse_weights
 from featurestore.paths import check_root
 from flows.artifacts import artifact_key, name_part
-from flows.runners import TASK_RUNNERS, ctrl_c_stops_tasks, make_task_runner, shared_api, tasks_run_on
+from flows.runners import TASK_RUNNERS, check_given, ctrl_c_stops_tasks, make_task_runner, shared_api, tasks_run_on
 from tasks import extract as steps
 
 
@@ -43,6 +43,8 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
     built from an earlier manifest of their dataset (ingested again since). The tasks run on
     ``task_runner`` (threads, processes, dask), ``workers`` at once (default 1: one device).
     """
+    check_given("datasets", datasets, "dataset", "--dataset")
+    check_given("models", models, "model", "--models")
     _check_shards(shards, shard_index)
     check_root(root, create=False)
     # Checked here, not only in the tasks: a plan that finds every store complete runs no task.

@@ -21,7 +21,7 @@ from featurestore.paths import check_root
 from flows.evaluate import evaluate
 from flows.extract import extract
 from flows.ingest import ingest
-from flows.runners import ctrl_c_stops_tasks, make_task_runner, shared_api
+from flows.runners import check_given, ctrl_c_stops_tasks, make_task_runner, shared_api
 
 DEFAULT_DATASETS = ["fashion-mnist"]
 DEFAULT_MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
@@ -63,6 +63,9 @@ def feature_pipeline(
     other weights, layer or preprocessing. A store is replaced only once its new one is complete.
     Returns the run directory, the summary lines and what was recomputed.
     """
+    check_given("datasets", datasets, "dataset", "--datasets")
+    check_given("models", models, "model", "--models")
+    check_given("classifiers", classifiers, "classifier", "--classifiers", "every classifier")
     ingests = {name: pipeline_ingest(name, root, seed=seed, limit_per_class=limit_per_class, mirror=mirror)
                for name in datasets}
     for name in models:

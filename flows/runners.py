@@ -1,5 +1,5 @@
-"""Task runners by name, one Prefect API shared by every worker process, and Ctrl-C and
-cancellation reaching task threads.
+"""Task runners by name, one Prefect API shared by every worker process, Ctrl-C and cancellation
+reaching task threads, and the checks every flow makes of its list parameters.
 
 Flows take the task runner as a plain string parameter (so a deployment run can pick it with
 ``-p task_runner=dask``) and run their tasks on it with ``tasks_run_on``.
@@ -72,6 +72,16 @@ def _max_workers(name: str) -> int | None:
     if name == "threads" or (name == "dask" and os.environ.get(ENV_DASK_ADDRESS)):
         return None
     return WORKERS_PER_CORE * (os.cpu_count() or 1)
+
+
+def check_given(parameter: str, names: list[str] | None, noun: str, option: str, left_out: str = "") -> None:
+    """One line for an empty list given as ``parameter`` (a deployment's ``-p models=[]``), which a
+    flow read as "every one" or as nothing to do, and then reported success; the command line refuses
+    empty lists the same way. ``None`` is the parameter left out: the flow's default, which
+    ``left_out`` names where the line should offer it."""
+    if names is not None and not names:
+        raise InvalidOption(f"{parameter}=[]: give at least one {noun} ({option} NAME)"
+                            + (f", or leave {parameter} out for {left_out}" if left_out else ""))
 
 
 def make_task_runner(name: str, workers: int = 2) -> TaskRunner:

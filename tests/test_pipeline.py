@@ -14,13 +14,13 @@ from store_fixtures import write_store
 import featurestore
 from featurestore.datasets.errors import UnknownDataset
 
-from featurestore.errors import InvalidName, RootNotFound, RootNotWritable
+from featurestore.errors import InvalidName, InvalidOption, RootNotFound, RootNotWritable
 from featurestore.ingest.pipeline import ingest as ingest_now
 from featurestore.ingest.recorded import pipeline_ingest
 from flows.evaluate import evaluate
 from flows.extract import extract
 from flows.ingest import ingest
-from flows.pipeline import run_pipeline
+from flows.pipeline import feature_pipeline, run_pipeline
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -100,6 +100,32 @@ def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):
             with pytest.raises(RootNotFound, match=f"no featurestore root at {missing}; check --root"):
                 flow(root=str(missing), **parameters)
             assert not missing.exists()
+
+
+_LEAVE_OUT = ", or leave {0} out for {1}"
+
+
+@pytest.mark.parametrize("flow, parameters, message", [
+    # A deployment's `-p models=[]` evaluated every store of the root, `classifiers=[]` every classifier,
+    # and extract with nothing to extract reported success; the command line refuses empty lists.
+    (feature_pipeline, dict(datasets=["toy"], models=[]), "models=[]: give at least one model (--models NAME)"),
+    (feature_pipeline, dict(datasets=["toy"], classifiers=[]), "classifiers=[]: give at least one classifier "
+                                                              "(--classifiers NAME)" + _LEAVE_OUT.format("classifiers", "every classifier")),
+    (feature_pipeline, dict(datasets=[]), "datasets=[]: give at least one dataset (--datasets NAME)"),
+    (extract, dict(datasets=["toy"], models=[]), "models=[]: give at least one model (--models NAME)"),
+    (extract, dict(datasets=[], models=["efficientnet_lite0"]), "datasets=[]: give at least one dataset (--dataset NAME)"),
+    (evaluate, dict(datasets=["toy"], models=[]), "models=[]: give at least one model (--models NAME)"
+                                                  + _LEAVE_OUT.format("models", "every store of the dataset")),
+    (evaluate, dict(datasets=["toy"], classifiers=[]), "classifiers=[]: give at least one classifier "
+                                                       "(--classifiers NAME)" + _LEAVE_OUT.format("classifiers", "every classifier")),
+])
+def test_a_flow_refuses_an_empty_list_of_names_before_any_work(tmp_path, flow, parameters, message):
+    root = tmp_path / "fs"
+    write_store(root, n=30)  # a store of dataset "toy" that "every store" would have evaluated
+    with pytest.raises(InvalidOption) as refused:
+        flow(root=str(root), **parameters)
+    assert str(refused.value) == message
+    assert sorted(p.name for p in root.iterdir()) == ["stores"]
 
 
 @pytest.mark.parametrize("command, set_in", [
