@@ -108,18 +108,22 @@ def tasks_run_on(task_runner: str, workers: int) -> Iterator[TaskRunner]:
     defined: its ``-p task_runner=... -p workers=...`` reached no runner, and every task of an
     evaluate deployment ran at once on Prefect's default pool. The flow's run context is entered
     again with this runner in place of its own, as Prefect's engine enters it with the flow's.
-    A cancel (SIGTERM) stops the extract tasks running in threads here after their current batch,
-    as Ctrl-C does, and then ends the run as Prefect's handler does.
+    A cancel stops the extract tasks running in threads here after their current batch, as Ctrl-C does.
     """
     from prefect.context import FlowRunContext
+    from prefect.exceptions import TerminationSignal
 
-    # Cancelling a deployment run (`prefect flow-run cancel`, Cancel in the UI) sends SIGTERM, which
-    # Prefect's handler turns into TerminationSignal in the main thread: leaving this block, the
-    # runner then waited for a task thread's whole pass, until the SIGKILL 30 s later. Outermost,
-    # so that the stop is asked for before the runner starts waiting.
-    with _stop_extractions_on(signal.SIGTERM, None), make_task_runner(task_runner, workers) as runner, \
+    with make_task_runner(task_runner, workers) as runner, \
             FlowRunContext.get().model_copy(update={"task_runner": runner}):
-        yield runner
+        try:
+            yield runner
+        except TerminationSignal:
+            # A cancel (`prefect flow-run cancel`, Cancel in the UI) is a SIGTERM, raised here by Prefect's
+            # handler. Leaving this block, the runner waits for its tasks: an extraction ran its whole pass,
+            # or was SIGKILLed 30 s later saying nothing. The handler stays Prefect's own, because the
+            # worker's cancel is acknowledged only while it is installed (else the run ends Crashed).
+            request_stop()
+            raise
 
 
 @contextmanager
@@ -181,30 +185,6 @@ def _send_pending_logs_and_events(timeout: float = 5.0) -> None:
 
 
 @contextmanager
-def _stop_extractions_on(signum: int, otherwise: Callable | None) -> Iterator[None]:
-    """While inside, signal ``signum`` first asks the extractions of this process to stop after their
-    current batch, then goes on to the handler it found (``otherwise`` where that is not a Python
-    function). Outside the main thread, where the signal is ignored, or where it has neither, nothing
-    is installed.
-    """
-    previous = signal.getsignal(signum)
-    then = previous if callable(previous) else otherwise
-    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN or then is None:
-        yield
-        return
-
-    def stop_then_handle(received, frame):
-        request_stop()  # first, so the task thread already has it when the main thread unwinds
-        then(received, frame)
-
-    signal.signal(signum, stop_then_handle)
-    try:
-        yield
-    finally:
-        signal.signal(signum, previous)
-
-
-@contextmanager
 def ctrl_c_stops_tasks() -> Iterator[None]:
     """While inside, Ctrl-C also stops the extract tasks running in worker threads.
 
@@ -212,12 +192,25 @@ def ctrl_c_stops_tasks() -> Iterator[None]:
     waits for the running tasks: a task thread would finish its whole pass first. The handler
     installed here asks the library to stop after the current batch, then raises as before; the
     task thread then keeps its committed rows and logs how to resume before the process exits.
-    Process-pool workers get the terminal's SIGINT themselves (``tasks.interrupts``). Outside the
-    main thread, or if SIGINT is ignored (a background job), nothing is installed.
+    Process-pool workers get the terminal's SIGINT themselves (``tasks.interrupts``). Outside the main thread, or if SIGINT
+    is ignored (a background job), nothing is installed.
     """
     clear_stop()  # a stop requested for an earlier run in this process is not meant for this one
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
+        yield
+        return
+
+    def stop_then_interrupt(signum, frame):
+        request_stop()  # first, so the task thread already has it when the main thread unwinds
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop_then_interrupt)
     try:
-        with _stop_extractions_on(signal.SIGINT, signal.default_int_handler):
-            yield
+        yield
     finally:
+        signal.signal(signal.SIGINT, previous)
         clear_stop()

@@ -7,6 +7,11 @@ another process or on another host.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from featurestore import extract as library
 from featurestore.backbones import register_onnx_spec
 from featurestore.errors import FeatureStoreError, StoreLocked
@@ -17,6 +22,25 @@ from tasks.interrupts import task
 def _register(onnx_specs: list[str] | None) -> None:
     for spec in onnx_specs or []:
         register_onnx_spec(spec)
+
+
+@contextmanager
+def _library_log_in_the_run() -> Iterator[None]:
+    """While inside, what the library logs from this thread also goes to the task run's logs
+    (``prefect flow-run logs``, the UI). Prefect sends only its own loggers there: a cancelled or
+    stopped pass's "stopped after N of M rows, which are kept; ... to resume" reached the worker's
+    output alone. Other threads' lines are left out: tasks running at once log their own."""
+    from prefect.logging.handlers import APILogHandler
+
+    handler = APILogHandler()
+    thread = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == thread)
+    logger = logging.getLogger(library.__name__)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @task(name="plan-extract")
@@ -49,10 +73,11 @@ def extract_stores(dataset: str, models: list[str], root: str | None, device: st
                    overwrite: bool = False, replace_stale: bool = False) -> list[dict]:
     """Extract ``models`` over one shard of ``dataset`` with shared decoding; a retry resumes the stores."""
     _register(onnx_specs)
-    results = library.extract(dataset, models, root, device=device, runtime=runtime, precision=precision,
-                              batch_size=batch_size, weights=weights, layer=layer,
-                              shard=library.Shard(shard_index, shard_count), overwrite=overwrite,
-                              replace_stale=replace_stale, progress=True)
+    with _library_log_in_the_run():
+        results = library.extract(dataset, models, root, device=device, runtime=runtime, precision=precision,
+                                  batch_size=batch_size, weights=weights, layer=layer,
+                                  shard=library.Shard(shard_index, shard_count), overwrite=overwrite,
+                                  replace_stale=replace_stale, progress=True)
     return [r.as_dict() for r in results]
 
 

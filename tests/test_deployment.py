@@ -3,13 +3,16 @@
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from prefect_services import PREFECT, prefect_server, start, stop
 
 from featurestore.store import verify_file
+from featurestore.store.format import COMMITTED, lock_path, open_h5, partial_path
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -77,3 +80,64 @@ def test_feature_pipeline_deployment_runs_on_a_worker(tmp_path):
     assert set(pd.read_csv(runs[1] / "results.csv")["classifier"]) == {"knn"}
     assert worker.poll() is not None
 
+
+
+def test_cancel_stops_a_deployment_runs_extraction_after_its_batch_and_a_rerun_resumes(tmp_path):
+    # `prefect flow-run cancel` (SIGTERM to the run's processes, SIGKILL 30 s later) let the extract task run
+    # its whole pass, or killed it saying nothing and leaving its lock file (review 35 B1, M2).
+    home = tmp_path / "featurestore-home"
+    store = home / "stores" / "fashion-mnist" / "efficientnet_lite0.h5"
+    with prefect_server(tmp_path) as (api_url, env):
+        env.update(FEATURESTORE_CHECKOUT=str(REPO), PREFECT_WORKER_QUERY_SECONDS="2")
+        prefect("work-pool", "create", "featurestore", "--type", "process", env=env)
+        prefect("--no-prompt", "deploy", "--all", env=env)
+        worker = start([*PREFECT, "worker", "start", "--pool", "featurestore"], env, tmp_path / "worker.log", cwd=tmp_path)
+        try:
+            parameters = ["-p", f"root={home}", "-p", "limit_per_class=200", "-p", 'models=["efficientnet_lite0"]',
+                          "-p", 'classifiers=["knn"]', "-p", "stacking=false"]
+            started = prefect("deployment", "run", "feature-pipeline/nightly", *parameters, env=env)
+            run_id = re.search(r"UUID: ([0-9a-f-]{36})", started).group(1)
+            committed = _wait_for(lambda: _committed_rows(partial_path(store)), timeout=600)
+            prefect("flow-run", "cancel", run_id, env=env)
+            _wait_for(lambda: _states(api_url, "feature-pipeline") == ["CANCELLED"], timeout=300)
+            # Its extract subflow ends Cancelled too (not Crashed), once the extraction has stopped.
+            assert _states(api_url, "extract") == ["CANCELLED"]
+            warnings = [log["message"] for log in httpx.post(f"{api_url}/logs/filter", timeout=30, json={
+                "logs": {"level": {"ge_": 30}}, "limit": 200}).json()]
+            found = [re.fullmatch(r".*efficientnet_lite0\.h5\.partial: stopped after (\d+) of 4000 rows, which are kept; "
+                                  r"run extract again to resume", message) for message in warnings]
+            kept = [int(match.group(1)) for match in found if match]
+            assert len(kept) == 1 and committed <= kept[0] < 4000, warnings  # in the run's logs, not only the worker's
+            assert not store.exists() and not lock_path(store).exists() and partial_path(store).exists()
+            out = prefect("deployment", "run", "feature-pipeline/nightly", *parameters, "--watch", "--watch-timeout",
+                          "600", env=env, timeout=660)
+            assert "COMPLETED" in out.upper(), out
+        finally:
+            stop(worker)
+    assert f"fashion-mnist/efficientnet_lite0: resumed, {4000 - kept[0]} rows" in (tmp_path / "worker.log").read_text()
+    assert verify_file(store).ok
+
+
+def _wait_for(condition, timeout: float):
+    """The first true value of ``condition()``, polled until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"gave up after {timeout} s"
+        time.sleep(0.5)
+    return value
+
+
+def _committed_rows(partial: Path) -> int:
+    """Rows the store being written at ``partial`` has committed (0 before it exists or mid-flush)."""
+    try:
+        with open_h5(partial, locking=False) as file:
+            return int(file[COMMITTED][0])
+    except (OSError, KeyError):
+        return 0
+
+
+def _states(api_url: str, flow: str) -> list[str]:
+    """State types of the runs of ``flow`` on the server at ``api_url`` that are past SCHEDULED (the nightly
+    schedule's runs are left out)."""
+    runs = httpx.post(f"{api_url}/flow_runs/filter", timeout=30, json={"flows": {"name": {"any_": [flow]}}}).json()
+    return [run["state"]["type"] for run in runs if run["state"]["type"] != "SCHEDULED"]
