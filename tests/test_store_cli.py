@@ -45,9 +45,12 @@ def test_ls_tells_an_empty_root_from_a_missing_one(root, tmp_path):
         assert refused.returncode == 1 and refused.stdout == ""
         assert refused.stderr.strip() == f"error: no featurestore root at {typo}; check --root or $FEATURESTORE_HOME"
     assert not typo.exists()
-    # The library too: catalog() of a mistyped root returned an empty frame, as for a root without stores.
-    with pytest.raises(RootNotFound, match=f"no featurestore root at {typo}; check --root"):
-        featurestore.catalog(typo)
+    # The library too: catalog() of a mistyped root returned an empty frame, as for a root without
+    # stores, and load() said "no store ... run featurestore extract".
+    for read in (featurestore.catalog, lambda root: featurestore.load("fashion-mnist", "efficientnet_lite0", root=root),
+                 lambda root: featurestore.load_arrays("fashion-mnist", "efficientnet_lite0", root=root)):
+        with pytest.raises(RootNotFound, match=f"no featurestore root at {typo}; check --root"):
+            read(typo)
     assert featurestore.catalog(root).empty
 
 

@@ -56,7 +56,6 @@ def show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show a store's provenance and its first rows."""
-    existing_root(root)  # a typo in --root is said as such, not as a missing store to extract
     path = locate(dataset, model, root)
     arrays = read_arrays(path, head=rows)  # the first rows only: a store may be larger than memory
     head = [

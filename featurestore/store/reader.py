@@ -15,6 +15,7 @@ import pandas as pd
 from featurestore.errors import (
     FeatureStoreError, StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound, StoreSchemaTooNew,
 )
+from featurestore.paths import existing_root
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
 from featurestore.store.provenance import read_provenance
@@ -74,6 +75,7 @@ def locate(dataset: str, model: str, root=None) -> Path:
         raise StoreIncomplete(
             f"{partial}: extraction of {model} on {dataset} was interrupted; run extract again to resume it"
         )
+    existing_root(root)  # a mistyped root is said as such, not as a store to extract
     # Named first, so that a misspelt model reads as one rather than as a store to extract.
     here = sorted(p.name.removesuffix(fmt.SUFFIX) for p in final.parent.glob(f"*{fmt.SUFFIX}"))
     extract = " ".join(["featurestore extract --dataset", dataset, "--models", model, *fmt.root_options(root)])
