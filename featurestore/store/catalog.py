@@ -14,7 +14,7 @@ from featurestore.errors import FeatureStoreError, StoreCorrupt, StoreNotFound, 
 from featurestore.paths import existing_root, resolve_root, stores_dir
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
-from featurestore.store.reader import check_header, interrupted_merge
+from featurestore.store.reader import check_header, merge_resume_command
 from featurestore.store.staleness import stale_reason
 
 CATALOG_COLUMNS = ["dataset", "model", "rows", "failed", "dim", "dtype", "complete", "state", "bytes",
@@ -81,7 +81,7 @@ def describe(path: Path, manifest_of: Callable[[str], tuple[str | None, str | No
         progress = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"
         # An unfinished store of an earlier manifest is never resumed: extract starts it again.
         entry["state"] = f"stale, {progress}" if current and entry["problem"] else progress
-        merge = None if writer or entry["problem"] else interrupted_merge(path)
+        merge = None if writer or entry["problem"] else merge_resume_command(path, provenance.get("extra", {}))
         if merge:  # extract would compute the merged rows again on this host
             entry["problem"] = f"an interrupted merge of shards; run `{merge}` to resume it"
     return entry

@@ -109,6 +109,11 @@ def interrupted_merge(partial: Path) -> str | None:
             extra = read_provenance(file).get("extra", {})
     except FeatureStoreError:
         return None
+    return merge_resume_command(partial, extra)
+
+
+def merge_resume_command(partial: Path, extra: dict) -> str | None:
+    """``interrupted_merge`` for a partial whose provenance ``extra`` has been read already."""
     if "merge" not in extra:
         return None
     dataset, model = fmt.names_of(partial)
