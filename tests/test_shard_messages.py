@@ -174,6 +174,32 @@ def test_an_interrupted_merge_is_resumed_by_the_merge_shards_command_it_names(sp
     assert provenance["library_versions"]["onnxruntime"] == "1.0-test"
 
 
+def test_an_unfinished_merge_moved_to_the_stores_name_names_merge_shards_overwrite(spaced_root):
+    root = spaced_root
+    # Readers said "extract it again with --overwrite", which computes the merged rows on this host,
+    # and without the --root the store lies under.
+    shards = [write_shard(root, i, 2) for i in range(2)]
+    intact = shards[1].read_bytes()
+    with h5py.File(shards[1], "r+") as file:  # a real fault mid-merge, as above
+        del file[fmt.ROW_STATUS]
+        file.create_dataset(fmt.ROW_STATUS, data=np.zeros(0, np.int8))
+    with pytest.raises(featurestore.errors.FeatureStoreError, match="failed-row mask"):
+        merge_shards("photos", [MODEL], 2, root)
+    final = fmt.store_path("photos", MODEL, root)
+    fmt.partial_path(final).rename(final)
+    command = f"featurestore merge-shards -d photos -m {MODEL} --count 2 --root {shlex.quote(str(root))} --overwrite"
+    advice = f"though it has a finished store's name (a partial file moved there); replace it with `{command}`"
+    with pytest.raises(StoreIncomplete) as unfinished:
+        featurestore.load("photos", MODEL, root=root)
+    assert str(unfinished.value).endswith(advice)
+    listed = featurestore.catalog(root).iloc[0]
+    assert listed["state"] == "unfinished" and listed["problem"].endswith(advice)
+    shards[1].write_bytes(intact)
+    replaced = run(command)
+    assert replaced.exit_code == 0, replaced.output
+    assert featurestore.catalog(root)["state"].tolist() == ["complete"] and verify_file(final).ok
+
+
 def test_a_merge_over_a_store_of_other_inputs_names_merge_shards_overwrite(spaced_root):
     root = spaced_root
     # It said "extract it again with --overwrite", which computes every row on this host.

@@ -391,10 +391,14 @@ def test_an_unfinished_store_under_the_final_name_is_replaced_only_with_overwrit
         writer.write(features_for(0, 16, 32))
     final = fmt.store_path("toy", "net", root)
     fmt.partial_path(final).rename(final)
-    with pytest.raises(StoreConflict, match=r"store is not marked complete \(16 of 40 rows committed\) though it has "
-                                            r"a finished store's name; extract it again with --overwrite"):
+    unfinished = "store is not marked complete (16 of 40 rows committed) though it has a finished store's name"
+    with pytest.raises(StoreConflict, match=re.escape(f"{unfinished} (a partial file moved there); extract it again "
+                                                      "with --overwrite")):
         store_state(spec_for(), root)
-    with pytest.raises(StoreIncomplete, match="extract it again with --overwrite to replace it"):
+    # Every reader says it in the same words, with the command that replaces it on this root.
+    with pytest.raises(StoreIncomplete, match=re.escape(
+            f"{unfinished} (a partial file moved there); replace it with `featurestore extract -d toy -m net "
+            "--overwrite`")):
         load_arrays("toy", "net", root=root)
     with StoreWriter.open(spec_for(), rows_for(40), root=root, overwrite=True) as writer:
         assert not writer.is_complete and writer.committed_rows == 0

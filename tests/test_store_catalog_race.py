@@ -72,4 +72,5 @@ def test_a_partial_moved_to_the_stores_name_is_unfinished_not_resumable(root):
     os.replace(partial, final)
     [[state, problem]] = catalog(root)[["state", "problem"]].values.tolist()
     assert state == "unfinished"
-    assert problem.startswith("4 of 12 rows, not marked complete") and "extract it again with --overwrite" in problem
+    assert problem.startswith("not marked complete (4 of 12 rows committed) though it has a finished store's name")
+    assert problem.endswith("replace it with `featurestore extract -d toy -m net --overwrite`"), problem

@@ -16,6 +16,7 @@ from featurestore.extract.runtimes import effective_precision
 from featurestore.errors import InvalidName, InvalidOption, StoreConflict, StoreStale
 from featurestore.paths import resolve_root
 from featurestore.store import RowTable, StoreSpec, store_state
+from featurestore.store.state import REPLACE_BY_EXTRACT
 from featurestore.store import format as store_format
 
 
@@ -80,20 +81,21 @@ class Job:
     def path(self) -> Path:
         return store_format.store_path(self.spec.dataset, self.spec.model, self.root)
 
-    def state(self, redo_failed: bool = False) -> str:
+    def state(self, redo_failed: bool = False, replace_by: str = REPLACE_BY_EXTRACT) -> str:
         """``missing``, ``partial`` or ``complete`` (``StoreConflict`` if another store is there);
-        ``redo_failed`` as in ``store_state``."""
-        return store_state(self.spec, self.root, redo_failed=redo_failed)
+        ``redo_failed`` and ``replace_by`` as in ``store_state``."""
+        return store_state(self.spec, self.root, redo_failed=redo_failed, replace_by=replace_by)
 
-    def pending(self, overwrite: bool = False, replace_stale: bool = False) -> bool:
+    def pending(self, overwrite: bool = False, replace_stale: bool = False, replace_by: str = REPLACE_BY_EXTRACT) -> bool:
         """True if the store must be written: it is not complete, or it was built from other inputs
         and may be replaced (any other inputs with ``overwrite``; with ``replace_stale`` only an
         earlier manifest of the dataset), or ``overwrite`` is given and it holds rows that failed at
         extraction. A store that may not be replaced raises its conflict; a
         file there that cannot be read as a store (``StoreCorrupt``: damaged, not a store, a
-        directory) is never replaced, even with ``overwrite``: it may be the user's."""
+        directory) is never replaced, even with ``overwrite``: it may be the user's. ``replace_by``: what
+        a conflict's message tells to do to replace the store (``store_state``)."""
         try:
-            return self.state(redo_failed=overwrite) != "complete"
+            return self.state(redo_failed=overwrite, replace_by=replace_by) != "complete"
         except StoreStale:
             if overwrite or replace_stale:
                 return True

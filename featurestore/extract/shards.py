@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurestore.errors import FeatureStoreError, InvalidOption, StoreConflict, StoreIncomplete, StoreStale
+from featurestore.errors import FeatureStoreError, InvalidOption, StoreIncomplete
 from featurestore.extract.plan import Job, Shard, make_spec, plan_jobs, shard_root
 from featurestore.extract.runner import ExtractResult
 from featurestore.paths import resolve_root
@@ -26,7 +26,7 @@ from featurestore.store.provenance import library_versions, precision_name, read
 from featurestore.store.reader import check_header, merge_command
 from featurestore.store.spec import canonical_json
 from featurestore.store.staleness import extract_command
-from featurestore.store.state import REPLACE_BY_EXTRACT, differences
+from featurestore.store.state import differences
 
 CHUNK_ROWS = 4096
 
@@ -95,7 +95,8 @@ def _check_shard(job: Job, path: Path, spec: StoreSpec, shard: Shard, root) -> t
     with fmt.open_h5(path) as file:
         provenance = check_header(file, path)
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
-            return None, f"{where} is not marked complete: run `{command} --overwrite`"
+            unfinished = fmt.unfinished_under_final_name(int(file[fmt.COMMITTED][0]), provenance["rows"])
+            return None, f"{where} is {unfinished}: run `{command} --overwrite`"
         if str(file.attrs.get(fmt.ATTR_FINGERPRINT, "")) != spec.fingerprint:
             return None, (f"{where} differs from this request ({'; '.join(differences(provenance, spec).values())}): "
                           f"run `{command} --overwrite`")
@@ -145,13 +146,9 @@ def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, 
                             "shards, so no extraction made them; give the count used at extraction")
     results = []
     for job in plan_jobs(manifest, dataset, models, root, weights=weights, layer=layer, download=download):
-        try:
-            pending = job.pending(overwrite, replace_stale)
-        except (StoreConflict, StoreStale) as conflict:
-            # The shared message names extract's --overwrite; what replaces a merged store is merge-shards'.
-            merge = merge_command(dataset, job.model, _merge_extra(job, count), root, "--overwrite")
-            raise type(conflict)(str(conflict).replace(REPLACE_BY_EXTRACT, f"merge again with `{merge}` (overwrite=True)")) from None
-        if not pending:
+        # What replaces a merged store is merge-shards --overwrite: extract would compute every row on this host.
+        merge = merge_command(dataset, job.model, _merge_extra(job, count), root, "--overwrite")
+        if not job.pending(overwrite, replace_stale, replace_by=f"merge again with `{merge}` (overwrite=True)"):
             results.append(ExtractResult(dataset, job.model, job.path, "skipped", len(job.rows),
                                          fingerprint=job.spec.fingerprint))
             continue

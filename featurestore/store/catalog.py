@@ -14,7 +14,7 @@ from featurestore.errors import FeatureStoreError, StoreCorrupt, StoreNotFound, 
 from featurestore.paths import existing_root, resolve_root, stores_dir
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
-from featurestore.store.reader import check_header, merge_resume_command
+from featurestore.store.reader import check_header, merge_resume_command, replace_command
 from featurestore.store.staleness import stale_reason
 
 CATALOG_COLUMNS = ["dataset", "model", "rows", "failed", "dim", "dtype", "complete", "state", "bytes",
@@ -74,9 +74,8 @@ def describe(path: Path, manifest_of: Callable[[str], tuple[str | None, str | No
     if entry["complete"]:
         entry["state"] = "stale" if current and entry["problem"] else "complete"
     elif not partial:
-        entry.update(state="unfinished", problem=(
-            f"{committed} of {entry['rows']} rows, not marked complete though it has a finished store's name (a "
-            "partial file moved there); extract it again with --overwrite to replace it"))
+        entry.update(state="unfinished", problem=(f"{fmt.unfinished_under_final_name(committed, entry['rows'])}; "
+                                                  f"replace it with `{replace_command(provenance, path)}`"))
     else:
         progress = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"
         # An unfinished store of an earlier manifest is never resumed: extract starts it again.

@@ -129,6 +129,15 @@ def rebuild_advice(path: Path) -> str:
     return f"delete it with `{rm_command(path)}` and {again}"
 
 
+def unfinished_under_final_name(committed: int, rows: int) -> str:
+    """How every message describes a file under a store's final name that is not marked complete.
+
+    Writers fill ``<model>.h5.partial`` and rename it only once complete, so such a file is a
+    partial moved there; nothing resumes it (extract resumes partials only)."""
+    return (f"not marked complete ({committed} of {rows} rows committed) though it has a finished store's name "
+            "(a partial file moved there)")
+
+
 def partial_path(final: Path) -> Path:
     """Path of the in-progress file that becomes ``final`` when complete."""
     return final.with_name(final.name[: -len(SUFFIX)] + PARTIAL_SUFFIX)

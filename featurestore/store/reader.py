@@ -19,7 +19,7 @@ from featurestore.paths import existing_root
 from featurestore.store import format as fmt
 from featurestore.store.lock import holder_of
 from featurestore.store.provenance import read_provenance
-from featurestore.store.staleness import extract_command, warn_if_stale
+from featurestore.store.staleness import extract_command, rebuild_command, warn_if_stale
 
 
 T = TypeVar("T")
@@ -119,6 +119,16 @@ def merge_resume_command(partial: Path, extra: dict) -> str | None:
     dataset, model = fmt.names_of(partial)
     final = partial.with_name(model + fmt.SUFFIX)
     return merge_command(dataset, model, extra, fmt.root_of(partial), *(("--overwrite",) if final.exists() else ()))
+
+
+def replace_command(provenance: dict, path: Path) -> str:
+    """The command that builds the store with ``provenance`` (at ``path``) again in its place:
+    ``merge-shards --overwrite`` for a merge of shards (extract would compute every row on this
+    host), else ``extract --overwrite`` (``rebuild_command``)."""
+    extra = provenance.get("extra", {})
+    if "merge" in extra:
+        return merge_command(provenance["dataset"], provenance["model"], extra, fmt.root_of(path), "--overwrite")
+    return rebuild_command(provenance, path)
 
 
 def check_header(file: h5py.File, path: Path, *, may_lack: tuple[str, ...] = ()) -> dict:
@@ -280,9 +290,8 @@ def read_arrays(path: Path, split: str | None = None, head: int | None = None) -
 
     def read(file: h5py.File, provenance: dict, rows: pd.DataFrame) -> StoreArrays:
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
-            # Writers fill <model>.h5.partial and rename it once complete: this one was moved here unfinished.
-            raise StoreIncomplete(f"{path}: store is not marked complete though it has a finished store's name; "
-                                  "extract it again with --overwrite to replace it")
+            unfinished = fmt.unfinished_under_final_name(int(file[fmt.COMMITTED][0]), provenance["rows"])
+            raise StoreIncomplete(f"{path}: store is {unfinished}; replace it with `{replace_command(provenance, path)}`")
         index = None
         if split is not None:
             index = np.flatnonzero(rows["split"].to_numpy() == split)

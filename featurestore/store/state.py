@@ -9,14 +9,15 @@ from featurestore.store.reader import check_header
 from featurestore.store.spec import StoreSpec
 from featurestore.store.staleness import earlier_manifest
 
-#: how a conflict's message says to replace the store; a merge names its own command instead
+#: how a conflict's message says to replace the store when extract asks; a merge names its own command
 REPLACE_BY_EXTRACT = "extract it again with --overwrite (overwrite=True)"
 
 
-def store_state(spec: StoreSpec, root=None, *, redo_failed: bool = False) -> str:
+def store_state(spec: StoreSpec, root=None, *, redo_failed: bool = False, replace_by: str = REPLACE_BY_EXTRACT) -> str:
     """``"complete"``, ``"partial"`` or ``"missing"`` for ``spec``; with ``redo_failed``, a complete
     store with rows that failed at extraction (images unreadable then, maybe not now) is
-    ``"failed rows"``, to be extracted again (``"partial"`` once that has started).
+    ``"failed rows"``, to be extracted again (``"partial"`` once that has started). ``replace_by``:
+    what a conflict's message tells to do to replace the store, as the command that asked would.
 
     Raises ``StoreStale`` if a complete store for (dataset, model) differs from the request only
     in being built from an earlier manifest of the dataset, ``StoreConflict`` if it was built
@@ -31,12 +32,11 @@ def store_state(spec: StoreSpec, root=None, *, redo_failed: bool = False) -> str
             stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
             finished = bool(file.attrs.get(fmt.ATTR_COMPLETE, False))
             committed = int(file[fmt.COMMITTED][0])
-        replace = (f"{REPLACE_BY_EXTRACT} to replace it once the new one is complete, or remove it with "
+        replace = (f"{replace_by} to replace it once the new one is complete, or remove it with "
                    f"`{fmt.rm_command(final)}`")
         if not finished:
-            # Writers fill <model>.h5.partial; an unfinished file under the final name was moved there.
-            raise StoreConflict(f"{final}: store is not marked complete ({committed} of {provenance['rows']} rows "
-                                f"committed) though it has a finished store's name; {replace}")
+            raise StoreConflict(f"{final}: store is {fmt.unfinished_under_final_name(committed, provenance['rows'])}; "
+                                f"{replace}")
         if stored == spec.fingerprint:
             recorded = recorded_precision(provenance)
             if spec.require_precision and recorded != spec.precision:
