@@ -157,6 +157,26 @@ def test_show_reads_only_the_rows_it_shows_and_marks_failed_ones(root, capsys):
     assert "failed" in cli("ls", root=root).stdout
 
 
+def test_show_reads_only_the_row_table_entries_it_shows(root, capsys):
+    # show read the whole /rows table and every id (about 100 MB for ImageNet's 1.28M rows) to print five.
+    n = 200_000
+    with StoreWriter.open(spec_for(dim=1), rows_for(n), root=root) as writer:
+        writer.write(np.arange(n, dtype=np.float32)[:, None])
+        writer.finalize()
+    show = ["show", "toy", "net", "-n", "3", "--json", "--root", str(root)]
+    with pytest.raises(SystemExit):
+        main(show)  # first, so that the modules show imports on first use are not counted
+    capsys.readouterr()
+    tracemalloc.start()
+    with pytest.raises(SystemExit) as exited:
+        main(show)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert exited.value.code == 0 and peak < 4 << 20, f"show allocated {peak / 2**20:.1f} MiB"
+    assert [row["id"] for row in json.loads(capsys.readouterr().out)["rows"]] == [
+        "img/000000.jpg", "img/000001.jpg", "img/000002.jpg"]
+
+
 def test_ls_show_and_rm_with_json(root):
     assert json.loads(cli("ls", "--json", root=root).stdout) == []
     write_store(root, n=30, model="a")

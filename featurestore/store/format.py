@@ -154,9 +154,10 @@ def feature_columns(dim: int) -> list[str]:
     return [f"f{i:0{width}d}" for i in range(dim)]
 
 
-def read_ids(file: h5py.File) -> np.ndarray:
-    """The image ids of ``/features`` as str, decoded from the UTF-8 bytes the writer stores."""
-    return np.char.decode(file[ROW_INDEX][:], "utf-8")
+def read_ids(file: h5py.File, stop: int | None = None) -> np.ndarray:
+    """The image ids of ``/features`` (the first ``stop`` only, if given) as str, decoded from the
+    UTF-8 bytes the writer stores."""
+    return np.char.decode(file[ROW_INDEX][:stop], "utf-8")
 
 
 def same_file(file: h5py.File, path: Path) -> bool:

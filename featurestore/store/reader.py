@@ -188,40 +188,41 @@ def read_frame(path: Path, key: str, **options) -> pd.DataFrame:
     return frame
 
 
-def read_rows(path: Path) -> pd.DataFrame:
-    """The ``/rows`` table (index id; label, class_name, split, fold)."""
-    return read_frame(path, fmt.ROWS_KEY)
+def read_rows(path: Path, stop: int | None = None) -> pd.DataFrame:
+    """The ``/rows`` table (index id; label, class_name, split, fold); its first ``stop`` rows only, if given."""
+    return read_frame(path, fmt.ROWS_KEY, stop=stop)
 
 
-def rows_of(file: h5py.File, path: Path) -> pd.DataFrame:
-    """The ``/rows`` table of the store open as ``file`` (at ``path``).
+def rows_of(file: h5py.File, path: Path, stop: int | None = None) -> pd.DataFrame:
+    """The ``/rows`` table of the store open as ``file`` (at ``path``), as ``read_rows``.
 
     pandas reads by path, not through ``file``: a store renamed into place meanwhile (``extract
     --overwrite`` or ``featurestore run`` finishing) would give another store's rows, so that
     raises ``StoreReplaced``; read the store again.
     """
-    rows = read_rows(path)
+    rows = read_rows(path, stop)
     if not fmt.same_file(file, path):
         raise StoreReplaced(f"{path}: the store was replaced while it was being read (another process finished "
                             "extracting it); read it again")
     return rows
 
 
-def read_consistently(path: Path, read: Callable[[h5py.File, dict, pd.DataFrame], T]) -> T:
+def read_consistently(path: Path, read: Callable[[h5py.File, dict, pd.DataFrame], T], stop: int | None = None) -> T:
     """``read(file, provenance, rows)`` on the store at ``path``, its header checked and ``rows``
-    its own ``/rows`` (``rows_of``). A store replaced during the read is read once more, whole:
-    the new one is complete and in place; replaced again, ``StoreReplaced``."""
+    its own ``/rows`` (``rows_of``; the first ``stop`` rows only, if given). A store replaced during
+    the read is read once more, whole: the new one is complete and in place; replaced again,
+    ``StoreReplaced``."""
     try:
-        return _read_once(path, read)
+        return _read_once(path, read, stop)
     except StoreReplaced:
-        return _read_once(path, read)
+        return _read_once(path, read, stop)
 
 
-def _read_once(path: Path, read: Callable[[h5py.File, dict, pd.DataFrame], T]) -> T:
+def _read_once(path: Path, read: Callable[[h5py.File, dict, pd.DataFrame], T], stop: int | None) -> T:
     with fmt.open_store(path) as file:
         provenance = check_header(file, path)
-        rows = rows_of(file, path)
-        if not np.array_equal(rows.index.to_numpy(dtype=str), fmt.read_ids(file)):
+        rows = rows_of(file, path, stop)
+        if not np.array_equal(rows.index.to_numpy(dtype=str), fmt.read_ids(file, stop)):
             raise fmt.corrupt(path, "ids of /rows and /features differ")
         return read(file, provenance, rows)
 
@@ -287,6 +288,8 @@ def read_arrays(path: Path, split: str | None = None, head: int | None = None) -
     ``head`` rows (of the split), the rest of the matrix left unread."""
     if split is not None and split not in fmt.SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(fmt.SPLITS)}")
+    # A split's first rows are known only from the whole /rows table; the store's are its first rows.
+    stop = head if split is None else None
 
     def read(file: h5py.File, provenance: dict, rows: pd.DataFrame) -> StoreArrays:
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
@@ -312,7 +315,7 @@ def read_arrays(path: Path, split: str | None = None, head: int | None = None) -
             path=path,
         )
 
-    return read_consistently(path, read)
+    return read_consistently(path, read, stop)
 
 
 def load(dataset: str, model: str, split: str | None = None, root=None) -> pd.DataFrame:
