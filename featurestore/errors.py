@@ -79,3 +79,13 @@ def exit_on_error() -> Iterator[None]:
     except FeatureStoreError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
+
+
+#: what a program says when Ctrl-C stops it while it still imports its libraries
+STOPPED_WHILE_STARTING = "stopped: while starting; nothing was done"
+
+
+def stopped_while_starting() -> None:
+    """Say ``STOPPED_WHILE_STARTING`` on stderr and exit 130, as a command stopped by Ctrl-C exits."""
+    print(STOPPED_WHILE_STARTING, file=sys.stderr)
+    sys.exit(130)

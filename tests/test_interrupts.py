@@ -3,9 +3,11 @@ Ctrl-C while the command line is still loading."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +116,29 @@ def test_ctrl_c_while_the_command_line_loads_is_one_line_not_a_traceback(module,
                              capture_output=True, text=True, timeout=120,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert (stopped.returncode, stopped.stderr, stopped.stdout) == (130, "stopped: while starting; nothing was done\n", "")
+
+
+# The same for `python -m flows.<flow>` itself: installed as sitecustomize, which Python imports at startup.
+_CTRL_C_AT_FIRST_IMPORT = """
+import os, signal, sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["CTRL_C_AT"]:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, CtrlC())
+"""
+
+
+@pytest.mark.parametrize("flow", ["extract", "pipeline"])
+def test_ctrl_c_while_a_flow_imports_prefect_is_one_line_not_a_traceback(flow, tmp_path):
+    # `python -m flows.<flow>` printed a KeyboardInterrupt traceback through importlib and Prefect.
+    (tmp_path / "sitecustomize.py").write_text(_CTRL_C_AT_FIRST_IMPORT)
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, CTRL_C_AT="prefect", PYTHONPATH=os.pathsep.join([str(tmp_path), str(repo)]))
+    stopped = subprocess.run([sys.executable, "-m", f"flows.{flow}", "--root", str(tmp_path / "root")], cwd=repo,
+                             env=env, capture_output=True, text=True, timeout=120,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # Ended by Ctrl-C as before (a shell says 130), with one line.
+    assert (stopped.returncode, stopped.stderr, stopped.stdout) == (-signal.SIGINT, "stopped: while starting; nothing "
+                                                                    "was done\n", "")

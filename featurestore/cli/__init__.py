@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "featurestore.cli.pipeline_commands",
 )
 
+from featurestore.errors import stopped_while_starting
+
 # Ctrl-C while the command line loads (typer, pandas, h5py, Prefect: ~0.6 s) stops it before
 # anything ran: said as a stopped command says it, not as a traceback through the import machinery.
 try:
@@ -37,8 +39,7 @@ try:
     for _module in COMMAND_MODULES:
         importlib.import_module(_module).register(app)
 except KeyboardInterrupt:
-    print("stopped: while starting; nothing was done", file=sys.stderr)
-    sys.exit(130)
+    stopped_while_starting()
 
 
 def _run(command: Command, argv: list[str] | None, prog_name: str) -> None:
