@@ -19,7 +19,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 
 from featurestore.errors import InvalidName, InvalidOption
 from featurestore.extract.stop import clear_stop, request_stop
-from tasks.interrupts import handle_ctrl_c_in_worker
+from tasks.interrupts import handle_stops_in_worker
 
 ENV_DASK_ADDRESS = "FEATURESTORE_DASK_ADDRESS"
 
@@ -40,7 +40,8 @@ def _dask(workers: int) -> TaskRunner:
 
 class _ProcessPool(ProcessPoolTaskRunner):
     """Prefect's process pool, whose workers start with SIGINT blocked until their initializer
-    (``handle_ctrl_c_in_worker``) has put its handler in place and unblocks it.
+    (``handle_stops_in_worker``) has put its handler in place and unblocks it, and which passes a
+    cancel on to them (``stop_workers``).
 
     Prefect submits to the pool, and so starts its workers, from threads of its own, and a
     worker inherits the signal mask of the thread that starts it. A Ctrl-C while a worker was
@@ -52,11 +53,19 @@ class _ProcessPool(ProcessPoolTaskRunner):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         return super()._resolve_futures_and_submit(*args, **kwargs)
 
+    def stop_workers(self) -> None:
+        """Send each worker SIGTERM: one running an extraction stops it after its current batch, an
+        idle one ends (``tasks.interrupts``). ``prefect serve`` sends a cancel's SIGTERM to the flow's
+        process alone, and leaving the pool waits for its running tasks: they ran their whole pass."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        for process in list(processes.values()):  # the pool's manager thread removes those that end
+            process.terminate()
+
 
 #: task runners by name; each factory takes the number of tasks to run at once
 TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {
     "threads": lambda workers: ThreadPoolTaskRunner(max_workers=workers),
-    "processes": lambda workers: _ProcessPool(max_workers=workers, initializer=handle_ctrl_c_in_worker),
+    "processes": lambda workers: _ProcessPool(max_workers=workers, initializer=handle_stops_in_worker),
     "dask": _dask,
 }
 
@@ -108,7 +117,8 @@ def tasks_run_on(task_runner: str, workers: int) -> Iterator[TaskRunner]:
     defined: its ``-p task_runner=... -p workers=...`` reached no runner, and every task of an
     evaluate deployment ran at once on Prefect's default pool. The flow's run context is entered
     again with this runner in place of its own, as Prefect's engine enters it with the flow's.
-    A cancel stops the extract tasks running in threads here after their current batch, as Ctrl-C does.
+    A cancel stops the extract tasks running here after their current batch, in threads as in
+    process-pool workers, as Ctrl-C does.
     """
     from prefect.context import FlowRunContext
     from prefect.exceptions import TerminationSignal
@@ -123,6 +133,8 @@ def tasks_run_on(task_runner: str, workers: int) -> Iterator[TaskRunner]:
             # or was SIGKILLed 30 s later saying nothing. The handler stays Prefect's own, because the
             # worker's cancel is acknowledged only while it is installed (else the run ends Crashed).
             request_stop()
+            if isinstance(runner, _ProcessPool):
+                runner.stop_workers()
             raise
 
 

@@ -82,9 +82,11 @@ def test_feature_pipeline_deployment_runs_on_a_worker(tmp_path):
 
 
 
-def test_cancel_stops_a_deployment_runs_extraction_after_its_batch_and_a_rerun_resumes(tmp_path):
-    # `prefect flow-run cancel` (SIGTERM to the run's processes, SIGKILL 30 s later) let the extract task run
-    # its whole pass, or killed it saying nothing and leaving its lock file (review 35 B1, M2).
+@pytest.mark.parametrize("task_runner", ["threads", "processes"])
+def test_cancel_stops_a_deployment_runs_extraction_after_its_batch_and_a_rerun_resumes(tmp_path, task_runner):
+    # `prefect flow-run cancel` (SIGTERM to the run's process group, SIGKILL 30 s later) let the extract task
+    # run its whole pass in a thread, or killed it saying nothing and leaving its lock file (review 35 B1, M2);
+    # it ended process-pool workers at once, the same way.
     home = tmp_path / "featurestore-home"
     store = home / "stores" / "fashion-mnist" / "efficientnet_lite0.h5"
     with prefect_server(tmp_path) as (api_url, env):
@@ -94,7 +96,7 @@ def test_cancel_stops_a_deployment_runs_extraction_after_its_batch_and_a_rerun_r
         worker = start([*PREFECT, "worker", "start", "--pool", "featurestore"], env, tmp_path / "worker.log", cwd=tmp_path)
         try:
             parameters = ["-p", f"root={home}", "-p", "limit_per_class=200", "-p", 'models=["efficientnet_lite0"]',
-                          "-p", 'classifiers=["knn"]', "-p", "stacking=false"]
+                          "-p", 'classifiers=["knn"]', "-p", "stacking=false", "-p", f"task_runner={task_runner}"]
             started = prefect("deployment", "run", "feature-pipeline/nightly", *parameters, env=env)
             run_id = re.search(r"UUID: ([0-9a-f-]{36})", started).group(1)
             committed = _wait_for(lambda: _committed_rows(partial_path(store)), timeout=600)

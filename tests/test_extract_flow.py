@@ -108,6 +108,39 @@ def test_cancelling_the_flow_stops_the_extraction_within_a_batch_and_a_rerun_res
     assert child.returncode == -signal.SIGTERM, output[-3000:]
 
 
+def committing_every_batch() -> None:
+    """Pool-worker initializer of the processes cancel test: the runner's own, then this worker's
+    extractions commit every batch and compute on one thread (a worker imports the library afresh,
+    so the test's patch must be made in the worker)."""
+    from featurestore.extract import runner
+    from tasks.interrupts import handle_stops_in_worker
+
+    handle_stops_in_worker()
+    runner.extract.__kwdefaults__.update(commit_bytes=1, workers=1, threads=1)
+
+
+def test_cancelling_the_flow_stops_process_pool_workers_within_a_batch_and_a_rerun_resumes(tmp_path,
+                                                                                         tmp_path_factory,
+                                                                                         monkeypatch):
+    # `prefect serve`'s runner sends the flow's process alone SIGTERM (a worker sends its whole
+    # process group). The flow waited for its pool workers, which ran their whole pass (or were
+    # killed by a group SIGTERM saying nothing and leaving the store's lock file).
+    from prefect.settings import PREFECT_API_URL
+
+    root = shared_cache_root(tmp_path / "root", onnx_cache_dir(tmp_path_factory))
+    write_photo_dataset(root, "many", copies=24, size=48)
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    child = spawn(root, "from flows import runners; from test_extract_flow import committing_every_batch; "
+                        "runners.TASK_RUNNERS['processes'] = lambda workers: runners._ProcessPool("
+                        "max_workers=workers, initializer=committing_every_batch); "
+                        "from flows.extract import extract; "
+                        f"extract(datasets=['many'], models=['efficientnet_lite0'], root={str(root)!r}, batch_size=4, "
+                        "task_runner='processes', workers=1)")
+    output = stopped_within_a_batch_then_resumed(child, root, signal.SIGTERM)
+    assert child.returncode == -signal.SIGTERM, output[-3000:]
+    assert "TaskStopped: extract_stores: stopped by a cancel" in output, output[-3000:]
+
+
 def stopped_within_a_batch_then_resumed(child, root, stop: int) -> str:
     """Send ``stop`` to ``child`` (extracting 'many' in batches of 4) once it has committed 8 rows; check
     that its extraction stopped within a few batches, kept its rows and said so, released its lock, and
