@@ -93,19 +93,25 @@ def test_cancelling_the_flow_stops_the_extraction_within_a_batch_and_a_rerun_res
     # `prefect flow-run cancel` (Prefect 3.8.8's runner) sends the flow run's process group SIGTERM, which
     # Prefect's handler turns into TerminationSignal in the flow's main thread, and SIGKILL 30 s later. The
     # task thread went on with its whole pass (or was killed mid-pass, saying nothing).
+    # The flow called as a deployment calls it (no run_extract around it), committing every batch.
+    child, output = cancelled_flow(tmp_path, tmp_path_factory, monkeypatch, "from featurestore.extract import runner; "
+                                   "runner.extract.__kwdefaults__.update(commit_bytes=1, workers=1, threads=1); ")
+    # Prefect ends the process as its SIGTERM handler does, once the task thread has stopped.
+    assert child.returncode == -signal.SIGTERM, output[-3000:]
+
+
+def cancelled_flow(tmp_path, tmp_path_factory, monkeypatch, prelude: str, options: str = ""):
+    """Run the extract flow over 'many' in a child (``prelude`` first, ``options`` added to its call),
+    send it a cancel's SIGTERM after 8 committed rows and check it stopped within a batch and a rerun
+    resumes (``stopped_within_a_batch_then_resumed``); return the child and its output."""
     from prefect.settings import PREFECT_API_URL
 
     root = shared_cache_root(tmp_path / "root", onnx_cache_dir(tmp_path_factory))
     write_photo_dataset(root, "many", copies=24, size=48)
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
-    # The flow called as a deployment calls it (no run_extract around it), committing every batch.
-    child = spawn(root, "from featurestore.extract import runner; "
-                        "runner.extract.__kwdefaults__.update(commit_bytes=1, workers=1, threads=1); "
-                        "from flows.extract import extract; "
-                        f"extract(datasets=['many'], models=['efficientnet_lite0'], root={str(root)!r}, batch_size=4)")
-    output = stopped_within_a_batch_then_resumed(child, root, signal.SIGTERM)
-    # Prefect ends the process as its SIGTERM handler does, once the task thread has stopped.
-    assert child.returncode == -signal.SIGTERM, output[-3000:]
+    child = spawn(root, prelude + "from flows.extract import extract; "
+                  f"extract(datasets=['many'], models=['efficientnet_lite0'], root={str(root)!r}, batch_size=4{options})")
+    return child, stopped_within_a_batch_then_resumed(child, root, signal.SIGTERM)
 
 
 def committing_every_batch() -> None:
@@ -125,18 +131,11 @@ def test_cancelling_the_flow_stops_process_pool_workers_within_a_batch_and_a_rer
     # `prefect serve`'s runner sends the flow's process alone SIGTERM (a worker sends its whole
     # process group). The flow waited for its pool workers, which ran their whole pass (or were
     # killed by a group SIGTERM saying nothing and leaving the store's lock file).
-    from prefect.settings import PREFECT_API_URL
-
-    root = shared_cache_root(tmp_path / "root", onnx_cache_dir(tmp_path_factory))
-    write_photo_dataset(root, "many", copies=24, size=48)
-    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
-    child = spawn(root, "from flows import runners; from test_extract_flow import committing_every_batch; "
-                        "runners.TASK_RUNNERS['processes'] = lambda workers: runners._ProcessPool("
-                        "max_workers=workers, initializer=committing_every_batch); "
-                        "from flows.extract import extract; "
-                        f"extract(datasets=['many'], models=['efficientnet_lite0'], root={str(root)!r}, batch_size=4, "
-                        "task_runner='processes', workers=1)")
-    output = stopped_within_a_batch_then_resumed(child, root, signal.SIGTERM)
+    child, output = cancelled_flow(tmp_path, tmp_path_factory, monkeypatch,
+                                   "from flows import runners; from test_extract_flow import committing_every_batch; "
+                                   "runners.TASK_RUNNERS['processes'] = lambda workers: runners._ProcessPool("
+                                   "max_workers=workers, initializer=committing_every_batch); ",
+                                   ", task_runner='processes', workers=1")
     assert child.returncode == -signal.SIGTERM, output[-3000:]
     assert "TaskStopped: extract_stores: stopped by a cancel" in output, output[-3000:]
 
