@@ -134,7 +134,7 @@ def _committed_rows(partial: Path) -> int:
     try:
         with open_h5(partial, locking=False) as file:
             return int(file[COMMITTED][0])
-    except (OSError, KeyError):
+    except (OSError, KeyError, StoreCorrupt):  # a read mid-flush can see a truncated file; look again
         return 0
 
 
