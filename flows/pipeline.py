@@ -12,10 +12,9 @@ from pathlib import Path
 
 from prefect import flow
 
-from featurestore.backbones.registry import get_backbone
 from featurestore.classifiers import get_classifier
-from featurestore.datasets import load_manifest
-from featurestore.errors import FeatureStoreError
+from featurestore.datasets.manifest import current_manifest_hash
+from featurestore.extract import check_request
 from featurestore.ingest.recorded import pipeline_ingest
 from featurestore.paths import check_root
 from flows.evaluate import evaluate
@@ -25,14 +24,6 @@ from flows.runners import check_given, ctrl_c_stops_tasks, make_task_runner, sha
 
 DEFAULT_DATASETS = ["fashion-mnist"]
 DEFAULT_MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
-
-
-def _manifest_hash(dataset: str, root: str | None) -> str | None:
-    """Hash of the dataset's current manifest, or None before its first ingest."""
-    try:
-        return load_manifest(dataset, root).hash
-    except FeatureStoreError:
-        return None
 
 
 @flow(name="feature-pipeline", log_prints=True)
@@ -68,8 +59,8 @@ def feature_pipeline(
     check_given("classifiers", classifiers, "classifier", "--classifiers", "every classifier")
     ingests = {name: pipeline_ingest(name, root, seed=seed, limit_per_class=limit_per_class, mirror=mirror)
                for name in datasets}
-    for name in models:
-        get_backbone(name)
+    # The device too: a deployment's `-p device=cuda` on a host without one failed only after ingesting.
+    check_request(models, device=device)
     for name in classifiers or []:
         get_classifier(name)
     make_task_runner(task_runner, workers)
@@ -77,7 +68,7 @@ def feature_pipeline(
 
     unchanged_manifests = []
     for dataset in datasets:
-        before = _manifest_hash(dataset, root_path)
+        before = current_manifest_hash(dataset, root_path)
         result = ingest(root=root_path, **ingests[dataset])
         if before == result["manifest_hash"]:
             unchanged_manifests.append(dataset)

@@ -85,6 +85,10 @@ def test_bad_names_and_unwritable_root_fail_before_any_work(tmp_path):
         run_pipeline(models=["resnet5"], root=str(tmp_path))
     with pytest.raises(InvalidName, match="unknown task runner 'slurm'"):
         run_pipeline(task_runner="slurm", root=str(tmp_path))
+    # The flow as a deployment runs it: `-p device=cuda` on a host without one ingested first, then failed.
+    with pytest.raises(InvalidName, match="device 'cuda': no CUDA GPU is visible"):
+        feature_pipeline(device="cuda", limit_per_class=1, root=str(tmp_path))
+    assert not (tmp_path / "datasets").exists()
     # A path below a regular file: unwritable even for root, who ignores permission bits.
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
