@@ -97,7 +97,7 @@ def evaluate(
     for name in classifiers:
         get_classifier(name)
     check_train_per_class(train_per_class)
-    check_root(root, create=False)
+    root = str(check_root(root, create=False))  # here, not on each Dask worker's directory (see flows/extract.py)
     requested = {dataset: requested_models(dataset, models, root) for dataset in datasets}
     parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,
                   "in_sample": in_sample, "seed": seed, "workers": workers, "train_per_class": train_per_class}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
@@ -46,7 +47,11 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
     check_given("datasets", datasets, "dataset", "--dataset")
     check_given("models", models, "model", "--models")
     _check_shards(shards, shard_index)
-    check_root(root, create=False)
+    # Resolved here, where they were typed: a Dask worker elsewhere read a relative path from its own
+    # directory, and wrote into another root of that name if there was one.
+    root = str(check_root(root, create=False))
+    weights = {model: str(Path(file).resolve()) for model, file in (weights or {}).items()} or None
+    onnx_specs = [str(Path(spec).resolve()) for spec in onnx_specs or []] or None
     # Checked here, not only in the tasks: a plan that finds every store complete runs no task.
     for spec in onnx_specs or []:
         register_onnx_spec(spec)
@@ -72,14 +77,43 @@ def extract(datasets: list[str], models: list[str], root: str | None = None, dev
                 merges += [steps.merge_shards.submit(dataset, m, shards, root, weights, layer, onnx_specs,
                                                      if_ready=shard_index is not None, overwrite=overwrite,
                                                      replace_stale=replace_stale) for m in group]
-            summaries = [future.result() for future in merges]
+            own = {(s["dataset"], s["model"]): s for s in summaries}
+            summaries = [_merge_row(future.result(), own, shards, shard_index) for future in merges]
     rows = summaries + skipped
     key = artifact_key("extract", *map(name_part, datasets))
     create_table_artifact(table=rows, key=key, description="Stores written or reused by the extract flow")
     for row in rows:
-        print(f"{row['dataset']}/{row['model']}: {row['status']}"
-              + (f", {row['written']} rows at {row['images_per_second']} img/s" if row.get("written") else ""))
+        print(summary_line(row))
     return rows
+
+
+def _merge_row(merged: dict, own: dict[tuple[str, str], dict], shards: int, shard_index: int | None) -> dict:
+    """A merge task's summary with the shard count; for a shard run that leaves the merge to another
+    run, with what this run's shard extraction wrote (``own``, by dataset and model)."""
+    row = {**merged, "shards": shards}
+    if row["status"] == "shard-done":
+        extracted = own[row["dataset"], row["model"]]
+        row.update({key: extracted[key] for key in ("written", "failed", "seconds", "images_per_second", "runtime")},
+                   shard=f"{shard_index}/{shards}")
+    return row
+
+
+def summary_line(row: dict) -> str:
+    """``dataset/model: status``, then what was written and, for a shard, what its merge waits for.
+    A merge runs no model, so it has no images per second (it printed 0.0)."""
+    line = f"{row['dataset']}/{row['model']}: {row['status']}"
+    if row["status"] == "shard-done":
+        wrote = f"wrote {row['written']} rows" if row["written"] else "was complete"
+        if row["images_per_second"]:
+            wrote += f" at {row['images_per_second']} img/s"
+        missing = row["waiting_for"]
+        waiting = (f"waiting for shard{'s' * (len(missing) > 1)} {', '.join(missing)}; the run that completes "
+                   "the set merges the store" if missing else "another run is merging the store")
+        return f"{line}, shard {row['shard']} {wrote}; {waiting}"
+    if row.get("written"):
+        line += f", {row['written']} rows"
+        line += f" from {row['shards']} shards" if "shards" in row else f" at {row['images_per_second']} img/s"
+    return line
 
 
 def _check_shards(shards: int, shard_index: int | None) -> None:

@@ -30,7 +30,10 @@ def _dask(workers: int) -> TaskRunner:
 
     address = os.environ.get(ENV_DASK_ADDRESS)
     if address:
-        return DaskTaskRunner(address=address)
+        from flows.dask_cluster import ExternalDaskRunner, check_scheduler_answers
+
+        check_scheduler_answers(address)
+        return ExternalDaskRunner(address=address)
     # A local cluster's scheduler, nannies and workers print ~70 INFO lines of banners around each
     # run; their warnings still show. Worker processes take the level from the environment.
     level = os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -117,8 +120,8 @@ def tasks_run_on(task_runner: str, workers: int) -> Iterator[TaskRunner]:
     defined: its ``-p task_runner=... -p workers=...`` reached no runner, and every task of an
     evaluate deployment ran at once on Prefect's default pool. The flow's run context is entered
     again with this runner in place of its own, as Prefect's engine enters it with the flow's.
-    A cancel stops the extract tasks running here after their current batch, in threads as in
-    process-pool workers, as Ctrl-C does.
+    A cancel or a Ctrl-C stops the extract tasks running here after their current batch, in threads
+    as in process-pool workers, however the flow was started.
     """
     from prefect.context import FlowRunContext
     from prefect.exceptions import TerminationSignal
@@ -127,11 +130,13 @@ def tasks_run_on(task_runner: str, workers: int) -> Iterator[TaskRunner]:
             FlowRunContext.get().model_copy(update={"task_runner": runner}):
         try:
             yield runner
-        except TerminationSignal:
+        except (TerminationSignal, KeyboardInterrupt):
             # A cancel (`prefect flow-run cancel`, Cancel in the UI) is a SIGTERM, raised here by Prefect's
             # handler. Leaving this block, the runner waits for its tasks: an extraction ran its whole pass,
             # or was SIGKILLed 30 s later saying nothing. The handler stays Prefect's own, because the
             # worker's cancel is acknowledged only while it is installed (else the run ends Crashed).
+            # Ctrl-C reaches here as KeyboardInterrupt where no `ctrl_c_stops_tasks` runs (`prefect serve`,
+            # a flow called from Python): the extraction ran its whole pass, then the run Crashed anyway.
             request_stop()
             if isinstance(runner, _ProcessPool):
                 runner.stop_workers()

@@ -88,14 +88,16 @@ def merge_shards(dataset: str, model: str, count: int, root: str | None, weights
     """Join the ``count`` shard stores of ``model`` into its store; return the summary.
 
     With ``if_ready`` (one run per shard) a shard still missing, or another run merging, is
-    not an error: this run reports ``shard-done`` and leaves the merge to the last one.
+    not an error: this run reports ``shard-done`` and leaves the merge to the last one; its
+    ``waiting_for`` names the shards still missing (none: another run is merging).
     """
     _register(onnx_specs)
     try:
         (result,) = library.merge_shards(dataset, [model], count, root, weights=weights, layer=layer,
                                          overwrite=overwrite, replace_stale=replace_stale)
-    except (ShardMissing, StoreLocked):
+    except (ShardMissing, StoreLocked) as error:
         if not if_ready:
             raise
-        return {"dataset": dataset, "model": model, "status": "shard-done"}
+        return {"dataset": dataset, "model": model, "status": "shard-done",
+                "waiting_for": list(getattr(error, "unready", ()))}
     return result.as_dict()

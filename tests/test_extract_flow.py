@@ -18,6 +18,7 @@ from featurestore.backbones import WeightsMismatch
 from featurestore.errors import StoreLocked, StoreStale
 from featurestore.store import format as fmt
 from featurestore.store import verify_file
+from flows.extract import summary_line
 
 pytestmark = pytest.mark.slow
 MODELS = ["efficientnet_lite0", "efficientnet_lite1"]
@@ -51,9 +52,16 @@ def test_flow_extracts_then_skips_then_shards(tmp_path, tmp_path_factory):
     first_shard = run_extract("threads", 2, datasets=["photos"], models=MODELS, root=str(sharded), shards=2,
                               shard_index=0, share_decode=False)
     assert sorted((r["model"], r["status"]) for r in first_shard) == [(m, "shard-done") for m in MODELS]
+    # It said only `shard-done`: neither what its shard wrote nor which shards the merge waits for.
+    for line in map(summary_line, first_shard):
+        assert re.fullmatch(r"photos/\S+: shard-done, shard 0/2 wrote 5 rows at [0-9.]+ img/s; waiting for shard 1/2; "
+                            r"the run that completes the set merges the store", line), line
     last_shard = run_extract("threads", 2, datasets=["photos"], models=MODELS, root=str(sharded), shards=2,
                              shard_index=1, share_decode=False)
     assert sorted((r["model"], r["status"]) for r in last_shard) == [(m, "merged") for m in MODELS]
+    # A merge runs no model: it said "10 rows at 0.0 img/s".
+    assert sorted(map(summary_line, last_shard)) == [f"photos/{m}: merged, 10 rows from 2 shards"
+                                                     for m in sorted(MODELS)]
     for model in MODELS:
         np.testing.assert_allclose(featurestore.load_arrays("photos", model, root=sharded).features,
                                    featurestore.load_arrays("photos", model, root=root).features, rtol=1e-5, atol=1e-5)
@@ -88,30 +96,36 @@ def test_ctrl_c_stops_the_flow_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_
     assert child.returncode == 130, output[-3000:]
 
 
-def test_cancelling_the_flow_stops_the_extraction_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_path_factory,
-                                                                                   monkeypatch):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["cancel", "ctrl-c"])
+def test_stopping_the_flow_stops_the_extraction_within_a_batch_and_a_rerun_resumes(tmp_path, tmp_path_factory,
+                                                                                  monkeypatch, stop):
     # `prefect flow-run cancel` (Prefect 3.8.8's runner) sends the flow run's process group SIGTERM, which
-    # Prefect's handler turns into TerminationSignal in the flow's main thread, and SIGKILL 30 s later. The
-    # task thread went on with its whole pass (or was killed mid-pass, saying nothing).
-    # The flow called as a deployment calls it (no run_extract around it), committing every batch.
-    child, output = cancelled_flow(tmp_path, tmp_path_factory, monkeypatch, "from featurestore.extract import runner; "
-                                   "runner.extract.__kwdefaults__.update(commit_bytes=1, workers=1, threads=1); ")
-    # Prefect ends the process as its SIGTERM handler does, once the task thread has stopped.
-    assert child.returncode == -signal.SIGTERM, output[-3000:]
+    # Prefect's handler turns into TerminationSignal in the flow's main thread, and SIGKILL 30 s later. A
+    # Ctrl-C of `prefect serve` reaches its flow's process as KeyboardInterrupt, with no ctrl_c_stops_tasks
+    # around the flow. Either way the task thread went on with its whole pass (or was killed mid-pass,
+    # saying nothing). The flow called as a deployment calls it (no run_extract around it), committing every batch.
+    child, output = stopped_flow(tmp_path, tmp_path_factory, monkeypatch, "from featurestore.extract import runner; "
+                                 "runner.extract.__kwdefaults__.update(commit_bytes=1, workers=1, threads=1); ",
+                                 stop=stop)
+    # Prefect ends the process as its SIGTERM handler does, once the task thread has stopped; an
+    # uncaught KeyboardInterrupt ends Python by SIGINT.
+    assert child.returncode == -stop, output[-3000:]
 
 
-def cancelled_flow(tmp_path, tmp_path_factory, monkeypatch, prelude: str, options: str = ""):
+def stopped_flow(tmp_path, tmp_path_factory, monkeypatch, prelude: str, options: str = "",
+                 stop: int = signal.SIGTERM):
     """Run the extract flow over 'many' in a child (``prelude`` first, ``options`` added to its call),
-    send it a cancel's SIGTERM after 8 committed rows and check it stopped within a batch and a rerun
-    resumes (``stopped_within_a_batch_then_resumed``); return the child and its output."""
+    send it ``stop`` (a cancel's SIGTERM by default) after 8 committed rows and check it stopped within
+    a batch and a rerun resumes (``stopped_within_a_batch_then_resumed``); return the child and its output."""
     from prefect.settings import PREFECT_API_URL
 
     root = shared_cache_root(tmp_path / "root", onnx_cache_dir(tmp_path_factory))
     write_photo_dataset(root, "many", copies=24, size=48)
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
-    child = spawn(root, prelude + "from flows.extract import extract; "
+    child = spawn(root, "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); " + prelude
+                  + "from flows.extract import extract; "
                   f"extract(datasets=['many'], models=['efficientnet_lite0'], root={str(root)!r}, batch_size=4{options})")
-    return child, stopped_within_a_batch_then_resumed(child, root, signal.SIGTERM)
+    return child, stopped_within_a_batch_then_resumed(child, root, stop)
 
 
 def committing_every_batch() -> None:
@@ -131,11 +145,11 @@ def test_cancelling_the_flow_stops_process_pool_workers_within_a_batch_and_a_rer
     # `prefect serve`'s runner sends the flow's process alone SIGTERM (a worker sends its whole
     # process group). The flow waited for its pool workers, which ran their whole pass (or were
     # killed by a group SIGTERM saying nothing and leaving the store's lock file).
-    child, output = cancelled_flow(tmp_path, tmp_path_factory, monkeypatch,
-                                   "from flows import runners; from test_extract_flow import committing_every_batch; "
-                                   "runners.TASK_RUNNERS['processes'] = lambda workers: runners._ProcessPool("
-                                   "max_workers=workers, initializer=committing_every_batch); ",
-                                   ", task_runner='processes', workers=1")
+    child, output = stopped_flow(tmp_path, tmp_path_factory, monkeypatch,
+                                 "from flows import runners; from test_extract_flow import committing_every_batch; "
+                                 "runners.TASK_RUNNERS['processes'] = lambda workers: runners._ProcessPool("
+                                 "max_workers=workers, initializer=committing_every_batch); ",
+                                 ", task_runner='processes', workers=1")
     assert child.returncode == -signal.SIGTERM, output[-3000:]
     assert "TaskStopped: extract_stores: stopped by a cancel" in output, output[-3000:]
 

@@ -32,7 +32,10 @@ CHUNK_ROWS = 4096
 
 
 class ShardMissing(StoreIncomplete):
-    """A shard store needed for a merge is absent, incomplete or built from other inputs."""
+    """A shard store needed for a merge is absent, incomplete or built from other inputs; ``unready``
+    names those shards as ``--shard`` takes them (``1/2``)."""
+
+    unready: tuple[str, ...] = ()
 
 
 class ShardsDisagree(FeatureStoreError):
@@ -108,7 +111,7 @@ def _check_shards(job: Job, shards, root) -> list[dict]:
     running and what mends it (all at once: not one shard per run). It is ``ShardMissing`` unless a
     shard cannot be read (damaged, misplaced): then that shard's error type (``StoreCorrupt``), so
     that a flow's merge fails on it rather than waiting for the shard."""
-    provenances, problems = [], []
+    provenances, problems, unready = [], [], []
     kind = ShardMissing
     for shard, path, spec in shards:
         try:
@@ -119,14 +122,18 @@ def _check_shards(job: Job, shards, root) -> list[dict]:
         provenances.append(provenance)
         if problem:
             problems.append(problem)
+            unready.append(f"{shard.index}/{shard.count}")
     if not problems:
         return provenances
     labels = {p.name for p in (resolve_root(root) / "shards" / job.spec.dataset / job.model).glob("*-of-*")}
     others = sorted(labels - {shard.label for shard, _, _ in shards})
-    raise kind(
+    error = kind(
         f"{job.spec.dataset}/{job.model}: {len(problems)} of the {len(shards)} shards cannot be merged: "
         + "; ".join(problems)
         + (f"; shards of other counts are here ({', '.join(others)}): give --count as at extraction" if others else ""))
+    if isinstance(error, ShardMissing):
+        error.unready = tuple(unready)
+    raise error
 
 
 def merge_shards(dataset: str, models: Sequence[str], count: int, root=None, *, weights: Mapping[str, str] | None = None,
