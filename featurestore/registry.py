@@ -1,13 +1,21 @@
-"""One registry shape for datasets, backbones and classifiers: adding one is one entry."""
+"""One registry shape for datasets, backbones, classifiers, extraction runtimes and readers:
+adding one is one entry, and what an entry can do is said by the entry, not by checks of its name
+elsewhere; an unknown name is refused by ``Registry.get`` in one message listing the known ones."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from featurestore.errors import InvalidName
 
 Entry = TypeVar("Entry")
+
+
+def alternatives(words: Iterable[str]) -> str:
+    """``words`` as a choice for a message or a help string: "a, b or c"."""
+    words = list(words)
+    return f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else "".join(words)
 
 
 class Registry(Generic[Entry]):
@@ -51,6 +59,10 @@ class Registry(Generic[Entry]):
     def names(self) -> list[str]:
         """Every registered name, in registration order."""
         return list(self._ready())
+
+    def items(self) -> list[tuple[str, Entry]]:
+        """Every ``(name, entry)``, in registration order."""
+        return list(self._ready().items())
 
     def __contains__(self, name: object) -> bool:
         return name in self._ready()

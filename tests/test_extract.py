@@ -120,7 +120,8 @@ def test_process_reader_writes_the_store_of_the_thread_reader(root, tmp_path, ca
     b = featurestore.load_arrays("photos", "efficientnet_lite0", root=threads)
     assert (a.ids == b.ids).all() and (a.failed == b.failed).all()
     np.testing.assert_array_equal(a.features, b.features)  # same crops, same runtime: same bits
-    with pytest.raises(featurestore.errors.InvalidName, match="unknown reader 'fibres'; choose one of threads, processes"):
+    with pytest.raises(featurestore.errors.InvalidName,
+                       match="unknown reader 'fibres': choose one of device-decode, device-resize, processes, threads$"):
         extract("photos", ["efficientnet_lite1"], root, reader="fibres", progress=False)
 
 
@@ -494,8 +495,8 @@ def complete_without_a_model(root: Path, dataset: str, model: str) -> Path:
     ({"precision": "fp16"}, "--precision fp16: efficientnet_lite0 runs on onnxruntime here, which computes in fp32 "
                             "only; use --runtime torch or leave --precision out"),
     ({"precision": "bf16", "runtime": "onnxruntime"}, "--precision bf16: efficientnet_lite0 runs on onnxruntime"),
-    ({"runtime": "fibres"}, "unknown runtime 'fibres'; choose one of onnxruntime, torch"),
-    ({"reader": "gpu"}, "unknown reader 'gpu'; choose one of threads, processes"),
+    ({"runtime": "fibres"}, "unknown runtime 'fibres': choose one of onnxruntime, torch"),
+    ({"reader": "gpu"}, "unknown reader 'gpu': choose one of device-decode, device-resize, processes, threads"),
 ])
 def test_bad_options_fail_even_when_every_store_is_complete(root, options, message):
     write_photo_dataset(root, "photos", copies=1)

@@ -3,7 +3,7 @@
 import pytest
 
 from featurestore.errors import InvalidName
-from featurestore.registry import Registry
+from featurestore.registry import Registry, alternatives
 
 
 class UnknownThing(InvalidName):
@@ -24,3 +24,9 @@ def test_registry_registers_once_lists_in_order_and_names_the_known_ones():
     with pytest.raises(UnknownThing, match=r"^unknown thing 'gamma': choose one of alpha, beta \(see `featurestore things`\)$"):
         things.get("gamma")
     assert things.names() == ["alpha", "beta"] and loads == [2]
+    assert things.items() == [("alpha", 3), ("beta", 2)]
+
+
+def test_alternatives_read_as_a_choice():
+    choices = [alternatives(words) for words in ([], ["a"], ["a", "b"], ["a", "b", "c"])]
+    assert choices == ["", "a", "a or b", "a, b or c"]

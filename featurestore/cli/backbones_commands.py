@@ -6,6 +6,9 @@ import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, print_json, print_table, split_names
 from featurestore.errors import InvalidName
+from featurestore.extract.reader import READERS
+from featurestore.extract.runtimes import PRECISIONS, RUNTIMES, RuntimeSpec
+from featurestore.registry import Registry, alternatives
 
 BACKBONE_COLUMNS = ["name", "dim", "input", "interpolation", "layers", "weights", "offline"]
 RESULT_COLUMNS = ["dataset", "model", "status", "rows", "written", "failed", "images_per_second", "runtime", "path"]
@@ -53,6 +56,25 @@ def _print_results(results, as_json: bool, columns: list[str] = RESULT_COLUMNS, 
         print_table(rows, columns, title=title)
 
 
+def _choices(registry: Registry) -> str:
+    """The names of ``registry``'s entries and, per device, the defaults among them (each spec's
+    ``default_on``; the first that can serve the pass is taken), for an option's help."""
+    defaults = "; ".join(" where it can, else ".join(name for name, spec in registry.items() if kind in spec.default_on)
+                         + f" on {label}" for kind, label in (("cpu", "CPU"), ("cuda", "GPU")))
+    return f"{alternatives(registry.names())} (default: {defaults})."
+
+
+def _precision_help() -> str:
+    """The precisions and what each runtime computes in, for ``--precision``'s help."""
+    def computes(name: str, spec: RuntimeSpec) -> str:
+        if len(spec.precisions) == 1:
+            return f"{name} in {spec.precisions[0]} only"
+        return (f"{name} computes in {alternatives(spec.precisions)} (default {spec.default_precision('cuda')} "
+                f"on GPU, {spec.default_precision('cpu')} on CPU)")
+
+    return f"{alternatives(PRECISIONS)}: {'; '.join(computes(name, spec) for name, spec in RUNTIMES.items())}."
+
+
 #: what ``extract`` runs when neither ``--models`` nor ``--onnx-spec`` names a backbone
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -75,11 +97,10 @@ def extract(
     onnx_spec: list[str] = typer.Option([], "--onnx-spec", help="JSON file describing an ONNX backbone to register."),
     layer: str = typer.Option(None, "--layer", help="Feature layer (default: the backbone's avgpool)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    runtime: str = typer.Option(None, "--runtime", help="onnxruntime or torch (default: onnxruntime on CPU, torch on GPU)."),
-    precision: str = typer.Option(None, "--precision", help="fp32, bf16 or fp16 (torch runtime; default bf16 on GPU)."),
+    runtime: str = typer.Option(None, "--runtime", help=_choices(RUNTIMES)),
+    precision: str = typer.Option(None, "--precision", help=_precision_help()),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per batch (default 32 on CPU, 256 on GPU)."),
-    reader: str = typer.Option(None, "--reader", help="threads, processes, device-resize or device-decode (default: "
-                               "device-resize for one-array datasets on GPU, else processes on GPU, threads on CPU)."),
+    reader: str = typer.Option(None, "--reader", help=_choices(READERS)),
     workers: int = typer.Option(None, "--workers", help="Decoding threads or processes (default: up to 4 threads; cores - 2 processes; 2 threads for device-decode)."),
     threads: int = typer.Option(None, "--threads", help="Compute threads on CPU."),
     shard: str = typer.Option(None, "--shard", help="Extract only shard INDEX/COUNT (merge with merge-shards)."),

@@ -29,7 +29,8 @@ import numpy as np
 from featurestore.backbones import Preprocessing
 from featurestore.backbones.preprocessing import TORCH_FILTERS
 from featurestore.errors import InvalidName
-from featurestore.extract.runtimes import cpu_threads
+from featurestore.extract.runtimes import RUNTIMES, cpu_threads, device_kind
+from featurestore.registry import Registry, alternatives
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +122,16 @@ def read_stored_batches(manifest, preprocessings: Sequence[Preprocessing], start
 ReadFunction = Callable[..., Iterator[PreparedBatch]]
 
 
-def _device_crop_obstacle(device: str, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str | None:
+def _device_crop_obstacle(device: str, manifest, runtimes: Sequence[str],
+                          preprocessings: Sequence[Preprocessing]) -> str | None:
     """Why the models of a pass on ``device`` cannot resize and crop on it, or None when they can."""
-    if any(name != "torch" for name in runtimes):
-        # On a GPU torch is the default, so onnxruntime was asked for; on CPU it is the default.
-        fix = ("drop --runtime onnxruntime" if device.startswith("cuda")
-               else "pass --runtime torch (onnxruntime is the default on CPU)")
-        return f"it needs the torch runtime for every model (it resizes on the model's device); {fix}"
+    unable = [name for name in runtimes if not RUNTIMES.get(name).crops_on_device]
+    if unable:
+        cropper = next(name for name, spec in RUNTIMES.items() if spec.crops_on_device)
+        # Where the cropping runtime is the default, the other one was asked for.
+        fix = (f"drop --runtime {unable[0]}" if device_kind(device) in RUNTIMES.get(cropper).default_on
+               else f"pass --runtime {cropper} ({unable[0]} is the default on {device_kind(device).upper()})")
+        return f"it needs the {cropper} runtime for every model (it resizes on the model's device); {fix}"
     unmatched = sorted({p.interpolation for p in preprocessings} - set(TORCH_FILTERS))
     if unmatched:
         return f"interpolation {unmatched[0]!r} has no exact torch version"
@@ -139,12 +143,7 @@ def _device_resize_obstacle(device: str, manifest, runtimes: Sequence[str],
     """Why reader ``device-resize`` cannot serve a pass over ``manifest`` on ``device``, or None when it can."""
     if not manifest.is_one_array():
         return f"it reads datasets stored as one array (e.g. fashion-mnist); {manifest.directory.name!r} is not one"
-    return _device_crop_obstacle(device, runtimes, preprocessings)
-
-
-def _refuse(reader: str, obstacle: str | None) -> None:
-    if obstacle:
-        raise InvalidName(f"reader {reader!r} cannot read this pass: {obstacle}; choose reader 'threads' or 'processes'")
+    return _device_crop_obstacle(device, manifest, runtimes, preprocessings)
 
 
 def _process_reader(device: str, manifest, runtimes: Sequence[str],
@@ -155,37 +154,49 @@ def _process_reader(device: str, manifest, runtimes: Sequence[str],
     return partial(read_batches_in_processes, pin_memory=device.startswith("cuda"))
 
 
-def _stored_reader(device: str, manifest, runtimes: Sequence[str],
-                   preprocessings: Sequence[Preprocessing]) -> ReadFunction:
-    _refuse("device-resize", _device_resize_obstacle(device, manifest, runtimes, preprocessings))
-    return read_stored_batches
-
-
 def _decoding_reader(device: str, manifest, runtimes: Sequence[str],
                      preprocessings: Sequence[Preprocessing]) -> ReadFunction:
     from featurestore.extract.device_decode import read_decoded_batches
 
-    _refuse("device-decode", _device_crop_obstacle(device, runtimes, preprocessings))
     return partial(read_decoded_batches, device=device)
 
 
-#: reader name -> factory taking the pass's device, manifest, and its models' runtime names and
-#: preprocessings
-READERS: dict[str, Callable[..., ReadFunction]] = {
-    "threads": lambda device, manifest, runtimes, preprocessings: read_batches,
-    "processes": _process_reader,
-    "device-resize": _stored_reader,
-    "device-decode": _decoding_reader,
-}
+def _serves_every_pass(device: str, manifest, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """A reader's registry entry. Each function takes the pass: its device, manifest, and its
+    models' runtime names and preprocessings."""
+
+    #: the pass -> the ``ReadFunction`` that reads it
+    open: Callable[..., ReadFunction]
+    #: the pass -> why this reader cannot serve it, or None when it can
+    obstacle: Callable[..., str | None] = _serves_every_pass
+    #: device kinds (``runtimes.device_kind``) it is the default on, for the passes it can serve
+    default_on: tuple[str, ...] = ()
+
+
+#: The default for a pass is the first reader registered as a default on its device's kind that can
+#: serve it, so device-resize, which needs no CPU work per image, comes before processes.
+READERS: Registry[ReaderSpec] = Registry("reader")
+READERS.register("threads", ReaderSpec(lambda device, manifest, runtimes, preprocessings: read_batches,
+                                       default_on=("cpu",)))
+READERS.register("device-resize", ReaderSpec(lambda device, manifest, runtimes, preprocessings: read_stored_batches,
+                                             _device_resize_obstacle, default_on=("cuda",)))
+# The GPU default otherwise: it needs every core decoding.
+READERS.register("processes", ReaderSpec(_process_reader, default_on=("cuda",)))
+READERS.register("device-decode", ReaderSpec(_decoding_reader, _device_crop_obstacle))
 
 
 def default_reader(device: str, manifest, runtimes: Sequence[str], preprocessings: Sequence[Preprocessing]) -> str:
-    """On a GPU: ``device-resize`` where it can serve the pass (a one-array dataset, every runtime
-    torch, every filter with a torch version), else ``processes`` (it needs every core decoding).
-    On CPU: ``threads``."""
-    if not device.startswith("cuda"):
-        return "threads"
-    return "processes" if _device_resize_obstacle(device, manifest, runtimes, preprocessings) else "device-resize"
+    """The first reader registered as a default on ``device``'s kind that can serve the pass. On a
+    GPU: ``device-resize`` where it can (a one-array dataset, every runtime torch, every filter with
+    a torch version), else ``processes``. On CPU: ``threads``."""
+    kind = device_kind(device)
+    return next(name for name, spec in READERS.items()
+                if kind in spec.default_on and not spec.obstacle(device, manifest, runtimes, preprocessings))
 
 
 @dataclass(frozen=True)
@@ -201,8 +212,8 @@ class Reader:
 
 def check_reader_name(name: str | None) -> None:
     """``InvalidName`` listing the readers unless ``name`` is one of them (``None``: the default)."""
-    if name is not None and name not in READERS:
-        raise InvalidName(f"unknown reader {name!r}; choose one of {', '.join(READERS)}")
+    if name is not None:
+        READERS.get(name)
 
 
 def open_reader(name: str | None, device: str, manifest, runtimes: Sequence[str],
@@ -210,5 +221,10 @@ def open_reader(name: str | None, device: str, manifest, runtimes: Sequence[str]
     """The reader called ``name`` (default: ``default_reader``) for a pass over ``manifest`` on
     ``device`` by models with these runtime names and preprocessings."""
     name = name or default_reader(device, manifest, runtimes, preprocessings)
-    check_reader_name(name)
-    return Reader(name, READERS[name](device, manifest, runtimes, preprocessings))
+    spec = READERS.get(name)
+    obstacle = spec.obstacle(device, manifest, runtimes, preprocessings)
+    if obstacle:
+        able = alternatives(repr(other) for other, entry in READERS.items()
+                            if not entry.obstacle(device, manifest, runtimes, preprocessings))
+        raise InvalidName(f"reader {name!r} cannot read this pass: {obstacle}; choose reader {able}")
+    return Reader(name, spec.open(device, manifest, runtimes, preprocessings))

@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -27,6 +27,7 @@ from featurestore.backbones import Backbone, Preprocessing, ResolvedWeights, Wei
 from featurestore.backbones.weights import first_line
 from featurestore.errors import InvalidName, InvalidOption
 from featurestore.extract.onnx_cache import INPUT_NAME, exported_onnx
+from featurestore.registry import Registry, alternatives
 
 log = logging.getLogger(__name__)
 
@@ -264,23 +265,54 @@ def _torch(request: RuntimeRequest) -> TorchRunner:
         import torch
 
         torch.set_num_threads(request.threads)
-    precision = request.precision or default_precision("torch", request.device)
     net = FeatureNet(backbone.load_torch(request.weights, request.layer), backbone.preprocessing)
-    return TorchRunner(net, request.device, precision, request.max_batch)
+    return TorchRunner(net, request.device, request.precision, request.max_batch)
 
 
-RUNTIMES: dict[str, Callable[[RuntimeRequest], object]] = {"onnxruntime": _onnxruntime, "torch": _torch}
+def device_kind(device: str) -> str:
+    """``cuda`` for any CUDA device (``cuda:1``), else ``cpu``: what runtime and reader defaults go by."""
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """A runtime's registry entry: how to build it from a ``RuntimeRequest`` and what it can do."""
+
+    build: Callable[[RuntimeRequest], object]
+    #: what ``--precision`` may ask of it
+    precisions: tuple[str, ...] = ("fp32",)
+    #: what it computes in on a GPU without ``--precision`` (on CPU: fp32)
+    gpu_precision: str = "fp32"
+    runs_torch_backbones: bool = True
+    runs_onnx_files: bool = True
+    #: whether it offers ``submit_stored``, resizing and cropping uncropped images on its device
+    crops_on_device: bool = False
+    #: device kinds (``device_kind``) it is the default on, for the backbones it runs
+    default_on: tuple[str, ...] = ()
+
+    def runs(self, backbone: Backbone) -> bool:
+        """Whether it can run ``backbone``."""
+        return self.runs_torch_backbones if backbone.is_torch else self.runs_onnx_files
+
+    def default_precision(self, device: str) -> str:
+        """The precision it computes in on ``device`` without ``--precision``."""
+        return self.gpu_precision if device_kind(device) == "cuda" else "fp32"
+
+
+#: The default for a backbone on a device is the first runtime registered as a default there that
+#: runs it, so torch, the faster on a GPU, comes before onnxruntime, the default everywhere.
+RUNTIMES: Registry[RuntimeSpec] = Registry("runtime")
+RUNTIMES.register("torch", RuntimeSpec(_torch, precisions=PRECISIONS, gpu_precision="bf16", runs_onnx_files=False,
+                                       crops_on_device=True, default_on=("cuda",)))
+# onnxruntime runs the exported graph as it is, in fp32: any other precision would be ignored.
+RUNTIMES.register("onnxruntime", RuntimeSpec(_onnxruntime, default_on=("cpu", "cuda")))
 
 
 def default_runtime(backbone: Backbone, device: str) -> str:
-    """``torch`` for torch backbones on a GPU, else ``onnxruntime`` (the fastest CPU path here)."""
-    return "torch" if backbone.is_torch and device.startswith("cuda") else "onnxruntime"
-
-
-def default_precision(runtime: str, device: str) -> str:
-    """The precision ``runtime`` computes in on ``device`` without ``--precision``: bf16 for torch on a
-    GPU, else fp32 (torch on CPU; onnxruntime computes in fp32 only)."""
-    return "bf16" if runtime == "torch" and device.startswith("cuda") else "fp32"
+    """The first runtime registered as a default on ``device``'s kind that runs ``backbone``: torch
+    for torch backbones on a GPU, else onnxruntime (the fastest CPU path here)."""
+    kind = device_kind(device)
+    return next(name for name, spec in RUNTIMES.items() if kind in spec.default_on and spec.runs(backbone))
 
 
 def effective_precision(backbone: Backbone, device: str | None, runtime: str | None = None,
@@ -289,14 +321,14 @@ def effective_precision(backbone: Backbone, device: str | None, runtime: str | N
     refuses one its runtime cannot compute in), else its runtime's default on ``device``."""
     if precision:
         return precision
-    return default_precision(runtime or default_runtime(backbone, device), device)
+    return RUNTIMES.get(runtime or default_runtime(backbone, device)).default_precision(device)
 
 
 def build_runtime(request: RuntimeRequest, runtime: str | None = None):
     """Load the model behind ``request`` into ``runtime`` (default: ``default_runtime``)."""
     name = runtime or default_runtime(request.backbone, request.device)
-    _check_runtime(request.backbone, name, request.precision)
-    return RUNTIMES[name](request)
+    spec = _check_runtime(request.backbone, name, request.precision)
+    return spec.build(replace(request, precision=request.precision or spec.default_precision(request.device)))
 
 
 def _check_precision(precision: str | None) -> None:
@@ -305,18 +337,20 @@ def _check_precision(precision: str | None) -> None:
                             "leave it out for the default (bf16 on GPU, fp32 on CPU)")
 
 
-def _check_runtime(backbone: Backbone, name: str, precision: str | None) -> None:
-    """One line if runtime ``name`` cannot run ``backbone`` at ``precision``."""
-    if name not in RUNTIMES:
-        raise InvalidName(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
-    if name == "torch" and not backbone.is_torch:
-        raise InvalidName(f"backbone {backbone.name!r} is an ONNX file; run it with runtime 'onnxruntime'")
+def _check_runtime(backbone: Backbone, name: str, precision: str | None) -> RuntimeSpec:
+    """Runtime ``name``'s entry, or one line if it cannot run ``backbone`` at ``precision``."""
+    spec = RUNTIMES.get(name)
+    if not spec.runs(backbone):
+        able = alternatives(repr(other) for other, entry in RUNTIMES.items() if entry.runs(backbone))
+        kind = "a torch model" if backbone.is_torch else "an ONNX file"
+        raise InvalidName(f"backbone {backbone.name!r} is {kind}; run it with runtime {able}")
     _check_precision(precision)
-    if name != "torch" and precision not in (None, "fp32"):
-        # onnxruntime runs the exported graph as it is, in fp32: any other precision would be ignored.
-        fix = "use --runtime torch or leave --precision out" if backbone.is_torch else "leave --precision out"
+    if precision is not None and precision not in spec.precisions:
+        able = [other for other, entry in RUNTIMES.items() if precision in entry.precisions and entry.runs(backbone)]
+        fix = f"use --runtime {able[0]} or leave --precision out" if able else "leave --precision out"
         raise InvalidOption(f"--precision {precision}: {backbone.name} runs on {name} here, which computes in "
-                            f"fp32 only; {fix}")
+                            f"{alternatives(spec.precisions)} only; {fix}")
+    return spec
 
 
 def check_options(backbones: Sequence[Backbone], device: str, runtime: str | None = None,
