@@ -126,8 +126,11 @@ def tasks_run_on(task_runner: str, workers: int) -> Iterator[TaskRunner]:
     from prefect.context import FlowRunContext
     from prefect.exceptions import TerminationSignal
 
-    with make_task_runner(task_runner, workers) as runner, \
-            FlowRunContext.get().model_copy(update={"task_runner": runner}):
+    context = FlowRunContext.get()
+    # A run that Prefect's runner started (`prefect serve`, a worker) with no API in its environment
+    # reports to a temporary server of its own, and each pool worker started another: they get its URL.
+    with _exported(PREFECT_API_URL.value() or str(context.client.api_url)), \
+            make_task_runner(task_runner, workers) as runner, context.model_copy(update={"task_runner": runner}):
         try:
             yield runner
         except (TerminationSignal, KeyboardInterrupt):

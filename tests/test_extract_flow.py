@@ -324,3 +324,18 @@ def store_bytes(root, model: str) -> bytes:
     from featurestore.store import store_path
 
     return store_path("photos", model, root).read_bytes()
+
+
+def test_pool_workers_of_a_run_on_a_temporary_server_report_to_it(tmp_path, tmp_path_factory, monkeypatch):
+    # `prefect serve` with no Prefect server runs each flow on a temporary server of its own, as a flow
+    # called from Python does; with task_runner='processes' every pool worker started one more.
+    root = shared_cache_root(tmp_path / "root", onnx_cache_dir(tmp_path_factory))
+    write_photo_dataset(root, "photos", copies=1)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    child = spawn(root, "from flows.extract import extract; extract(datasets=['photos'], "
+                        f"models=['efficientnet_lite0'], root={str(root)!r}, task_runner='processes', workers=1)")
+    stdout, stderr = child.communicate(timeout=300)
+    output = stdout + stderr
+    assert child.returncode == 0 and "photos/efficientnet_lite0: extracted, 5 rows" in output, output[-3000:]
+    assert output.count("Starting temporary server") == 1, output[-3000:]
