@@ -30,7 +30,6 @@ def digits():
 def test_builtin_classifiers_are_registered_with_grids():
     assert classifier_names()[:4] == ["logreg", "linear_svm", "lightgbm", "knn"]
     assert get_classifier("logreg").grid[0]["C"] <= 1e-3 < 1.0 <= get_classifier("logreg").grid[-1]["C"]
-    assert get_classifier("linear_svm").has_proba is False
 
 
 def test_unknown_classifier_is_one_line_error_listing_known_ones():
@@ -41,8 +40,9 @@ def test_unknown_classifier_is_one_line_error_listing_known_ones():
     assert "random_forest" in message and "logreg" in message and "knn" in message
 
 
-@pytest.mark.parametrize("name", ["logreg", "linear_svm", "lightgbm", "knn"])
-def test_each_classifier_selects_on_val_refits_and_learns_digits(digits, name):
+@pytest.mark.parametrize(
+    "name, has_proba", [("logreg", True), ("linear_svm", False), ("lightgbm", True), ("knn", True)])
+def test_each_classifier_selects_on_val_refits_and_learns_digits(digits, name, has_proba):
     X_train, y_train, X_val, y_val, X_test, y_test = digits
     spec = get_classifier(name)
     selection = select_params(spec, X_train, y_train, X_val, y_val)
@@ -52,7 +52,8 @@ def test_each_classifier_selects_on_val_refits_and_learns_digits(digits, name):
     assert selection.scores[[dict(p) for p in spec.grid].index(selection.params)]["accuracy"] == best
     model = fit_classifier(spec, selection.params, np.vstack([X_train, X_val]), np.concatenate([y_train, y_val]))
     assert np.mean(model.predict(X_test) == y_test) > 0.93
-    if spec.has_proba:
+    assert hasattr(model[-1], "predict_proba") is has_proba
+    if has_proba:
         assert np.allclose(model.predict_proba(X_test).sum(axis=1), 1)
 
 
@@ -196,12 +197,16 @@ def test_lightgbm_lowers_min_child_samples_on_small_fits():
 def test_adding_a_classifier_is_one_registry_entry(digits, monkeypatch):
     monkeypatch.setattr(registry.CLASSIFIERS, "_entries", dict(registry.CLASSIFIERS._entries))
     spec = registry.register(ClassifierSpec(
-        name="ridge", description="ridge classifier", has_proba=False,
+        name="ridge", description="ridge classifier",
         build=lambda params, seed, n_jobs, shape: RidgeClassifier(alpha=params["alpha"]),
         grid=({"alpha": 1.0}, {"alpha": 10.0}),
     ))
     assert get_classifier("ridge") is spec and "ridge" in classifier_names()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="already registered"):
         registry.register(spec)
     X_train, y_train, X_val, y_val, _, _ = digits
-    assert select_params(spec, X_train, y_train, X_val, y_val).params in ({"alpha": 1.0}, {"alpha": 10.0})
+    selection = select_params(spec, X_train, y_train, X_val, y_val)
+    accuracies = [np.mean(RidgeClassifier(alpha=p["alpha"]).fit(X_train, y_train).predict(X_val) == y_val)
+                  for p in spec.grid]
+    assert [s["accuracy"] for s in selection.scores] == pytest.approx(accuracies)
+    assert selection.params == spec.grid[int(np.argmax(accuracies))]

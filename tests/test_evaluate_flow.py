@@ -284,7 +284,7 @@ def user_classifiers(monkeypatch):
     and the pressed Ctrl-C would then do nothing."""
     monkeypatch.setattr(registry.CLASSIFIERS, "_entries", dict(registry.CLASSIFIERS._entries))
     for name, build in (("broken", _broken), ("ctrl_c", _ctrl_c_once())):
-        registry.register(ClassifierSpec(name=name, description=name, build=build, grid=({},), has_proba=True))
+        registry.register(ClassifierSpec(name=name, description=name, build=build, grid=({},)))
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)

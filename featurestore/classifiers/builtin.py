@@ -146,7 +146,6 @@ register(
         description="standardised logistic regression, C chosen on val / CV",
         build=build_logreg,
         grid=tuple({"C": c} for c in LOGREG_C),
-        has_proba=True,
         warm_start_step="logisticregression",
     )
 )
@@ -156,7 +155,6 @@ register(
         description="standardised linear SVM (one-vs-rest), C chosen on val / CV",
         build=build_linear_svm,
         grid=tuple({"C": c} for c in (1e-4, 1e-3, 1e-2)),
-        has_proba=False,
         warm_start_step="denselinearsvc",
     )
 )
@@ -170,7 +168,6 @@ register(
              "min_child_samples": LIGHTGBM_MIN_CHILD_SAMPLES}
             for pca in (32, 64)
         ),
-        has_proba=True,
         params_used=lightgbm_params_used,
     )
 )
@@ -180,7 +177,6 @@ register(
         description="k nearest neighbours, cosine distance, k chosen on val / CV",
         build=build_knn,
         grid=tuple({"k": k} for k in (20, 10, 5)),  # more neighbours smooth more: the stronger first
-        has_proba=True,
         score_grid=knn_grid_accuracies,
         params_used=knn_params_used,
     )

@@ -41,8 +41,6 @@ class ClassifierSpec:
     build: Builder
     #: candidate hyper-parameters; the first is the default when there is nothing to select on
     grid: tuple[Mapping[str, Any], ...]
-    #: whether the estimator has ``predict_proba`` (top-5 accuracy and stacking need it)
-    has_proba: bool
     #: pipeline step whose ``warm_start`` may be switched on while walking the grid; the grid's
     #: keys must then be that step's parameter names
     warm_start_step: str | None = None
