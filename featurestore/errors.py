@@ -70,6 +70,17 @@ class StoreIncomplete(FeatureStoreError):
     """The store's extraction has not finished."""
 
 
+def first_line(error: BaseException, *, named: bool = True) -> str:
+    """The first line of an exception's message for a one-line error report, after the exception's
+    type name where ``named``; the type name alone when the message is empty."""
+    # str(KeyError) quotes its message: the bare message reads the same as any other exception's
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    lines = str(message).strip().splitlines()
+    if not lines:
+        return type(error).__name__
+    return f"{type(error).__name__}: {lines[0]}" if named else lines[0]
+
+
 @contextmanager
 def exit_on_error() -> Iterator[None]:
     """For program entry points: a ``FeatureStoreError`` becomes ``error: <one line>`` on stderr

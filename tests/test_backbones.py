@@ -24,9 +24,10 @@ from featurestore.backbones import (
     backbone_names,
     get_backbone,
 )
-from featurestore.backbones.weights import PackageWeights, TorchvisionWeights, sha256_file
+from featurestore.backbones.weights import PackageWeights, TorchvisionWeights
 from featurestore.cli import backbones_commands
 from featurestore.errors import FeatureStoreError, InvalidName, InvalidOption
+from featurestore.ingest.checksums import digest_file
 
 BUILTIN_TORCHVISION = ["resnet18", "resnet50", "vgg16", "vgg19", "inception_v3", "mobilenet_v3_large",
                        "efficientnet_b0", "convnext_tiny", "vit_b_16"]
@@ -129,7 +130,7 @@ def test_tensor_preprocessing_stays_within_two_levels_of_pillow(interpolation):
 def test_package_weights_are_verified_by_sha256():
     source = get_backbone("efficientnet_lite0").weights
     resolved = source.resolve()
-    assert resolved.sha256 == source.sha256 == sha256_file(resolved.path)
+    assert resolved.sha256 == source.sha256 == digest_file(resolved.path)
     wrong = PackageWeights(source.package, source.filename, "0" * 64)
     with pytest.raises(WeightsCorrupt, match="efficientnet-lite0-57934424.pth"):
         wrong.resolve()

@@ -29,6 +29,7 @@ from featurestore.extract import Shard, extract, merge_shards, pending_models, p
 from featurestore.extract.plan import parse_weights
 from featurestore.extract.runner import FeaturesNotFinite
 from featurestore.extract.runtimes import HalvingBatches
+from featurestore.ingest.checksums import digest_file
 from featurestore.store import format as fmt
 from featurestore.store import StoreWriter, verify_file
 
@@ -196,7 +197,7 @@ def test_torchvision_entry_with_weights_file_and_torch_reference(root, tmp_path)
     assert fast.runtime == "onnxruntime"
     stored = featurestore.load_arrays("photos", "resnet18", root=root)
     assert stored.features.shape == (5, 512)
-    assert stored.provenance["weights_sha256"] == featurestore.backbones.sha256_file(weights)
+    assert stored.provenance["weights_sha256"] == digest_file(weights)
     reference_root = tmp_path / "reference"
     write_photo_dataset(reference_root, "photos", copies=1)
     (eager,) = extract("photos", ["resnet18"], reference_root, weights={"resnet18": str(weights)}, runtime="torch",

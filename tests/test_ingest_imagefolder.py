@@ -663,6 +663,20 @@ def test_a_damaged_manifest_is_one_line_naming_it_and_not_an_earlier_manifest(ro
     assert current_manifest_hash("pets", root) is None  # no current manifest for a store to be stale against
 
 
+def test_a_manifest_the_csv_parser_rejects_without_a_message_is_one_line_naming_the_error(root, folder, monkeypatch):
+    # The parser error's first line was taken as given: an empty message raised IndexError instead.
+    from featurestore.datasets import manifest
+
+    def rejected(*args, **kwargs):
+        raise ValueError()
+
+    directory = Path(_ingest(root, folder, name="pets").directory)
+    monkeypatch.setattr(manifest.pd, "read_csv", rejected)
+    with pytest.raises(DatasetError, match=rf"^{directory}/manifest.csv: damaged or missing \(not a manifest: "
+                                           r"ValueError\); run "):
+        load_manifest("pets", root)
+
+
 def test_an_empty_root_a_long_name_and_files_where_directories_belong_are_one_line(root, folder, tmp_path):
     # `--root ""` made the current directory a root; a 300-character name or a file at
     # <root>/datasets/<name> or <root>/stores ended in a traceback (walk30 9, 5, 4).

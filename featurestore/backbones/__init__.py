@@ -14,10 +14,10 @@ from featurestore.backbones.errors import (
 from featurestore.backbones.onnx_file import onnx_backbone, register_onnx, register_onnx_spec
 from featurestore.backbones.preprocessing import Preprocessing
 from featurestore.backbones.registry import Backbone, Layer, backbone_names, get_backbone, register
-from featurestore.backbones.weights import ResolvedWeights, sha256_file
+from featurestore.backbones.weights import ResolvedWeights
 
 __all__ = [
     "Backbone", "Layer", "Preprocessing", "ResolvedWeights", "UnknownBackbone", "UnknownLayer", "WeightsCorrupt",
     "WeightsMismatch", "WeightsUnavailable", "backbone_names", "get_backbone", "onnx_backbone", "register",
-    "register_onnx", "register_onnx_spec", "sha256_file",
+    "register_onnx", "register_onnx_spec",
 ]

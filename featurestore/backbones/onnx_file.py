@@ -17,8 +17,8 @@ from typing import NamedTuple
 from featurestore.backbones.errors import WeightsCorrupt, WeightsMismatch, WeightsUnavailable
 from featurestore.backbones.preprocessing import Preprocessing
 from featurestore.backbones.registry import Backbone, Layer, backbone_names, get_backbone, register
-from featurestore.backbones.weights import FileWeights, first_line
-from featurestore.errors import InvalidName, InvalidOption
+from featurestore.backbones.weights import FileWeights
+from featurestore.errors import InvalidName, InvalidOption, first_line
 from featurestore.paths import check_name
 
 LAYOUTS = ("NCHW", "NHWC")

@@ -6,7 +6,6 @@ never arbitrary pickled objects.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import re
@@ -16,23 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurestore.backbones.errors import WeightsCorrupt, WeightsUnavailable
-
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, for one-line error reports."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+from featurestore.errors import first_line
+from featurestore.ingest.checksums import digest_file
 
 
 @dataclass(frozen=True)
@@ -77,13 +61,13 @@ class WeightsSource:
                 raise WeightsUnavailable(f"--weights {path} is a directory; pass the weights file itself")
             if not path.is_file():
                 raise WeightsUnavailable(f"weights file {path} does not exist; pass an existing file to --weights")
-            return ResolvedWeights(path.resolve(), sha256_file(path), f"file:{path.resolve()}")
+            return ResolvedWeights(path.resolve(), digest_file(path), f"file:{path.resolve()}")
         path = self.local_path()
         if path is None:
             if not download:
                 raise WeightsUnavailable(self.unavailable_message())
             path = self.fetch()
-        digest = sha256_file(path)
+        digest = digest_file(path)
         self.verify(path, digest)
         return ResolvedWeights(path, digest, self.description)
 

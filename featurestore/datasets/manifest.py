@@ -23,6 +23,7 @@ from PIL import Image
 from featurestore.datasets.errors import DatasetError, ImageChanged, ManifestDamaged, ManifestNotFound
 from featurestore.datasets.images import open_rgb
 from featurestore.datasets.registry import dataset_names, get_dataset
+from featurestore.errors import first_line
 from featurestore.paths import dataset_dir, datasets_dir
 
 MANIFEST_FILE = "manifest.csv"
@@ -313,7 +314,7 @@ def _read_rows(path: Path, data: bytes, dataset: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(io.BytesIO(data), dtype=_DTYPES, keep_default_na=False)
     except ValueError as error:  # pandas' parser errors, a value of the wrong type, bytes not UTF-8
-        raise damaged(path, f"not a manifest: {str(error).strip().splitlines()[0]}", dataset) from None
+        raise damaged(path, f"not a manifest: {first_line(error, named=False)}", dataset) from None
     problem = _rows_problem(frame)
     if problem:
         raise damaged(path, problem, dataset)

@@ -11,9 +11,8 @@ from featurestore.evaluation.data import check_test_rows, read_store_rows
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.paths import check_name, existing_root, stores_dir
 from featurestore.store import locate, store_files, verify_file
-from featurestore.store.format import corrupt, open_store
+from featurestore.store.format import corrupt, names_of, open_store
 from featurestore.store.reader import check_header
-from featurestore.store.catalog import final_path_of
 from featurestore.store.staleness import stale_reason
 from featurestore.store.verify import VerifyReport
 
@@ -21,8 +20,7 @@ from featurestore.store.verify import VerifyReport
 def dataset_models(dataset: str, root=None) -> list[str]:
     """Models with a store file (complete or not) for ``dataset``, sorted by name."""
     check_name("dataset", dataset)
-    finals = (final_path_of(p) for p in store_files(root) if final_path_of(p).parent.name == dataset)
-    return sorted(dict.fromkeys(p.name.removesuffix(".h5") for p in finals))
+    return sorted({model for named, model in map(names_of, store_files(root)) if named == dataset})
 
 
 def requested_models(dataset: str, models: Sequence[str] | None, root=None) -> list[str]:
@@ -58,7 +56,7 @@ def check_usable_test_rows(dataset: str, models: Sequence[str], root=None) -> No
         check_test_rows(dataset, table, table.failed)
 
 
-def _built_from_another_manifest(dataset: str, model: str, path: Path, root) -> str | None:
+def _built_from_another_manifest(dataset: str, path: Path, root) -> str | None:
     """Why a store built from another manifest than the dataset's current one is not scored (its
     split or labels may have moved since: it was ingested again), or ``None``."""
     with open_store(path) as file:
@@ -80,7 +78,7 @@ def store_problem(dataset: str, model: str, root=None) -> str | None:
     try:
         report = verify_file(locate(dataset, model, root))
         if report.ok:
-            return _built_from_another_manifest(dataset, model, report.path, root)
+            return _built_from_another_manifest(dataset, report.path, root)
     except FeatureStoreError as error:
         return str(error)
     return _verify_failure(report)

@@ -24,8 +24,7 @@ from functools import partial
 import numpy as np
 
 from featurestore.backbones import Backbone, Preprocessing, ResolvedWeights, WeightsCorrupt
-from featurestore.backbones.weights import first_line
-from featurestore.errors import InvalidName, InvalidOption
+from featurestore.errors import InvalidName, InvalidOption, first_line
 from featurestore.extract.onnx_cache import INPUT_NAME, exported_onnx
 from featurestore.registry import Registry, alternatives
 

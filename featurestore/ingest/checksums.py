@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 ALGORITHMS = ("md5", "sha256")
+RECORDED = ".sha256"
 
 
 def parse(checksum: str) -> tuple[str, str]:
@@ -17,8 +18,8 @@ def parse(checksum: str) -> tuple[str, str]:
     return algorithm, digest.lower()
 
 
-def digest_file(path: Path, algorithm: str) -> str:
-    """Hex digest of the file at ``path``."""
+def digest_file(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of the file at ``path`` (``algorithm``: a ``hashlib`` name)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, algorithm).hexdigest()
 
@@ -54,16 +55,10 @@ def stamped(path: Path, checksum: str) -> bool:
     return record == {"checksum": checksum, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
 
 
-def recorded(path: Path) -> str | None:
-    """The checksum recorded at the first download of a file that has none published."""
+def recorded(path: Path, suffix: str = RECORDED) -> str | None:
+    """The checksum recorded beside ``path`` (in ``<path><suffix>``), by default the one recorded
+    once the first download of a file that has none published was used."""
     try:
-        return path.with_name(path.name + ".sha256").read_text().strip() or None
+        return path.with_name(path.name + suffix).read_text().strip() or None
     except FileNotFoundError:
         return None
-
-
-def record(path: Path) -> str:
-    """Hash ``path`` and record the result for later runs (trust on first download)."""
-    checksum = f"sha256:{digest_file(path, 'sha256')}"
-    path.with_name(path.name + ".sha256").write_text(checksum + "\n")
-    return checksum

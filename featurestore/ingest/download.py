@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from featurestore.datasets.errors import ChecksumMismatch, DownloadFailed, DownloadRefused
 from featurestore.datasets.registry import Resource
+from featurestore.errors import first_line
 from featurestore.ingest import checksums
 
 ENV_MIRROR = "FEATURESTORE_MIRROR"
@@ -54,11 +55,11 @@ _FIX_LOCAL = ("it is a copy this machine provides, such as a distribution packag
 # Beside a downloaded file: the URL it came from. The cache is keyed by URL, not by file name.
 _SOURCE = ".url"
 # Beside a download with no published checksum: its hash, until the file has been used.
-_HELD = ".sha256.held"
+_HELD = checksums.RECORDED + ".held"
 # What is kept for one download: the file, its .part, its stamp, its first-download hash (held or
 # recorded), its URL (last, so that a move interrupted half-way is redone: the URL still says where
 # the rest is).
-_KEPT = ("", ".part", ".verified", _HELD, ".sha256", _SOURCE)
+_KEPT = ("", ".part", ".verified", _HELD, checksums.RECORDED, _SOURCE)
 # Hex digits of the URL's SHA-256 naming a user URL's cache folder: 48 bits, no collision in practice.
 _URL_KEY = 12
 
@@ -199,10 +200,7 @@ def fetch(
 
 def _held(path: Path) -> str | None:
     """The hash of ``path`` held since its download, not yet recorded: the file was never used."""
-    try:
-        return path.with_name(path.name + _HELD).read_text().strip() or None
-    except FileNotFoundError:
-        return None
+    return checksums.recorded(path, _HELD)
 
 
 def _hold(path: Path) -> str:
@@ -221,7 +219,7 @@ def confirm(path: Path) -> None:
     """
     held = path.with_name(path.name + _HELD)
     if held.exists():
-        os.replace(held, path.with_name(path.name + ".sha256"))
+        os.replace(held, path.with_name(path.name + checksums.RECORDED))
 
 
 def never_used(path: Path) -> bool:
@@ -332,7 +330,7 @@ def _reason(error: BaseException) -> str:
     strerror = getattr(error, "strerror", None)
     if strerror:
         return strerror[:1].lower() + strerror[1:]  # "Connection refused" reads mid-sentence
-    return (str(error).splitlines() or [type(error).__name__])[0]
+    return first_line(error, named=False)
 
 
 class _Transient(Exception):

@@ -31,7 +31,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featurestore.errors import FeatureStoreError, FileLocksUnsupported, StoreCorrupt, StoreLocked, StoreNotFound
+from featurestore.errors import (
+    FeatureStoreError, FileLocksUnsupported, StoreCorrupt, StoreLocked, StoreNotFound, first_line,
+)
 from featurestore.paths import check_name, resolve_root, stores_dir
 from featurestore.store.lock import LOCKS_UNSUPPORTED, locks_unsupported
 
@@ -44,10 +46,11 @@ LOCK_SUFFIX = ".h5.lock"
 FEATURES_KEY = "features"
 ROWS_KEY = "rows"
 PROVENANCE_KEY = "provenance"
-MATRIX = "features/block0_values"
-ROW_INDEX = "features/axis1"
-COMMITTED = "_extraction/committed_rows"
-ROW_STATUS = "_extraction/row_status"
+MATRIX = f"{FEATURES_KEY}/block0_values"
+ROW_INDEX = f"{FEATURES_KEY}/axis1"
+EXTRACTION_GROUP = "_extraction"
+COMMITTED = f"{EXTRACTION_GROUP}/committed_rows"
+ROW_STATUS = f"{EXTRACTION_GROUP}/row_status"
 
 ATTR_SCHEMA = "featurestore_schema_version"
 ATTR_PROVENANCE = "featurestore_provenance"
@@ -55,7 +58,6 @@ ATTR_FINGERPRINT = "featurestore_fingerprint"
 ATTR_COMPLETE = "featurestore_complete"
 
 STATUS_PENDING, STATUS_OK, STATUS_FAILED = 0, 1, 2
-SPLITS = ("train", "val", "test")
 DTYPES = ("float32", "float16")
 
 # What h5py, PyTables (under pandas) and json raise when a file opens but its objects,
@@ -160,22 +162,9 @@ def read_ids(file: h5py.File, stop: int | None = None) -> np.ndarray:
     return np.char.decode(file[ROW_INDEX][:stop], "utf-8")
 
 
-def same_file(file: h5py.File, path: Path) -> bool:
-    """True if ``path`` still names the file ``file`` has open, not one renamed over it since.
-
-    An open file's inode is never freed or linked again, so equal inodes after a read by path
-    mean the path named this file throughout the read.
-    """
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return False
-    opened = os.fstat(file.id.get_vfd_handle())
-    return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
-
-
 def create_preallocated(group: h5py.Group, name: str, shape: tuple[int, ...], dtype) -> h5py.Dataset:
-    """Create a contiguous dataset whose file space is allocated now and never written as fill.
+    """Create a contiguous dataset whose file space is allocated now and never written as fill;
+    ``name`` may be a path below ``group`` whose groups exist (``COMMITTED`` below the file).
 
     Early allocation means later writes touch raw data only, never HDF5 metadata, so a process
     killed mid-write leaves a file whose structure is exactly as it was after creation.
@@ -262,8 +251,8 @@ def translate_os_error(path: Path, error: OSError):
         return StoreCorrupt(
             f"{path}: not an HDF5 file; move it out of the store directory or delete it with `{rm_command(path)}`"
         )
-    first_line = text.splitlines()[0] if text else type(error).__name__
-    return StoreCorrupt(f"{path}: cannot be opened as a store ({first_line}); {rebuild_advice(path)}")
+    return StoreCorrupt(f"{path}: cannot be opened as a store ({first_line(error, named=False)}); "
+                        f"{rebuild_advice(path)}")
 
 
 def corrupt(path: Path, problem: str) -> StoreCorrupt:
@@ -281,10 +270,7 @@ def damage_reported(path: Path, what: str = "its HDF5 internals are damaged") ->
         raise
     except DAMAGE_ERRORS as error:
         _raise_if_locks_unsupported(path, error)
-        # str(KeyError) adds quotes and HDF5 messages run to many lines: keep the first line.
-        text = str(error.args[0]) if error.args else ""
-        detail = text.splitlines()[0] if text.strip() else type(error).__name__
-        raise corrupt(path, f"{what} ({detail})") from None
+        raise corrupt(path, f"{what} ({first_line(error, named=False)})") from None
 
 
 # How HDF5 (under pandas, which has no locking option) reports a failed lock.

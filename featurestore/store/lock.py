@@ -45,7 +45,7 @@ class WriterLock:
             except BaseException:
                 os.close(fd)
                 raise
-            if _still_linked(fd, self.path):
+            if same_file(fd, self.path):
                 break
             # The writer we waited for removed this file on release: a lock on it excludes nobody.
             os.close(fd)
@@ -100,8 +100,13 @@ def locks_unsupported(directory: Path, reason: str, doing: str = "writing this s
     )
 
 
-def _still_linked(fd: int, path: Path) -> bool:
-    """Whether ``fd`` is still the file at ``path`` (not removed, nor replaced by a new one)."""
+def same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd``: not removed, nor replaced by another
+    renamed over it.
+
+    An open file's inode is never freed or linked again, so equal inodes after a read by path
+    mean the path named this file throughout the read.
+    """
     try:
         current = os.stat(path)
     except FileNotFoundError:

@@ -12,12 +12,13 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from featurestore.datasets.manifest import SPLITS
 from featurestore.errors import (
     FeatureStoreError, StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound, StoreSchemaTooNew,
 )
 from featurestore.paths import existing_root
 from featurestore.store import format as fmt
-from featurestore.store.lock import holder_of
+from featurestore.store.lock import holder_of, same_file
 from featurestore.store.provenance import read_provenance
 from featurestore.store.staleness import extract_command, rebuild_command, warn_if_stale
 
@@ -201,7 +202,7 @@ def rows_of(file: h5py.File, path: Path, stop: int | None = None) -> pd.DataFram
     raises ``StoreReplaced``; read the store again.
     """
     rows = read_rows(path, stop)
-    if not fmt.same_file(file, path):
+    if not same_file(file.id.get_vfd_handle(), path):
         raise StoreReplaced(f"{path}: the store was replaced while it was being read (another process finished "
                             "extracting it); read it again")
     return rows
@@ -286,8 +287,8 @@ def load_arrays(dataset: str, model: str, split: str | None = None, root=None) -
 def read_arrays(path: Path, split: str | None = None, head: int | None = None) -> StoreArrays:
     """Load the store at ``path`` as numpy arrays (see ``load_arrays``); ``head``: only the first
     ``head`` rows (of the split), the rest of the matrix left unread."""
-    if split is not None and split not in fmt.SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {', '.join(fmt.SPLITS)}")
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     # A split's first rows are known only from the whole /rows table; the store's are its first rows.
     stop = head if split is None else None
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from featurestore.datasets.manifest import SPLITS
 from featurestore.errors import FeatureStoreError
 from featurestore.paths import check_name
-from featurestore.store.format import DTYPES, SPLITS
+from featurestore.store.format import DTYPES
 
 
 class InvalidStoreInput(FeatureStoreError, ValueError):

@@ -272,17 +272,18 @@ def _create(partial: Path, spec: StoreSpec, rows: RowTable) -> None:
     _put_pandas(partial, fmt.PROVENANCE_KEY, provenance_frame(provenance), mode="a", format="table")
     with h5py.File(partial, "r+") as file:
         # pandas wrote a one-row frame; swap in full-size arrays with the very same attributes.
-        group = file[fmt.FEATURES_KEY]
-        group.move("block0_values", "template_values")
-        group.move("axis1", "template_index")
-        matrix = fmt.create_preallocated(group, "block0_values", (len(rows), spec.dim), spec.dtype)
-        index = group.create_dataset("axis1", data=np.char.encode(rows.ids.astype(str), "utf-8"))
-        fmt.copy_attributes(group["template_values"], matrix)
-        fmt.copy_attributes(group["template_index"], index)
-        del group["template_values"], group["template_index"]
-        extraction = file.create_group("_extraction")
-        fmt.create_preallocated(extraction, "committed_rows", (1,), np.int64)[0] = 0
-        fmt.create_preallocated(extraction, "row_status", (len(rows),), np.int8)[:] = fmt.STATUS_PENDING
+        templates = {name: f"{name}_template" for name in (fmt.MATRIX, fmt.ROW_INDEX)}
+        for name, template in templates.items():
+            file.move(name, template)
+        matrix = fmt.create_preallocated(file, fmt.MATRIX, (len(rows), spec.dim), spec.dtype)
+        index = file.create_dataset(fmt.ROW_INDEX, data=np.char.encode(rows.ids.astype(str), "utf-8"))
+        fmt.copy_attributes(file[templates[fmt.MATRIX]], matrix)
+        fmt.copy_attributes(file[templates[fmt.ROW_INDEX]], index)
+        for template in templates.values():
+            del file[template]
+        file.create_group(fmt.EXTRACTION_GROUP)
+        fmt.create_preallocated(file, fmt.COMMITTED, (1,), np.int64)[0] = 0
+        fmt.create_preallocated(file, fmt.ROW_STATUS, (len(rows),), np.int8)[:] = fmt.STATUS_PENDING
         file.attrs[fmt.ATTR_SCHEMA] = fmt.SCHEMA_VERSION
         file.attrs[fmt.ATTR_PROVENANCE] = canonical_json(provenance)
         file.attrs[fmt.ATTR_COMPLETE] = np.uint8(0)
