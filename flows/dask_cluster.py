@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from prefect_dask import DaskTaskRunner
 
-from featurestore.errors import InvalidOption
+from featurestore.errors import InvalidOption, first_line
 from flows.runners import ENV_DASK_ADDRESS
 
 #: seconds a flow waits for the cluster's first worker (``$FEATURESTORE_DASK_WAIT`` to change)
@@ -71,9 +71,8 @@ def check_workers(client, address: str) -> None:
     # exec is a builtin: a worker unpickles it without this checkout, then reports the import's error.
     for worker, outcome in client.run(exec, TASK_IMPORTS, on_error="return").items():
         if isinstance(outcome, BaseException):
-            reason = (str(outcome).strip().splitlines() or [""])[0]
             raise InvalidOption(f"the Dask worker {worker} cannot import this checkout's tasks "
-                                f"({type(outcome).__name__}: {reason}): start it with PYTHONPATH={CHECKOUT} "
+                                f"({first_line(outcome)}): start it with PYTHONPATH={CHECKOUT} "
                                 f"(or `pip install -e {CHECKOUT}`), {_UNSET}")
 
 

@@ -13,12 +13,14 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from featurestore.errors import InvalidName, InvalidOption
+from featurestore.errors import InvalidOption
 from featurestore.extract.stop import clear_stop, request_stop
+from featurestore.registry import Registry
 from tasks.interrupts import handle_stops_in_worker
 
 ENV_DASK_ADDRESS = "FEATURESTORE_DASK_ADDRESS"
@@ -65,25 +67,26 @@ class _ProcessPool(ProcessPoolTaskRunner):
             process.terminate()
 
 
-#: task runners by name; each factory takes the number of tasks to run at once
-TASK_RUNNERS: dict[str, Callable[[int], TaskRunner]] = {
-    "threads": lambda workers: ThreadPoolTaskRunner(max_workers=workers),
-    "processes": lambda workers: _ProcessPool(max_workers=workers, initializer=handle_stops_in_worker),
-    "dask": _dask,
-}
+@dataclass(frozen=True)
+class TaskRunnerSpec:
+    """A task runner: ``build(workers)`` makes it run that many tasks at once. ``starts_processes()``
+    says whether it starts a process per worker here, which bounds ``workers``: ``--workers 100000``
+    hung starting them. Threads start one per task submitted, and a Dask cluster at
+    ``$FEATURESTORE_DASK_ADDRESS`` has the workers it has: neither starts ``workers`` of anything."""
+
+    build: Callable[[int], TaskRunner]
+    starts_processes: Callable[[], bool] = lambda: False
+
+
+#: task runners by name, the values of every flow's ``task_runner`` parameter
+TASK_RUNNERS: Registry[TaskRunnerSpec] = Registry("task runner")
+TASK_RUNNERS.register("threads", TaskRunnerSpec(lambda workers: ThreadPoolTaskRunner(max_workers=workers)))
+TASK_RUNNERS.register("processes", TaskRunnerSpec(
+    lambda workers: _ProcessPool(max_workers=workers, initializer=handle_stops_in_worker), lambda: True))
+TASK_RUNNERS.register("dask", TaskRunnerSpec(_dask, lambda: not os.environ.get(ENV_DASK_ADDRESS)))
 
 #: worker processes per core beyond which a runner is refused (tasks wait on I/O at most that much)
 WORKERS_PER_CORE = 4
-
-
-def _max_workers(name: str) -> int | None:
-    """The most ``workers`` the runner called ``name`` takes here, ``None`` for no bound: each
-    process-pool or local Dask worker is a process of its own, and ``--workers 100000`` hung
-    starting them. Threads start one per task submitted, and a Dask cluster at
-    ``$FEATURESTORE_DASK_ADDRESS`` has the workers it has: neither starts ``workers`` of anything."""
-    if name == "threads" or (name == "dask" and os.environ.get(ENV_DASK_ADDRESS)):
-        return None
-    return WORKERS_PER_CORE * (os.cpu_count() or 1)
 
 
 def check_given(parameter: str, names: list[str] | None, noun: str, option: str, left_out: str = "") -> None:
@@ -98,17 +101,16 @@ def check_given(parameter: str, names: list[str] | None, noun: str, option: str,
 
 def make_task_runner(name: str, workers: int = 2) -> TaskRunner:
     """The task runner called ``name`` running ``workers`` tasks at once; one line for a bad name, for
-    fewer than one worker, or for more worker processes than ``_max_workers`` (the runners would raise
-    a traceback only when they start, or never start)."""
-    if name not in TASK_RUNNERS:
-        raise InvalidName(f"unknown task runner {name!r}: choose one of {', '.join(TASK_RUNNERS)}")
+    fewer than one worker, or for more worker processes than ``WORKERS_PER_CORE`` per core where it
+    starts one per worker (the runners would raise a traceback only when they start, or never start)."""
+    spec = TASK_RUNNERS.get(name)
     if workers < 1:
         raise InvalidOption(f"--workers {workers}: a flow runs at least 1 task at once; pass --workers 1 or more")
-    bound = _max_workers(name)
-    if bound is not None and workers > bound:
+    bound = WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if spec.starts_processes() and workers > bound:
         raise InvalidOption(f"--workers {workers}: the {name} runner starts a process per worker, at most {bound} "
                             f"here ({WORKERS_PER_CORE} per CPU core); pass --workers {bound} or fewer")
-    return TASK_RUNNERS[name](workers)
+    return spec.build(workers)
 
 
 @contextmanager

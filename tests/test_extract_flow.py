@@ -147,8 +147,8 @@ def test_cancelling_the_flow_stops_process_pool_workers_within_a_batch_and_a_rer
     # killed by a group SIGTERM saying nothing and leaving the store's lock file).
     child, output = stopped_flow(tmp_path, tmp_path_factory, monkeypatch,
                                  "from flows import runners; from test_extract_flow import committing_every_batch; "
-                                 "runners.TASK_RUNNERS['processes'] = lambda workers: runners._ProcessPool("
-                                 "max_workers=workers, initializer=committing_every_batch); ",
+                                 "runners.TASK_RUNNERS.register('processes', runners.TaskRunnerSpec(lambda workers: runners._ProcessPool("
+                                 "max_workers=workers, initializer=committing_every_batch), lambda: True), replace=True); ",
                                  ", task_runner='processes', workers=1")
     assert child.returncode == -signal.SIGTERM, output[-3000:]
     assert "TaskStopped: extract_stores: stopped by a cancel" in output, output[-3000:]
