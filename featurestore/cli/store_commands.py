@@ -80,12 +80,17 @@ def verify(
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Check stores: shapes agree, no NaN/inf, complete, fingerprint consistent. Exit 1 on any problem."""
+    """Check stores: shapes agree, no NaN/inf, complete, fingerprint consistent. Exit 1 on any problem;
+    a store being written is listed as ``writing`` and checked once its extraction ends."""
     frame = catalog(root, dataset)
     if model:
         frame = frame[frame["model"] == model]
     if frame.empty:
         raise StoreNotFound(f"no store matches dataset={dataset or '*'} model={model or '*'}; `featurestore ls` lists the stores")
+    # A store being written has nothing wrong with it yet: a check run during the nightly extraction
+    # said FAILED ("another process is writing this store") and exit 1. It is listed, not verified.
+    writing = frame["state"].str.contains("writing")
+    being_written, frame = list(frame.loc[writing, "path"]), frame[~writing]
     reports = [verify_file(Path(p)) for p in frame["path"]]
     # A stale store is intact (ok) but no longer matches its dataset, and one whose dataset's
     # manifest is damaged cannot be compared with it: said as warnings (an unreadable store's
@@ -94,14 +99,18 @@ def verify(
              if isinstance(problem, str) and (state == "complete" or state.startswith("stale"))}
     stale = set(frame.loc[frame["state"].str.startswith("stale"), "path"])
     warnings = [r.warnings + noted.get(str(r.path), []) for r in reports]
+    later = "being written now; verify it once its extraction ends"
     if as_json:
         print_json([{"path": str(r.path), "ok": r.ok, "stale": str(r.path) in stale, "problems": r.problems,
-                     "warnings": w} for r, w in zip(reports, warnings)])
+                     "warnings": w} for r, w in zip(reports, warnings)]
+                   + [{"path": p, "ok": None, "writing": True, "problems": [], "warnings": [later]}
+                      for p in being_written])
     else:
         # stale: intact, so not a failure, but not "ok" beside the command that rebuilds it either
         print_table(
             [{"store": str(r.path), "result": "FAILED" if not r.ok else "stale" if str(r.path) in stale else "ok",
-              "details": "; ".join(r.problems + w) or "-"} for r, w in zip(reports, warnings)],
+              "details": "; ".join(r.problems + w) or "-"} for r, w in zip(reports, warnings)]
+            + [{"store": p, "result": "writing", "details": later} for p in being_written],
             ["store", "result", "details"], title="verify")
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
