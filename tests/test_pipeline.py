@@ -158,7 +158,7 @@ def test_every_flow_command_says_in_one_line_when_the_prefect_api_is_down(tmp_pa
                               capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
-        f"error: Prefect API {url} does not answer (ConnectError); start it with `prefect server start "
+        f"error: Prefect API {url} does not answer (ConnectionError); start it with `prefect server start "
         "--host 127.0.0.1` or unset PREFECT_API_URL to use a temporary local server"]
     assert sorted(p.name for p in root.iterdir()) == ["stores"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import requests
 
 from featurestore.errors import FeatureStoreError
 
@@ -24,8 +24,8 @@ def check_prefect_api() -> None:
     if not url:
         return
     try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=5).raise_for_status()
-    except httpx.HTTPError as error:
+        requests.get(f"{url.rstrip('/')}/health", timeout=5).raise_for_status()
+    except requests.RequestException as error:
         raise PrefectApiDown(
             f"Prefect API {url} does not answer ({type(error).__name__}); start it with "
             "`prefect server start --host 127.0.0.1` or unset PREFECT_API_URL to use a temporary local server"
