@@ -120,6 +120,10 @@ def test_datasets_command_lists_and_reports_presence(cli, root):
     rows = json.loads(cli("datasets", "--root", str(root), "--json").output)
     assert {r["name"]: (r["present"], r["ingested"]) for r in rows}["fashion-mnist"] == (False, None)
     assert {r["name"]: r["official_split"] for r in rows} == {n: get_dataset(n).official_split for n in dataset_names()}
+    # Where each dataset comes from and what to know about it, read nowhere before (review43 A5).
+    assert {r["name"]: (r["homepage"], r["notes"]) for r in rows} == {
+        n: (get_dataset(n).homepage, get_dataset(n).notes) for n in dataset_names()}
+    assert "also read in place from the Debian package" in {r["name"]: r["notes"] for r in rows}["fashion-mnist"]
 
 
 def test_datasets_counts_an_imagefolder_ingested_without_a_name(cli, root, tmp_path):
@@ -177,7 +181,7 @@ def test_ingest_flow_through_the_cli_with_a_mirror(prefect_harness, cli, root, s
     assert rows["tf-flowers"]["images"] == get_dataset("tf-flowers").images
     assert rows["mine"] == {"name": "mine", "images": 8, "ingested": 8, "classes": 2, "size": None,
                             "licence": rows["imagefolder"]["licence"], "official_split": False, "present": True,
-                            "title": f"imagefolder from {folder}"}
+                            "title": f"imagefolder from {folder}", "homepage": "", "notes": None}
     assert "mine" in cli("datasets", "--root", str(root)).output
 
 

@@ -677,6 +677,42 @@ def test_a_manifest_the_csv_parser_rejects_without_a_message_is_one_line_naming_
         load_manifest("pets", root)
 
 
+@pytest.fixture
+def second_source(monkeypatch):
+    """A second dataset made from a user's --source, registered for this test only."""
+    from dataclasses import replace
+
+    from featurestore.datasets import registry
+
+    registry.dataset_names()  # the built-ins first, so that the copy below keeps them
+    monkeypatch.setattr(registry.DATASETS, "_entries", dict(registry.DATASETS._entries))
+    return registry.register(replace(registry.get_dataset("imagefolder"), name="photolist",
+                                     homepage="https://example.org/photolist"))
+
+
+def test_messages_and_commands_name_each_dataset_that_takes_a_source(root, folder, second_source):
+    # They named imagefolder whatever dataset a user's images came through (review43 A5).
+    import json
+
+    from featurestore.ingest.pipeline import target_name
+    from featurestore.ingest.recorded import pipeline_ingest
+
+    with pytest.raises(DatasetError, match=r"^--name 'mine' applies only to 'imagefolder' or 'photolist'; "):
+        target_name("cifar10", "mine")
+    with pytest.raises(UnknownDataset, match=r"run `featurestore ingest imagefolder\|photolist --source DIR --name "
+                                             "nosuch` first$"):
+        pipeline_ingest("nosuch", root)
+    with pytest.raises(ManifestNotFound, match=r"run `featurestore ingest photolist --source DIR\|ARCHIVE\|URL` first$"):
+        load_manifest("photolist", root)
+    directory = Path(ingest("photolist", root, source=str(folder), name="mine", progress=False).directory)
+    assert json.loads((directory / "dataset.json").read_text())["homepage"] == "https://example.org/photolist"
+    assert _datasets_json(root)["mine"]["homepage"] == "https://example.org/photolist"
+    _rewrite_manifest(directory, lambda f: f.assign(split="bogus"))
+    with pytest.raises(DatasetError, match=r"; run `featurestore ingest photolist --source DIR\|ARCHIVE\|URL --name "
+                                           "mine` again$"):
+        load_manifest("mine", root)
+
+
 def test_an_empty_root_a_long_name_and_files_where_directories_belong_are_one_line(root, folder, tmp_path):
     # `--root ""` made the current directory a root; a 300-character name or a file at
     # <root>/datasets/<name> or <root>/stores ended in a traceback (walk30 9, 5, 4).

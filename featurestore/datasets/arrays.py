@@ -7,7 +7,6 @@ Their images are written once into ``images.npy`` (uint8), addressed in the mani
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import pandas as pd
 
 from featurestore.datasets.errors import DatasetError
 from featurestore.datasets.registry import Layout
+from featurestore.files import written_aside
 
 ARRAY_FILE = "images.npy"
 _IDX_MAGIC = {2049: 1, 2051: 3}
@@ -69,9 +69,8 @@ def _write_once(directory: Path, inputs: Sequence[Path], build: Callable[[], np.
     if target.is_file() and marker.is_file() and marker.read_text() == fingerprint:
         return target
     pixels = build()
-    partial = directory / f".{ARRAY_FILE}.partial.npy"
-    np.save(partial, np.ascontiguousarray(pixels, dtype=np.uint8))
-    os.replace(partial, target)
+    with written_aside(target) as partial:
+        np.save(partial, np.ascontiguousarray(pixels, dtype=np.uint8))
     marker.parent.mkdir(exist_ok=True)
     marker.write_text(fingerprint)
     return target

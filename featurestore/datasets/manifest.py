@@ -22,8 +22,9 @@ from PIL import Image
 
 from featurestore.datasets.errors import DatasetError, ImageChanged, ManifestDamaged, ManifestNotFound
 from featurestore.datasets.images import open_rgb
-from featurestore.datasets.registry import dataset_names, get_dataset
+from featurestore.datasets.registry import dataset_names, get_dataset, source_datasets
 from featurestore.errors import first_line
+from featurestore.files import write_bytes_aside, write_text_aside
 from featurestore.paths import dataset_dir, datasets_dir
 
 MANIFEST_FILE = "manifest.csv"
@@ -86,13 +87,6 @@ def manifest_bytes(frame: pd.DataFrame) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Readers must never see half a manifest: write aside, then rename over.
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
 def manifest_hash(data: bytes) -> str:
     """The hash of a manifest: the SHA-256 of its ``manifest.csv`` bytes."""
     return hashlib.sha256(data).hexdigest()
@@ -123,9 +117,10 @@ def write_manifest(directory: Path, frame: pd.DataFrame, classes: Sequence[str],
     ordered = sort_rows(frame.loc[:, list(COLUMNS)])
     data = manifest_bytes(ordered)
     digest = manifest_hash(data)
-    _atomic_write(directory / MANIFEST_FILE, data)
+    # Readers must never see half a manifest.
+    write_bytes_aside(directory / MANIFEST_FILE, data)
     document = dict(info, classes=list(classes), manifest_sha256=digest, images=len(ordered))
-    _atomic_write(directory / INFO_FILE, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+    write_text_aside(directory / INFO_FILE, json.dumps(document, indent=2, sort_keys=True) + "\n")
     return digest
 
 
@@ -227,19 +222,31 @@ def ingested_names(root: str | os.PathLike[str] | None = None) -> list[str]:
     return _manifest_folders(datasets_dir(root))
 
 
-def ingest_command(dataset: str) -> str:
-    """The command that ingests ``dataset`` anew: its name for a registered dataset; for a user's
-    (``imagefolder``, under its own or a ``--name``), the request with the source it needs."""
-    if dataset in dataset_names() and not get_dataset(dataset).needs_source:
-        return f"featurestore ingest {dataset}"
-    named = "" if dataset == "imagefolder" else f" --name {dataset}"
-    return f"featurestore ingest imagefolder --source DIR|ARCHIVE|URL{named}"
+def ingest_command(dataset: str, directory: Path) -> str:
+    """The command that ingests ``dataset`` anew: its name for a registered dataset, with the source
+    it needs for one made from a user's images; a name of the user's takes ``--name`` and the source
+    dataset recorded in ``directory``'s dataset.json (every one taking a source where it cannot be read)."""
+    if dataset in dataset_names():
+        source = " --source DIR|ARCHIVE|URL" if get_dataset(dataset).needs_source else ""
+        return f"featurestore ingest {dataset}{source}"
+    made_by = _recorded_source(directory) or "|".join(source_datasets())
+    return f"featurestore ingest {made_by} --source DIR|ARCHIVE|URL --name {dataset}"
+
+
+def _recorded_source(directory: Path) -> str | None:
+    """The source dataset that ``directory``'s dataset.json says made it, or ``None`` if unreadable."""
+    try:
+        info = json.loads((directory / INFO_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    made_by = info.get("dataset") if isinstance(info, dict) else None
+    return made_by if made_by in source_datasets() else None
 
 
 def damaged(path: Path, reason: str, dataset: str) -> ManifestDamaged:
     """The error for ``dataset``'s ``path`` (its manifest or dataset.json) that cannot be used: why,
     and the ingest that writes it anew."""
-    return ManifestDamaged(f"{path}: damaged or missing ({reason}); run `{ingest_command(dataset)}` again")
+    return ManifestDamaged(f"{path}: damaged or missing ({reason}); run `{ingest_command(dataset, path.parent)}` again")
 
 
 def _not_ingested(directory: Path, dataset: str) -> ManifestNotFound:
@@ -247,7 +254,7 @@ def _not_ingested(directory: Path, dataset: str) -> ManifestNotFound:
     here = _manifest_folders(directory.parent)
     return ManifestNotFound(
         f"{directory / MANIFEST_FILE}: no manifest for dataset {dataset!r} (ingested here: {', '.join(here) or 'none'}); "
-        f"check the name, or run `{ingest_command(dataset)}` first"
+        f"check the name, or run `{ingest_command(dataset, directory)}` first"
     )
 
 

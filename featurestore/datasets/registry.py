@@ -1,7 +1,8 @@
 """The dataset registry: one ``DatasetSpec`` entry per dataset, looked up by name.
 
 Adding a dataset is one ``register(DatasetSpec(...))`` call in ``catalog.py`` plus a test;
-nothing else dispatches on dataset names.
+nothing else dispatches on dataset names (messages that name the datasets taking a ``--source``
+ask ``source_datasets``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,11 @@ Reader = Callable[[Path, dict[str, Path]], Layout]
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A registered dataset: where it comes from, what it is, and how its files are laid out."""
+    """A registered dataset: where it comes from, what it is, and how its files are laid out.
+
+    ``homepage`` goes into ``dataset.json``; it and ``notes`` are shown by ``featurestore datasets --json``.
+    ``needs_source`` marks a dataset made of a user's images (``--source``, stored under ``--name``).
+    """
 
     name: str
     title: str
@@ -95,3 +100,8 @@ def get_dataset(name: str) -> DatasetSpec:
 def dataset_names() -> list[str]:
     """Names of every registered dataset, sorted."""
     return sorted(DATASETS.names())
+
+
+def source_datasets() -> list[str]:
+    """Names of the registered datasets made from a user's ``--source`` (the ones taking ``--name``), sorted."""
+    return [name for name in dataset_names() if get_dataset(name).needs_source]

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from featurestore.files import write_text_aside
+
 PARTS = "parts"
 
 
@@ -23,9 +25,7 @@ def save_records(path: Path, records: list[dict[str, Any]]) -> str:
     must not create it again.
     """
     path.parent.mkdir(exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(records), encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_aside(path, json.dumps(records))
     return str(path)
 
 

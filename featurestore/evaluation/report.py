@@ -16,6 +16,7 @@ import pandas as pd
 from featurestore.evaluation.plots import accuracy_figure, confusion_figure
 from featurestore.evaluation.schema import RESULTS_SCHEMA, SCHEMA_VERSION, validate_results
 from featurestore.evaluation.summary import LEAKY_SUFFIX, add_gains, best_record, summaries
+from featurestore.files import write_text_aside
 from featurestore.paths import runs_dir
 
 TABLE_COLUMNS = [
@@ -145,13 +146,6 @@ def _report_markdown(document: dict[str, Any], heat_map: str, confusions: dict[s
     return "\n".join(head) + markdown_summary(document) + "\n" + "\n".join(images) + "\n"
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary name so a reader never sees half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def _confusion_pictures(run_dir: Path, records: list[dict[str, Any]], datasets: Iterable[str]) -> dict[str, str]:
     """Draw the confusion matrix of each dataset's best leak-free answer; return dataset -> file name."""
     pictures = {}
@@ -190,7 +184,7 @@ def write_report(
         markdown = _report_markdown(document, heat_map, _confusion_pictures(run_dir, records, document["summary"]))
     else:
         markdown = markdown_summary(document)
-    _write_text(run_dir / "report.md", markdown)
-    _write_text(run_dir / "results.schema.json", json.dumps(RESULTS_SCHEMA, indent=2))
-    _write_text(run_dir / "results.json", json.dumps(document, indent=2))
+    write_text_aside(run_dir / "report.md", markdown)
+    write_text_aside(run_dir / "results.schema.json", json.dumps(RESULTS_SCHEMA, indent=2))
+    write_text_aside(run_dir / "results.json", json.dumps(document, indent=2))
     return document

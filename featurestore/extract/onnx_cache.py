@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 from featurestore.backbones import Backbone, ResolvedWeights
 from featurestore.extract.onnx_graph import fold_pads_into_convs
+from featurestore.files import written_aside
 from featurestore.paths import resolve_root
 
 INPUT_NAME, OUTPUT_NAME = "pixels", "features"
@@ -49,21 +48,13 @@ def exported_onnx(backbone: Backbone, weights: ResolvedWeights, layer: str, root
     net = FeatureNet(backbone.load_torch(weights, layer), backbone.preprocessing).eval()
     size = backbone.preprocessing.size
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
-    # Written aside and renamed: a concurrent reader never sees half a model.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
+    # A concurrent reader never sees half a model, nor does another process exporting it too; and a
+    # crash must not leave a short file under the cache name, which every later run would reuse.
+    with written_aside(path, unique=True, fsync=True) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(net, (example,), tmp, dynamo=False, opset_version=OPSET,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}})
-        fold_pads_into_convs(Path(tmp))
-        # On disk before it is renamed into place: a crash must not leave a short file under the
-        # cache name, which every later run would reuse.
-        with open(tmp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        fold_pads_into_convs(tmp)
     return path

@@ -21,7 +21,7 @@ import pandas as pd
 from featurestore.datasets.arrays import ARRAY_FILE
 from featurestore.datasets.errors import DatasetError, InvalidIngestOption, ManifestDamaged, UnsafeArchive
 from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, read_info, write_manifest
-from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset
+from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset, source_datasets
 from featurestore.datasets.sources import (
     IMAGES, attach_folder, is_attached, is_url, local_source, recorded_source, source_resource,
 )
@@ -69,8 +69,8 @@ def target_name(dataset: str, name: str | None) -> str:
     """
     spec = get_dataset(dataset)
     if name and not spec.needs_source and name != dataset:
-        raise InvalidIngestOption(f"--name {name!r} applies only to 'imagefolder'; {dataset!r} is stored under its "
-                                  "own name")
+        raise InvalidIngestOption(f"--name {name!r} applies only to {_source_datasets()}; {dataset!r} is stored "
+                                  "under its own name")
     # Compared without case: on a case-insensitive file system the two would share one folder.
     if name and name != dataset and name.lower() in {known.lower() for known in dataset_names()}:
         raise InvalidIngestOption(f"--name {name!r} is a registered dataset's name; pick another --name for your "
@@ -79,13 +79,18 @@ def target_name(dataset: str, name: str | None) -> str:
 
 
 def check_source(dataset: str, source: str | None) -> None:
-    """``--source`` is given exactly for the datasets that need one (``imagefolder``)."""
+    """``--source`` is given exactly for the datasets that need one (``needs_source``)."""
     if get_dataset(dataset).needs_source and not source:
         raise InvalidIngestOption(f"dataset {dataset!r} needs --source: a folder with one sub-folder per class, "
                                   "an archive of one, or its URL")
     if source and not get_dataset(dataset).needs_source:
-        raise InvalidIngestOption(f"--source applies only to 'imagefolder'; {dataset!r} is fetched from its "
+        raise InvalidIngestOption(f"--source applies only to {_source_datasets()}; {dataset!r} is fetched from its "
                                   "registry entry")
+
+
+def _source_datasets() -> str:
+    """The datasets taking ``--source`` and ``--name``, quoted for a message: ``'a' or 'b'``."""
+    return " or ".join(map(repr, source_datasets()))
 
 
 def check_request(dataset: str, *, name: str | None = None, source: str | None = None,
@@ -281,7 +286,8 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
         copies = _copies_across(usable)
         info = {
             "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
-            "licence": spec.licence, "citation": spec.citation, "quarantined": int(bad.sum()), "empty_classes": empty,
+            "licence": spec.licence, "citation": spec.citation, "homepage": spec.homepage,
+            "quarantined": int(bad.sum()), "empty_classes": empty,
             "copies_across": copies,
             "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit or None,
                            "ratios": None if spec.official_split else list(check_ratios(ratios)),
@@ -385,10 +391,11 @@ def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> 
         info = read_info(dataset_dir(name, root), name, recorded=True)
     except ManifestDamaged as error:
         return {"images": None, "classes": None, "size": None, "licence": None, "official_split": None,
-                "title": None, **_damaged_row(name, error)}
+                "title": None, "homepage": None, "notes": None, **_damaged_row(name, error)}
     return {"name": name, "images": info["images"], "ingested": info["images"], "classes": len(info["classes"]),
             "size": None, "licence": info.get("licence"), "official_split": info["official_split"], "present": True,
-            "title": f"{info['dataset']} from {info['parameters']['source']}"}
+            "title": f"{info['dataset']} from {info['parameters']['source']}", "homepage": info.get("homepage"),
+            "notes": None}
 
 
 def describe(spec: DatasetSpec, root: str | os.PathLike[str] | None = None) -> dict:
@@ -397,7 +404,8 @@ def describe(spec: DatasetSpec, root: str | os.PathLike[str] | None = None) -> d
     directory = dataset_dir(spec.name, root)
     present = (directory / MANIFEST_FILE).is_file()
     row = {"name": spec.name, "images": spec.images, "ingested": None, "classes": spec.classes, "size": spec.size,
-           "licence": spec.licence, "official_split": spec.official_split, "present": present, "title": spec.title}
+           "licence": spec.licence, "official_split": spec.official_split, "present": present, "title": spec.title,
+           "homepage": spec.homepage, "notes": spec.notes}
     try:
         return dict(row, ingested=read_info(directory, spec.name)["images"]) if present else row
     except ManifestDamaged as error:

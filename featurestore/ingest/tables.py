@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from featurestore.datasets.manifest import text_values
+from featurestore.files import written_aside
 
 
 def save_table(path: Path, frame: pd.DataFrame, meta: dict) -> str:
@@ -26,9 +26,8 @@ def save_table(path: Path, frame: pd.DataFrame, meta: dict) -> str:
             columns[name] = np.frombuffer("\0".join(text_values(frame[name])).encode(), dtype=np.uint8)
             text.append(name)
     header = {"meta": meta, "text": text, "rows": len(frame), "order": list(frame.columns)}
-    partial = path.with_name(f".{path.name}.partial.npz")
-    np.savez(partial, _header=np.array(json.dumps(header)), **columns)
-    os.replace(partial, path)
+    with written_aside(path) as partial:
+        np.savez(partial, _header=np.array(json.dumps(header)), **columns)
     return str(path)
 
 

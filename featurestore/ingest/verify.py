@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from featurestore.datasets.errors import DatasetError
 from featurestore.datasets.folders import from_text
+from featurestore.files import written_aside
 
 CACHE_FILE = ".verified.csv"
 KEY = ("source", "size", "mtime_ns", "ctime_ns", "inode")
@@ -141,9 +142,8 @@ def _inspect_all(paths: list[str], workers: int | None) -> list[tuple[int, int, 
 
 
 def _write_cache(path: Path, frame: pd.DataFrame) -> None:
-    partial = path.with_name(path.name + ".partial")
-    frame.loc[:, list(FIELDS)].to_csv(partial, index=False, lineterminator="\n")
-    os.replace(partial, path)
+    with written_aside(path) as partial:
+        frame.loc[:, list(FIELDS)].to_csv(partial, index=False, lineterminator="\n")
 
 
 def verify_array(array_path: Path, rows: np.ndarray | None = None) -> pd.DataFrame:
