@@ -24,6 +24,10 @@ from featurestore.paths import check_name
 LAYOUTS = ("NCHW", "NHWC")
 
 
+#: how a backbone registered from an ONNX file names its architecture (``ONNX model <file>``)
+ONNX_ARCHITECTURE = "ONNX model"
+
+
 class _GraphIO(NamedTuple):
     input: str
     input_shape: list[int | None]  # None: a free (symbolic) dimension
@@ -129,7 +133,7 @@ def onnx_backbone(name: str, path: str | os.PathLike[str], size: int = 224, resi
                              "are not fixed in the graph; give dim in the spec")
     return Backbone(
         name=name,
-        architecture=f"ONNX model {path.name}",
+        architecture=f"{ONNX_ARCHITECTURE} {path.name}",
         weights=FileWeights(path),
         preprocessing=Preprocessing(size=size, resize=resize or size, interpolation=interpolation, mean=mean, std=std),
         layers={graph.output: Layer(int(dim))},

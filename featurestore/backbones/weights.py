@@ -19,6 +19,15 @@ from featurestore.errors import first_line
 from featurestore.ingest.checksums import digest_file
 
 
+#: how a store's provenance (``extra.weights_source``) says its weights came from a file the user named
+FILE_SOURCE_PREFIX = "file:"
+
+
+def file_source(path: Path) -> str:
+    """The weights source recorded for weights read from the file ``path``."""
+    return f"{FILE_SOURCE_PREFIX}{path}"
+
+
 @dataclass(frozen=True)
 class ResolvedWeights:
     """A weights file on disk and its SHA-256 (which enters the store fingerprint)."""
@@ -61,7 +70,7 @@ class WeightsSource:
                 raise WeightsUnavailable(f"--weights {path} is a directory; pass the weights file itself")
             if not path.is_file():
                 raise WeightsUnavailable(f"weights file {path} does not exist; pass an existing file to --weights")
-            return ResolvedWeights(path.resolve(), digest_file(path), f"file:{path.resolve()}")
+            return ResolvedWeights(path.resolve(), digest_file(path), file_source(path.resolve()))
         path = self.local_path()
         if path is None:
             if not download:
@@ -174,7 +183,7 @@ class FileWeights(WeightsSource):
 
     @property
     def description(self) -> str:
-        return f"file:{self.path}"
+        return file_source(self.path)
 
     def local_path(self) -> Path | None:
         return self.path if self.path.is_file() else None

@@ -11,6 +11,8 @@ import shlex
 import warnings
 from pathlib import Path
 
+from featurestore.backbones.onnx_file import ONNX_ARCHITECTURE
+from featurestore.backbones.weights import FILE_SOURCE_PREFIX
 from featurestore.datasets.manifest import current_manifest_hash
 from featurestore.store import format as fmt
 
@@ -56,10 +58,10 @@ def extract_command(dataset: str, backbone: str, layer: str, named_by_layer: boo
     words = ["featurestore extract", f"-d {dataset}", f"-m {backbone}"]
     if named_by_layer:
         words.append(f"--layer {layer}")
-    if architecture.startswith("ONNX model"):
+    if architecture.startswith(ONNX_ARCHITECTURE):
         words.append("--onnx-spec SPEC.json")
-    elif weights_source.startswith("file:"):
-        words.append(f"--weights {shlex.quote(weights_source.removeprefix('file:'))}")
+    elif weights_source.startswith(FILE_SOURCE_PREFIX):
+        words.append(f"--weights {shlex.quote(weights_source.removeprefix(FILE_SOURCE_PREFIX))}")
     return " ".join([*words, *options])
 
 
