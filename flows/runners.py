@@ -129,23 +129,31 @@ def tasks_run_on(task_runner: str, workers: int) -> Iterator[TaskRunner]:
     from prefect.exceptions import TerminationSignal
 
     context = FlowRunContext.get()
-    # A run that Prefect's runner started (`prefect serve`, a worker) with no API in its environment
-    # reports to a temporary server of its own, and each pool worker started another: they get its URL.
-    with _exported(PREFECT_API_URL.value() or str(context.client.api_url)), \
-            make_task_runner(task_runner, workers) as runner, context.model_copy(update={"task_runner": runner}):
-        try:
-            yield runner
-        except (TerminationSignal, KeyboardInterrupt):
-            # A cancel (`prefect flow-run cancel`, Cancel in the UI) is a SIGTERM, raised here by Prefect's
-            # handler. Leaving this block, the runner waits for its tasks: an extraction ran its whole pass,
-            # or was SIGKILLed 30 s later saying nothing. The handler stays Prefect's own, because the
-            # worker's cancel is acknowledged only while it is installed (else the run ends Crashed).
-            # Ctrl-C reaches here as KeyboardInterrupt where no `ctrl_c_stops_tasks` runs (`prefect serve`,
-            # a flow called from Python): the extraction ran its whole pass, then the run Crashed anyway.
-            request_stop()
-            if isinstance(runner, _ProcessPool):
-                runner.stop_workers()
-            raise
+    stopping = False
+    try:
+        # A run that Prefect's runner started (`prefect serve`, a worker) with no API in its environment
+        # reports to a temporary server of its own, and each pool worker started another: they get its URL.
+        with _exported(PREFECT_API_URL.value() or str(context.client.api_url)), \
+                make_task_runner(task_runner, workers) as runner, context.model_copy(update={"task_runner": runner}):
+            try:
+                yield runner
+            except (TerminationSignal, KeyboardInterrupt):
+                # A cancel (`prefect flow-run cancel`, Cancel in the UI) is a SIGTERM, raised here by Prefect's
+                # handler. Leaving this block, the runner waits for its tasks: an extraction ran its whole pass,
+                # or was SIGKILLed 30 s later saying nothing. The handler stays Prefect's own, because the
+                # worker's cancel is acknowledged only while it is installed (else the run ends Crashed).
+                # Ctrl-C reaches here as KeyboardInterrupt where no `ctrl_c_stops_tasks` runs (`prefect serve`,
+                # a flow called from Python): the extraction ran its whole pass, then the run Crashed anyway.
+                stopping = True
+                request_stop()
+                if isinstance(runner, _ProcessPool):
+                    runner.stop_workers()
+                raise
+    finally:
+        if stopping:
+            # Leaving the runner waited for its tasks to stop: the next run in this process (a notebook's,
+            # a test session's) must not stop at its first batch.
+            clear_stop()
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from prefect_services import PREFECT, prefect_server, start, stop
 
+from featurestore.errors import StoreCorrupt
 from featurestore.store import verify_file
 from featurestore.store.format import COMMITTED, lock_path, open_h5, partial_path
 

@@ -294,9 +294,13 @@ def user_classifiers(monkeypatch):
 def test_a_failed_or_stopped_run_leaves_nothing_under_runs(harness, tmp_path, user_classifiers, classifier, raised):
     # one worker: logistic regression writes its part before the other classifier fails or is stopped
     write_digits_stores(tmp_path, models=["pixels"])
+    from featurestore.extract.stop import stop_requested
+
     with pytest.raises(raised):
         run_evaluate(datasets=[DATASET], classifiers=["logreg", classifier], workers=1, root=str(tmp_path))
     assert list((tmp_path / "runs").iterdir()) == []
+    # A stop asked for this run is not left for the next one in the process, which stopped at its first batch.
+    assert not stop_requested()
 
 
 @pytest.fixture(scope="module")
