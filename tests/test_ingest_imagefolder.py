@@ -18,6 +18,7 @@ from PIL import Image
 import featurestore
 from featurestore.datasets import load_manifest
 from featurestore.datasets.errors import DatasetBusy, DatasetError, ManifestNotFound, UnknownDataset
+from featurestore.errors import RootNotWritable
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.pipeline import build_manifest, fetch_files, ingest, prepare, verify
 from fixtures_datasets import jpeg, photo, tar_bytes, zip_bytes
@@ -562,6 +563,17 @@ def test_a_second_ingest_of_a_dataset_being_ingested_is_refused_and_changes_noth
     assert _dataset_state(Path(first.directory)) == before
     assert not (Path(first.directory) / ".ingest.lock").exists()
     assert _ingest(root, other, name="pets").classes == 2  # once it is done, the next ingest runs
+
+
+def test_an_ingest_lock_that_cannot_be_opened_says_it_is_the_ingest_lock(tmp_path):
+    # Before: "cannot open the store's lock file" for the lock of a dataset being ingested.
+    directory = tmp_path / "datasets" / "pets"
+    (directory / ".ingest.lock").mkdir(parents=True)  # unopenable for writing, even by root
+    with pytest.raises(RootNotWritable, match=rf"^{directory}/.ingest.lock: cannot open this lock file for writing "
+                       r"\(Is a directory\), and ingesting this dataset needs it; ") as error:
+        with ingesting(directory):
+            pass
+    assert not re.search(r"\bstore", str(error.value))
 
 
 def test_a_dataset_json_of_another_manifest_is_refused_not_read_with_its_class_names(tmp_path, root, folder):

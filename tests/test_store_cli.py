@@ -261,8 +261,9 @@ def test_rm_on_a_read_only_root_is_one_line(root):
     # Nothing writable: not even the lock file opens.
     result = cli("rm", "toy", "a", root=root, prefix=bound_by_permissions())
     assert (result.returncode, result.stderr) == (1, (
-        f"error: {lock}: cannot open the store's lock file for writing (Permission denied); the featurestore root "
-        f"is not writable by this user: make {store.parent} writable or use another --root\n"))
+        f"error: {lock}: cannot open this lock file for writing (Permission denied), and writing this store needs "
+        f"it; the featurestore root is not writable by this user: make {store.parent} writable or use another "
+        "--root\n"))
     # A lock file left writable (by a writer killed with -9), in a directory that is not: the store
     # cannot be deleted, and the error says so (not that the lock file could not be removed).
     lock.touch()

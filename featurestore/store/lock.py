@@ -59,8 +59,9 @@ class WriterLock:
             return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
             raise RootNotWritable(
-                f"{self.path}: cannot open the store's lock file for writing ({error.strerror}); the featurestore "
-                f"root is not writable by this user: make {self.path.parent} writable or use another --root"
+                f"{self.path}: cannot open this lock file for writing ({error.strerror}), and {self.doing} needs it; "
+                f"the featurestore root is not writable by this user: make {self.path.parent} writable or use "
+                "another --root"
             ) from None
 
     def _flock(self, fd: int, deadline: float) -> None:
