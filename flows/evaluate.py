@@ -15,12 +15,11 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 
-from featurestore.classifiers import classifier_names, get_classifier
-from featurestore.evaluation import discard_unfinished, new_run_dir, table_rows
-from featurestore.evaluation.data import check_train_per_class
+from featurestore.evaluation import check_request, table_rows
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.evaluation.readiness import requested_models
 from featurestore.evaluation.report import markdown_summary, run_parameters_line
+from featurestore.evaluation.runs import discard_unfinished, new_run_dir, read_results, report_path
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
 from featurestore.paths import check_root
 from flows.artifacts import artifact_key, name_part, run_kind_parts
@@ -93,27 +92,29 @@ def evaluate(
     check_given("datasets", datasets, "dataset", "--dataset")
     check_given("models", models, "model", "--models", "every store of the dataset")
     check_given("classifiers", classifiers, "classifier", "--classifiers", "every classifier")
-    classifiers = list(classifiers or classifier_names())
-    for name in classifiers:
-        get_classifier(name)
-    check_train_per_class(train_per_class)
+    classifiers = check_request(classifiers, train_per_class)
     root = str(check_root(root, create=False))  # here, not on each Dask worker's directory (see flows/extract.py)
     requested = {dataset: requested_models(dataset, models, root) for dataset in datasets}
     parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,
                   "in_sample": in_sample, "seed": seed, "workers": workers, "train_per_class": train_per_class}
     with tasks_run_on(task_runner, workers):
-        run_dir, results_json = _fan_out(requested, parameters, root)
-    document = steps.read_document(results_json)
+        run_dir = _fan_out(requested, parameters, root)
+    document = read_results(run_dir)
     _publish(document)
-    for dataset, line in document["summary"].items():
-        print(f"{dataset}: {line}")
-    print(f"report: {run_dir}/report.md")
+    print_summary(run_dir, document)
     return run_dir
 
 
-def _fan_out(requested: dict[str, list[str]], parameters: dict, root: str | None) -> tuple[str, str]:
+def print_summary(run_dir: str, document: dict) -> None:
+    """Print each dataset's summary line of the run's results ``document``, then where its report is."""
+    for dataset, line in document["summary"].items():
+        print(f"{dataset}: {line}")
+    print(f"report: {report_path(run_dir)}")
+
+
+def _fan_out(requested: dict[str, list[str]], parameters: dict, root: str | None) -> str:
     """Check the ``requested`` stores, fit every classifier and ensemble of ``parameters`` on the
-    usable ones and write the report; return the run directory and its results.json."""
+    usable ones and write the report; return the run directory."""
     classifiers, stacking, seed = parameters["classifiers"], parameters["stacking"], parameters["seed"]
     in_sample, train_per_class = parameters["in_sample"], parameters["train_per_class"]
     threads = max(1, (os.cpu_count() or 1) // parameters["workers"])
@@ -158,14 +159,14 @@ def _fan_out(requested: dict[str, list[str]], parameters: dict, root: str | None
                                           f"(featurestore extract -d {dataset} -m NAME)"})
         written = steps.report.submit(run_dir, [f.result() for f in parts], skipped, parameters)
         parts.append(written)
-        results_json = written.result()
+        written.result()
     except BaseException:
         # A failed or stopped run (Ctrl-C) leaves nothing under runs/: its parts are no report, and
         # `report` and the history read finished runs only. Running tasks would still write parts.
         _settle(parts)
         discard_unfinished(run_dir)
         raise
-    return run_dir, results_json
+    return run_dir
 
 
 def run_evaluate(task_runner: str = "threads", workers: int = 2, **parameters) -> str:

@@ -7,17 +7,13 @@ inputs did not change reuses every manifest and store and recomputes only the re
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from prefect import flow
 
-from featurestore.classifiers import get_classifier
 from featurestore.datasets.manifest import current_manifest_hash
-from featurestore.extract import check_request
-from featurestore.ingest.recorded import pipeline_ingest
+from featurestore.evaluation.runs import read_results
 from featurestore.paths import check_root
-from flows.evaluate import evaluate
+from featurestore.pipeline import check_request
+from flows.evaluate import evaluate, print_summary
 from flows.extract import extract
 from flows.ingest import ingest
 from flows.runners import check_given, ctrl_c_stops_tasks, make_task_runner, shared_api
@@ -57,12 +53,8 @@ def feature_pipeline(
     check_given("datasets", datasets, "dataset", "--datasets")
     check_given("models", models, "model", "--models")
     check_given("classifiers", classifiers, "classifier", "--classifiers", "every classifier")
-    ingests = {name: pipeline_ingest(name, root, seed=seed, limit_per_class=limit_per_class, mirror=mirror)
-               for name in datasets}
-    # The device too: a deployment's `-p device=cuda` on a host without one failed only after ingesting.
-    check_request(models, device=device)
-    for name in classifiers or []:
-        get_classifier(name)
+    ingests = check_request(datasets, models, classifiers, root, seed=seed, limit_per_class=limit_per_class,
+                            mirror=mirror, device=device)
     make_task_runner(task_runner, workers)
     root_path = str(check_root(root))
 
@@ -82,12 +74,10 @@ def feature_pipeline(
         recomputed = "nothing but the report: every manifest and store was reused"
     else:
         recomputed = f"{len(datasets) - len(unchanged_manifests)} manifest(s), {len(extracted)} store(s) and the report"
-    summary = json.loads((Path(run_dir) / "results.json").read_text()).get("summary", {})
+    document = read_results(run_dir)
     print(f"recomputed {recomputed}")
-    for dataset, line in summary.items():
-        print(f"{dataset}: {line}")
-    print(f"report: {Path(run_dir) / 'report.md'}")
-    return {"run_dir": run_dir, "summary": summary, "recomputed": recomputed, "stores": stores}
+    print_summary(run_dir, document)
+    return {"run_dir": run_dir, "summary": document["summary"], "recomputed": recomputed, "stores": stores}
 
 
 def run_pipeline(**parameters) -> dict:

@@ -1,13 +1,14 @@
 """Prefect tasks of the evaluate flow: thin wrappers over ``featurestore.evaluation``.
 
-Every task takes names, keys and paths, reads the stores it needs itself (once), saves its
-records under ``<run>/parts/`` and returns that file's path: no array crosses a task boundary.
+Every task takes names, keys and paths and reads the stores it needs itself (once): no array
+crosses a task boundary. The checks return why a store or ensemble cannot be evaluated (or
+``None``), or raise; the fitting tasks save their records under ``<run>/parts/`` and return that
+file's path; ``report`` writes the run's report files and returns the path of its ``results.json``.
 Results are never cached: a rerun recomputes from the stores, and the seed makes it repeat.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect.cache_policies import NO_CACHE
@@ -21,6 +22,7 @@ from featurestore.evaluation import (
 )
 from featurestore.evaluation.data import check_rows
 from featurestore.evaluation.parts import load_records, part_path, save_records
+from featurestore.evaluation.runs import results_path
 from featurestore.evaluation.stacking import BASE_CLASSIFIER, stacking_problem
 from featurestore.evaluation.threads import limit_native_threads
 from tasks.interrupts import task
@@ -88,9 +90,4 @@ def early_fusion(dataset: str, models: list[str], root: str | None, seed: int, t
 def report(run_dir: str, part_paths: list[str], skipped: list[dict], parameters: dict) -> str:
     """Write the run's report files; return the path of ``results.json``."""
     write_report(Path(run_dir), load_records(part_paths), skipped, parameters)
-    return str(Path(run_dir) / "results.json")
-
-
-def read_document(results_json: str) -> dict:
-    """The ``results.json`` document at ``results_json``."""
-    return json.loads(Path(results_json).read_text(encoding="utf-8"))
+    return str(results_path(run_dir))

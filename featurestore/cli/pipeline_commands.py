@@ -30,26 +30,15 @@ def run(
                                    "or preprocessing (stores of an earlier manifest are always rebuilt)."),
 ) -> None:
     """Run the feature pipeline (ingest -> extract -> evaluate) and print the accuracy table."""
-    from featurestore.backbones.registry import get_backbone
-    from featurestore.classifiers import get_classifier
-    from featurestore.extract.runtimes import resolve_device
-    from featurestore.ingest.recorded import pipeline_ingest
-    from featurestore.ingest.split import check_limit
+    from featurestore.pipeline import check_request
     from flows.runners import make_task_runner
 
     datasets, models = split_names(datasets, "--datasets"), split_names(models, "--models")
     classifiers = split_names(classifiers, "--classifiers")
     # Said before a flow run starts (and its temporary server), as the other commands do: a bad
-    # name, --device, --limit-per-class or --workers (the flow builds its runners only once it
-    # runs, and would check the device and classifiers only after ingesting).
-    check_limit(limit_per_class)
-    for name in datasets:
-        pipeline_ingest(name, root)
-    for name in models:
-        get_backbone(name)
-    for name in classifiers:
-        get_classifier(name)
-    resolve_device(device)
+    # name, --device, --limit-per-class or --workers (the flow builds its runners only once it runs).
+    check_request(datasets, models, classifiers, root, seed=seed, limit_per_class=limit_per_class or None,
+                  mirror=mirror, device=device)
     make_task_runner(task_runner, workers)
     check_prefect_api()
     from featurestore.cli.report_commands import damaged_runs_said, print_run

@@ -12,7 +12,6 @@ import typer
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, console, print_json, print_table, records, split_names
 from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.errors import InvalidOption
-from featurestore.paths import runs_dir
 
 REPORT_COLUMNS = ["model", "classifier", "accuracy %", "top-5 %", "macro-F1 %", "gain", "fit s", "params"]
 
@@ -26,6 +25,7 @@ def print_run(document: dict, as_json: bool, root: str | None = None, dataset: s
     line, then where its report is; with ``as_json``, the run's whole ``results.json`` document
     (parameters, counts, fingerprints)."""
     from featurestore.evaluation.report import gain_text, table_rows  # scikit-learn loads only when needed
+    from featurestore.evaluation.runs import report_path, run_path
     from featurestore.evaluation.summary import LEAKY_SUFFIX
 
     if as_json:
@@ -54,7 +54,7 @@ def print_run(document: dict, as_json: bool, root: str | None = None, dataset: s
     for entry in (e for e in document["skipped"] if dataset in (None, e["dataset"])):
         what = f"{entry['classifier']} on " if entry.get("classifier") else ""
         console.print(f"skipped {what}{entry['dataset']}/{entry['model']}: {entry['reason']}")
-    console.print(f"report: {runs_dir(root) / document['run_id'] / 'report.md'}", soft_wrap=True)
+    console.print(f"report: {report_path(run_path(document['run_id'], root))}", soft_wrap=True)
 
 
 def uncapped_datasets(document: dict) -> list[str]:
@@ -103,6 +103,7 @@ def report(
 ) -> None:
     """Print the latest evaluation run's results table (of --dataset, if given), or the accuracy history across runs."""
     from featurestore.evaluation.history import FULL_FIT_LABEL, HISTORY_KEYS, history_table, load_run
+    from featurestore.evaluation.runs import run_started
 
     if history and run is not None:
         raise InvalidOption(f"--run {run} and --history cannot be combined: --history shows every finished run; "
@@ -124,7 +125,8 @@ def report(
         return
     # Runs are columns, named by their start (to the second) to leave room for the names before
     # them, and only the latest that fit the terminal: cut columns helped no one.
-    labels = {run: _started(run) for run in table.columns}
+    started = {run: run_started(run) for run in table.columns}
+    labels = {run: f"{time:%m-%d %H:%M:%S}" if time else run for run, time in started.items()}
     if len(set(labels.values())) < len(labels):
         labels = {run: run for run in table.columns}
     keys = sum(max(len(key), int(flat[key].astype(str).str.len().max())) + 3 for key in HISTORY_KEYS)
@@ -134,11 +136,6 @@ def report(
     print_table(records(flat[flat[shown].notna().any(axis=1)]), [*HISTORY_KEYS, *shown],
                 title=f"test accuracy (%), the latest {len(shown)} of {len(labels)} runs, oldest first "
                       "(columns: run start, UTC; --json for every run and its id)")
-
-
-def _started(run_id: str) -> str:
-    """``MM-DD HH:MM:SS`` from a run id such as ``20261123T221036.598603Z-6fb392``."""
-    return f"{run_id[4:6]}-{run_id[6:8]} {run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]}"
 
 
 def evaluate(
@@ -159,18 +156,15 @@ def evaluate(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the evaluate flow and print its results table."""
-    from featurestore.classifiers import get_classifier
-    from featurestore.evaluation.data import check_train_per_class
     from featurestore.evaluation.history import load_run
     from featurestore.evaluation.readiness import check_usable_test_rows, requested_models
+    from featurestore.evaluation.request import check_request
     from flows.evaluate import run_evaluate  # Prefect loads only when a flow actually runs
 
     datasets, models = split_names(dataset, "--dataset"), split_names(model, "--models")
     classifiers = split_names(classifier, "--classifiers")
     # An unknown name is reported before a flow run starts, without Prefect's failure log.
-    for name in classifiers:
-        get_classifier(name)
-    check_train_per_class(train_per_class)
+    check_request(classifiers, train_per_class)
     for name in datasets:
         check_usable_test_rows(name, requested_models(name, models, root), root)
     check_prefect_api()

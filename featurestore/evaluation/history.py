@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from featurestore.errors import FeatureStoreError
+from featurestore.evaluation.runs import RESULTS_FILE, read_results, results_path, run_path
 from featurestore.paths import check_name, existing_root, runs_dir, stores_dir
 
 
@@ -27,11 +27,11 @@ class DamagedRunWarning(UserWarning):
 _NEEDED = ("run_id", "created_at", "parameters", "summary", "results")
 
 
-def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The run document at ``path`` and ``None``, or ``None`` and why it is damaged (results.json is
-    written whole, by a rename, so a half-written one is never read)."""
+def _read(run: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The results document of the run in ``run`` and ``None``, or ``None`` and why it is damaged
+    (results.json is written whole, by a rename, so a half-written one is never read)."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = read_results(run)
     except (OSError, ValueError) as error:
         return None, f"not readable JSON ({error})"
     if not isinstance(document, dict):
@@ -42,9 +42,9 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return document, None
 
 
-def _damaged(path: Path, problem: str) -> str:
-    """One line naming a damaged results.json, why, and what to do."""
-    return f"{path}: damaged ({problem}); delete {path.parent} or restore its results.json"
+def _damaged(run: Path, problem: str) -> str:
+    """One line naming the damaged results.json of the run in ``run``, why, and what to do."""
+    return f"{results_path(run)}: damaged ({problem}); delete {run} or restore its {RESULTS_FILE}"
 
 
 def finished_runs(root=None) -> list[dict[str, Any]]:
@@ -52,10 +52,10 @@ def finished_runs(root=None) -> list[dict[str, Any]]:
     a ``DamagedRunWarning`` (one run must not hide every other from ``report``)."""
     base = runs_dir(root)
     documents = []
-    for path in sorted(base.glob("*/results.json")) if base.is_dir() else []:
-        document, problem = _read(path)
+    for path in sorted(base.glob(f"*/{RESULTS_FILE}")) if base.is_dir() else []:
+        document, problem = _read(path.parent)
         if problem:
-            warnings.warn(_damaged(path, problem), DamagedRunWarning, stacklevel=2)
+            warnings.warn(_damaged(path.parent, problem), DamagedRunWarning, stacklevel=2)
         else:
             documents.append(document)
     return sorted(documents, key=lambda d: (d["created_at"], d["run_id"]))
@@ -89,13 +89,13 @@ def load_run(run_id: str | None = None, root=None, dataset: str | None = None) -
         runs = finished_runs(root)
     else:
         check_name("run", run_id)  # '' or '..' named the runs directory or the root: "has not finished"
-        results = runs_dir(root) / run_id / "results.json"
-        document, problem = _read(results) if results.exists() else (None, None)
+        run = run_path(run_id, root)
+        document, problem = _read(run) if results_path(run).exists() else (None, None)
         if problem:
-            raise NoRuns(_damaged(results, problem))
-        if document is None and results.parent.is_dir():
+            raise NoRuns(_damaged(run, problem))
+        if document is None and run.is_dir():
             # a failed or stopped run leaves no directory: this one is running, or its process was killed
-            raise NoRuns(f"{results.parent}: run {run_id!r} has not finished (it is still running, or its "
+            raise NoRuns(f"{run}: run {run_id!r} has not finished (it is still running, or its "
                          "process was killed before the report); wait for it, or delete the directory")
         runs = [document] if document else []
     if dataset is not None:

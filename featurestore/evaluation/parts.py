@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from featurestore.evaluation.runs import PARTS
 from featurestore.files import write_text_aside
-
-PARTS = "parts"
 
 
 def part_path(run_dir: str | os.PathLike[str], dataset: str, model: str, classifier: str) -> Path:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,10 +11,10 @@ from typing import Any
 import pandas as pd
 
 from featurestore.evaluation.plots import accuracy_figure, confusion_figure
+from featurestore.evaluation.runs import report_path, results_path
 from featurestore.evaluation.schema import RESULTS_SCHEMA, SCHEMA_VERSION, validate_results
 from featurestore.evaluation.summary import LEAKY_SUFFIX, add_gains, best_record, summaries
 from featurestore.files import write_text_aside
-from featurestore.paths import runs_dir
 
 TABLE_COLUMNS = [
     "dataset", "model", "classifier", "kind", "leak_free", "accuracy", "top5_accuracy", "macro_f1",
@@ -36,25 +33,6 @@ def selection_text(record: dict[str, Any]) -> str:
     if "fit_rows" not in selection or selection["method"] == "default":
         return selection["method"]
     return f"{selection['method']}: fit {selection['fit_rows']}, scored {selection['score_rows']}"
-
-
-def new_run_dir(root=None) -> Path:
-    """Create ``<root>/runs/<UTC time to the microsecond>-<random>`` and return it.
-
-    Run ids sort in the order the runs started; the random part keeps simultaneous runs apart.
-    """
-    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(3)}"
-    path = runs_dir(root) / run_id
-    path.mkdir(parents=True)
-    return path
-
-
-def discard_unfinished(run_dir: str | os.PathLike[str]) -> None:
-    """Remove a run directory, parts included, unless its ``results.json`` marks it finished: the
-    parts of a failed or stopped run are no run that ``report`` or the history could show."""
-    path = Path(run_dir)
-    if not (path / "results.json").exists():
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,7 +162,7 @@ def write_report(
         markdown = _report_markdown(document, heat_map, _confusion_pictures(run_dir, records, document["summary"]))
     else:
         markdown = markdown_summary(document)
-    write_text_aside(run_dir / "report.md", markdown)
+    write_text_aside(report_path(run_dir), markdown)
     write_text_aside(run_dir / "results.schema.json", json.dumps(RESULTS_SCHEMA, indent=2))
-    write_text_aside(run_dir / "results.json", json.dumps(document, indent=2))
+    write_text_aside(results_path(run_dir), json.dumps(document, indent=2))
     return document
