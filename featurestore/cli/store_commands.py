@@ -7,15 +7,14 @@ from pathlib import Path
 import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, emit, human_bytes, print_json, print_table, records
-from featurestore.errors import RootNotWritable, StoreNotFound
 from featurestore.paths import datasets_dir, existing_root, runs_dir, stores_dir
-from featurestore.store import format as fmt
 from featurestore.store.catalog import catalog
-from featurestore.store.lock import WriterLock
 from featurestore.store.reader import locate, read_arrays
-from featurestore.store.verify import verify_file
+from featurestore.store.remove import remove_store
+from featurestore.store.verify import StoreCheck, verify_stores
 
 LS_COLUMNS = ["dataset", "model", "rows", "failed", "dim", "dtype", "state", "size", "created", "fingerprint"]
+VERIFY_SHOWN = {"failed": "FAILED"}  # a verify result as its table shows it, where that differs
 
 
 def _no_stores(path: Path) -> str:
@@ -82,50 +81,24 @@ def verify(
 ) -> None:
     """Check stores: shapes agree, no NaN/inf, complete, fingerprint consistent. Exit 1 on any problem;
     a store being written is listed as ``writing`` and checked once its extraction ends."""
-    frame = catalog(root, dataset)
-    if model:
-        frame = frame[frame["model"] == model]
-    if frame.empty:
-        raise StoreNotFound(f"no store matches dataset={dataset or '*'} model={model or '*'}; `featurestore ls` lists the stores")
-    # A store being written has nothing wrong with it yet: a check run during the nightly extraction
-    # said FAILED ("another process is writing this store") and exit 1. It is listed, not verified.
-    writing = frame["state"].str.contains("writing")
-    being_written, frame = list(frame.loc[writing, "path"]), frame[~writing]
-    reports = [verify_file(Path(p)) for p in frame["path"]]
-    # A stale store is intact (ok) but no longer matches its dataset, and one whose dataset's
-    # manifest is damaged cannot be compared with it: said as warnings (an unreadable store's
-    # problem is verify's own).
-    noted = {p: [problem] for p, state, problem in zip(frame["path"], frame["state"], frame["problem"])
-             if isinstance(problem, str) and (state == "complete" or state.startswith("stale"))}
-    stale = set(frame.loc[frame["state"].str.startswith("stale"), "path"])
-    warnings = [r.warnings + noted.get(str(r.path), []) for r in reports]
-    later = "being written now; verify it once its extraction ends"
+    checks = verify_stores(root, dataset, model)
     if as_json:
-        print_json([{"path": str(r.path), "ok": r.ok, "stale": str(r.path) in stale, "problems": r.problems,
-                     "warnings": w} for r, w in zip(reports, warnings)]
-                   + [{"path": p, "ok": None, "writing": True, "problems": [], "warnings": [later]}
-                      for p in being_written])
+        print_json([_verify_json(check) for check in checks])
     else:
         # stale: intact, so not a failure, but not "ok" beside the command that rebuilds it either
-        print_table(
-            [{"store": str(r.path), "result": "FAILED" if not r.ok else "stale" if str(r.path) in stale else "ok",
-              "details": "; ".join(r.problems + w) or "-"} for r, w in zip(reports, warnings)]
-            + [{"store": p, "result": "writing", "details": later} for p in being_written],
-            ["store", "result", "details"], title="verify")
-    if not all(r.ok for r in reports):
+        print_table([{"store": str(c.path), "result": VERIFY_SHOWN.get(c.result, c.result),
+                      "details": "; ".join(c.problems + c.warnings) or "-"} for c in checks],
+                    ["store", "result", "details"], title="verify")
+    if any(check.result == "failed" for check in checks):
         raise typer.Exit(1)
 
 
-def _rm_targets(final, partial: bool, dataset: str, model: str) -> list:
-    """The files ``rm`` deletes: the store and its ``.partial`` (only the latter with ``partial``)."""
-    targets = [p for p in ([] if partial else [final]) + [fmt.partial_path(final)] if p.exists()]
-    if not targets:
-        what = "no unfinished extraction" if partial else "no store"
-        raise StoreNotFound(f"{final}: {what} for dataset {dataset!r} and model {model!r}; `featurestore ls` lists the stores")
-    for path in targets:
-        if path.is_dir():
-            raise fmt.directory_in_the_way(path)
-    return targets
+def _verify_json(check: StoreCheck) -> dict:
+    """One store's entry in ``verify --json``: a store being written has ``writing`` and no ``stale``."""
+    if check.result == "writing":
+        return {"path": str(check.path), "ok": None, "writing": True, "problems": [], "warnings": check.warnings}
+    return {"path": str(check.path), "ok": check.ok, "stale": check.stale, "problems": check.problems,
+            "warnings": check.warnings}
 
 
 def rm(
@@ -137,27 +110,11 @@ def rm(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Delete a store (complete or interrupted). Refuses while another process writes it."""
-    final = fmt.store_path(dataset, model, root)
-    lock = WriterLock(fmt.lock_path(final), final)
-    _rm_targets(final, partial, dataset, model)  # nothing to delete, or a directory: said without the lock
-    lock.acquire(wait_seconds=0)
-    try:
-        # Listed again under the lock: a writer may have finished (renamed its .partial) meanwhile.
-        targets = _rm_targets(final, partial, dataset, model)
-        for path in targets:
-            try:
-                path.unlink()
-            except OSError as error:
-                raise RootNotWritable(
-                    f"{path}: cannot delete ({error.strerror}); the featurestore root is not writable by this "
-                    f"user: make {path.parent} writable or run as its owner"
-                ) from None
-    finally:
-        lock.release()
+    removed = remove_store(dataset, model, root, partial=partial)
     if as_json:
-        print_json({"removed": [str(p) for p in targets]})
+        print_json({"removed": [str(p) for p in removed]})
     else:
-        for path in targets:
+        for path in removed:
             typer.echo(f"removed {path}")
 
 

@@ -17,8 +17,8 @@ from featurestore.store.lock import holder_of
 from featurestore.store.reader import check_header, merge_resume_command, replace_command
 from featurestore.store.staleness import stale_reason
 
-CATALOG_COLUMNS = ["dataset", "model", "rows", "failed", "dim", "dtype", "complete", "state", "bytes",
-                   "created", "fingerprint", "path", "problem"]
+CATALOG_COLUMNS = ["dataset", "model", "rows", "failed", "dim", "dtype", "complete", "state", "stale", "writing",
+                   "bytes", "created", "fingerprint", "path", "problem"]
 
 
 def store_files(root=None) -> list[Path]:
@@ -46,7 +46,7 @@ def describe(path: Path, manifest_of: Callable[[str], tuple[str | None, str | No
     partial = path != final
     entry = dict.fromkeys(CATALOG_COLUMNS)
     dataset, model = fmt.names_of(path)
-    entry.update(dataset=dataset, model=model, path=str(path), complete=False)
+    entry.update(dataset=dataset, model=model, path=str(path), complete=False, stale=False, writing=False)
     writer = holder_of(fmt.lock_path(final)) if partial else None
     try:
         entry["bytes"] = path.stat().st_size
@@ -71,15 +71,16 @@ def describe(path: Path, manifest_of: Callable[[str], tuple[str | None, str | No
     current, damage = manifest_of(provenance["dataset"])
     entry["problem"] = stale_reason(provenance, current, path) or (
         damage and f"whether it is stale cannot be told: {damage}")
+    entry["stale"] = bool(current and entry["problem"])
     if entry["complete"]:
-        entry["state"] = "stale" if current and entry["problem"] else "complete"
+        entry["state"] = "stale" if entry["stale"] else "complete"
     elif not partial:
         entry.update(state="unfinished", problem=(f"{fmt.unfinished_under_final_name(committed, entry['rows'])}; "
                                                   f"replace it with `{replace_command(provenance, path)}`"))
     else:
         progress = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"
         # An unfinished store of an earlier manifest is never resumed: extract starts it again.
-        entry["state"] = f"stale, {progress}" if current and entry["problem"] else progress
+        entry.update(writing=bool(writer), state=f"stale, {progress}" if entry["stale"] else progress)
         merge = None if writer or entry["problem"] else merge_resume_command(path, provenance.get("extra", {}))
         if merge:  # extract would compute the merged rows again on this host
             entry["problem"] = f"an interrupted merge of shards; run `{merge}` to resume it"
@@ -92,7 +93,7 @@ def _unreadable(error: FeatureStoreError, partial: bool, writer: str | None) -> 
         return {"state": "unreadable", "problem": str(error)}
     if writer:
         # Its header is written when a pass starts and rewritten when it finishes: read meanwhile.
-        return {"state": "writing", "problem": None}
+        return {"state": "writing", "writing": True, "problem": None}
     if isinstance(error, (StoreCorrupt, StoreSchemaTooNew)):
         # Cut short while being created or finished: extract discards such a partial by itself.
         return {"state": "interrupted", "problem": "its partial file was cut short while being created or finished; "
@@ -108,8 +109,14 @@ def _manifests(root) -> Callable[[str], tuple[str | None, str | None]]:
 
 def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
     """One row per store under the root (only ``dataset``'s, if given): dataset, model, rows,
-    failed (rows whose image failed at extraction), dim, dtype, complete, state, bytes, created,
-    fingerprint, path, problem (why a store is not plainly complete, and what to run).
+    failed (rows whose image failed at extraction), dim, dtype, complete, state, stale, writing,
+    bytes, created, fingerprint, path, problem (why a store is not plainly complete, and what to run).
+
+    ``state`` is the text ``featurestore ls`` shows: ``complete``, ``stale``, ``unfinished``,
+    ``unreadable``, or for a partial file ``writing N/M`` or ``interrupted N/M`` (N of M rows
+    committed; no N/M where its header cannot be read), prefixed by ``stale, `` if it is of an
+    earlier manifest. Select on the columns, not on that text: ``stale`` (built from an earlier
+    manifest of the dataset: rebuild it) and ``writing`` (another process is writing it now).
 
     ``RootNotFound`` if there is no root: a mistyped root must not read as one without stores."""
     files = [p for p in store_files(root) if dataset in (None, p.parent.name)]
@@ -128,7 +135,7 @@ def catalog(root=None, dataset: str | None = None) -> pd.DataFrame:
     frame = pd.DataFrame(entries, columns=CATALOG_COLUMNS)
     frame["created"] = pd.to_datetime(frame["created"], utc=True)
     # Whole numbers even where an unreadable store leaves a gap (plain ints would turn to 30.0).
-    return frame.astype({"rows": "Int64", "failed": "Int64", "dim": "Int64"})
+    return frame.astype({"rows": "Int64", "failed": "Int64", "dim": "Int64", "stale": bool, "writing": bool})
 
 
 def stale_shards(dataset: str, root=None) -> dict[str, str]:
@@ -144,7 +151,7 @@ def stale_shards(dataset: str, root=None) -> dict[str, str]:
     for shard_root in sorted((resolve_root(root) / "shards" / dataset).glob("*/*")):
         for path in store_files(shard_root):
             entry = describe(path, manifest_of) if path.parent.name == dataset else None
-            if entry is not None and str(entry["state"]).startswith("stale"):
+            if entry is not None and entry["stale"]:
                 stale.setdefault(f"{shard_root.parent.name} {shard_root.name}", entry["problem"])
     return stale
 
@@ -152,4 +159,4 @@ def stale_shards(dataset: str, root=None) -> dict[str, str]:
 def stale_models(dataset: str, root=None) -> list[str]:
     """Models whose store of ``dataset`` was built from an earlier manifest (see ``staleness``)."""
     frame = catalog(root, dataset)
-    return frame.loc[frame["state"].str.startswith("stale", na=False), "model"].drop_duplicates().tolist()
+    return frame.loc[frame["stale"], "model"].drop_duplicates().tolist()

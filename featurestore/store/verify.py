@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, StoreNotFound
 from featurestore.store import format as fmt
-from featurestore.store.catalog import final_path_of
+from featurestore.store.catalog import catalog, final_path_of
 from featurestore.store.lock import holder_of
 from featurestore.store.reader import check_header, interrupted_merge, read_frame, rows_of
 from featurestore.store.spec import FINGERPRINT_FIELDS, fingerprint_of
@@ -17,6 +17,7 @@ from featurestore.store.staleness import rebuild_command
 
 SCAN_ROWS = 8192
 SHOW_FAILED = 3  # failed ids named in the warning; the rest are counted
+BEING_WRITTEN = "being written now; verify it once its extraction ends"
 
 
 @dataclass
@@ -116,3 +117,51 @@ def verify_file(path: Path) -> VerifyReport:
     except FeatureStoreError as error:
         problems.append(str(error))
     return report
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """What ``verify_stores`` found of one store file. ``result``: ``"failed"`` (it has problems),
+    ``"stale"`` (intact, but built from an earlier manifest of its dataset: rebuild it), ``"ok"``,
+    or ``"writing"`` (another process is writing it: not verified, check it once that ends).
+    Problems fail a store, warnings do not."""
+
+    path: Path
+    result: str
+    stale: bool = False
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool | None:
+        """True if the store has no problem, None if it was not verified (being written)."""
+        return None if self.result == "writing" else not self.problems
+
+
+def verify_stores(root=None, dataset: str | None = None, model: str | None = None) -> list[StoreCheck]:
+    """Verify every store under the root (only ``dataset``'s, only ``model``'s, if given), in
+    ``catalog`` order, with ``verify_file``; a store being written is not read, only listed
+    (``"writing"``). A complete store's catalog ``problem`` (stale, or whether it is stale cannot be
+    told) is a warning. ``StoreNotFound`` if no store matches."""
+    frame = catalog(root, dataset)
+    if model is not None:
+        frame = frame[frame["model"] == model]
+    if frame.empty:
+        raise StoreNotFound(f"no store matches dataset={dataset or '*'} model={model or '*'}; "
+                            "`featurestore ls` lists the stores")
+    return [_check(entry) for entry in frame.to_dict("records")]
+
+
+def _check(entry: dict) -> StoreCheck:
+    """The check of one catalog row."""
+    path = Path(entry["path"])
+    # A store being written has nothing wrong with it yet: a check run during the nightly extraction
+    # said FAILED ("another process is writing this store").
+    if entry["writing"]:
+        return StoreCheck(path, "writing", entry["stale"], warnings=[BEING_WRITTEN])
+    report = verify_file(path)
+    # A stale store is intact but no longer matches its dataset, and one whose dataset's manifest is
+    # damaged cannot be compared with it: said as warnings (an unreadable store's problem is verify's own).
+    noted = [entry["problem"]] if isinstance(entry["problem"], str) and (entry["complete"] or entry["stale"]) else []
+    result = "failed" if report.problems else "stale" if entry["stale"] else "ok"
+    return StoreCheck(path, result, entry["stale"], report.problems, report.warnings + noted)
