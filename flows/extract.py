@@ -9,21 +9,18 @@ hosts). With ``shards > 1`` each shard is its own task and a merge task per mode
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from featurestore.backbones import register_onnx_spec
-from featurestore.errors import InvalidOption, exit_on_error
+from featurestore.errors import InvalidOption
 from featurestore.extract import check_request
-from featurestore.extract.plan import check_weights, parse_weights
+from featurestore.extract.plan import check_weights
 from featurestore.paths import check_root
 from flows.artifacts import artifact_key, name_part
-from flows.runners import TASK_RUNNERS, check_given, ctrl_c_stops_tasks, make_task_runner, shared_api, tasks_run_on
+from flows.runners import check_given, ctrl_c_stops_tasks, make_task_runner, shared_api, tasks_run_on
 from tasks import extract as steps
 
 
@@ -136,56 +133,13 @@ def run_extract(task_runner: str = "threads", workers: int = 1, **parameters) ->
         return extract(task_runner=task_runner, workers=workers, **parameters)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, whose bad option is one line as every other error (``--help`` is unchanged)."""
-
-    def error(self, message: str):
-        """Print ``error: MESSAGE; see PROG --help`` on stderr and exit 2, without the usage block."""
-        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: ``python -m flows.extract --dataset NAME --models A,B ...``."""
-    from featurestore.cli.output import split_names
+    """``python -m flows.extract --dataset NAME --models A,B ...`` is ``featurestore extract-flow``: one set of
+    options for both; it prints the rows as JSON and exits 130 on Ctrl-C (the stores already said how far
+    they got and how to resume; Prefect logged the crash)."""
+    from featurestore.cli import run_command
 
-    parser = _OneLineParser(prog="python -m flows.extract", description=extract.__doc__.splitlines()[0])
-    # The short and plural spellings of `featurestore extract`, so its options carry over.
-    parser.add_argument("--dataset", "--datasets", "-d", dest="dataset", required=True, action="append",
-                        help="dataset name (repeat or comma-separate)")
-    parser.add_argument("--models", "--model", "-m", dest="models", action="append",
-                        help="backbone names (repeat or comma-separate; default efficientnet_lite0)")
-    parser.add_argument("--root")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--runtime")
-    parser.add_argument("--precision")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--weights", action="append", default=[], help="FILE (one model) or MODEL=FILE")
-    parser.add_argument("--layer")
-    parser.add_argument("--shards", type=int, default=1)
-    parser.add_argument("--shard-index", type=int, help="run only this shard (0-based) of --shards")
-    parser.add_argument("--no-share-decode", action="store_true", help="one task per model instead of per dataset")
-    parser.add_argument("--onnx-spec", action="append", default=[])
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace complete stores built from other inputs, each once its new one is complete")
-    parser.add_argument("--task-runner", default="threads", choices=sorted(TASK_RUNNERS))
-    parser.add_argument("--workers", type=int, default=1, help="tasks at once (default 1: one device)")
-    args = parser.parse_args(argv)
-    try:
-        with exit_on_error():
-            datasets = split_names(args.dataset, "--dataset")
-            models = split_names(args.models, "--models") or ["efficientnet_lite0"]
-            weights = parse_weights(args.weights, models)
-            rows = run_extract(
-                task_runner=args.task_runner, workers=args.workers, datasets=datasets,
-                models=models, root=args.root, device=args.device,
-                runtime=args.runtime, precision=args.precision, batch_size=args.batch_size, weights=weights or None,
-                layer=args.layer, shards=args.shards, shard_index=args.shard_index,
-                share_decode=not args.no_share_decode, onnx_specs=args.onnx_spec or None,
-                overwrite=args.overwrite)
-    except KeyboardInterrupt:
-        # The stores already said how far they got and how to resume; Prefect logged the crash.
-        sys.exit(130)
-    print(json.dumps(rows, indent=2))
+    run_command("extract-flow", argv, module="flows.extract")
 
 
 if __name__ == "__main__":

@@ -292,6 +292,25 @@ def test_flow_module_takes_the_short_and_repeated_options_of_the_cli(tmp_path, c
     assert exit_.value.code == 2 and error[-1].startswith("error: --weights ") and "MODEL=FILE" in error[-1]
 
 
+def test_flow_module_passes_every_option_to_the_flow(monkeypatch, capsys):
+    import flows.extract
+
+    given = {}
+    monkeypatch.setattr(flows.extract, "run_extract", lambda **parameters: given.update(parameters) or [])
+    with pytest.raises(SystemExit) as exit_:  # --replace-stale was on no command line
+        flows.extract.main(["-d", "a,b", "--datasets", "c", "--model", "efficientnet_lite0", "--weights", "w.pth",
+                            "--device", "cpu", "--runtime", "torch", "--precision", "fp32", "--batch-size", "8",
+                            "--layer", "logits", "--shards", "2", "--shard-index", "1", "--no-share-decode",
+                            "--overwrite", "--replace-stale", "--task-runner", "processes", "--workers", "2",
+                            "--root", "r"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == "[]\n"
+    assert given == dict(
+        task_runner="processes", workers=2, datasets=["a", "b", "c"], models=["efficientnet_lite0"], root="r",
+        device="cpu", runtime="torch", precision="fp32", batch_size=8, weights={"efficientnet_lite0": "w.pth"},
+        layer="logits", shards=2, shard_index=1, share_decode=False, onnx_specs=None, overwrite=True,
+        replace_stale=True)
+
+
 def test_ctrl_c_while_pool_workers_start_prints_no_worker_traceback(tmp_path, monkeypatch):
     from prefect.settings import PREFECT_API_URL
 

@@ -401,7 +401,7 @@ def test_run_refuses_a_bad_device_or_classifier_before_its_flow_starts(root, opt
     ["featurestore.cli", "ls", "--bogus"], ["featurestore.cli", "show", "toy", "a", "-n", "abc"],
     ["featurestore.cli", "show", "toy", "a", "-n", "-1"], ["featurestore.cli", "bogus"],
     ["featurestore.cli", "show", "toy"], ["flows.evaluate", "--bogus"],
-    ["flows.extract", "--dataset", "toy", "--shards", "abc"], ["flows.extract", "-d", "toy", "--task-runner", "bogus"],
+    ["flows.extract", "--dataset", "toy", "--shards", "abc"], ["flows.extract", "-d", "toy", "--bogus"],
 ])
 def test_a_bad_option_is_one_line_naming_the_help(root, command):
     # Before: a 3-to-10-line usage box (typer) or usage block (argparse) around the message.
@@ -409,6 +409,15 @@ def test_a_bad_option_is_one_line_naming_the_help(root, command):
     result = subprocess.run([sys.executable, "-m", *command, "--root", str(root)],
                             capture_output=True, text=True, timeout=120)
     assert one_line_error(result).endswith(" --help`") and result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["featurestore.cli", "evaluate", "-d", "toy"], ["flows.extract", "-d", "toy"]])
+def test_flows_name_the_task_runners_when_one_is_unknown(root, command):
+    # python -m flows.extract said argparse's "argument --task-runner: invalid choice", evaluate the registry's line.
+    write_store(root, n=30, model="a")
+    result = subprocess.run([sys.executable, "-m", *command, "--task-runner", "bogus", "--root", str(root)],
+                            capture_output=True, text=True, timeout=120)
+    assert one_line_error(result) == "error: unknown task runner 'bogus': choose one of dask, processes, threads"
 
 
 @pytest.mark.parametrize(("command", "runner"), [(["featurestore.cli", "evaluate", "-d", "toy"], "dask"),

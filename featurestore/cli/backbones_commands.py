@@ -1,10 +1,14 @@
-"""`featurestore backbones | extract | merge-shards`: the backbone registry and the extract step."""
+"""`featurestore backbones | extract | merge-shards`: the backbone registry and the extract step;
+`extract-flow`, hidden, is `python -m flows.extract`."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, print_json, print_table, split_names
+from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.errors import InvalidName
 from featurestore.extract.reader import READERS
 from featurestore.extract.runtimes import PRECISIONS, RUNTIMES, RuntimeSpec
@@ -88,49 +92,109 @@ def _requested_models(models: list[str] | None, onnx_specs: list[str]) -> list[s
     return split_names(models, "--models") or registered or [DEFAULT_MODEL]
 
 
+def _extract_request(datasets: list[str], models: list[str] | None, onnx_specs: list[str],
+                     weights: list[str]) -> tuple[list[str], list[str], dict[str, str]]:
+    """The dataset names, model names (see ``_requested_models``) and ``{model: weights file}`` that
+    ``extract`` and ``extract-flow`` were given, checked in the order they are typed."""
+    from featurestore.extract.plan import parse_weights
+
+    names = split_names(datasets, "--dataset")
+    requested = _requested_models(models, onnx_specs)
+    return names, requested, parse_weights(weights, requested)
+
+
+# The options `extract` and `extract-flow` (`python -m flows.extract`) both take, in the same meaning;
+# `--workers` is not among them: decoding workers in one process for `extract`, tasks at once for the flow.
+Datasets = Annotated[list[str], typer.Option("--dataset", "--datasets", "-d",
+                                             help="Ingested dataset names, comma-separated or repeated.")]
+Models = Annotated[list[str], typer.Option("--models", "--model", "-m", help="Backbones, comma-separated or repeated "
+                                           f"(default: the --onnx-spec models, else {DEFAULT_MODEL}).")]
+Weights = Annotated[list[str], typer.Option("--weights", help="Weights file: FILE (one model) or MODEL=FILE.")]
+OnnxSpecs = Annotated[list[str], typer.Option("--onnx-spec", help="JSON file describing an ONNX backbone to register.")]
+Layer = Annotated[str, typer.Option("--layer", help="Feature layer (default: the backbone's avgpool).")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Runtime = Annotated[str, typer.Option("--runtime", help=_choices(RUNTIMES))]
+Precision = Annotated[str, typer.Option("--precision", help=_precision_help())]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Images per batch (default 32 on CPU, 256 on GPU).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a complete store built from other inputs, "
+                                         "once its new one is complete.")]
+
+
 def extract(
-    datasets: list[str] = typer.Option(..., "--dataset", "--datasets", "-d",
-                                       help="Ingested dataset names, comma-separated or repeated."),
-    models: list[str] = typer.Option(None, "--models", "--model", "-m", help="Backbones, comma-separated or repeated "
-                                     f"(default: the --onnx-spec models, else {DEFAULT_MODEL})."),
-    weights: list[str] = typer.Option([], "--weights", help="Weights file: FILE (one model) or MODEL=FILE."),
-    onnx_spec: list[str] = typer.Option([], "--onnx-spec", help="JSON file describing an ONNX backbone to register."),
-    layer: str = typer.Option(None, "--layer", help="Feature layer (default: the backbone's avgpool)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    runtime: str = typer.Option(None, "--runtime", help=_choices(RUNTIMES)),
-    precision: str = typer.Option(None, "--precision", help=_precision_help()),
-    batch_size: int = typer.Option(None, "--batch-size", help="Images per batch (default 32 on CPU, 256 on GPU)."),
+    datasets: Datasets,
+    models: Models = None,
+    weights: Weights = [],
+    onnx_spec: OnnxSpecs = [],
+    layer: Layer = None,
+    device: Device = "auto",
+    runtime: Runtime = None,
+    precision: Precision = None,
+    batch_size: BatchSize = None,
     reader: str = typer.Option(None, "--reader", help=_choices(READERS)),
     workers: int = typer.Option(None, "--workers", help="Decoding threads or processes (default: up to 4 threads; cores - 2 processes; 2 threads for device-decode)."),
     threads: int = typer.Option(None, "--threads", help="Compute threads on CPU."),
     shard: str = typer.Option(None, "--shard", help="Extract only shard INDEX/COUNT (merge with merge-shards)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete store built from other inputs."),
+    overwrite: Overwrite = False,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (images/s)."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run each backbone once over a dataset into its store; complete stores are skipped, partial ones resume."""
     from featurestore.extract import extract as run_extract
-    from featurestore.extract.plan import parse_weights
 
-    dataset_names = split_names(datasets, "--dataset")
-    names = _requested_models(models, onnx_spec)
+    dataset_names, names, by_model = _extract_request(datasets, models, onnx_spec, weights)
     results = [result for dataset in dataset_names
                for result in run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
                                          batch_size=batch_size, reader=reader, workers=workers, threads=threads,
-                                         weights=parse_weights(weights, names), layer=layer, shard=_shard(shard),
+                                         weights=by_model, layer=layer, shard=_shard(shard),
                                          overwrite=overwrite, progress=progress)]
     _print_results(results, as_json)
+
+
+def extract_flow(
+    datasets: Datasets,
+    models: Models = None,
+    weights: Weights = [],
+    onnx_spec: OnnxSpecs = [],
+    layer: Layer = None,
+    device: Device = "auto",
+    runtime: Runtime = None,
+    precision: Precision = None,
+    batch_size: BatchSize = None,
+    shards: int = typer.Option(1, "--shards", help="Split each dataset's rows into N tasks, merged at the end."),
+    shard_index: int = typer.Option(None, "--shard-index", help="Run only this shard (0-based) of --shards; the run "
+                                    "that completes the set merges it (one run per host or GPU)."),
+    share_decode: bool = typer.Option(True, "--share-decode/--no-share-decode",
+                                      help="One task per dataset decoding for every model, or one per model."),
+    overwrite: Overwrite = False,
+    replace_stale: bool = typer.Option(False, "--replace-stale", help="Replace a complete store built from an "
+                                       "earlier manifest of its dataset (ingested again since), once its new one is "
+                                       "complete; other inputs still need --overwrite."),
+    task_runner: str = typer.Option("threads", "--task-runner", help="threads, processes or dask."),
+    workers: int = typer.Option(1, "--workers", help="Tasks run at once (default 1: one device)."),
+    root: str = ROOT_OPTION,
+) -> None:
+    """Run the extract flow (`python -m flows.extract`): one task per dataset and shard, its rows printed as JSON."""
+    dataset_names, names, by_model = _extract_request(datasets, models, onnx_spec, weights)
+    check_prefect_api()
+    from flows.extract import run_extract  # Prefect loads only when a flow runs
+
+    rows = run_extract(task_runner=task_runner, workers=workers, datasets=dataset_names, models=names, root=root,
+                       device=device, runtime=runtime, precision=precision, batch_size=batch_size,
+                       weights=by_model or None, layer=layer, shards=shards, shard_index=shard_index,
+                       share_decode=share_decode, onnx_specs=onnx_spec or None, overwrite=overwrite,
+                       replace_stale=replace_stale)
+    print_json(rows)
 
 
 def merge_shards(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Ingested dataset name."),
     models: list[str] = typer.Option(..., "--models", "--model", "-m", help="Backbones, comma-separated or repeated."),
     count: int = typer.Option(..., "--count", help="Number of shards the rows were split into."),
-    weights: list[str] = typer.Option([], "--weights", help="Weights file: FILE (one model) or MODEL=FILE."),
-    onnx_spec: list[str] = typer.Option([], "--onnx-spec", help="JSON file describing an ONNX backbone to register."),
+    weights: Weights = [],
+    onnx_spec: OnnxSpecs = [],
     layer: str = typer.Option(None, "--layer", help="Feature layer used at extraction."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a complete store built from other inputs."),
+    overwrite: Overwrite = False,
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -148,4 +212,6 @@ def register(app: typer.Typer) -> None:
     """Add the backbone and extract commands to the CLI."""
     app.command("backbones")(backbones)
     app.command("extract")(extract)
+    # hidden: `python -m flows.extract` is how the flow is run (see flows/extract.py's main)
+    app.command("extract-flow", hidden=True)(extract_flow)
     app.command("merge-shards")(merge_shards)
