@@ -66,6 +66,22 @@ class FeaturesNotFinite(FeatureStoreError):
     """Every row a pass computed for a store is NaN or infinite: broken weights or model."""
 
 
+@dataclass(frozen=True)
+class _PassOptions:
+    """How one pass fills its stores: ``extract``'s options, with the batch size resolved."""
+
+    device: str
+    runtime: str | None
+    precision: str | None
+    batch_size: int
+    workers: int | None
+    threads: int | None
+    root: object
+    overwrite: bool  # overwrite or replace_stale: planning chose the stores to replace, the writers may
+    commit_bytes: int
+    progress: bool
+
+
 @dataclass
 class _Active:
     """A job being filled: its writer, runtime and the next manifest row it needs."""
@@ -161,8 +177,11 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
             pending.append(job)
     if pending:
         read = open_reader(reader, device, manifest, *_pass_of(pending, runtime, device))
-        for result in _run(pending, manifest, root, device, runtime, precision, batch_size, read, workers, threads,
-                           overwrite or replace_stale, commit_bytes, progress):
+        options = _PassOptions(device=device, runtime=runtime, precision=precision,
+                               batch_size=batch_size or DEFAULT_BATCH["cuda" if device.startswith("cuda") else "cpu"],
+                               workers=workers, threads=threads, root=root, overwrite=overwrite or replace_stale,
+                               commit_bytes=commit_bytes, progress=progress)
+        for result in _run(pending, manifest, read, options):
             results[result.model] = result
     return [results[job.model] for job in jobs]
 
@@ -199,80 +218,108 @@ def _skipped(job: Job, path: Path) -> ExtractResult:
                          fingerprint=job.spec.fingerprint)
 
 
-def _run(jobs: list[Job], manifest, root, device: str, runtime: str | None, precision: str | None,
-         batch_size: int | None, read: Reader, workers: int | None, threads: int | None, overwrite: bool,
-         commit_bytes: int, progress: bool) -> list[ExtractResult]:
-    batch_size = batch_size or DEFAULT_BATCH["cuda" if device.startswith("cuda") else "cpu"]
+def _run(jobs: list[Job], manifest, read: Reader, options: _PassOptions) -> list[ExtractResult]:
+    """Fill the stores of ``jobs`` in one pass over the images ``read`` decodes."""
     offset, stop = jobs[0].shard.bounds(len(manifest.frame))
-    done: list[ExtractResult] = []
     with ExitStack() as stack:
-        opened = []
-        for job in jobs:
-            writer = stack.enter_context(_kept_if_written(StoreWriter.open(
-                job.spec, job.rows, job.root, overwrite=overwrite, commit_bytes=commit_bytes)))
-            if writer.is_complete:
-                done.append(_skipped(job, writer.path))
-            else:
-                opened.append((job, writer))
+        done, opened = _open_writers(jobs, stack, options)
         if not opened:
             return done
         first = offset + min(writer.committed_rows for _, writer in opened)
         preprocessings = [job.backbone.preprocessing for job, _ in opened]
         # Asked for before the models load: a process reader's workers start up meanwhile.
-        batches = read(manifest, preprocessings, first, stop, batch_size, workers)
-        active: list[_Active] = []
-        for job, writer in opened:
-            engine = build_runtime(RuntimeRequest(job.backbone, job.weights, job.layer, device, precision,
-                                                  threads, batch_size, root),
-                                   runtime)
-            sink = BackgroundWriter(writer)
-            stack.callback(sink.close)
-            active.append(_Active(job, writer, sink, engine, offset + writer.committed_rows,
-                                  resumed=writer.committed_rows > 0))
+        batches = read(manifest, preprocessings, first, stop, options.batch_size, options.workers)
+        active = _start_runtimes(opened, offset, stack, options)
         started = time.perf_counter()
         names = ", ".join(a.job.model for a in active)
-        with tqdm(total=stop - first, unit="img", desc=f"{jobs[0].spec.dataset}: {names}", disable=not progress,
-                  smoothing=0.1) as bar:
-            for batch in batches:
-                # Ctrl-C reaches only the main thread; when this runs in a worker thread the main
-                # thread's handler requests the stop, and this raises it here, between batches.
-                raise_if_stop_requested()
-                for item in active:
-                    skip = item.next_row - batch.start
-                    if skip >= len(batch):
-                        continue
-                    if batch.stored is None:
-                        handle = item.runtime.submit(batch.inputs[item.job.backbone.preprocessing][skip:])
-                    else:
-                        handle = item.runtime.submit_stored(batch.stored[skip:])
-                    item.push(handle, batch.failed[skip:])
-                    item.next_row = batch.start + len(batch)
-                bar.update(len(batch))
+        with tqdm(total=stop - first, unit="img", desc=f"{jobs[0].spec.dataset}: {names}",
+                  disable=not options.progress, smoothing=0.1) as bar:
+            _pump(batches, active, bar)
         seconds = time.perf_counter() - started
-        broken = []
-        for item in active:
-            item.flush()
-            item.sink.close()
-            if item.not_finite and item.not_finite == item.written - item.failed:
-                # Not one usable row: finished, it would replace a good store (--overwrite) with NaN.
-                item.writer.discard()
-                broken.append(f"{partial_path(item.writer.path)}: all {item.not_finite} rows")
-                continue
-            item.writer.finalize(_provenance(item, device, batch_size, read.name))
-            if item.not_finite:
-                # Stored as computed (the store records what the model gave); said now, not first by verify.
-                log.warning("%s: %d of %d rows have NaN or infinite features: the model or its weights are "
-                            "probably broken (`featurestore verify` lists the store)", item.writer.path,
-                            item.not_finite, item.written)
-            done.append(ExtractResult(item.job.spec.dataset, item.job.model, item.writer.path,
-                                      "resumed" if item.resumed else "extracted", len(item.job.rows),
-                                      item.written, item.failed, seconds, item.runtime.name,
-                                      item.job.spec.fingerprint))
+        finished, broken = _finish(active, seconds, read.name, options)
     if broken:
         raise FeaturesNotFinite(f"{'; '.join(broken)} came out NaN or infinite: the model or its weights are "
                                 "broken; that store was deleted unfinished (a complete one before it is kept): fix "
                                 "the weights and extract again")
-    return done
+    return done + finished
+
+
+def _open_writers(jobs: list[Job], stack: ExitStack,
+                  options: _PassOptions) -> tuple[list[ExtractResult], list[tuple[Job, StoreWriter]]]:
+    """Open each job's store writer on ``stack``: the results of the stores found complete, and
+    the (job, writer) pairs still to fill."""
+    done: list[ExtractResult] = []
+    opened = []
+    for job in jobs:
+        writer = stack.enter_context(_kept_if_written(StoreWriter.open(
+            job.spec, job.rows, job.root, overwrite=options.overwrite, commit_bytes=options.commit_bytes)))
+        if writer.is_complete:
+            done.append(_skipped(job, writer.path))
+        else:
+            opened.append((job, writer))
+    return done, opened
+
+
+def _start_runtimes(opened: list[tuple[Job, StoreWriter]], offset: int, stack: ExitStack,
+                    options: _PassOptions) -> list[_Active]:
+    """Load each store's model and start its background writer (closed by ``stack``); each
+    resumes after its writer's committed rows."""
+    active: list[_Active] = []
+    for job, writer in opened:
+        engine = build_runtime(RuntimeRequest(job.backbone, job.weights, job.layer, options.device,
+                                              options.precision, options.threads, options.batch_size, options.root),
+                               options.runtime)
+        sink = BackgroundWriter(writer)
+        stack.callback(sink.close)
+        active.append(_Active(job, writer, sink, engine, offset + writer.committed_rows,
+                              resumed=writer.committed_rows > 0))
+    return active
+
+
+def _pump(batches, active: list[_Active], bar) -> None:
+    """Submit each batch to every store that still needs some of its rows, checking for a stop between batches."""
+    for batch in batches:
+        # Ctrl-C reaches only the main thread; when this runs in a worker thread the main
+        # thread's handler requests the stop, and this raises it here, between batches.
+        raise_if_stop_requested()
+        for item in active:
+            skip = item.next_row - batch.start
+            if skip >= len(batch):
+                continue
+            if batch.stored is None:
+                handle = item.runtime.submit(batch.inputs[item.job.backbone.preprocessing][skip:])
+            else:
+                handle = item.runtime.submit_stored(batch.stored[skip:])
+            item.push(handle, batch.failed[skip:])
+            item.next_row = batch.start + len(batch)
+        bar.update(len(batch))
+
+
+def _finish(active: list[_Active], seconds: float, reader: str,
+            options: _PassOptions) -> tuple[list[ExtractResult], list[str]]:
+    """Write the last rows and finalize each store: the results of the stores finalized, and what
+    to say about those deleted because not one of their rows came out finite."""
+    finished: list[ExtractResult] = []
+    broken = []
+    for item in active:
+        item.flush()
+        item.sink.close()
+        if item.not_finite and item.not_finite == item.written - item.failed:
+            # Not one usable row: finished, it would replace a good store (--overwrite) with NaN.
+            item.writer.discard()
+            broken.append(f"{partial_path(item.writer.path)}: all {item.not_finite} rows")
+            continue
+        item.writer.finalize(_provenance(item, options.device, options.batch_size, reader))
+        if item.not_finite:
+            # Stored as computed (the store records what the model gave); said now, not first by verify.
+            log.warning("%s: %d of %d rows have NaN or infinite features: the model or its weights are "
+                        "probably broken (`featurestore verify` lists the store)", item.writer.path,
+                        item.not_finite, item.written)
+        finished.append(ExtractResult(item.job.spec.dataset, item.job.model, item.writer.path,
+                                      "resumed" if item.resumed else "extracted", len(item.job.rows),
+                                      item.written, item.failed, seconds, item.runtime.name,
+                                      item.job.spec.fingerprint))
+    return finished, broken
 
 
 @contextmanager

@@ -153,10 +153,28 @@ def fetch(
     size = None if checksum else resource.size
     local = None if (mirror or resolve_mirror()) else _local_copy(resource)
     if local is not None:
-        # A local copy may be a repackaging of the same data, hence its own accepted checksums.
-        accepted = resource.local_checksums if checksum is None else ()
-        _verify(local, expected, None if accepted else size, accepted, remember=False, fix=_FIX_LOCAL)
-        return local
+        return _verified_local(local, resource, expected, size, explicit=checksum is not None)
+    target = _cache_slot(resource, directory)
+    if _cached(target, expected, size):
+        return target
+    return _download_verified(resource, dataset, target, expected, size, mirror=mirror, progress=progress,
+                              attempts=attempts, backoff=BACKOFF_S if backoff is None else backoff, timeout=timeout)
+
+
+def _verified_local(local: Path, resource: Resource, expected: str | None, size: int | None, *,
+                    explicit: bool) -> Path:
+    """``local``, this machine's copy of ``resource``, once verified; ``explicit``: ``expected`` was
+    given for this call rather than taken from the registry."""
+    # A local copy may be a repackaging of the same data, hence its own accepted checksums.
+    accepted = () if explicit else resource.local_checksums
+    _verify(local, expected, None if accepted else size, accepted, remember=False, fix=_FIX_LOCAL)
+    return local
+
+
+def _cache_slot(resource: Resource, directory: Path) -> Path:
+    """Where ``resource`` is kept under ``directory``, ready for it: what an earlier version kept
+    under its bare name is moved there, what was kept there from another URL is deleted, and the
+    URL is recorded."""
     target = cache_path(resource, directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.parent != directory:
@@ -165,19 +183,32 @@ def fetch(
         _forget(target)
     # Recorded before the download starts, so that a .part left behind is resumed only from its own URL.
     target.with_name(target.name + _SOURCE).write_text(resource.url + "\n")
-    if target.is_file():
-        try:
-            _verify(target, expected, size)
-            return target
-        except ChecksumMismatch:
-            target.unlink()
+    return target
+
+
+def _cached(target: Path, expected: str | None, size: int | None) -> bool:
+    """Whether ``target`` holds a verified download; one that fails verification is deleted."""
+    if not target.is_file():
+        return False
+    try:
+        _verify(target, expected, size)
+    except ChecksumMismatch:
+        target.unlink()
+        return False
+    return True
+
+
+def _download_verified(resource: Resource, dataset: str, target: Path, expected: str | None, size: int | None, *,
+                       mirror: str | None, progress: bool, attempts: int, backoff: float, timeout: float) -> Path:
+    """Download ``resource`` beside ``target``, verify it and move it there; a download that fails
+    verification is deleted."""
     # Trust on first use only: with no checksum published, a new download must match the hash
     # recorded once the first one was used, which is kept; a held one was never used, so it binds nothing.
     recorded = None if expected else checksums.recorded(target)
     url = resource_url(resource, dataset, mirror)
     partial = target.with_name(target.name + ".part")
     _download(url, partial, size, check=_what_to_check(resource, mirror), progress=progress, attempts=attempts,
-              backoff=BACKOFF_S if backoff is None else backoff, timeout=timeout)
+              backoff=backoff, timeout=timeout)
     fix = "nothing was kept; check that the server sends the right file, then run ingest again to download it again"
     if recorded:
         fix += f" (if the file changed on purpose, delete {target}.sha256 to accept the new one)"
