@@ -112,51 +112,79 @@ def print_summary(run_dir: str, document: dict) -> None:
     print(f"report: {report_path(run_dir)}")
 
 
-def _fan_out(requested: dict[str, list[str]], parameters: dict, root: str | None) -> str:
-    """Check the ``requested`` stores, fit every classifier and ensemble of ``parameters`` on the
-    usable ones and write the report; return the run directory."""
-    classifiers, stacking, seed = parameters["classifiers"], parameters["stacking"], parameters["seed"]
-    in_sample, train_per_class = parameters["in_sample"], parameters["train_per_class"]
-    threads = max(1, (os.cpu_count() or 1) // parameters["workers"])
+def _skipped(dataset: str, model: str, classifier: str | None, reason: str) -> dict:
+    """One entry of the report's skipped list: ``model`` of ``dataset`` (only its ``classifier``,
+    where one is named) is not evaluated, for ``reason``."""
+    which = {"classifier": classifier} if classifier else {}
+    return {"dataset": dataset, "model": model, **which, "reason": reason}
+
+
+def _usable_stores(requested: dict[str, list[str]], root: str | None) -> tuple[dict[str, list[str]], list[dict]]:
+    """Check every ``requested`` store in a task of its own; return the usable models of each dataset
+    that has any, and a skipped entry per unusable store. Raise ``NothingToEvaluate`` where none is usable."""
     checks = {(d, m): steps.check_store.submit(d, m, root) for d, names in requested.items() for m in names}
     problems = {key: future.result() for key, future in checks.items()}
-    skipped = [{"dataset": d, "model": m, "reason": problem} for (d, m), problem in problems.items() if problem]
+    skipped = [_skipped(d, m, None, problem) for (d, m), problem in problems.items() if problem]
     usable = {d: [m for m in names if not problems[d, m]] for d, names in requested.items()}
     # An empty report would become the latest run and hide the previous one.
     if not any(usable.values()):
         raise NothingToEvaluate("no store can be evaluated: " + "; ".join(s["reason"] for s in skipped))
-    ready_datasets = {d: m for d, m in usable.items() if m}
+    return {d: m for d, m in usable.items() if m}, skipped
+
+
+def _check_rows(ready_datasets: dict[str, list[str]], stacking: bool, root: str | None) -> None:
+    """Fail before any fit on stores of a dataset that disagree or classes train cannot learn."""
     for dataset, ready in ready_datasets.items():
         # stores are compared with each other only where they are combined
         for group in ([ready] if stacking else [[m] for m in ready]):
             steps.check_dataset_rows.submit(dataset, group, root).result()
+
+
+def _submit_dataset(dataset: str, ready: list[str], parameters: dict, root: str | None, run_dir: str,
+                    parts: list[PrefectFuture], skipped: list[dict]) -> None:
+    """Submit every classifier and ensemble of ``parameters`` on the ``ready`` stores of ``dataset``.
+
+    Futures go into ``parts`` as the tasks are submitted, not at the end, so that a failure part-way
+    still settles the tasks already started; what is not run goes into ``skipped``.
+    """
+    classifiers, stacking, seed = parameters["classifiers"], parameters["stacking"], parameters["seed"]
+    in_sample, train_per_class = parameters["in_sample"], parameters["train_per_class"]
+    threads = max(1, (os.cpu_count() or 1) // parameters["workers"])
+    # Logistic regression goes first: the ensembles reuse its chosen C, and they are the
+    # longest tasks, so they should start early rather than last.
+    logreg = [steps.fit_classifier.submit(dataset, m, BASE_CLASSIFIER, root, seed, threads, run_dir,
+                                          train_per_class) for m in ready] if BASE_CLASSIFIER in classifiers else []
+    parts.extend(logreg)
+    if stacking and len(ready) > 1:
+        # early fusion first: stacking blocks a worker until every logistic regression is done
+        parts.append(steps.early_fusion.submit(dataset, ready, root, seed, threads, run_dir, train_per_class))
+        problem = steps.check_stacking.submit(dataset, ready, root, train_per_class, seed).result()
+        if problem:
+            skipped.append(_skipped(dataset, "+".join(ready), "stacking",
+                                    f"only stacking and its soft vote are skipped: {problem}"))
+        else:
+            parts.append(steps.stack.submit(dataset, ready, root, seed, threads, run_dir, logreg, in_sample,
+                                            train_per_class))
+    parts.extend(steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir, train_per_class)
+                 for c in classifiers if c != BASE_CLASSIFIER for m in ready)
+    if stacking and len(ready) < 2:
+        # every ensemble combines stores, so all of them go, once for the dataset
+        skipped.append(_skipped(dataset, ready[0], "ensembles",
+                                f"stacking, soft_vote and early_fusion combine at least two usable stores "
+                                f"of {dataset}; {ready[0]} is the only one: extract a second backbone "
+                                f"(featurestore extract -d {dataset} -m NAME)"))
+
+
+def _fan_out(requested: dict[str, list[str]], parameters: dict, root: str | None) -> str:
+    """Check the ``requested`` stores, fit every classifier and ensemble of ``parameters`` on the
+    usable ones and write the report; return the run directory."""
+    ready_datasets, skipped = _usable_stores(requested, root)
+    _check_rows(ready_datasets, parameters["stacking"], root)
     run_dir = str(new_run_dir(root))
     parts: list[PrefectFuture] = []
     try:
         for dataset, ready in ready_datasets.items():
-            # Logistic regression goes first: the ensembles reuse its chosen C, and they are the
-            # longest tasks, so they should start early rather than last.
-            logreg = [steps.fit_classifier.submit(dataset, m, BASE_CLASSIFIER, root, seed, threads, run_dir,
-                                                  train_per_class) for m in ready] if BASE_CLASSIFIER in classifiers else []
-            parts += logreg
-            if stacking and len(ready) > 1:
-                # early fusion first: stacking blocks a worker until every logistic regression is done
-                parts.append(steps.early_fusion.submit(dataset, ready, root, seed, threads, run_dir, train_per_class))
-                problem = steps.check_stacking.submit(dataset, ready, root, train_per_class, seed).result()
-                if problem:
-                    skipped.append({"dataset": dataset, "model": "+".join(ready), "classifier": "stacking",
-                                    "reason": f"only stacking and its soft vote are skipped: {problem}"})
-                else:
-                    parts.append(steps.stack.submit(dataset, ready, root, seed, threads, run_dir, logreg, in_sample,
-                                                    train_per_class))
-            parts += [steps.fit_classifier.submit(dataset, m, c, root, seed, threads, run_dir, train_per_class)
-                      for c in classifiers if c != BASE_CLASSIFIER for m in ready]
-            if stacking and len(ready) < 2:
-                # every ensemble combines stores, so all of them go, once for the dataset
-                skipped.append({"dataset": dataset, "model": ready[0], "classifier": "ensembles",
-                                "reason": f"stacking, soft_vote and early_fusion combine at least two usable stores "
-                                          f"of {dataset}; {ready[0]} is the only one: extract a second backbone "
-                                          f"(featurestore extract -d {dataset} -m NAME)"})
+            _submit_dataset(dataset, ready, parameters, root, run_dir, parts, skipped)
         written = steps.report.submit(run_dir, [f.result() for f in parts], skipped, parameters)
         parts.append(written)
         written.result()

@@ -100,6 +100,13 @@ def _ensemble_identity(data: EvalData) -> dict[str, Any]:
     return {"model": "+".join(data.models), "members": list(data.models), "kind": "ensemble"}
 
 
+def _timed_fit(estimator: Any, X: np.ndarray, y: np.ndarray) -> float:
+    """Fit ``estimator`` on ``X``, ``y``; return the seconds the fit took."""
+    started = time.perf_counter()
+    estimator.fit(X, y)
+    return time.perf_counter() - started
+
+
 def _ensemble_record(data: EvalData, classifier: str, estimator: Any, fit_seconds: float, extra: dict) -> dict:
     metrics, predict_seconds = score_fitted(estimator, data)
     return {
@@ -142,10 +149,8 @@ def stacking_records(
         random_state=seed,
         n_jobs=n_jobs,
     )
-    started = time.perf_counter()
     with small_classes_expected():
-        stack.fit(X_fit, y_fit)
-    fit_seconds = time.perf_counter() - started
+        fit_seconds = _timed_fit(stack, X_fit, y_fit)
 
     X_test, y_test = data.part("test")
     base_accuracy = {
@@ -160,9 +165,7 @@ def stacking_records(
     ]
     # The vote and the in-sample stack reuse the base pipelines fitted on all of train+val.
     vote = EnsembleVoteClassifier(clfs=stack.clfs_, voting="soft", fit_base_estimators=False, use_clones=False)
-    started = time.perf_counter()
-    vote.fit(X_fit, y_fit)
-    records.append(_ensemble_record(data, "soft_vote", vote, time.perf_counter() - started,
+    records.append(_ensemble_record(data, "soft_vote", vote, _timed_fit(vote, X_fit, y_fit),
                                     {**shared, "params": {"base": chosen, "vote": "mean of probabilities"}}))
     if in_sample:
         leaky = StackingClassifier(
@@ -172,14 +175,13 @@ def stacking_records(
             fit_base_estimators=False,
             use_clones=False,
         )
-        started = time.perf_counter()
         with warnings.catch_warnings():
             # mlxtend warns on every fit with fit_base_estimators=False that use_clones is forced to
             # False; that is what is wanted here (the base pipelines are the ones already fitted on
             # train+val), so the warning says nothing a user could act on
             warnings.filterwarnings("ignore", "fit_base_estimators=False enforces use_clones", UserWarning)
-            leaky.fit(X_fit, y_fit)
-        record = _ensemble_record(data, "stacking_in_sample", leaky, time.perf_counter() - started, shared)
+            leaky_seconds = _timed_fit(leaky, X_fit, y_fit)
+        record = _ensemble_record(data, "stacking_in_sample", leaky, leaky_seconds, shared)
         record["leak_free"] = False
         records.append(record)
     return records
