@@ -28,15 +28,16 @@ _UNSET = f"or unset {ENV_DASK_ADDRESS} for a local cluster"
 
 
 def check_scheduler_answers(address: str, timeout: float = 5.0) -> None:
-    """One line if nothing listens at ``address`` (a ``tcp://`` or ``tls://`` scheduler address)."""
-    parts = urlsplit(address)
+    """One line if nothing listens at ``address`` (``tcp://HOST:PORT``, ``tls://...``, or ``HOST:PORT``,
+    which Dask reads as tcp)."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls"):
+        return  # another transport (ucx, inproc): Dask itself says what it needs
     try:
         port = parts.port or 8786  # Dask's default scheduler port
     except ValueError:
         port = None
-    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
-        if "://" in address:
-            return  # another transport (ucx, inproc): Dask itself says what it needs
+    if not parts.hostname or port is None:
         raise InvalidOption(f"{ENV_DASK_ADDRESS}={address}: not a Dask scheduler address; give one like "
                             f"tcp://HOST:8786, {_UNSET}")
     try:

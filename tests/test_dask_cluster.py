@@ -93,6 +93,10 @@ def test_a_scheduler_that_does_not_answer_is_one_line_at_once(monkeypatch):
                                             rf"answer \(Connection refused\); start it or fix the address, or unset "
                                             rf"{ENV_DASK_ADDRESS} for a local cluster$"):
         make_task_runner("dask", 1)
+    monkeypatch.setenv(ENV_DASK_ADDRESS, address.removeprefix("tcp://"))  # Dask reads HOST:PORT as tcp
+    with pytest.raises(InvalidOption, match=rf"^the Dask scheduler at {address.removeprefix('tcp://')} .* does not "
+                                            r"answer \(Connection refused\)"):
+        make_task_runner("dask", 1)
     monkeypatch.setenv(ENV_DASK_ADDRESS, "127.0.0.1:8786:x")
     with pytest.raises(InvalidOption, match=rf"^{ENV_DASK_ADDRESS}=127.0.0.1:8786:x: not a Dask scheduler address"):
         make_task_runner("dask", 1)
