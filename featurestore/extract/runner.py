@@ -20,7 +20,14 @@ from tqdm.auto import tqdm
 from featurestore.backbones import get_backbone
 from featurestore.extract.plan import WHOLE, Job, Shard, plan_jobs
 from featurestore.extract.reader import Reader, check_reader_name, open_reader
-from featurestore.extract.runtimes import RuntimeRequest, build_runtime, check_options, default_runtime, resolve_device
+from featurestore.extract.runtimes import (
+    RuntimeRequest,
+    build_runtime,
+    check_options,
+    default_runtime,
+    device_kind,
+    resolve_device,
+)
 from featurestore.extract.stop import raise_if_stop_requested
 from featurestore.extract.writer import BackgroundWriter
 from featurestore.errors import FeatureStoreError
@@ -178,7 +185,7 @@ def extract(dataset: str, models: Sequence[str], root=None, *, device: str = "au
     if pending:
         read = open_reader(reader, device, manifest, *_pass_of(pending, runtime, device))
         options = _PassOptions(device=device, runtime=runtime, precision=precision,
-                               batch_size=batch_size or DEFAULT_BATCH["cuda" if device.startswith("cuda") else "cpu"],
+                               batch_size=batch_size or DEFAULT_BATCH[device_kind(device)],
                                workers=workers, threads=threads, root=root, overwrite=overwrite or replace_stale,
                                commit_bytes=commit_bytes, progress=progress)
         for result in _run(pending, manifest, read, options):
