@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from featurestore.ingest.lock import ingesting
-from featurestore.ingest.pipeline import check_request
+from featurestore.ingest.request import check_request
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
 from featurestore.paths import check_root, dataset_dir
 from featurestore.store.catalog import stale_models, stale_shards

@@ -706,8 +706,8 @@ def test_messages_and_commands_name_each_dataset_that_takes_a_source(root, folde
     # They named imagefolder whatever dataset a user's images came through (review43 A5).
     import json
 
-    from featurestore.ingest.pipeline import target_name
     from featurestore.ingest.recorded import pipeline_ingest
+    from featurestore.ingest.request import target_name
 
     with pytest.raises(DatasetError, match=r"^--name 'mine' applies only to 'imagefolder' or 'photolist'; "):
         target_name("cifar10", "mine")

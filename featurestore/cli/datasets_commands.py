@@ -9,7 +9,8 @@ from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.datasets.errors import InvalidIngestOption
 from featurestore.datasets.manifest import current_manifest_hash, ingested_names
 from featurestore.datasets.registry import dataset_names, get_dataset
-from featurestore.ingest.pipeline import check_request, describe, describe_ingested
+from featurestore.ingest.listing import describe, describe_ingested
+from featurestore.ingest.request import check_request
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
 from featurestore.paths import existing_root, resolve_root
 

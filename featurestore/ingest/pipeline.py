@@ -4,6 +4,7 @@
 Prefect. Intermediate tables live in ``<dataset dir>/.ingest/`` as ``.npz`` files of plain arrays.
 New images, their verification cache and the new manifest are staged in ``<dataset dir>/.next/``
 and moved into place together at the end, so an ingest that fails leaves the dataset as it was.
+The request is checked in ``request.py`` and the verified rows in ``manifest_checks.py``.
 """
 
 from __future__ import annotations
@@ -16,30 +17,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from featurestore.datasets.arrays import ARRAY_FILE
-from featurestore.datasets.errors import DatasetError, InvalidIngestOption, ManifestDamaged, UnsafeArchive
-from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, read_info, write_manifest
-from featurestore.datasets.registry import DatasetSpec, Layout, dataset_names, get_dataset, source_datasets
+from featurestore.datasets.errors import DatasetError, UnsafeArchive
+from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, write_manifest
+from featurestore.datasets.registry import Layout, get_dataset
 from featurestore.datasets.sources import (
     IMAGES, attach_folder, is_attached, is_url, local_source, recorded_source, source_resource,
 )
 from featurestore.ingest.download import confirm, discard, fetch, never_used
 from featurestore.ingest.lock import ingesting
+from featurestore.ingest.manifest_checks import check_test_split, check_usable, copies_across, labelled
+from featurestore.ingest.request import check_request, check_source, target_name
 from featurestore.ingest.split import (
-    DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_folds, check_limit, check_ratios,
-    limit_per_class,
+    DEFAULT_FOLDS, DEFAULT_RATIOS, assign_folds, assign_splits, check_ratios, limit_per_class,
 )
 from featurestore.ingest.tables import load_table, save_table
 from featurestore.ingest.unpack import REDOWNLOAD, is_unpacked, swap_in, unpack, unpacked_here
 from featurestore.ingest.verify import CACHE_FILE, verify_array, verify_files
-from featurestore.paths import check_name, dataset_dir, downloads_dir
+from featurestore.paths import dataset_dir, downloads_dir
 
 WORK = ".ingest"
 STAGE = ".next"
-# How many classes an error message lists by name.
-_LISTED_CLASSES = 10
 QUARANTINE_FILE = "quarantine.csv"
 # How an unpack error of a download never used ends: the download is gone, not pinned.
 _DISCARDED = ("this download was deleted with its hash; check that the server sends the archive, then run "
@@ -60,55 +59,6 @@ class IngestResult:
     quarantine: str
     empty_classes: list[str] = field(default_factory=list)
     copies_across: int = 0
-
-
-def target_name(dataset: str, name: str | None) -> str:
-    """The name the dataset is stored under: ``name`` (only for user sources) or the dataset's own.
-
-    A user source may not take a registered dataset's name: it would stand in for that dataset.
-    """
-    spec = get_dataset(dataset)
-    if name and not spec.needs_source and name != dataset:
-        raise InvalidIngestOption(f"--name {name!r} applies only to {_source_datasets()}; {dataset!r} is stored "
-                                  "under its own name")
-    # Compared without case: on a case-insensitive file system the two would share one folder.
-    if name and name != dataset and name.lower() in {known.lower() for known in dataset_names()}:
-        raise InvalidIngestOption(f"--name {name!r} is a registered dataset's name; pick another --name for your "
-                                  "images")
-    return check_name("dataset", name or dataset)
-
-
-def check_source(dataset: str, source: str | None) -> None:
-    """``--source`` is given exactly for the datasets that need one (``needs_source``)."""
-    if get_dataset(dataset).needs_source and not source:
-        raise InvalidIngestOption(f"dataset {dataset!r} needs --source: a folder with one sub-folder per class, "
-                                  "an archive of one, or its URL")
-    if source and not get_dataset(dataset).needs_source:
-        raise InvalidIngestOption(f"--source applies only to {_source_datasets()}; {dataset!r} is fetched from its "
-                                  "registry entry")
-
-
-def _source_datasets() -> str:
-    """The datasets taking ``--source`` and ``--name``, quoted for a message: ``'a' or 'b'``."""
-    return " or ".join(map(repr, source_datasets()))
-
-
-def check_request(dataset: str, *, name: str | None = None, source: str | None = None,
-                  ratios: Sequence[float] = DEFAULT_RATIOS, limit_per_class: int | None = None,
-                  folds: int = DEFAULT_FOLDS) -> str:
-    """Check an ingest request before anything is fetched, each problem in one line (the CLI, the
-    flow and ``ingest`` call it); return the name the dataset is stored under."""
-    stored_as = target_name(dataset, name)
-    check_source(dataset, source)
-    # A URL naming no file, or a local source that is not there: said now, not after a download.
-    if source and is_url(source):
-        source_resource(source)
-    elif source:
-        local_source(source)
-    check_limit(limit_per_class)
-    check_ratios(ratios)
-    check_folds(folds)
-    return stored_as
 
 
 def fetch_files(dataset: str, root: str | os.PathLike[str] | None = None, *, source: str | None = None,
@@ -222,23 +172,6 @@ def _discarded_on_error(stage: Path) -> Iterator[None]:
         raise
 
 
-def _commit(stage: Path, directory: Path) -> None:
-    """Move the staged images (if any), verification cache, quarantine list, manifest and
-    ``dataset.json`` into ``directory``.
-
-    The manifest moves last: a crash in between leaves rows whose image changed, which extract marks
-    failed (with a hint to ingest again), and ingesting again completes the swap.
-    """
-    if os.path.lexists(stage / IMAGES):
-        swap_in(stage / IMAGES, directory / IMAGES)
-    # dataset.json before the manifest: extract and the stores key on the manifest, so the class
-    # names its labels stand for (in dataset.json) must be in place by the time it moves.
-    for name in (CACHE_FILE, QUARANTINE_FILE, INFO_FILE, MANIFEST_FILE):
-        if (stage / name).exists():
-            os.replace(stage / name, directory / name)
-    shutil.rmtree(stage)
-
-
 def verify(candidates: str, *, seed: int = 0, limit: int | None = None, workers: int | None = None) -> str:
     """Decode the candidates (at most ``limit`` per class, chosen by ``seed``); return the table's path.
 
@@ -277,13 +210,13 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
         reasons, index=False, lineterminator="\n")
     with _discarded_on_error(stage):
         usable = frame.loc[~bad].copy()
-        _check_usable(reasons, usable)
+        check_usable(reasons, usable)
         if not spec.official_split:
             usable["split"] = assign_splits(usable, ratios, seed)
-            _check_test_split(directory, usable, ratios)
+            check_test_split(directory, usable, ratios)
         usable["fold"] = assign_folds(usable, folds, seed)
-        usable, classes, empty = _labelled(usable, layout["classes"])
-        copies = _copies_across(usable)
+        usable, classes, empty = labelled(usable, layout["classes"])
+        copies = copies_across(usable)
         info = {
             "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
             "licence": spec.licence, "citation": spec.citation, "homepage": spec.homepage,
@@ -302,62 +235,21 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
                         copies_across=copies)
 
 
-def _labelled(usable: pd.DataFrame, listed: Sequence[str]) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """The rows with their ``label``, the classes that keep images, and the ``listed`` ones left empty.
+def _commit(stage: Path, directory: Path) -> None:
+    """Move the staged images (if any), verification cache, quarantine list, manifest and
+    ``dataset.json`` into ``directory``.
 
-    A class with no readable image cannot be learned or scored; keeping it would give the
-    classifiers fewer classes than the labels name.
+    The manifest moves last: a crash in between leaves rows whose image changed, which extract marks
+    failed (with a hint to ingest again), and ingesting again completes the swap.
     """
-    present = set(usable["class_name"])
-    classes = [c for c in listed if c in present]
-    empty = [c for c in listed if c not in present]
-    labels = usable["class_name"].map({c: i for i, c in enumerate(classes)}).astype("int64")
-    return usable.assign(label=labels).astype({"width": "int64", "height": "int64"}), classes, empty
-
-
-def _copies_across(usable: pd.DataFrame) -> int:
-    """Images whose exact bytes (SHA-256) also sit in another split or under another class: a test
-    image seen in training inflates accuracy, and one file under two labels teaches both wrong."""
-    # Only images with a copy can spread; grouping just those keeps a 70k-row ingest from paying
-    # for a group per image.
-    copied = usable.loc[usable["sha256"].duplicated(keep=False), ["sha256", "split", "class_name"]]
-    spread = copied.groupby("sha256")[["split", "class_name"]].nunique()
-    spread = spread[(spread["split"] > 1) | (spread["class_name"] > 1)].index
-    return int(copied["sha256"].isin(spread).sum())
-
-
-def _check_usable(reasons: Path, usable: pd.DataFrame) -> None:
-    """Refuse a dataset with no readable image or a single class (``reasons`` lists the unreadable)."""
-    directory = reasons.parent.parent
-    if usable.empty:
-        raise DatasetError(f"{directory}: no readable images (the reasons are in {reasons}); check the source files")
-    if usable["class_name"].nunique() < 2:
-        only = usable["class_name"].iat[0]
-        raise DatasetError(
-            f"{directory}: every readable image is in the single class {only!r}; a classifier needs two or more "
-            "classes — add class folders"
-        )
-
-
-def _check_test_split(directory: Path, usable: pd.DataFrame, ratios: Sequence[float]) -> None:
-    """Refuse a seeded split that leaves the test split empty: evaluate scores on it.
-
-    Every class keeps a training image first, so small classes (1 image, or 4 and 5 with the default
-    ratios) can leave nothing for test even with a test ratio above 0.
-    """
-    if (usable["split"] == "test").any():
-        return
-    counts = usable["class_name"].value_counts().sort_index()
-    listed = ", ".join(f"{name} {count}" for name, count in counts.head(_LISTED_CLASSES).items())
-    if len(counts) > _LISTED_CLASSES:
-        listed += f" and {len(counts) - _LISTED_CLASSES} more classes"
-    if counts.max() < 2:
-        fix = "add images: a class needs at least 2, one to train on and one to test"
-    else:
-        fix = "add images to each class, or give --ratios with a larger test share (e.g. 0.6,0.2,0.2)"
-    shown = ",".join(f"{r:g}" for r in ratios)
-    raise DatasetError(f"{directory}: the test split would be empty (images per class: {listed}; ratios {shown}), "
-                       f"and evaluate scores on it; {fix}")
+    if os.path.lexists(stage / IMAGES):
+        swap_in(stage / IMAGES, directory / IMAGES)
+    # dataset.json before the manifest: extract and the stores key on the manifest, so the class
+    # names its labels stand for (in dataset.json) must be in place by the time it moves.
+    for name in (CACHE_FILE, QUARANTINE_FILE, INFO_FILE, MANIFEST_FILE):
+        if (stage / name).exists():
+            os.replace(stage / name, directory / name)
+    shutil.rmtree(stage)
 
 
 def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: Sequence[float] = DEFAULT_RATIOS,
@@ -375,38 +267,3 @@ def ingest(dataset: str, root: str | os.PathLike[str] | None = None, *, ratios: 
         verified = verify(candidates, seed=seed, limit=limit_per_class, workers=workers)
         return build_manifest(dataset, verified, ratios=ratios, seed=seed, folds=folds, limit=limit_per_class,
                               source=source)
-
-
-def _damaged_row(name: str, error: ManifestDamaged) -> dict:
-    """A row of ``featurestore datasets`` for a dataset whose record cannot be read: listed as
-    ``damaged``, with the one-line ``problem`` (a key only such rows have), so that the other
-    datasets are listed still."""
-    return {"ingested": "damaged", "present": True, "problem": str(error), "name": name}
-
-
-def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> dict:
-    """A row of ``featurestore datasets`` for a dataset ingested under a name of the user's
-    (``ingest imagefolder --name``), read from its ``dataset.json``."""
-    try:
-        info = read_info(dataset_dir(name, root), name, recorded=True)
-    except ManifestDamaged as error:
-        return {"images": None, "classes": None, "size": None, "licence": None, "official_split": None,
-                "title": None, "homepage": None, "notes": None, **_damaged_row(name, error)}
-    return {"name": name, "images": info["images"], "ingested": info["images"], "classes": len(info["classes"]),
-            "size": None, "licence": info.get("licence"), "official_split": info["official_split"], "present": True,
-            "title": f"{info['dataset']} from {info['parameters']['source']}", "homepage": info.get("homepage"),
-            "notes": None}
-
-
-def describe(spec: DatasetSpec, root: str | os.PathLike[str] | None = None) -> dict:
-    """One row of ``featurestore datasets``: what the dataset is, whether it is here already and how
-    many of its images were ingested (fewer than published after a ``--limit-per-class``)."""
-    directory = dataset_dir(spec.name, root)
-    present = (directory / MANIFEST_FILE).is_file()
-    row = {"name": spec.name, "images": spec.images, "ingested": None, "classes": spec.classes, "size": spec.size,
-           "licence": spec.licence, "official_split": spec.official_split, "present": present, "title": spec.title,
-           "homepage": spec.homepage, "notes": spec.notes}
-    try:
-        return dict(row, ingested=read_info(directory, spec.name)["images"]) if present else row
-    except ManifestDamaged as error:
-        return dict(row, **_damaged_row(spec.name, error))
