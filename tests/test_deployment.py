@@ -13,7 +13,9 @@ from prefect_services import PREFECT, prefect_server, start, stop
 
 from featurestore.errors import StoreCorrupt
 from featurestore.store import verify_file
-from featurestore.store.format import COMMITTED, lock_path, open_h5, partial_path
+from featurestore.store.format import COMMITTED
+from featurestore.store.h5io import open_h5
+from featurestore.store.paths import lock_path, partial_path
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -32,6 +32,8 @@ from featurestore.extract.runtimes import HalvingBatches
 from featurestore.ingest.checksums import digest_file
 from featurestore.store import format as fmt
 from featurestore.store import StoreWriter, verify_file
+from featurestore.store.h5io import open_h5
+from featurestore.store.paths import partial_path, store_path
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -254,14 +256,14 @@ def slow_extraction_child(root: Path, overwrite: bool = False) -> subprocess.Pop
 
 def wait_for_commits(child: subprocess.Popen, root: Path, rows: int) -> int:
     """Wait until the child has committed at least ``rows`` rows of 'many'; return how many."""
-    partial = fmt.partial_path(fmt.store_path("many", "efficientnet_lite0", root))
+    partial = partial_path(store_path("many", "efficientnet_lite0", root))
     deadline = time.time() + 120
     committed = 0
     while committed < rows and time.time() < deadline and child.poll() is None:
         time.sleep(0.2)
         if partial.exists():
             try:
-                with fmt.open_h5(partial, locking=False) as file:
+                with open_h5(partial, locking=False) as file:
                     committed = int(file[fmt.COMMITTED][0])
             except Exception:  # noqa: BLE001 - the writer may be mid-flush; look again
                 continue
@@ -360,7 +362,7 @@ def test_two_backbones_in_two_processes_then_shards_in_two_processes(root, tmp_p
                 for i in range(2)]
     for child in children:
         assert child.wait(timeout=180) == 0, child.stderr.read()[-2000:]
-    assert not fmt.store_path("photos", "efficientnet_lite0", sharded).exists()
+    assert not store_path("photos", "efficientnet_lite0", sharded).exists()
     (merged,) = merge_shards("photos", ["efficientnet_lite0"], 2, sharded)
     assert merged.status == "merged" and merged.written == 15
     whole = featurestore.load_arrays("photos", "efficientnet_lite0", root=sharded)
@@ -617,7 +619,7 @@ def test_merge_refuses_shards_computed_in_different_precisions(root):
         merge_shards("photos", ["efficientnet_lite0"], 2, root)
     assert str(refused.value).startswith("photos/efficientnet_lite0: its shards were computed in different "
                                          "precisions (0-of-2 bf16, 1-of-2 fp32); a merge would mix them")
-    assert not fmt.store_path("photos", "efficientnet_lite0", root).exists()
+    assert not store_path("photos", "efficientnet_lite0", root).exists()
     extract("photos", ["efficientnet_lite0"], root, shard=Shard(0, 2), precision="fp32", overwrite=True, **options)
     (merged,) = merge_shards("photos", ["efficientnet_lite0"], 2, root)
     arrays = featurestore.load_arrays("photos", "efficientnet_lite0", root=root)
@@ -649,7 +651,7 @@ def test_overwrite_never_replaces_a_file_that_is_not_a_store(root):
     # --overwrite replaced a pandas file of the user's at the store's path, and ran a whole pass
     # before failing with a traceback on a directory there.
     write_photo_dataset(root, "photos", copies=1)
-    path = fmt.store_path("photos", "efficientnet_lite0", root)
+    path = store_path("photos", "efficientnet_lite0", root)
     path.parent.mkdir(parents=True)
     import pandas as pd
 
@@ -658,14 +660,14 @@ def test_overwrite_never_replaces_a_file_that_is_not_a_store(root):
     for options in ({}, {"overwrite": True}, {"replace_stale": True}):
         with pytest.raises(featurestore.errors.StoreCorrupt, match="not a featurestore store .*; move it out"):
             extract("photos", ["efficientnet_lite0"], root, progress=False, **options)
-    assert path.read_bytes() == before and not fmt.partial_path(path).exists()
+    assert path.read_bytes() == before and not partial_path(path).exists()
     path.unlink()
     (path / "mine").mkdir(parents=True)
     with pytest.raises(featurestore.errors.StoreCorrupt, match="is a directory, not a store file"):
         pending_models("photos", ["efficientnet_lite0"], root, overwrite=True)
     with pytest.raises(featurestore.errors.StoreCorrupt, match="is a directory, not a store file"):
         extract("photos", ["efficientnet_lite0"], root, overwrite=True, progress=False)
-    assert (path / "mine").is_dir() and not fmt.partial_path(path).exists()
+    assert (path / "mine").is_dir() and not partial_path(path).exists()
 
 
 def test_a_stale_store_of_other_weights_is_a_conflict_that_names_the_weights(root):
@@ -735,7 +737,7 @@ def test_weights_that_give_only_nan_never_replace_a_store(root, tmp_path):
                                                 r"the model or its weights are broken; that store was deleted unfinished"):
         extract("photos", ["efficientnet_lite0"], root, weights={"efficientnet_lite0": str(broken)}, overwrite=True,
                 progress=False)
-    assert good.path.read_bytes() == before and not fmt.partial_path(good.path).exists()
+    assert good.path.read_bytes() == before and not partial_path(good.path).exists()
 
 
 def test_a_reader_that_cannot_serve_the_models_is_refused_when_every_store_is_complete(root):

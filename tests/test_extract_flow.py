@@ -16,8 +16,8 @@ from test_extract_support import onnx_cache_dir, shared_cache_root, write_photo_
 import featurestore
 from featurestore.backbones import WeightsMismatch
 from featurestore.errors import StoreLocked, StoreStale
-from featurestore.store import format as fmt
 from featurestore.store import verify_file
+from featurestore.store.paths import lock_path, partial_path, store_path
 from flows.extract import summary_line
 
 pytestmark = pytest.mark.slow
@@ -173,8 +173,8 @@ def stopped_within_a_batch_then_resumed(child, root, stop: int) -> str:
     # Stopped within a few batches of 4 rows, not at the end of the pass (before the fix the task
     # thread went on to row 120): counted in rows, not timed.
     assert committed <= kept < committed + 40 and state == f"interrupted {kept}/120", output[-3000:]
-    final = fmt.store_path("many", "efficientnet_lite0", root)
-    assert not fmt.lock_path(final).exists()
+    final = store_path("many", "efficientnet_lite0", root)
+    assert not lock_path(final).exists()
     request_stop()  # left over from an earlier run in this process: run_extract clears it as it starts
     (resumed,) = run_extract(datasets=["many"], models=["efficientnet_lite0"], root=str(root), batch_size=8)
     assert (resumed["status"], resumed["written"]) == ("resumed", 120 - kept)
@@ -227,7 +227,7 @@ def test_ctrl_c_in_a_terminal_stops_process_pool_workers_and_the_flow_exits(tmp_
     # extracting, the idle one and the temporary API server. Before the fixes the flow process
     # never exited; then, with the server stopped by the Ctrl-C too, it exited 1 after minutes
     # of retrying its API.
-    partial = fmt.partial_path(fmt.store_path("many", "efficientnet_lite0", root))
+    partial = partial_path(store_path("many", "efficientnet_lite0", root))
     # Once the partial store exists, the task body is running in a worker.
     returncode, output = ctrl_c_in_a_terminal(root, argv, lambda child: partial.exists())
     assert returncode == 130, output[-3000:]
@@ -340,8 +340,6 @@ def test_extract_task_retries_crashes_not_bad_input(error, retried):
 
 
 def store_bytes(root, model: str) -> bytes:
-    from featurestore.store import store_path
-
     return store_path("photos", model, root).read_bytes()
 
 

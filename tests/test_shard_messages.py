@@ -25,6 +25,7 @@ from featurestore.errors import InvalidOption, StoreConflict, StoreCorrupt, Stor
 from featurestore.extract import Shard, merge_shards, plan_jobs
 from featurestore.store import StoreWriter, store_state, verify_file
 from featurestore.store import format as fmt
+from featurestore.store.paths import partial_path, store_path
 from featurestore.store.reader import read_arrays
 
 MODEL = "efficientnet_lite0"
@@ -66,7 +67,7 @@ def test_a_damaged_shard_names_the_rm_that_deletes_it_and_not_the_merged_store(s
     # (here perhaps the only intact copy of the shard's rows) and left the damaged shard.
     shards = [write_shard(root, i, 2) for i in range(2)]
     merge_shards("photos", [MODEL], 2, root)
-    merged = fmt.store_path("photos", MODEL, root)
+    merged = store_path("photos", MODEL, root)
     with h5py.File(shards[1], "r+") as file:
         file.attrs[fmt.ATTR_PROVENANCE] = "{not json"
     (problem,) = verify_file(shards[1]).problems
@@ -153,7 +154,7 @@ def test_an_interrupted_merge_is_resumed_by_the_merge_shards_command_it_names(sp
         file.create_dataset(fmt.ROW_STATUS, data=np.zeros(0, np.int8))
     with pytest.raises(featurestore.errors.FeatureStoreError, match="failed-row mask"):
         merge_shards("photos", [MODEL], 2, root)
-    partial = fmt.partial_path(fmt.store_path("photos", MODEL, root))
+    partial = partial_path(store_path("photos", MODEL, root))
     command = f"featurestore merge-shards -d photos -m {MODEL} --count 2 --root {shlex.quote(str(root))}"
     with pytest.raises(StoreIncomplete) as interrupted:
         featurestore.load("photos", MODEL, root=root)
@@ -185,8 +186,8 @@ def test_an_unfinished_merge_moved_to_the_stores_name_names_merge_shards_overwri
         file.create_dataset(fmt.ROW_STATUS, data=np.zeros(0, np.int8))
     with pytest.raises(featurestore.errors.FeatureStoreError, match="failed-row mask"):
         merge_shards("photos", [MODEL], 2, root)
-    final = fmt.store_path("photos", MODEL, root)
-    fmt.partial_path(final).rename(final)
+    final = store_path("photos", MODEL, root)
+    partial_path(final).rename(final)
     command = f"featurestore merge-shards -d photos -m {MODEL} --count 2 --root {shlex.quote(str(root))} --overwrite"
     advice = f"though it has a finished store's name (a partial file moved there); replace it with `{command}`"
     with pytest.raises(StoreIncomplete) as unfinished:

@@ -18,6 +18,7 @@ from featurestore.errors import (RootNotWritable, StoreConflict, StoreCorrupt, S
                                  StoreNotFound, StoreSchemaTooNew)
 from featurestore.store import RowTable, StoreWriter, format as fmt, load_arrays, store_path, store_state, verify_file
 from featurestore.store.lock import WriterLock
+from featurestore.store.paths import lock_path, partial_path
 from featurestore.store.reader import read_arrays
 from featurestore.store.spec import InvalidStoreInput
 
@@ -125,7 +126,7 @@ def test_overwrite_replaces_only_when_new_store_is_complete(root):
         writer.write(features_for(20, 40, 32) * 2)
         writer.finalize()
     assert load_arrays("toy", "net", root=root).fingerprint == other.fingerprint
-    assert path.exists() and not fmt.partial_path(path).exists()
+    assert path.exists() and not partial_path(path).exists()
 
 
 def test_failed_rows_are_flagged_and_zeroed(root):
@@ -173,16 +174,16 @@ def test_interrupted_and_locked_stores_are_reported(root):
 def test_no_lock_file_outlives_its_writer_and_a_waiting_writer_locks_the_new_one(root):
     final = write_store(root, n=30)
     assert sorted(p.name for p in final.parent.iterdir()) == ["net.h5"]  # no net.h5.lock left beside it
-    first = WriterLock(fmt.lock_path(final), final).acquire()
-    waiting = ThreadPoolExecutor(1).submit(WriterLock(fmt.lock_path(final), final).acquire, 10)
+    first = WriterLock(lock_path(final), final).acquire()
+    waiting = ThreadPoolExecutor(1).submit(WriterLock(lock_path(final), final).acquire, 10)
     time.sleep(0.3)  # the second writer is now blocked on the first one's lock file
     first.release()  # removes that file
     second = waiting.result(timeout=10)
     # The second writer holds the lock file that exists now, so a third is excluded.
     with pytest.raises(StoreLocked, match=f"another process \\(pid {os.getpid()}\\) is writing"):
-        WriterLock(fmt.lock_path(final), final).acquire(wait_seconds=0)
+        WriterLock(lock_path(final), final).acquire(wait_seconds=0)
     second.release()
-    assert not fmt.lock_path(final).exists()
+    assert not lock_path(final).exists()
 
 
 @pytest.mark.parametrize("damage, error, message", [
@@ -250,7 +251,7 @@ def test_discard_if_unused_drops_only_a_fresh_empty_partial(root):
     # A pass that fails before its first batch deletes the partial it created, so the catalog
     # shows no "interrupted 0/N" store; a partial holding rows (or resumed) is always kept.
     spec, rows = spec_for(dim=8), rows_for(40)
-    partial = fmt.partial_path(store_path("toy", "net", root))
+    partial = partial_path(store_path("toy", "net", root))
     StoreWriter.open(spec, rows, root).discard_if_unused()
     assert not partial.exists() and featurestore.catalog(root=root).empty
     with StoreWriter.open(spec, rows, root) as writer:
@@ -273,7 +274,7 @@ def test_a_partial_cut_short_while_being_created_is_started_again_not_resumed(ro
     # attributes: such a file lacks the fingerprint (written last) or, before the fix, the provenance.
     spec, rows = spec_for(dim=8), rows_for(20)
     StoreWriter.open(spec, rows, root).close()
-    partial = fmt.partial_path(store_path("toy", "net", root))
+    partial = partial_path(store_path("toy", "net", root))
     with h5py.File(partial, "r+") as file:
         del file.attrs[cut_before]
     with StoreWriter.open(spec, rows, root) as writer:
@@ -389,8 +390,8 @@ def test_an_unfinished_store_under_the_final_name_is_replaced_only_with_overwrit
     # --overwrite) while every reader said "run extract again to finish it".
     with StoreWriter.open(spec_for(), rows_for(40), root=root, commit_bytes=1 << 10) as writer:
         writer.write(features_for(0, 16, 32))
-    final = fmt.store_path("toy", "net", root)
-    fmt.partial_path(final).rename(final)
+    final = store_path("toy", "net", root)
+    partial_path(final).rename(final)
     unfinished = "store is not marked complete (16 of 40 rows committed) though it has a finished store's name"
     with pytest.raises(StoreConflict, match=re.escape(f"{unfinished} (a partial file moved there); extract it again "
                                                       "with --overwrite")):
@@ -414,14 +415,14 @@ def test_a_store_at_another_stores_path_is_unreadable_there(root, tmp_path):
     path = write_store(root, n=20)
     for dataset, model in (("toy", "other"), ("elsewhere", "net")):
         (root / "stores" / dataset).mkdir(exist_ok=True)
-        shutil.copy(path, fmt.store_path(dataset, model, root))
+        shutil.copy(path, store_path(dataset, model, root))
         with pytest.raises(StoreCorrupt, match=rf"holds the store of toy/net, not of {dataset}/{model} \(copied or "
                                                rf"renamed there\?\); move it to stores/toy/net.h5 or delete it with "
                                                rf"`featurestore rm {dataset} {model}`"):
             load_arrays(dataset, model, root=root)
         with pytest.raises(StoreCorrupt, match="holds the store of toy/net"):
             store_state(spec_for(dataset=dataset, model=model), root)
-        assert not verify_file(fmt.store_path(dataset, model, root)).ok
+        assert not verify_file(store_path(dataset, model, root)).ok
     states = {(r["dataset"], r["model"]): r["state"] for r in featurestore.catalog(root).to_dict("records")}
     assert states == {("toy", "net"): "complete", ("toy", "other"): "unreadable", ("elsewhere", "net"): "unreadable"}
     kept = shutil.copy(path, tmp_path / "my-copy.h5")  # outside a root's stores/, a store is read by its path
@@ -443,7 +444,7 @@ def test_a_store_with_a_damaged_object_header_is_unreadable_to_ls_and_extract(ro
         store_state(spec_for(), root)
     with pytest.raises(StoreCorrupt):
         StoreWriter.open(spec_for(), rows_for(20), root=root, overwrite=True)
-    assert not fmt.partial_path(path).exists()
+    assert not partial_path(path).exists()
 
 
 def test_a_file_where_the_stores_directory_belongs_is_named(root):

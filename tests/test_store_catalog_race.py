@@ -9,6 +9,7 @@ from store_fixtures import features_for, rows_for, spec_for
 from featurestore.store import StoreWriter, catalog
 from featurestore.store import format as fmt
 from featurestore.store.lock import WriterLock
+from featurestore.store.paths import lock_path, partial_path
 
 # The module, not the function of the same name that featurestore.store exports.
 catalog_module = importlib.import_module("featurestore.store.catalog")
@@ -21,7 +22,7 @@ def test_a_partial_renamed_into_place_while_the_catalog_runs_is_listed_as_the_st
         writer.write(features_for(0, n, dim))
         listed = catalog_module.store_files(root)  # taken while the extraction still runs
         final = writer.finalize()
-    assert [p.name for p in listed] == [fmt.partial_path(final).name]
+    assert [p.name for p in listed] == [partial_path(final).name]
     monkeypatch.setattr(catalog_module, "store_files", lambda root=None: listed)
     frame = catalog(root)
     assert frame[["model", "state", "path"]].values.tolist() == [["net", "complete", str(final)]]
@@ -43,7 +44,7 @@ def _cut_short_partial(root, n=12, dim=8):
     with StoreWriter.open(spec_for(dim=dim), rows_for(n), root=root) as writer:
         writer.write(features_for(0, 4, dim))
         writer.commit()
-    partial = fmt.partial_path(writer.path)
+    partial = partial_path(writer.path)
     with h5py.File(partial, "r+") as file:
         del file.attrs[fmt.ATTR_SCHEMA]  # the schema attribute comes with the header, after pandas' frames
     return partial, writer.path
@@ -54,7 +55,7 @@ def test_a_partial_read_while_its_writer_creates_it_is_writing_not_unreadable(ro
     # or finishing (the header is in flux then), and went on calling a partial cut short that way,
     # though extract discards such a partial by itself.
     partial, final = _cut_short_partial(root)
-    lock = WriterLock(fmt.lock_path(final), final).acquire()  # the writer, still at work
+    lock = WriterLock(lock_path(final), final).acquire()  # the writer, still at work
     try:
         assert catalog(root)[["state", "problem"]].values.tolist() == [["writing", None]]
     finally:

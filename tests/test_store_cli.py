@@ -18,6 +18,7 @@ import featurestore
 from featurestore.cli import main
 from featurestore.errors import RootNotFound
 from featurestore.store import StoreWriter, format as fmt
+from featurestore.store.paths import lock_path, partial_path, store_path
 from featurestore.store.staleness import StaleStoreWarning
 
 
@@ -225,8 +226,8 @@ def test_verify_lists_a_store_being_written_without_failing(root):
     assert result.returncode == 0 and table.returncode == 0, result.stdout + result.stderr
     reports = {r["path"]: r for r in json.loads(result.stdout)}
     assert reports[str(good)]["ok"] is True
-    assert reports[str(fmt.partial_path(busy.path))] == {
-        "path": str(fmt.partial_path(busy.path)), "ok": None, "writing": True, "problems": [],
+    assert reports[str(partial_path(busy.path))] == {
+        "path": str(partial_path(busy.path)), "ok": None, "writing": True, "problems": [],
         "warnings": ["being written now; verify it once its extraction ends"]}
     assert "writing" in table.stdout and "FAILED" not in table.stdout
     assert cli("verify", "--json", root=root).returncode == 1  # once its writer has gone, unfinished fails
@@ -255,7 +256,7 @@ def test_flows_refuse_fewer_than_one_worker_in_one_line(root, command):
 
 def test_rm_on_a_read_only_root_is_one_line(root):
     store = write_store(root, n=10, model="a")
-    lock = fmt.lock_path(store)
+    lock = lock_path(store)
     for path in [root, *root.rglob("*")]:
         path.chmod(path.stat().st_mode & ~0o222)
     # Nothing writable: not even the lock file opens.
@@ -315,12 +316,12 @@ def test_unfinished_and_misplaced_stores_get_hints_that_work(root):
                         "to drop it"]
     complete = final.read_bytes()
     dropped = cli("rm", "toy", "a", "--partial", root=root)
-    assert (dropped.returncode, dropped.stdout) == (0, f"removed {fmt.partial_path(final)}\n")
+    assert (dropped.returncode, dropped.stdout) == (0, f"removed {partial_path(final)}\n")
     assert final.read_bytes() == complete and problems_of_a() == []
     again = cli("rm", "toy", "a", "--partial", root=root)
     assert (again.returncode, again.stderr) == (1, f"error: {final}: no unfinished extraction for dataset 'toy' and "
                                                    "model 'a'; `featurestore ls` lists the stores\n")
-    directory = fmt.store_path("toy", "dir", root)
+    directory = store_path("toy", "dir", root)
     directory.mkdir()
     removed = cli("rm", "toy", "dir", root=root)
     assert (removed.returncode, removed.stderr) == (1, (
@@ -341,17 +342,17 @@ def test_rm_lists_what_it_deletes_under_the_writer_lock(root, monkeypatch):
     with StoreWriter.open(spec_for(model="a"), rows_for(30), root=root) as writer:
         writer.write(features_for(0, 30, 32))
         writer.commit()
-    final = fmt.store_path("toy", "a", root)
+    final = store_path("toy", "a", root)
     acquire = WriterLock.acquire
 
     def writer_finishes_first(lock, *args, **kwargs):  # the moment only; the rename is the writer's own
-        os.replace(fmt.partial_path(final), final)
+        os.replace(partial_path(final), final)
         return acquire(lock, *args, **kwargs)
 
     monkeypatch.setattr(WriterLock, "acquire", writer_finishes_first)
     removed = CliRunner().invoke(app, ["rm", "toy", "a", "--root", str(root)])
     assert removed.exit_code == 0 and removed.output == f"removed {final}\n", removed.output
-    assert not final.exists() and not fmt.partial_path(final).exists()
+    assert not final.exists() and not partial_path(final).exists()
 
 
 def one_line_error(result, code: int = 2) -> str:

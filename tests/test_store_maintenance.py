@@ -10,13 +10,14 @@ import featurestore
 from featurestore.errors import StoreCorrupt, StoreLocked, StoreNotFound
 from featurestore.store import StoreWriter, format as fmt
 from featurestore.store.catalog import stale_models
+from featurestore.store.paths import partial_path, store_path
 
 
 def test_remove_store_refuses_while_a_writer_holds_the_lock(root):
     writer = StoreWriter.open(spec_for(model="a"), rows_for(30), root=root)
     writer.write(features_for(0, 8, 32))
     writer.commit()
-    partial = fmt.partial_path(writer.path)
+    partial = partial_path(writer.path)
     with pytest.raises(StoreLocked, match="another process .* is writing this store"):
         featurestore.remove_store("toy", "a", root=root)
     assert partial.exists()
@@ -31,7 +32,7 @@ def test_remove_store_with_partial_keeps_the_complete_store(root):
         writer.write(features_for(0, 8, 16))
         writer.commit()
     complete = final.read_bytes()
-    assert featurestore.remove_store("toy", "a", root=root, partial=True) == [fmt.partial_path(final)]
+    assert featurestore.remove_store("toy", "a", root=root, partial=True) == [partial_path(final)]
     assert final.read_bytes() == complete
     with pytest.raises(StoreNotFound, match="no unfinished extraction for dataset 'toy' and model 'a'"):
         featurestore.remove_store("toy", "a", root=root, partial=True)
@@ -39,18 +40,18 @@ def test_remove_store_with_partial_keeps_the_complete_store(root):
     with StoreWriter.open(spec_for(model="a", dim=16), rows_for(30), root=root, overwrite=True) as writer:
         writer.write(features_for(0, 8, 16))
         writer.commit()
-    assert featurestore.remove_store("toy", "a", root=root) == [final, fmt.partial_path(final)]  # both, without
+    assert featurestore.remove_store("toy", "a", root=root) == [final, partial_path(final)]  # both, without
     with pytest.raises(StoreNotFound, match="no store for dataset 'toy' and model 'a'"):
         featurestore.remove_store("toy", "a", root=root)
 
 
 def test_remove_store_never_deletes_a_directory(root):
     final = write_store(root, n=30, model="a")
-    fmt.partial_path(final).mkdir()
+    partial_path(final).mkdir()
     with pytest.raises(StoreCorrupt, match="featurestore never deletes directories"):
         featurestore.remove_store("toy", "a", root=root)
-    assert final.exists() and fmt.partial_path(final).is_dir()  # neither the store beside it
-    directory = fmt.store_path("toy", "dir", root)
+    assert final.exists() and partial_path(final).is_dir()  # neither the store beside it
+    directory = store_path("toy", "dir", root)
     directory.mkdir()
     with pytest.raises(StoreCorrupt, match="is a directory, not a store file"):
         featurestore.remove_store("toy", "dir", root=root)

@@ -21,6 +21,7 @@ from store_fixtures import features_for, rows_for, spec_for, write_store
 from test_extract_support import write_photo_dataset
 
 from featurestore.store import StoreWriter, format as fmt
+from featurestore.store.paths import lock_path
 
 REPO = Path(__file__).resolve().parent.parent
 SHIM = "#include <errno.h>\nint flock(int fd, int operation) {{ errno = {errno}; return -1; }}\n"
@@ -68,7 +69,7 @@ def leave_partial(root: Path, n: int = 20, done: int = 8) -> Path:
         writer.write(features_for(0, done, spec.dim))
         writer.commit()
         final = writer.path
-    fmt.lock_path(final).touch()
+    lock_path(final).touch()
     return final
 
 
@@ -139,11 +140,11 @@ def test_every_writer_is_refused_in_one_line_where_flock_is_not_implemented(root
 from pathlib import Path
 from featurestore.errors import FileLocksUnsupported
 from featurestore.ingest.lock import ingesting
-from featurestore.store import format as fmt
+from featurestore.store.h5io import open_h5
 from store_fixtures import write_store
 for name, attempt in [("writer", lambda: write_store({str(root)!r}, n=20, model="other")),
                       ("ingest", lambda: ingesting(Path({str(root)!r}) / "datasets" / "new").__enter__()),
-                      ("update", lambda: fmt.open_h5(Path({str(store)!r}), "r+"))]:
+                      ("update", lambda: open_h5(Path({str(store)!r}), "r+"))]:
     try:
         attempt()
     except FileLocksUnsupported as error:

@@ -9,7 +9,7 @@ from store_fixtures import features_for, rows_for, spec_for
 
 from featurestore.errors import StoreConflict
 from featurestore.store import StoreWriter, load_arrays, store_state
-from featurestore.store import format as fmt
+from featurestore.store.paths import store_path
 
 
 def fill(spec, n, stop, *, overwrite=False):
@@ -47,7 +47,7 @@ def test_precision_is_not_part_of_the_fingerprint():
 def test_only_an_explicit_precision_refuses_a_complete_store_of_another_and_overwrite_replaces_it(root):
     n = 12
     fill(spec_for(precision="bf16"), n, n)
-    path = fmt.store_path("toy", "net", root)
+    path = store_path("toy", "net", root)
     # No explicit precision (a CPU host defaulting to fp32): the bf16 store is the store.
     assert store_state(spec_for(precision="fp32")) == "complete"
     with StoreWriter.open(spec_for(precision="fp32"), rows_for(n)) as writer:

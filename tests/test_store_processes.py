@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from store_fixtures import features_for, rows_for, spec_for, write_store
 
-from featurestore.store import StoreWriter, catalog, format as fmt, load_arrays, verify_file
+from featurestore.store import StoreWriter, catalog, load_arrays, verify_file
+from featurestore.store.paths import partial_path, store_path
 
 CHILD = Path(__file__).with_name("write_store_child.py")
 FINALIZE_CHILD = Path(__file__).with_name("finalize_kill_child.py")
@@ -31,8 +32,8 @@ def test_sigkill_mid_write_then_resume_gives_identical_matrix(root, tmp_path):
                 break
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    final = fmt.store_path("toy", "net", root)
-    assert not final.exists() and fmt.partial_path(final).exists()
+    final = store_path("toy", "net", root)
+    assert not final.exists() and partial_path(final).exists()
 
     resumed = start_writer(root, "net", n, dim, delay=0)
     out, err = resumed.communicate(timeout=120)
@@ -56,7 +57,7 @@ def test_two_models_of_one_dataset_written_by_two_processes_at_once(root):
         assert writer.returncode == 0, err
         assert "done" in out
     for model in ("alpha", "beta"):
-        assert verify_file(fmt.store_path("toy", model, root)).ok
+        assert verify_file(store_path("toy", model, root)).ok
         np.testing.assert_array_equal(load_arrays("toy", model, root=root).features, features_for(0, 240, 48))
 
 
@@ -81,8 +82,8 @@ def test_sigkill_inside_finalize_keeps_every_row_and_the_next_open_finishes_the_
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert child.stdout.split() == ["committed", str(n)]
-    final = fmt.store_path("toy", "net", root)
-    assert not final.exists() and fmt.partial_path(final).exists()
+    final = store_path("toy", "net", root)
+    assert not final.exists() and partial_path(final).exists()
     assert catalog(root)["state"].tolist() == [f"interrupted {n}/{n}"]  # not "unreadable": rm would lose it
 
     with StoreWriter.open(spec_for(dim=dim), rows_for(n), root=root) as writer:

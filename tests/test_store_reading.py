@@ -12,7 +12,7 @@ from store_fixtures import CLASSES, features_for, rows_for, spec_for, write_stor
 from featurestore.errors import FeatureStoreError
 from featurestore.evaluation.data import read_store_rows
 from featurestore.store import RowTable, StoreWriter, load_arrays, verify_file
-from featurestore.store import format as fmt
+from featurestore.store.paths import store_path
 
 N, DIM = 30, 8
 
@@ -79,5 +79,5 @@ def test_evaluation_reads_the_rows_and_failed_flags_of_one_store(replace_at_pand
 
 def test_verify_says_a_store_was_replaced_while_it_was_verified(replace_at_pandas_read, root):
     replace_at_pandas_read(1)
-    report = verify_file(fmt.store_path("toy", "net", root))
+    report = verify_file(store_path("toy", "net", root))
     assert not report.ok and "was replaced while it was being read" in report.problems[0]

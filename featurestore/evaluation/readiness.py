@@ -11,7 +11,8 @@ from featurestore.evaluation.data import check_test_rows, read_store_rows
 from featurestore.evaluation.errors import NothingToEvaluate
 from featurestore.paths import check_name, existing_root, stores_dir
 from featurestore.store import locate, store_files, verify_file
-from featurestore.store.format import corrupt, names_of, open_store
+from featurestore.store.h5io import corrupt, open_store
+from featurestore.store.paths import names_of
 from featurestore.store.reader import check_header
 from featurestore.store.staleness import stale_reason
 from featurestore.store.verify import VerifyReport

@@ -16,8 +16,8 @@ from featurestore.extract.runtimes import effective_precision
 from featurestore.errors import InvalidName, InvalidOption, StoreConflict, StoreStale
 from featurestore.paths import resolve_root
 from featurestore.store import RowTable, StoreSpec, store_state
+from featurestore.store.paths import store_path
 from featurestore.store.state import REPLACE_BY_EXTRACT
-from featurestore.store import format as store_format
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Job:
 
     @property
     def path(self) -> Path:
-        return store_format.store_path(self.spec.dataset, self.spec.model, self.root)
+        return store_path(self.spec.dataset, self.spec.model, self.root)
 
     def state(self, redo_failed: bool = False, replace_by: str = REPLACE_BY_EXTRACT) -> str:
         """``missing``, ``partial`` or ``complete`` (``StoreConflict`` if another store is there);

@@ -33,7 +33,8 @@ from featurestore.extract.writer import BackgroundWriter
 from featurestore.errors import FeatureStoreError
 from featurestore.paths import check_root
 from featurestore.store import StoreWriter
-from featurestore.store.format import open_store, partial_path
+from featurestore.store.h5io import open_store
+from featurestore.store.paths import partial_path
 from featurestore.store.provenance import read_provenance
 
 log = logging.getLogger(__name__)

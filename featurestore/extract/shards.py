@@ -21,7 +21,10 @@ from featurestore.extract.runner import ExtractResult
 from featurestore.paths import resolve_root
 from featurestore.store import StoreSpec, StoreWriter
 from featurestore.store import format as fmt
+from featurestore.store.advice import root_options, unfinished_under_final_name
+from featurestore.store.h5io import open_h5
 from featurestore.store.lock import holder_of
+from featurestore.store.paths import lock_path, partial_path, store_path
 from featurestore.store.provenance import library_versions, precision_name, read_provenance, recorded_precision
 from featurestore.store.reader import check_header, merge_command
 from featurestore.store.spec import canonical_json
@@ -45,7 +48,7 @@ class ShardsDisagree(FeatureStoreError):
 def _shard_command(job: Job, shard: str, root, *options: str) -> str:
     """The ``featurestore extract`` command that builds shard ``shard`` (``I/N``) of ``job``'s store."""
     return extract_command(job.spec.dataset, job.backbone.name, job.layer, job.model != job.backbone.name,
-                           job.weights.source, job.backbone.architecture, "--shard", shard, *fmt.root_options(root),
+                           job.weights.source, job.backbone.architecture, "--shard", shard, *root_options(root),
                            *options)
 
 
@@ -76,7 +79,7 @@ def _shard_paths(job: Job, count: int, manifest_hash: str, root) -> list[tuple[S
     for index in range(count):
         shard = Shard(index, count)
         spec = make_spec(job.spec.dataset, manifest_hash, job.backbone, job.layer, job.weights, shard)
-        out.append((shard, fmt.store_path(spec.dataset, spec.model, shard_root(root, spec.dataset, spec.model, shard)),
+        out.append((shard, store_path(spec.dataset, spec.model, shard_root(root, spec.dataset, spec.model, shard)),
                     spec))
     return out
 
@@ -88,17 +91,17 @@ def _check_shard(job: Job, path: Path, spec: StoreSpec, shard: Shard, root) -> t
     command = _shard_command(job, f"{shard.index}/{shard.count}", root)
     where = f"shard {shard.label} ({path})"
     if not path.exists():
-        partial = fmt.partial_path(path)
-        writer = holder_of(fmt.lock_path(path)) if partial.exists() else None
+        partial = partial_path(path)
+        writer = holder_of(lock_path(path)) if partial.exists() else None
         if writer:
             return None, f"{where} is being written by {writer}: wait for it to finish"
         if partial.exists():
             return None, f"{where} was interrupted: run `{command}` to resume it"
         return None, f"{where} is missing: run `{command}` (here, or elsewhere and copy its store there)"
-    with fmt.open_h5(path) as file:
+    with open_h5(path) as file:
         provenance = check_header(file, path)
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
-            unfinished = fmt.unfinished_under_final_name(int(file[fmt.COMMITTED][0]), provenance["rows"])
+            unfinished = unfinished_under_final_name(int(file[fmt.COMMITTED][0]), provenance["rows"])
             return None, f"{where} is {unfinished}: run `{command} --overwrite`"
         if str(file.attrs.get(fmt.ATTR_FINGERPRINT, "")) != spec.fingerprint:
             return None, (f"{where} differs from this request ({'; '.join(differences(provenance, spec).values())}): "
@@ -177,7 +180,7 @@ def _merge(job: Job, shards, provenances, root, overwrite: bool) -> ExtractResul
             _mark_as_merge(writer.path, extra)
         for shard, path, _ in shards:
             start, stop = shard.bounds(len(job.rows))
-            with fmt.open_h5(path) as file:
+            with open_h5(path) as file:
                 matrix, status = file[fmt.MATRIX], file[fmt.ROW_STATUS]
                 # An interrupted merge resumes at the first row not yet committed.
                 for lo in range(max(start, writer.position), stop, CHUNK_ROWS):
@@ -202,7 +205,7 @@ def _mark_as_merge(final: Path, extra: dict) -> None:
 
     Its writer holds the file open: HDF5 shares that handle within the process, so this open sees
     and updates the same file, and the writer's ``finalize`` keeps the record."""
-    with fmt.open_h5(fmt.partial_path(final), "r+") as file:
+    with open_h5(partial_path(final), "r+") as file:
         provenance = read_provenance(file)
         provenance["extra"].update(extra)
         file.attrs[fmt.ATTR_PROVENANCE] = canonical_json(provenance)

@@ -1,7 +1,8 @@
 """The feature store: HDF5 files keyed by (dataset, model). Format: ``featurestore/store/format.py``."""
 
 from featurestore.store.catalog import catalog, store_files
-from featurestore.store.format import SCHEMA_VERSION, store_path
+from featurestore.store.format import SCHEMA_VERSION
+from featurestore.store.paths import store_path
 from featurestore.store.reader import StoreArrays, load, load_arrays, locate, read_arrays
 from featurestore.store.remove import remove_store
 from featurestore.store.spec import RowTable, StoreSpec

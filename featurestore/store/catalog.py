@@ -13,7 +13,10 @@ from featurestore.datasets.manifest import manifest_check
 from featurestore.errors import FeatureStoreError, StoreCorrupt, StoreNotFound, StoreSchemaTooNew
 from featurestore.paths import existing_root, resolve_root, stores_dir
 from featurestore.store import format as fmt
+from featurestore.store.advice import unfinished_under_final_name
+from featurestore.store.h5io import open_store
 from featurestore.store.lock import holder_of
+from featurestore.store.paths import lock_path, names_of
 from featurestore.store.reader import check_header, merge_resume_command, replace_command
 from featurestore.store.staleness import stale_reason
 
@@ -45,13 +48,13 @@ def describe(path: Path, manifest_of: Callable[[str], tuple[str | None, str | No
     final = final_path_of(path)
     partial = path != final
     entry = dict.fromkeys(CATALOG_COLUMNS)
-    dataset, model = fmt.names_of(path)
+    dataset, model = names_of(path)
     entry.update(dataset=dataset, model=model, path=str(path), complete=False, stale=False, writing=False)
-    writer = holder_of(fmt.lock_path(final)) if partial else None
+    writer = holder_of(lock_path(final)) if partial else None
     try:
         entry["bytes"] = path.stat().st_size
         # A partial is read without the lock: its rows are filled in place while its header stays put.
-        with fmt.open_store(path, locking=not partial) as file:
+        with open_store(path, locking=not partial) as file:
             # A partial whose finalize was killed lacks /provenance; extract finishes it, so it is
             # "interrupted", not "unreadable" (whose advice, `featurestore rm`, would lose its rows).
             provenance = check_header(file, path, may_lack=(fmt.PROVENANCE_KEY,) if partial else ())
@@ -75,7 +78,7 @@ def describe(path: Path, manifest_of: Callable[[str], tuple[str | None, str | No
     if entry["complete"]:
         entry["state"] = "stale" if entry["stale"] else "complete"
     elif not partial:
-        entry.update(state="unfinished", problem=(f"{fmt.unfinished_under_final_name(committed, entry['rows'])}; "
+        entry.update(state="unfinished", problem=(f"{unfinished_under_final_name(committed, entry['rows'])}; "
                                                   f"replace it with `{replace_command(provenance, path)}`"))
     else:
         progress = f"writing {committed}/{entry['rows']}" if writer else f"interrupted {committed}/{entry['rows']}"

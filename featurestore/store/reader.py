@@ -18,7 +18,10 @@ from featurestore.errors import (
 )
 from featurestore.paths import existing_root
 from featurestore.store import format as fmt
+from featurestore.store.advice import rm_command, root_options, unfinished_under_final_name
+from featurestore.store.h5io import corrupt, damage_reported, open_store
 from featurestore.store.lock import holder_of, same_file
+from featurestore.store.paths import lock_path, names_of, partial_path, root_of, shard_of, store_path
 from featurestore.store.provenance import read_provenance
 from featurestore.store.staleness import extract_command, rebuild_command, warn_if_stale
 
@@ -61,12 +64,12 @@ class StoreArrays:
 
 def locate(dataset: str, model: str, root=None) -> Path:
     """Path of the complete store for (dataset, model), or a one-line error saying why there is none."""
-    final = fmt.store_path(dataset, model, root)
+    final = store_path(dataset, model, root)
     if final.exists():
         return final
-    partial = fmt.partial_path(final)
+    partial = partial_path(final)
     if partial.exists():
-        holder = holder_of(fmt.lock_path(final))
+        holder = holder_of(lock_path(final))
         if holder:
             raise StoreLocked(f"{partial}: {holder} is still writing this store; wait for it to finish")
         merge = interrupted_merge(partial)
@@ -79,7 +82,7 @@ def locate(dataset: str, model: str, root=None) -> Path:
     existing_root(root)  # a mistyped root is said as such, not as a store to extract
     # Named first, so that a misspelt model reads as one rather than as a store to extract.
     here = sorted(p.name.removesuffix(fmt.SUFFIX) for p in final.parent.glob(f"*{fmt.SUFFIX}"))
-    extract = " ".join(["featurestore extract --dataset", dataset, "--models", model, *fmt.root_options(root)])
+    extract = " ".join(["featurestore extract --dataset", dataset, "--models", model, *root_options(root)])
     raise StoreNotFound(
         f"{final}: no store for dataset {dataset!r} and model {model!r} (stores of {dataset!r}: "
         f"{', '.join(here) or 'none'}); check the names, or run `{extract}` if {model!r} is a backbone"
@@ -93,7 +96,7 @@ def merge_command(dataset: str, model: str, extra: dict, root, *options: str) ->
     backbone = extra.get("backbone", model)
     command = extract_command(dataset, backbone, str(extra.get("layer", "")), model != backbone,
                               str(extra.get("weights_source", "")), str(extra.get("architecture", "")),
-                              "--count", str(extra["merge"]["count"]), *fmt.root_options(root), *options)
+                              "--count", str(extra["merge"]["count"]), *root_options(root), *options)
     # merge-shards selects the store with the very words extract does (-d, -m, --layer, --weights, --onnx-spec).
     return "featurestore merge-shards" + command.removeprefix("featurestore extract")
 
@@ -106,7 +109,7 @@ def interrupted_merge(partial: Path) -> str | None:
     Resumed by ``featurestore extract`` instead, the merge's rows would be computed again on this host.
     """
     try:
-        with fmt.open_store(partial) as file:
+        with open_store(partial) as file:
             extra = read_provenance(file).get("extra", {})
     except FeatureStoreError:
         return None
@@ -117,9 +120,9 @@ def merge_resume_command(partial: Path, extra: dict) -> str | None:
     """``interrupted_merge`` for a partial whose provenance ``extra`` has been read already."""
     if "merge" not in extra:
         return None
-    dataset, model = fmt.names_of(partial)
+    dataset, model = names_of(partial)
     final = partial.with_name(model + fmt.SUFFIX)
-    return merge_command(dataset, model, extra, fmt.root_of(partial), *(("--overwrite",) if final.exists() else ()))
+    return merge_command(dataset, model, extra, root_of(partial), *(("--overwrite",) if final.exists() else ()))
 
 
 def replace_command(provenance: dict, path: Path) -> str:
@@ -128,7 +131,7 @@ def replace_command(provenance: dict, path: Path) -> str:
     host), else ``extract --overwrite`` (``rebuild_command``)."""
     extra = provenance.get("extra", {})
     if "merge" in extra:
-        return merge_command(provenance["dataset"], provenance["model"], extra, fmt.root_of(path), "--overwrite")
+        return merge_command(provenance["dataset"], provenance["model"], extra, root_of(path), "--overwrite")
     return rebuild_command(provenance, path)
 
 
@@ -139,7 +142,7 @@ def check_header(file: h5py.File, path: Path, *, may_lack: tuple[str, ...] = ())
     ``may_lack``: keys whose absence is not damage (the writer's check of a partial whose
     completion was interrupted: it rebuilds ``/provenance``).
     """
-    with fmt.damage_reported(path):
+    with damage_reported(path):
         if fmt.ATTR_SCHEMA not in file.attrs or fmt.ATTR_PROVENANCE not in file.attrs:
             raise StoreCorrupt(f"{path}: HDF5 file is not a featurestore store (no schema version); move it out of the store directory")
         schema = int(file.attrs[fmt.ATTR_SCHEMA])
@@ -153,8 +156,8 @@ def check_header(file: h5py.File, path: Path, *, may_lack: tuple[str, ...] = ())
                 # Opening reads the object's header: damage there shows here, not at the first read.
                 file[key]
             elif key not in may_lack:
-                raise fmt.corrupt(path, f"store lacks /{key}")
-        with fmt.damage_reported(path, "its provenance attribute is not readable JSON"):
+                raise corrupt(path, f"store lacks /{key}")
+        with damage_reported(path, "its provenance attribute is not readable JSON"):
             provenance = read_provenance(file)
     _check_place(provenance, path)
     return provenance
@@ -166,26 +169,26 @@ def _check_place(provenance: dict, path: Path) -> None:
     reported under another's name)."""
     if path.parent.parent.name != "stores":
         return  # a store file kept elsewhere by the user is read by path, as given
-    here = fmt.names_of(path)
+    here = names_of(path)
     own = (provenance.get("dataset"), provenance.get("model"))
     if here != own:
         home = f"stores/{own[0]}/{own[1]}{fmt.SUFFIX}"
-        shard = fmt.shard_of(path)
+        shard = shard_of(path)
         if shard:
             # A shard's root is <root>/shards/D/M/i-of-n: this shard of the other store has its own.
             home = f"shards/{own[0]}/{own[1]}/{shard[0]}-of-{shard[1]}/{home}"
         raise StoreCorrupt(
             f"{path}: holds the store of {own[0]}/{own[1]}, not of {here[0]}/{here[1]} (copied or renamed "
-            f"there?); move it to {shlex.quote(home)} or delete it with `{fmt.rm_command(path)}`")
+            f"there?); move it to {shlex.quote(home)} or delete it with `{rm_command(path)}`")
 
 
 def read_frame(path: Path, key: str, **options) -> pd.DataFrame:
     """The pandas frame under ``key``, read as a pandas user would; unreadable raises ``StoreCorrupt``."""
-    with fmt.damage_reported(path, f"pandas cannot read /{key}"):
+    with damage_reported(path, f"pandas cannot read /{key}"):
         frame = pd.read_hdf(path, key, **options)
     if not isinstance(frame, pd.DataFrame):
         # PyTables hands back None for a node whose pandas attributes are damaged.
-        raise fmt.corrupt(path, f"pandas cannot read /{key} (no frame there)")
+        raise corrupt(path, f"pandas cannot read /{key} (no frame there)")
     return frame
 
 
@@ -220,11 +223,11 @@ def read_consistently(path: Path, read: Callable[[h5py.File, dict, pd.DataFrame]
 
 
 def _read_once(path: Path, read: Callable[[h5py.File, dict, pd.DataFrame], T], stop: int | None) -> T:
-    with fmt.open_store(path) as file:
+    with open_store(path) as file:
         provenance = check_header(file, path)
         rows = rows_of(file, path, stop)
         if not np.array_equal(rows.index.to_numpy(dtype=str), fmt.read_ids(file, stop)):
-            raise fmt.corrupt(path, "ids of /rows and /features differ")
+            raise corrupt(path, "ids of /rows and /features differ")
         return read(file, provenance, rows)
 
 
@@ -294,7 +297,7 @@ def read_arrays(path: Path, split: str | None = None, head: int | None = None) -
 
     def read(file: h5py.File, provenance: dict, rows: pd.DataFrame) -> StoreArrays:
         if not bool(file.attrs.get(fmt.ATTR_COMPLETE, False)):
-            unfinished = fmt.unfinished_under_final_name(int(file[fmt.COMMITTED][0]), provenance["rows"])
+            unfinished = unfinished_under_final_name(int(file[fmt.COMMITTED][0]), provenance["rows"])
             raise StoreIncomplete(f"{path}: store is {unfinished}; replace it with `{replace_command(provenance, path)}`")
         index = None
         if split is not None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from featurestore.errors import RootNotWritable, StoreNotFound
-from featurestore.store import format as fmt
+from featurestore.store.h5io import directory_in_the_way
 from featurestore.store.lock import WriterLock
+from featurestore.store.paths import lock_path, partial_path, store_path
 
 
 def remove_store(dataset: str, model: str, root=None, *, partial: bool = False) -> list[Path]:
@@ -18,9 +19,9 @@ def remove_store(dataset: str, model: str, root=None, *, partial: bool = False) 
     ``StoreNotFound`` if there is nothing to delete, ``StoreCorrupt`` if a directory is in the
     store's place (a directory is never deleted), ``RootNotWritable`` if a file cannot be deleted.
     """
-    final = fmt.store_path(dataset, model, root)
+    final = store_path(dataset, model, root)
     _targets(final, partial, dataset, model)  # nothing to delete, or a directory: said without the lock
-    lock = WriterLock(fmt.lock_path(final), final)
+    lock = WriterLock(lock_path(final), final)
     lock.acquire(wait_seconds=0)
     try:
         # Listed again under the lock: a writer may have finished (renamed its .partial) meanwhile.
@@ -40,11 +41,11 @@ def remove_store(dataset: str, model: str, root=None, *, partial: bool = False) 
 
 def _targets(final: Path, partial: bool, dataset: str, model: str) -> list[Path]:
     """The files ``remove_store`` deletes: the store and its ``.partial`` (only the latter with ``partial``)."""
-    targets = [p for p in ([] if partial else [final]) + [fmt.partial_path(final)] if p.exists()]
+    targets = [p for p in ([] if partial else [final]) + [partial_path(final)] if p.exists()]
     if not targets:
         what = "no unfinished extraction" if partial else "no store"
         raise StoreNotFound(f"{final}: {what} for dataset {dataset!r} and model {model!r}; `featurestore ls` lists the stores")
     for path in targets:
         if path.is_dir():
-            raise fmt.directory_in_the_way(path)
+            raise directory_in_the_way(path)
     return targets

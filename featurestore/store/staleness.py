@@ -14,7 +14,8 @@ from pathlib import Path
 from featurestore.backbones.onnx_file import ONNX_ARCHITECTURE
 from featurestore.backbones.weights import FILE_SOURCE_PREFIX
 from featurestore.datasets.manifest import current_manifest_hash
-from featurestore.store import format as fmt
+from featurestore.store.advice import root_options
+from featurestore.store.paths import dataset_root_of
 
 
 class StaleStoreWarning(UserWarning):
@@ -47,7 +48,7 @@ def rebuild_command(provenance: dict, path: Path) -> str:
     return extract_command(provenance["dataset"], backbone, extra.get("layer", model.partition(".")[2]),
                            model != backbone, str(extra.get("weights_source", "")),
                            str(extra.get("architecture", "")), *options, "--overwrite",
-                           *fmt.root_options(fmt.dataset_root_of(path)))
+                           *root_options(dataset_root_of(path)))
 
 
 def extract_command(dataset: str, backbone: str, layer: str, named_by_layer: bool, weights_source: str,

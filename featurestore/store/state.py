@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from featurestore.errors import StoreConflict, StoreStale
 from featurestore.store import format as fmt
+from featurestore.store.advice import rm_command, unfinished_under_final_name
+from featurestore.store.h5io import open_store
+from featurestore.store.paths import partial_path, store_path
 from featurestore.store.provenance import precision_name, recorded_precision
 from featurestore.store.reader import check_header
 from featurestore.store.spec import StoreSpec
@@ -24,18 +27,18 @@ def store_state(spec: StoreSpec, root=None, *, redo_failed: bool = False, replac
     from other inputs otherwise (the message names them) or is not marked complete, and
     ``StoreCorrupt`` if the file there is not a readable store.
     """
-    final = fmt.store_path(spec.dataset, spec.model, root)
+    final = store_path(spec.dataset, spec.model, root)
     if final.exists():
-        with fmt.open_store(final) as file:
+        with open_store(final) as file:
             # A store that cannot be read is not "complete", however its fingerprint reads.
             provenance = check_header(file, final)
             stored = str(file.attrs.get(fmt.ATTR_FINGERPRINT, ""))
             finished = bool(file.attrs.get(fmt.ATTR_COMPLETE, False))
             committed = int(file[fmt.COMMITTED][0])
         replace = (f"{replace_by} to replace it once the new one is complete, or remove it with "
-                   f"`{fmt.rm_command(final)}`")
+                   f"`{rm_command(final)}`")
         if not finished:
-            raise StoreConflict(f"{final}: store is {fmt.unfinished_under_final_name(committed, provenance['rows'])}; "
+            raise StoreConflict(f"{final}: store is {unfinished_under_final_name(committed, provenance['rows'])}; "
                                 f"{replace}")
         if stored == spec.fingerprint:
             recorded = recorded_precision(provenance)
@@ -43,14 +46,14 @@ def store_state(spec: StoreSpec, root=None, *, redo_failed: bool = False, replac
                 raise StoreConflict(f"{final}: store was computed in {precision_name(recorded)}, not in the "
                                     f"requested {spec.precision}; {replace}")
             if redo_failed and provenance.get("failed_rows"):
-                return "partial" if fmt.partial_path(final).exists() else "failed rows"
+                return "partial" if partial_path(final).exists() else "failed rows"
             return "complete"
         found = differences(provenance, spec)
         if list(found) == ["manifest_hash"]:
             raise StoreStale(f"{final}: store was {earlier_manifest(spec.dataset)}; {replace}")
         raise StoreConflict(f"{final}: store was built from other inputs than requested "
                             f"({'; '.join(found.values())}); {replace}")
-    return "partial" if fmt.partial_path(final).exists() else "missing"
+    return "partial" if partial_path(final).exists() else "missing"
 
 
 def differences(provenance: dict, spec: StoreSpec) -> dict[str, str]:

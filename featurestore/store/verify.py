@@ -9,8 +9,11 @@ import numpy as np
 
 from featurestore.errors import FeatureStoreError, StoreNotFound
 from featurestore.store import format as fmt
+from featurestore.store.advice import rm_command
 from featurestore.store.catalog import catalog, final_path_of
+from featurestore.store.h5io import open_store
 from featurestore.store.lock import holder_of
+from featurestore.store.paths import lock_path
 from featurestore.store.reader import check_header, interrupted_merge, read_frame, rows_of
 from featurestore.store.spec import FINGERPRINT_FIELDS, fingerprint_of
 from featurestore.store.staleness import rebuild_command
@@ -50,7 +53,7 @@ def _count_non_finite(matrix) -> tuple[int, int]:
 def _unfinished(partial: Path) -> str:
     """Why a partial store file fails verify, and what to do about it."""
     final = final_path_of(partial)
-    writer = holder_of(fmt.lock_path(final))
+    writer = holder_of(lock_path(final))
     if writer:
         return f"extraction in progress: {writer} is writing it; wait for it to finish"
     merge = interrupted_merge(partial)
@@ -58,7 +61,7 @@ def _unfinished(partial: Path) -> str:
         # Only `--overwrite` builds a partial beside a complete store; without the flag extract and merge-shards refuse.
         resume = f"run `{merge}`" if merge else "run extract again with --overwrite"
         return (f"interrupted `{'merge-shards' if merge else 'extract'} --overwrite` (partial file beside the complete "
-                f"store); {resume} to resume it, or `{fmt.rm_command(partial)}` to drop it")
+                f"store); {resume} to resume it, or `{rm_command(partial)}` to drop it")
     if merge:
         return f"merge of shards not finished (partial file); run `{merge}` to resume it"
     return "extraction not finished (partial file); run extract again to resume it"
@@ -72,7 +75,7 @@ def verify_file(path: Path) -> VerifyReport:
         problems.append(_unfinished(path))
         return report
     try:
-        with fmt.open_store(path) as file:
+        with open_store(path) as file:
             provenance = check_header(file, path)
             # Every key the docs promise pandas reads must read: /features's header and first row
             # (cheap), /provenance and /rows, read last so that rows_of finds a store replaced

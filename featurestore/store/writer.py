@@ -13,7 +13,9 @@ import pandas as pd
 from featurestore.errors import FeatureStoreError, StoreConflict, StoreCorrupt, StoreIncomplete, StoreSchemaTooNew
 from featurestore.paths import make_directory
 from featurestore.store import format as fmt
+from featurestore.store.h5io import copy_attributes, corrupt, create_preallocated, fsync_path, open_h5, open_store
 from featurestore.store.lock import WriterLock
+from featurestore.store.paths import lock_path, partial_path, store_path
 from featurestore.store.provenance import (
     count_failed, new_provenance, precision_name, provenance_frame, read_provenance, recorded_precision, utc_now,
 )
@@ -60,9 +62,9 @@ class StoreWriter:
         that failed at extraction; the old store stays readable until the new one is complete.
         ``durable`` fsyncs at every commit.
         """
-        final = fmt.store_path(spec.dataset, spec.model, root)
+        final = store_path(spec.dataset, spec.model, root)
         make_directory(final.parent)
-        lock = WriterLock(fmt.lock_path(final), final).acquire()
+        lock = WriterLock(lock_path(final), final).acquire()
         try:
             if _complete_store_matches(spec, root, overwrite):
                 return cls(spec, rows, final, lock, None, commit_bytes, durable)
@@ -116,15 +118,15 @@ class StoreWriter:
         """Make every row written so far durable; a crash after this resumes at ``position``."""
         if self._file is None or self.position == self.committed_rows:
             return
-        partial = fmt.partial_path(self.path)
+        partial = partial_path(self.path)
         # The data must reach the file before the counter that vouches for it.
         self._file.flush()
         if self._durable:
-            fmt.fsync_path(partial)
+            fsync_path(partial)
         self._committed[0] = self.position
         self._file.flush()
         if self._durable:
-            fmt.fsync_path(partial)
+            fsync_path(partial)
         self.committed_rows = self.position
         self._uncommitted = 0
 
@@ -137,7 +139,7 @@ class StoreWriter:
                 f"{self.path}: cannot finalize after {self.position} of {len(self.rows)} rows; write the rest first"
             )
         self.commit()
-        partial = fmt.partial_path(self.path)
+        partial = partial_path(self.path)
         provenance = read_provenance(self._file)
         extra = dict(extra_provenance or {})
         provenance["library_versions"].update(extra.pop("library_versions", {}))
@@ -152,9 +154,9 @@ class StoreWriter:
         self._file.close()
         self._file = None
         _put_pandas(partial, fmt.PROVENANCE_KEY, provenance_frame(provenance), mode="a", format="table")
-        fmt.fsync_path(partial)
+        fsync_path(partial)
         os.replace(partial, self.path)
-        fmt.fsync_path(self.path.parent)
+        fsync_path(self.path.parent)
         self.committed_rows = self.position
         return self.path
 
@@ -183,7 +185,7 @@ class StoreWriter:
         """Release the store and delete its partial file with every row in it (a complete store
         beside it is left as it is)."""
         self.close()
-        fmt.partial_path(self.path).unlink(missing_ok=True)
+        partial_path(self.path).unlink(missing_ok=True)
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -206,15 +208,15 @@ def _complete_store_matches(spec: StoreSpec, root, overwrite: bool) -> bool:
 
 def _resume_or_create(final: Path, spec: StoreSpec, rows: RowTable) -> tuple[h5py.File, bool]:
     """Open the partial file if it belongs to this request, else start a fresh one; True if fresh."""
-    partial = fmt.partial_path(final)
+    partial = partial_path(final)
     if partial.exists():
         reason = _resume_blocker(partial, spec, rows)
         if reason is None:
-            return fmt.open_h5(partial, "r+"), False
+            return open_h5(partial, "r+"), False
         log.warning("%s: discarding interrupted extraction (%s); starting again", partial, reason)
         partial.unlink()
     _create(partial, spec, rows)
-    return fmt.open_h5(partial, "r+"), True
+    return open_h5(partial, "r+"), True
 
 
 def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | None:
@@ -226,7 +228,7 @@ def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | Non
     completes it without recomputing a row.
     """
     try:
-        with fmt.open_store(partial) as file:
+        with open_store(partial) as file:
             # A partial cut short while being created lacks part of it (and the fingerprint, written last).
             provenance = check_header(file, partial, may_lack=(fmt.PROVENANCE_KEY,))
             if file.attrs.get(fmt.ATTR_FINGERPRINT) != spec.fingerprint:
@@ -242,7 +244,7 @@ def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | Non
             lost_provenance = fmt.PROVENANCE_KEY not in file
             if lost_provenance and int(file[fmt.COMMITTED][0]) != len(rows):
                 # Only finalize rewrites /provenance, and only once every row is committed.
-                return f"it is unreadable: {fmt.corrupt(partial, 'store lacks /provenance')}"
+                return f"it is unreadable: {corrupt(partial, 'store lacks /provenance')}"
     except (StoreCorrupt, StoreSchemaTooNew) as error:
         return f"it is unreadable: {error}"
     if lost_provenance:
@@ -250,7 +252,7 @@ def _resume_blocker(partial: Path, spec: StoreSpec, rows: RowTable) -> str | Non
                     "are kept)", partial, len(rows))
         # The root attribute outlives the group: finalize updated it before pandas touched /provenance.
         _put_pandas(partial, fmt.PROVENANCE_KEY, provenance_frame(provenance), mode="a", format="table")
-        fmt.fsync_path(partial)
+        fsync_path(partial)
     return None
 
 
@@ -275,19 +277,19 @@ def _create(partial: Path, spec: StoreSpec, rows: RowTable) -> None:
         templates = {name: f"{name}_template" for name in (fmt.MATRIX, fmt.ROW_INDEX)}
         for name, template in templates.items():
             file.move(name, template)
-        matrix = fmt.create_preallocated(file, fmt.MATRIX, (len(rows), spec.dim), spec.dtype)
+        matrix = create_preallocated(file, fmt.MATRIX, (len(rows), spec.dim), spec.dtype)
         index = file.create_dataset(fmt.ROW_INDEX, data=np.char.encode(rows.ids.astype(str), "utf-8"))
-        fmt.copy_attributes(file[templates[fmt.MATRIX]], matrix)
-        fmt.copy_attributes(file[templates[fmt.ROW_INDEX]], index)
+        copy_attributes(file[templates[fmt.MATRIX]], matrix)
+        copy_attributes(file[templates[fmt.ROW_INDEX]], index)
         for template in templates.values():
             del file[template]
         file.create_group(fmt.EXTRACTION_GROUP)
-        fmt.create_preallocated(file, fmt.COMMITTED, (1,), np.int64)[0] = 0
-        fmt.create_preallocated(file, fmt.ROW_STATUS, (len(rows),), np.int8)[:] = fmt.STATUS_PENDING
+        create_preallocated(file, fmt.COMMITTED, (1,), np.int64)[0] = 0
+        create_preallocated(file, fmt.ROW_STATUS, (len(rows),), np.int8)[:] = fmt.STATUS_PENDING
         file.attrs[fmt.ATTR_SCHEMA] = fmt.SCHEMA_VERSION
         file.attrs[fmt.ATTR_PROVENANCE] = canonical_json(provenance)
         file.attrs[fmt.ATTR_COMPLETE] = np.uint8(0)
         # Last: a partial interrupted before this line (Ctrl-C can land anywhere) has no fingerprint
         # and is never resumed, only started again.
         file.attrs[fmt.ATTR_FINGERPRINT] = spec.fingerprint
-    fmt.fsync_path(partial)
+    fsync_path(partial)
