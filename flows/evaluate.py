@@ -22,8 +22,10 @@ from featurestore.evaluation.report import markdown_summary, run_parameters_line
 from featurestore.evaluation.runs import discard_unfinished, new_run_dir, read_results, report_path
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
 from featurestore.paths import check_root
+from flows.api import shared_api
 from flows.artifacts import artifact_key, name_part, run_kind_parts
-from flows.runners import check_given, make_task_runner, shared_api, tasks_run_on
+from flows.params import check_given
+from flows.runners import runner_checked_once, tasks_run_on
 from tasks import evaluate as steps
 
 
@@ -200,8 +202,7 @@ def _fan_out(requested: dict[str, list[str]], parameters: dict, root: str | None
 def run_evaluate(task_runner: str = "threads", workers: int = 2, **parameters) -> str:
     """Run the ``evaluate`` flow on the named task runner (threads, processes, dask), with one
     Prefect API for any worker processes; return the run directory."""
-    make_task_runner(task_runner, workers)  # a bad name or count fails before the API starts
-    with shared_api():
+    with runner_checked_once(task_runner, workers), shared_api():  # a bad runner fails before the API starts
         return evaluate(task_runner=task_runner, workers=workers, **parameters)
 
 

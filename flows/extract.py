@@ -19,8 +19,11 @@ from featurestore.errors import InvalidOption
 from featurestore.extract import check_request
 from featurestore.extract.plan import check_weights
 from featurestore.paths import check_root
+from flows.api import shared_api
 from flows.artifacts import artifact_key, name_part
-from flows.runners import check_given, ctrl_c_stops_tasks, make_task_runner, shared_api, tasks_run_on
+from flows.params import check_given
+from flows.runners import runner_checked_once, tasks_run_on
+from flows.stopping import ctrl_c_stops_tasks
 from tasks import extract as steps
 
 
@@ -127,10 +130,10 @@ def run_extract(task_runner: str = "threads", workers: int = 1, **parameters) ->
     """Run the flow with the task runner called ``task_runner`` and one Prefect API for its workers;
     Ctrl-C stops its tasks after their current batch (see ``ctrl_c_stops_tasks``)."""
     # A bad runner, worker count or shard fails before the API starts.
-    make_task_runner(task_runner, workers)
-    _check_shards(parameters.get("shards", 1), parameters.get("shard_index"))
-    with shared_api(), ctrl_c_stops_tasks():
-        return extract(task_runner=task_runner, workers=workers, **parameters)
+    with runner_checked_once(task_runner, workers):
+        _check_shards(parameters.get("shards", 1), parameters.get("shard_index"))
+        with shared_api(), ctrl_c_stops_tasks():
+            return extract(task_runner=task_runner, workers=workers, **parameters)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,10 +13,13 @@ from featurestore.datasets.manifest import current_manifest_hash
 from featurestore.evaluation.runs import read_results
 from featurestore.paths import check_root
 from featurestore.pipeline import check_request
+from flows.api import shared_api
 from flows.evaluate import evaluate, print_summary
 from flows.extract import extract
 from flows.ingest import ingest
-from flows.runners import check_given, ctrl_c_stops_tasks, make_task_runner, shared_api
+from flows.params import check_given
+from flows.runners import runner_checked_once
+from flows.stopping import ctrl_c_stops_tasks
 
 DEFAULT_DATASETS = ["fashion-mnist"]
 DEFAULT_MODELS = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
@@ -55,20 +58,19 @@ def feature_pipeline(
     check_given("classifiers", classifiers, "classifier", "--classifiers", "every classifier")
     ingests = check_request(datasets, models, classifiers, root, seed=seed, limit_per_class=limit_per_class,
                             mirror=mirror, device=device)
-    make_task_runner(task_runner, workers)
-    root_path = str(check_root(root))
-
-    unchanged_manifests = []
-    for dataset in datasets:
-        before = current_manifest_hash(dataset, root_path)
-        result = ingest(root=root_path, **ingests[dataset])
-        if before == result["manifest_hash"]:
-            unchanged_manifests.append(dataset)
-    stores = extract(datasets=list(datasets), models=list(models), root=root_path, device=device, overwrite=overwrite,
-                     replace_stale=True, task_runner=task_runner, workers=workers)
-    run_dir = evaluate(datasets=list(datasets), models=list(models), classifiers=classifiers, stacking=stacking,
-                       seed=seed, root=root_path, task_runner=task_runner, workers=workers)
-
+    # A bad runner fails before any ingest; the extract and evaluate runs inside rely on this one check.
+    with runner_checked_once(task_runner, workers):
+        root_path = str(check_root(root))
+        unchanged_manifests = []
+        for dataset in datasets:
+            before = current_manifest_hash(dataset, root_path)
+            result = ingest(root=root_path, **ingests[dataset])
+            if before == result["manifest_hash"]:
+                unchanged_manifests.append(dataset)
+        stores = extract(datasets=list(datasets), models=list(models), root=root_path, device=device,
+                         overwrite=overwrite, replace_stale=True, task_runner=task_runner, workers=workers)
+        run_dir = evaluate(datasets=list(datasets), models=list(models), classifiers=classifiers, stacking=stacking,
+                           seed=seed, root=root_path, task_runner=task_runner, workers=workers)
     extracted = [s for s in stores if s["status"] != "skipped"]
     if len(unchanged_manifests) == len(datasets) and not extracted:
         recomputed = "nothing but the report: every manifest and store was reused"

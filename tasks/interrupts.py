@@ -15,7 +15,7 @@ plain calls) the body is left alone: ``KeyboardInterrupt`` behaves as usual.
 
 A cancelled run (``prefect flow-run cancel``) gets SIGTERM instead: from a Prefect worker, in every
 process of the run's group; from ``serve``, in the flow's process alone, which passes it on to its
-pool workers (``flows.runners``). Its default action ended a worker at once, mid-batch, saying nothing
+pool workers (``flows.stopping``). Its default action ended a worker at once, mid-batch, saying nothing
 and leaving its store's lock file. In a worker running a task it now asks the extraction to stop
 after its current batch, which then ends in ``TaskStopped`` as after Ctrl-C (other task bodies run
 to their end, as they do in threads); once the task has reported, the worker ends as SIGTERM ends

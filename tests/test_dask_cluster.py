@@ -16,7 +16,8 @@ from prefect_services import free_port, start, stop
 from test_extract_support import onnx_cache_dir, shared_cache_root, write_photo_dataset
 
 from featurestore.errors import InvalidOption
-from flows.runners import ENV_DASK_ADDRESS, make_task_runner
+from flows import dask_cluster
+from flows.runners import ENV_DASK_ADDRESS, check_task_runner
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -75,14 +76,19 @@ def test_a_relative_root_is_the_flows_not_the_workers(cluster, tmp_path, tmp_pat
     # The worker read `--root home` from its own directory: the run failed naming the worker's path, or,
     # with a root of that name there, wrote the stores into that other root and reported success.
     monkeypatch.setenv(ENV_DASK_ADDRESS, cluster)
+    probes = []
+    probe = dask_cluster.check_scheduler_answers
+    monkeypatch.setattr(dask_cluster, "check_scheduler_answers", lambda address: probes.append(probe(address)))
     monkeypatch.chdir(tmp_path)
     write_photo_dataset(shared_cache_root(tmp_path / "home", onnx_cache_dir(tmp_path_factory)), "photos", copies=1)
     (row,) = run_extract("dask", 1, datasets=["photos"], models=["efficientnet_lite0"], root="home")
     assert (row["status"], row["path"]) == ("extracted", str(tmp_path / "home/stores/photos/efficientnet_lite0.h5"))
+    assert len(probes) == 1  # once per run: the check before the run starts, not again by the flow's runner
 
     write_digits_stores(tmp_path / "digits-home")
     run_dir = run_evaluate("dask", 1, datasets=[DATASET], classifiers=["knn"], stacking=False, root="digits-home")
     assert Path(run_dir).parent == tmp_path / "digits-home" / "runs" and (Path(run_dir) / "report.md").is_file()
+    assert len(probes) == 2
 
 
 def test_a_scheduler_that_does_not_answer_is_one_line_at_once(monkeypatch):
@@ -92,14 +98,14 @@ def test_a_scheduler_that_does_not_answer_is_one_line_at_once(monkeypatch):
     with pytest.raises(InvalidOption, match=rf"^the Dask scheduler at {address} \(\${ENV_DASK_ADDRESS}\) does not "
                                             rf"answer \(Connection refused\); start it or fix the address, or unset "
                                             rf"{ENV_DASK_ADDRESS} for a local cluster$"):
-        make_task_runner("dask", 1)
+        check_task_runner("dask", 1)
     monkeypatch.setenv(ENV_DASK_ADDRESS, address.removeprefix("tcp://"))  # Dask reads HOST:PORT as tcp
     with pytest.raises(InvalidOption, match=rf"^the Dask scheduler at {address.removeprefix('tcp://')} .* does not "
                                             r"answer \(Connection refused\)"):
-        make_task_runner("dask", 1)
+        check_task_runner("dask", 1)
     monkeypatch.setenv(ENV_DASK_ADDRESS, "127.0.0.1:8786:x")
     with pytest.raises(InvalidOption, match=rf"^{ENV_DASK_ADDRESS}=127.0.0.1:8786:x: not a Dask scheduler address"):
-        make_task_runner("dask", 1)
+        check_task_runner("dask", 1)
 
 
 def test_a_cluster_that_cannot_run_the_tasks_is_one_line_not_a_hang(tmp_path):

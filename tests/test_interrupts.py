@@ -183,7 +183,7 @@ def test_a_flow_run_clears_an_earlier_stop_also_where_sigint_is_ignored():
     # A background job (CI, nohup ... &) ignores SIGINT: no handler is installed, and a stop left
     # from an earlier run in the process must still not stop this one.
     from featurestore.extract.stop import request_stop, stop_requested
-    from flows.runners import ctrl_c_stops_tasks
+    from flows.stopping import ctrl_c_stops_tasks
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

@@ -12,7 +12,7 @@ from _evaluate_stores import DATASET, write_digits_stores
 from prefect.client.orchestration import get_client
 
 from flows.evaluate import evaluate
-from flows.runners import shared_api
+from flows.api import shared_api
 
 pytestmark = pytest.mark.slow
 

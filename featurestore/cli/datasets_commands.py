@@ -73,8 +73,8 @@ def ingest(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the ingest flow: download once, verify every image, split, write the manifest."""
+    from flows.api import shared_api
     from flows.ingest import ingest as ingest_flow  # Prefect loads only when a flow runs
-    from flows.runners import shared_api
 
     # Bad names and options are reported before a flow run starts, without Prefect's failure log.
     split_ratios = _ratios(ratios)

@@ -31,25 +31,25 @@ def run(
 ) -> None:
     """Run the feature pipeline (ingest -> extract -> evaluate) and print the accuracy table."""
     from featurestore.pipeline import check_request
-    from flows.runners import make_task_runner
+    from flows.runners import runner_checked_once
 
     datasets, models = split_names(datasets, "--datasets"), split_names(models, "--models")
     classifiers = split_names(classifiers, "--classifiers")
     # Said before a flow run starts (and its temporary server), as the other commands do: a bad
-    # name, --device, --limit-per-class or --workers (the flow builds its runners only once it runs).
+    # name, --device, --limit-per-class, --workers or Dask scheduler (the flows build their runners later).
     check_request(datasets, models, classifiers, root, seed=seed, limit_per_class=limit_per_class or None,
                   mirror=mirror, device=device)
-    make_task_runner(task_runner, workers)
-    check_prefect_api()
-    from featurestore.cli.report_commands import damaged_runs_said, print_run
-    from featurestore.evaluation.history import load_run
-    from flows.pipeline import DEFAULT_DATASETS, DEFAULT_MODELS, run_pipeline  # Prefect loads only when a flow runs
+    with runner_checked_once(task_runner, workers):
+        check_prefect_api()
+        from featurestore.cli.report_commands import damaged_runs_said, print_run
+        from featurestore.evaluation.history import load_run
+        from flows.pipeline import DEFAULT_DATASETS, DEFAULT_MODELS, run_pipeline  # Prefect loads only when a flow runs
 
-    result = run_pipeline(
-        datasets=datasets or DEFAULT_DATASETS, models=models or DEFAULT_MODELS,
-        classifiers=classifiers or None, stacking=stacking, root=root, limit_per_class=limit_per_class or None,
-        seed=seed, task_runner=task_runner, workers=workers, device=device, mirror=mirror, overwrite=overwrite,
-    )
+        result = run_pipeline(
+            datasets=datasets or DEFAULT_DATASETS, models=models or DEFAULT_MODELS,
+            classifiers=classifiers or None, stacking=stacking, root=root, limit_per_class=limit_per_class or None,
+            seed=seed, task_runner=task_runner, workers=workers, device=device, mirror=mirror, overwrite=overwrite,
+        )
     with damaged_runs_said():
         print_run(load_run(Path(result["run_dir"]).name, root), as_json=False, root=root)
     typer.echo(f"recomputed {result['recomputed']}")

@@ -3,7 +3,7 @@
 Ctrl-C raises ``KeyboardInterrupt`` in the main thread only. An ``extract`` running in a worker
 thread (a Prefect task under the threads task runner) never sees it and would finish its pass.
 So the main thread's SIGINT handler calls ``request_stop`` (as does a flow that Prefect cancels:
-``flows.runners.tasks_run_on``), and the batch loop, between batches,
+``flows.stopping.cancel_stops_tasks``), and the batch loop, between batches,
 raises ``ExtractionStopped`` (a ``KeyboardInterrupt``) in the extracting thread itself: the stores
 keep their committed rows and say how to resume, exactly as after Ctrl-C in the main thread.
 """
