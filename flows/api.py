@@ -7,7 +7,15 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings,
+)
+
+from featurestore.errors import FeatureStoreError
+
+
+class TemporaryServerDidNotStart(FeatureStoreError):
+    """The temporary Prefect server a flow starts did not answer in time."""
 
 
 @contextmanager
@@ -49,6 +57,8 @@ def shared_api() -> Iterator[str]:
     try:
         try:
             server.start()
+        except RuntimeError as error:
+            raise _did_not_start(server) from error
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         with exported_api(server.api_url) as url:
@@ -56,6 +66,18 @@ def shared_api() -> Iterator[str]:
     finally:
         _send_pending_logs_and_events()
         server.stop()
+
+
+def _did_not_start(server) -> TemporaryServerDidNotStart:
+    # Prefect's own error is a traceback ending in the server's whole output; a first start, which
+    # creates the database, outlasted the default 20 s on a busy 2-core machine.
+    process = server.server_process
+    ended = "" if process is None or process.poll() is None else f", and its process exited with code {process.returncode}"
+    waited = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    return TemporaryServerDidNotStart(
+        f"the temporary Prefect server did not answer within {waited} s{ended}; run again (a first start creates "
+        "its database), allow it longer with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start one with "
+        "`prefect server start --host 127.0.0.1` and export PREFECT_API_URL=http://127.0.0.1:4200/api")
 
 
 def _send_pending_logs_and_events(timeout: float = 5.0) -> None:

@@ -165,6 +165,25 @@ def test_every_flow_command_says_in_one_line_when_the_prefect_api_is_down(tmp_pa
     assert sorted(p.name for p in root.iterdir()) == ["stores"]
 
 
+def test_a_temporary_prefect_server_that_does_not_start_in_time_is_one_line(tmp_path):
+    # It was Prefect's RuntimeError, 40 lines of traceback; a first start on a busy 2-core machine
+    # (it creates its database) outlasted the default 20 s. One second is never enough to start one.
+    root = tmp_path / "fs"
+    write_store(root, n=30)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1")
+    env.pop("PREFECT_PROFILES_PATH", None)
+    done = subprocess.run([sys.executable, "-m", "featurestore.cli", "evaluate", "--dataset", "toy",
+                           "--root", str(root)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: the temporary Prefect server did not answer within 1 s; run again (a first start creates its "
+        "database), allow it longer with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start one with "
+        "`prefect server start --host 127.0.0.1` and export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["stores"]
+
+
 @pytest.mark.parametrize("option, message", [
     (["--limit-per-class", "-5"], "error: --limit-per-class -5 is invalid"),  # 0 is every image
     (["-d", "pest"], "error: unknown dataset 'pest': not registered"),
