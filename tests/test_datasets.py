@@ -19,7 +19,8 @@ from featurestore.datasets.errors import (
 from featurestore.ingest.checksums import parse
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.pipeline import ingest as ingest_now
-from fixtures_datasets import jpeg
+from featurestore.ingest.request import check_request
+from fixtures_datasets import jpeg, tar_bytes
 from store_fixtures import spec_for, write_store
 
 
@@ -106,6 +107,13 @@ def test_bad_folds_and_a_missing_source_are_refused_before_anything_is_made(root
         ingest_now("imagefolder", root, source=str(folder), name="mine", folds=1, progress=False)
     with pytest.raises(DatasetError, match=rf"^source '{tmp_path}/nowhere' does not exist; give a folder"):
         ingest_now("imagefolder", root, source=str(tmp_path / "nowhere"), name="mine", progress=False)
+    # A file that is no archive was called a damaged one, once the flow had started (about 29 s later).
+    (tmp_path / "notes.txt").write_text("not an archive")
+    with pytest.raises(DatasetError, match=rf"^source '{tmp_path}/notes.txt' is a file but not a tar or zip archive "
+                                           r"\(nor the start of one\); give a folder with one sub-folder per class, a "
+                                           r"tar or zip archive of one \(.tar, .tar.gz, .tgz, .zip\), or an http\(s\) "
+                                           r"URL of such an archive$"):
+        check_request("imagefolder", name="mine", source=str(tmp_path / "notes.txt"))
     assert list(root.iterdir()) == []
     # 0 is every image wherever a limit is taken (the CLIs, a deployment's -p limit_per_class=0), as
     # the message above says: it was refused here while `featurestore run` read it as every image
@@ -262,17 +270,18 @@ def test_failed_flow_logs_bad_input_in_one_line_and_keeps_other_tracebacks(prefe
     handler.emit = records.append
     for name in RUN_LOGGERS:
         logging.getLogger(name).addHandler(handler)
-    # Not an archive: found only once the prepare task opens it (a missing source is refused before any task).
-    (tmp_path / "photos.tgz").write_bytes(b"<html>not an archive</html>")
+    # Cut short: found only once the prepare task unpacks it (a file that is no archive at all, or a
+    # missing source, is refused before any task).
+    (tmp_path / "photos.tgz").write_bytes(tar_bytes({f"cat/{k}.jpg": jpeg(k) for k in range(6)})[:900])
     try:
         # your own file: what to do about it, not a registry entry that a file of yours does not have
-        with pytest.raises(DatasetError, match=r"photos.tgz: cannot be unpacked \(not a tar or zip archive\); the "
+        with pytest.raises(DatasetError, match=r"photos.tgz: cannot be unpacked \(.*\); the "
                            "archive is damaged or incomplete; check it, or replace it with a complete copy"):
             ingest(dataset="imagefolder", root=str(root), source=str(tmp_path / "photos.tgz"), name="mine")
     finally:
         for name in RUN_LOGGERS:
             logging.getLogger(name).removeHandler(handler)
-    failures = [r for r in records if "not a tar or zip archive" in r.getMessage()]
+    failures = [r for r in records if "cannot be unpacked" in r.getMessage()]
     assert sorted(r.name for r in failures) == sorted(RUN_LOGGERS)  # the task run's and the flow run's
     assert all(r.exc_info is None and "Finished in state Failed" in r.getMessage() for r in failures)
     try:
@@ -280,6 +289,23 @@ def test_failed_flow_logs_bad_input_in_one_line_and_keeps_other_tracebacks(prefe
     except ValueError:
         bug = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "crash", None, sys.exc_info())
     assert ExpectedErrorsInOneLine().filter(bug) and bug.exc_info[0] is ValueError
+
+
+def test_ingest_counts_and_names_the_files_it_skipped_as_not_images(prefect_harness, cli, root, tmp_path):
+    # A photo saved as .heic, or notes beside the photos, vanished without a word.
+    folder = tmp_path / "mine"
+    for c, name in enumerate(["left", "right"]):
+        (folder / name).mkdir(parents=True)
+        for k in range(4):
+            (folder / name / f"{k}.jpg").write_bytes(jpeg(10 * c + k))
+    (folder / "left" / "notes.txt").write_text("fed at 8")
+    (folder / "right" / "IMG_0001.heic").write_bytes(jpeg(7))
+    out = cli("ingest", "imagefolder", "--root", str(root), "--source", str(folder), "--name", "mine",
+              "--ratios", "0.5,0.25,0.25")
+    assert out.exit_code == 0, out.output
+    assert out.stderr.endswith("warning: mine: 2 files skipped (not an image extension: .heic, .txt), e.g. "
+                               "left/notes.txt, right/IMG_0001.heic; docs/datasets.md lists the extensions read\n")
+    assert "│ skipped " in out.stdout and "left/notes.txt" in out.stdout
 
 
 def test_ctrl_c_between_moving_dataset_json_and_the_manifest_says_to_ingest_again(prefect_harness, cli, root, tmp_path,

@@ -125,6 +125,28 @@ def test_corrupt_images_are_quarantined_not_fatal(root, folder):
     assert result.quarantined == 3 and result.images == sum(CLASSES.values())
 
 
+def test_files_not_images_by_their_extension_are_counted_and_named_not_dropped_silently(root, folder):
+    # A .heic photo or a stray .txt in a class folder vanished without a word, in no count and no quarantine.csv.
+    import json
+
+    from featurestore.datasets.folders import skipped_note
+
+    (folder / "cat" / "notes.txt").write_text("fed at 8")
+    (folder / "dog" / "IMG_0001.heic").write_bytes(jpeg(3))
+    (folder / "dog" / "IMG_0002.HEIC").write_bytes(jpeg(4))
+    (folder / "dog" / "Thumbs.db").write_bytes(b"\0" * 64)  # what Windows adds: no user meant it as an image
+    (folder / "dog" / ".DS_Store").write_bytes(b"\0" * 64)
+    result = _ingest(root, folder)
+    assert (result.images, result.quarantined, result.skipped) == (sum(CLASSES.values()), 0, 3)
+    assert result.skipped_files == ["cat/notes.txt", "dog/IMG_0001.heic", "dog/IMG_0002.HEIC"]
+    assert json.loads((Path(result.directory) / "dataset.json").read_text())["skipped"] == 3
+    assert skipped_note(result.skipped, result.skipped_files) == (
+        "3 files skipped (not an image extension: .heic, .txt), e.g. cat/notes.txt, dog/IMG_0001.heic, "
+        "dog/IMG_0002.HEIC; docs/datasets.md lists the extensions read")
+    assert skipped_note(7, ["a/x.txt"]) == ("7 files skipped (not an image extension: .txt, ...), e.g. a/x.txt, ...; "
+                                            "docs/datasets.md lists the extensions read")
+
+
 def test_an_image_removed_between_the_scan_and_verification_is_quarantined(root, folder):
     files = fetch_files("imagefolder", root, source=str(folder), progress=False)
     candidates = prepare("imagefolder", files, root)
@@ -582,10 +604,67 @@ def test_a_dataset_json_of_another_manifest_is_refused_not_read_with_its_class_n
     other = Path(_ingest(root, good["archive"], name="other").directory)
     # What an ingest stopped between its two renames leaves: the new dataset.json beside the old manifest.
     shutil.copyfile(other / "dataset.json", pets / "dataset.json")
-    with pytest.raises(DatasetError, match=r"pets/dataset.json: does not belong to .*pets/manifest.csv \(an ingest was "
-                                           r"stopped while moving them into place\); run the ingest of 'pets' again"):
+    with pytest.raises(DatasetError, match=r"pets/manifest.csv: damaged or missing \(its SHA-256 is not the one "
+                                           r"dataset.json records: .*, or an ingest was stopped while moving the two "
+                                           r"into place\); run `featurestore ingest imagefolder --source "
+                                           rf"{good['archive']} --name pets` again$"):
         load_manifest("pets", root)
     assert _ingest(root, folder, name="pets").classes == 3 and load_manifest("pets", root).classes == sorted(CLASSES)
+
+
+def test_a_manifest_cut_short_is_listed_damaged_with_both_causes_and_the_command(root, folder):
+    # It was listed as a good dataset, and the message blamed a stopped ingest and gave no command.
+    from featurestore.datasets.manifest import current_manifest_hash
+
+    directory = Path(_ingest(root, folder, name="pets").directory)
+    manifest = directory / "manifest.csv"
+    manifest.write_bytes(manifest.read_bytes()[:1500])
+    problem = (rf"^{manifest}: damaged or missing \(its SHA-256 is not the one dataset.json records: it was changed "
+               r"or cut short since ingest, or an ingest was stopped while moving the two into place\); run "
+               rf"`featurestore ingest imagefolder --source {folder} --name pets` again$")
+    with pytest.raises(DatasetError, match=problem):
+        load_manifest("pets", root)
+    assert current_manifest_hash("pets", root) is None
+    row = _datasets_json(root)["pets"]
+    assert row["ingested"] == "damaged" and re.match(problem, row["problem"])
+
+
+def test_a_dataset_that_lost_its_manifest_is_listed_damaged_and_its_stores_say_so(root, folder):
+    # It vanished from `featurestore datasets` without a word, and ls and verify called its stores complete and ok.
+    from store_fixtures import write_store
+
+    from featurestore.store.catalog import catalog
+    from featurestore.store.verify import verify_stores
+
+    directory = Path(_ingest(root, folder, name="pets").directory)
+    write_store(root, n=30, dataset="pets", manifest_hash=load_manifest("pets", root).hash)
+    (directory / "manifest.csv").unlink()
+    problem = (f"{directory}/manifest.csv: damaged or missing (not there, though dataset.json is); run "
+               f"`featurestore ingest imagefolder --source {folder} --name pets` again")
+    with pytest.raises(DatasetError) as error:
+        load_manifest("pets", root)
+    assert str(error.value) == problem
+    row = _datasets_json(root)["pets"]
+    assert (row["ingested"], row["problem"]) == ("damaged", problem)
+    assert _datasets(root).stderr == f"warning: {problem}\n"
+    (entry,) = catalog(root, "pets").to_dict("records")
+    assert entry["problem"] == f"whether it is stale cannot be told: {problem}"
+    (check,) = verify_stores(root, "pets")
+    assert check.warnings == [entry["problem"]]
+    (directory / "dataset.json").unlink()  # quarantine.csv, written with them, is left: still damaged
+    assert _datasets_json(root)["pets"]["problem"] == (
+        f"{directory}/dataset.json: damaged or missing (not there, though quarantine.csv is); run "
+        "`featurestore ingest imagefolder --source DIR|ARCHIVE|URL --name pets` again")
+
+
+def test_a_new_folder_or_a_first_ingest_under_way_is_not_listed_damaged(root):
+    for name, entries in {"empty": (), "started": (".ingest", ".next"), "unpacked": (".unpacked", "photos")}.items():
+        for entry in entries:
+            (root / "datasets" / name / entry).mkdir(parents=True)
+        (root / "datasets" / name).mkdir(parents=True, exist_ok=True)
+        with pytest.raises(ManifestNotFound):
+            load_manifest(name, root)
+    assert not {"empty", "started", "unpacked"} & set(_datasets_json(root))
 
 
 def test_a_class_folder_linked_to_another_class_is_refused(root, folder):
@@ -720,8 +799,8 @@ def test_messages_and_commands_name_each_dataset_that_takes_a_source(root, folde
     assert json.loads((directory / "dataset.json").read_text())["homepage"] == "https://example.org/photolist"
     assert _datasets_json(root)["mine"]["homepage"] == "https://example.org/photolist"
     _rewrite_manifest(directory, lambda f: f.assign(split="bogus"))
-    with pytest.raises(DatasetError, match=r"; run `featurestore ingest photolist --source DIR\|ARCHIVE\|URL --name "
-                                           "mine` again$"):
+    # with the source that dataset.json records
+    with pytest.raises(DatasetError, match=rf"; run `featurestore ingest photolist --source {folder} --name mine` again$"):
         load_manifest("mine", root)
 
 

@@ -15,11 +15,38 @@ from featurestore.datasets.registry import Layout
 #: folders archivers add beside the real ones (macOS resource forks), never a class
 NOT_CLASSES = frozenset({"__MACOSX"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+#: files Windows adds to a folder of pictures, skipped without a word as hidden files are
+SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini"})
+#: how many skipped files a warning names
+SKIPPED_SHOWN = 5
 
 
 def is_image_name(path: Path) -> bool:
     """Whether the file name has an image extension (other files, e.g. Thumbs.db, are ignored)."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def is_skipped_file(path: Path) -> bool:
+    """Whether ``path``, a file that is not an image by its name, is one a user may have meant as an
+    image (a .heic photo, a .txt in the wrong place): not hidden, not a file the system adds."""
+    return not is_image_name(path) and not path.name.startswith(".") and path.name.lower() not in SYSTEM_FILES
+
+
+def skipped_note(count: int, examples: list[str]) -> str:
+    """The warning for ``count`` files skipped in the class folders, ``examples`` of them named."""
+    extensions = sorted({Path(name).suffix.lower() or "none" for name in examples})
+    more = ", ..." if count > len(examples) else ""
+    return (f"{count} file{'s' * (count != 1)} skipped (not an image extension: {', '.join(extensions)}{more}), e.g. "
+            f"{', '.join(examples)}{more}; docs/datasets.md lists the extensions read")
+
+
+def skipped_examples(skipped: list[str]) -> list[str]:
+    """Up to ``SKIPPED_SHOWN`` of the ``skipped`` files to name, one of each extension first."""
+    by_extension = {}
+    for name in sorted(skipped):
+        by_extension.setdefault(Path(name).suffix.lower(), name)
+    firsts = sorted(by_extension.values())
+    return (firsts + sorted(set(skipped) - set(firsts)))[:SKIPPED_SHOWN]
 
 
 def as_text(path: str) -> str:
@@ -75,8 +102,9 @@ def scan_class_folders(directory: Path, base: Path, shown: Path | None = None) -
     _refuse_classes_sharing_images(folders, classes)
     # Shared by all classes: a second link to one outside folder, even from another class, is refused.
     walked: set[Path] = set()
+    skipped: list[Path] = []
     for folder in folders:
-        for path in _class_files(folder, classes, walked):
+        for path in _class_files(folder, classes, walked, skipped):
             rows.append((as_text(path.relative_to(root).as_posix()), as_text(path.relative_to(directory).as_posix()),
                          folder.name))
     if not rows:
@@ -85,7 +113,8 @@ def scan_class_folders(directory: Path, base: Path, shown: Path | None = None) -
             "images out as <folder>/<class>/<image>"
         )
     frame = pd.DataFrame(rows, columns=["id", "source", "class_name"]).assign(split="")
-    return Layout(frame=frame, classes=tuple(folder.name for folder in folders))
+    return Layout(frame=frame, classes=tuple(folder.name for folder in folders),
+                  skipped=tuple(sorted(as_text(path.relative_to(root).as_posix()) for path in skipped)))
 
 
 def _refuse_class_names_not_utf8(folders: list[Path]) -> None:
@@ -108,8 +137,9 @@ def _refuse_classes_sharing_images(folders: list[Path], classes: list[Path]) -> 
                                    "of its own images")
 
 
-def _class_files(folder: Path, classes: list[Path], walked: set[Path]) -> list[Path]:
-    """The image files under ``folder``, in linked sub-folders too, and the linked sub-folders skipped.
+def _class_files(folder: Path, classes: list[Path], walked: set[Path], skipped: list[Path]) -> list[Path]:
+    """The image files under ``folder``, in linked sub-folders too, and the linked sub-folders skipped;
+    the other files a user may have meant as images are added to ``skipped``.
 
     ``Path.rglob`` does not enter a linked sub-folder (Python 3.11), so its images went missing.
     A link into any class folder of ``classes`` (resolved), to a folder in ``walked`` (already
@@ -131,8 +161,9 @@ def _class_files(folder: Path, classes: list[Path], walked: set[Path]) -> list[P
                 walked.add(real)
                 kept.append(name)
         subfolders[:] = kept
-        paths = (Path(current, name) for name in names)
+        paths = [Path(current, name) for name in names]
         found += [p for p in paths if is_image_name(p) and (p.is_file() or not p.exists())]
+        skipped += [p for p in paths if is_skipped_file(p)]
     return sorted(found)
 
 

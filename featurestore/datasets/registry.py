@@ -44,12 +44,14 @@ class Layout:
     """What a dataset reader returns: candidate images before verification.
 
     ``frame`` has columns ``id``, ``source``, ``class_name`` and ``split`` (the official split,
-    or ``""`` where none is published). ``classes`` fixes the label order.
+    or ``""`` where none is published). ``classes`` fixes the label order. ``skipped``: the files in
+    the class folders that are not images by their extension, which ingest reports.
     """
 
     frame: pd.DataFrame
     classes: tuple[str, ...]
     arrays: bool = False
+    skipped: tuple[str, ...] = ()
 
 
 # A reader turns the fetched files into candidates: (dataset directory, {filename: local path}).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tarfile
+import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -11,6 +13,8 @@ from featurestore.datasets.folders import scan_class_folders
 from featurestore.datasets.registry import Layout, Resource
 
 IMAGES = "images"
+_ACCEPTED = ("give a folder with one sub-folder per class, a tar or zip archive of one (.tar, .tar.gz, .tgz, .zip), "
+             "or an http(s) URL of such an archive")
 
 
 def is_url(source: str) -> bool:
@@ -28,12 +32,24 @@ def source_resource(source: str, checksum: str | None = None) -> Resource:
 
 
 def local_source(source: str) -> Path:
-    """The local folder or archive ``source`` names, or ``DatasetError`` if there is none."""
+    """The local folder or archive ``source`` names; ``DatasetError`` if there is none, or it is a
+    file whose first bytes are not a tar or zip archive's (said before any flow starts, rather
+    than as a damaged archive once one has)."""
     path = Path(source).expanduser().resolve()
     if not path.exists():
-        raise DatasetError(f"source {source!r} does not exist; give a folder with one sub-folder per class, "
-                           "an archive of one, or an http(s) URL")
+        raise DatasetError(f"source {source!r} does not exist; {_ACCEPTED}")
+    if not path.is_dir() and not _is_archive(path):
+        raise DatasetError(f"source {source!r} is a file but not a tar or zip archive (nor the start of one); "
+                           f"{_ACCEPTED}")
     return path
+
+
+def _is_archive(path: Path) -> bool:
+    """Whether the file ``path`` starts as a tar (compressed or not) or zip archive does."""
+    try:
+        return tarfile.is_tarfile(path) or zipfile.is_zipfile(path)
+    except OSError:  # unreadable: unpacking it names the error, as for any archive it cannot read
+        return True
 
 
 def recorded_source(source: str | None) -> str | None:

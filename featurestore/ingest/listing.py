@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from featurestore.datasets.errors import ManifestDamaged
-from featurestore.datasets.manifest import MANIFEST_FILE, read_info
+from featurestore.datasets.manifest import checked_info, is_ingested
 from featurestore.datasets.registry import DatasetSpec
 from featurestore.paths import dataset_dir
 
@@ -20,9 +20,10 @@ def _damaged_row(name: str, error: ManifestDamaged) -> dict:
 
 def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> dict:
     """A row of ``featurestore datasets`` for a dataset ingested under a name of the user's
-    (``ingest imagefolder --name``), read from its ``dataset.json``."""
+    (``ingest imagefolder --name``), read from its ``dataset.json`` (``damaged`` if its manifest is
+    missing or not the one recorded there)."""
     try:
-        info = read_info(dataset_dir(name, root), name, recorded=True)
+        info = checked_info(dataset_dir(name, root), name, recorded=True)
     except ManifestDamaged as error:
         return {"images": None, "classes": None, "size": None, "licence": None, "official_split": None,
                 "title": None, "homepage": None, "notes": None, **_damaged_row(name, error)}
@@ -34,13 +35,14 @@ def describe_ingested(name: str, root: str | os.PathLike[str] | None = None) -> 
 
 def describe(spec: DatasetSpec, root: str | os.PathLike[str] | None = None) -> dict:
     """One row of ``featurestore datasets``: what the dataset is, whether it is here already and how
-    many of its images were ingested (fewer than published after a ``--limit-per-class``)."""
+    many of its images were ingested (fewer than published after a ``--limit-per-class``), or that
+    its record is ``damaged``."""
     directory = dataset_dir(spec.name, root)
-    present = (directory / MANIFEST_FILE).is_file()
+    present = is_ingested(directory)
     row = {"name": spec.name, "images": spec.images, "ingested": None, "classes": spec.classes, "size": spec.size,
            "licence": spec.licence, "official_split": spec.official_split, "present": present, "title": spec.title,
            "homepage": spec.homepage, "notes": spec.notes}
     try:
-        return dict(row, ingested=read_info(directory, spec.name)["images"]) if present else row
+        return dict(row, ingested=checked_info(directory, spec.name)["images"]) if present else row
     except ManifestDamaged as error:
         return dict(row, **_damaged_row(spec.name, error))

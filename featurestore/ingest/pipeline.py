@@ -20,7 +20,8 @@ import numpy as np
 
 from featurestore.datasets.arrays import ARRAY_FILE
 from featurestore.datasets.errors import DatasetError, UnsafeArchive
-from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, write_manifest
+from featurestore.datasets.folders import skipped_examples
+from featurestore.datasets.manifest import ARRAY_SEPARATOR, INFO_FILE, MANIFEST_FILE, QUARANTINE_FILE, write_manifest
 from featurestore.datasets.registry import Layout, get_dataset
 from featurestore.datasets.sources import (
     IMAGES, attach_folder, is_attached, is_url, local_source, recorded_source, source_resource,
@@ -39,7 +40,6 @@ from featurestore.paths import dataset_dir, downloads_dir
 
 WORK = ".ingest"
 STAGE = ".next"
-QUARANTINE_FILE = "quarantine.csv"
 # How an unpack error of a download never used ends: the download is gone, not pinned.
 _DISCARDED = ("this download was deleted with its hash; check that the server sends the archive, then run "
               "ingest again to download it again")
@@ -47,7 +47,9 @@ _DISCARDED = ("this download was deleted with its hash; check that the server se
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What an ingest produced: where the manifest is, its hash, and what was set aside."""
+    """What an ingest produced: where the manifest is, its hash, and what was set aside: images
+    quarantined, and files ``skipped`` in the class folders as not images by their extension (a few
+    of them named in ``skipped_files``, see ``skipped_note``)."""
 
     dataset: str
     directory: str
@@ -59,6 +61,8 @@ class IngestResult:
     quarantine: str
     empty_classes: list[str] = field(default_factory=list)
     copies_across: int = 0
+    skipped: int = 0
+    skipped_files: list[str] = field(default_factory=list)
 
 
 def fetch_files(dataset: str, root: str | os.PathLike[str] | None = None, *, source: str | None = None,
@@ -112,7 +116,8 @@ def prepare(dataset: str, files: Mapping[str, str], root: str | os.PathLike[str]
         layout: Layout = spec.reader(base, paths)
     (directory / WORK).mkdir(exist_ok=True)
     return save_table(directory / WORK / "candidates.npz", layout.frame,
-                      {"classes": list(layout.classes), "arrays": layout.arrays, "base": str(base)})
+                      {"classes": list(layout.classes), "arrays": layout.arrays, "base": str(base),
+                       "skipped": list(layout.skipped)})
 
 
 def _stage_source(source: Path, directory: Path, stage: Path, root: str | os.PathLike[str] | None) -> Path:
@@ -204,6 +209,7 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
     directory = Path(verified).parent.parent
     stage = directory / STAGE
     bad = frame["error"] != ""
+    skipped = layout["skipped"]
     # Kept in the work folder too, so that the reasons stay readable when the checks below fail.
     reasons = directory / WORK / QUARANTINE_FILE
     frame.loc[bad, ["source", "class_name", "error"]].rename(columns={"error": "reason"}).sort_values("source").to_csv(
@@ -221,7 +227,7 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
             "dataset": dataset, "name": directory.name, "official_split": spec.official_split,
             "licence": spec.licence, "citation": spec.citation, "homepage": spec.homepage,
             "quarantined": int(bad.sum()), "empty_classes": empty,
-            "copies_across": copies,
+            "copies_across": copies, "skipped": len(skipped),
             "parameters": {"seed": seed, "folds": folds, "limit_per_class": limit or None,
                            "ratios": None if spec.official_split else list(check_ratios(ratios)),
                            "source": recorded_source(source)},
@@ -232,7 +238,7 @@ def build_manifest(dataset: str, verified: str, *, ratios: Sequence[float] = DEF
     return IngestResult(dataset=directory.name, directory=str(directory), manifest=str(directory / MANIFEST_FILE),
                         manifest_hash=digest, images=len(usable), classes=int(usable["label"].nunique()),
                         quarantined=int(bad.sum()), quarantine=str(directory / QUARANTINE_FILE), empty_classes=empty,
-                        copies_across=copies)
+                        copies_across=copies, skipped=len(skipped), skipped_files=skipped_examples(skipped))
 
 
 def _commit(stage: Path, directory: Path) -> None:
