@@ -10,6 +10,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from featurestore.datasets.folders import skipped_note
 from featurestore.ingest.lock import ingesting
 from featurestore.ingest.request import check_request
 from featurestore.ingest.split import DEFAULT_FOLDS, DEFAULT_RATIOS
@@ -36,6 +37,8 @@ def _summary(result: dict) -> str:
         lines.append(f"* shards now stale (built from the earlier manifest): {', '.join(result['stale_shards'])}")
     if result["copies_across"]:
         lines.append(f"* byte-identical copies across splits or classes: {result['copies_across']} images")
+    if result["skipped"]:
+        lines.append(f"* not read: {skipped_note(result['skipped'], result['skipped_files'])}")
     if result["quarantined"]:
         quarantine = pd.read_csv(result["quarantine"], dtype=str, keep_default_na=False).head(50)
         lines += ["", "| file | class | reason |", "|---|---|---|"]
@@ -81,6 +84,9 @@ def ingest(dataset: str, root: str | None = None, ratios: list[float] = list(DEF
             ", ".join(result["stale_stores"]), result["dataset"])
     for shard, reason in shards.items():
         get_run_logger().warning("%s: shard %s is stale, %s before merging", result["dataset"], shard, reason)
+    if result["skipped"]:
+        # Logged by the flow, not the CLI: a deployment run's logs must say it too.
+        get_run_logger().warning("%s: %s", result["dataset"], skipped_note(result["skipped"], result["skipped_files"]))
     if result["copies_across"]:
         get_run_logger().warning("%s: %d images are byte-identical copies of one in another split or class "
                                  "(same sha256 in manifest.csv): test copies of training images inflate accuracy; "

@@ -7,7 +7,6 @@ import typer
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, human_bytes, print_json, print_table
 from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.datasets.errors import InvalidIngestOption
-from featurestore.datasets.folders import skipped_note
 from featurestore.datasets.manifest import current_manifest_hash, ingested_names
 from featurestore.datasets.registry import dataset_names, get_dataset
 from featurestore.ingest.listing import describe, describe_ingested
@@ -103,9 +102,6 @@ def ingest(
         print_json(result)
     else:
         print_table([{"field": k, "value": v} for k, v in result.items()], ["field", "value"], title="ingest")
-    if result["skipped"]:
-        typer.echo(f"warning: {result['dataset']}: {skipped_note(result['skipped'], result['skipped_files'])}",
-                   err=True)
 
 
 def register(app: typer.Typer) -> None:
