@@ -82,7 +82,7 @@ def test_store_records_failed_rows_and_second_run_loads_nothing(root):
     assert arrays.features.shape == (11, 1280) and arrays.ids[arrays.failed].tolist() == ["broken_0"]
     assert np.all(arrays.features[arrays.failed] == 0) and np.all(np.abs(arrays.features[~arrays.failed]).sum(1) > 0)
     report = verify_file(first.path)
-    assert report.ok and any("1 rows failed to decode" in w for w in report.warnings)
+    assert report.ok and any("1 row failed to decode" in w for w in report.warnings)
 
     # The model is only ever loaded to build the runtime; with the export cache emptied, loading
     # it again would recreate the cached file. The store must not be touched either.

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from store_fixtures import CLASSES, features_for, rows_for, spec_for, write_store
+from store_fixtures import CLASSES, features_for, rows_for, spec_for, write_manifest_of, write_store
 
 import featurestore
 from featurestore.errors import (RootNotWritable, StoreConflict, StoreCorrupt, StoreIncomplete, StoreLocked,
@@ -149,12 +149,27 @@ def test_failed_rows_are_flagged_and_zeroed(root):
 
 
 def test_missing_store_says_how_to_make_it(root):
+    write_manifest_of(root, rows_for(10))
     with pytest.raises(StoreNotFound, match="featurestore extract --dataset toy --models net"):
         load_arrays("toy", "net", root=root)
     write_store(root, n=10, model="net")
     with pytest.raises(StoreNotFound, match=r"no store for dataset 'toy' and model 'nte' \(stores of 'toy': net\); "
                                             r"check the names, or run .* if 'nte' is a backbone"):
         load_arrays("toy", "nte", root=root)  # a typo reads as one, not as a store to extract
+
+
+@pytest.mark.parametrize("dataset, ingest", [
+    ("nosuch", "featurestore ingest imagefolder --source DIR|ARCHIVE|URL --name nosuch"),
+    ("fashion-mnist", "featurestore ingest fashion-mnist"),
+])
+def test_a_store_of_a_dataset_never_ingested_says_to_ingest_it(root, dataset, ingest):
+    # Before: "run `featurestore extract --dataset nosuch ...`", which only refuses a dataset without a manifest.
+    write_manifest_of(root, rows_for(10))
+    with pytest.raises(StoreNotFound) as caught:
+        load_arrays(dataset, "net", root=root)
+    assert str(caught.value) == (
+        f"{store_path(dataset, 'net', root)}: no store for dataset {dataset!r} and model 'net' (stores of {dataset!r}: "
+        f"none); dataset {dataset!r} is not ingested (ingested here: toy); check the names, or run `{ingest}` first")
 
 
 def test_interrupted_and_locked_stores_are_reported(root):
@@ -371,7 +386,7 @@ def delete_rows(path):
 
 
 @pytest.mark.parametrize("damage, problem, listed", [
-    # The catalog checks links only, so it cannot see garbled table bytes; verify reads them.
+    # The catalog reads headers and attributes only, so it cannot see garbled table bytes; verify reads them.
     (overwrite_provenance_table, "pandas cannot read /provenance", "complete"),
     (delete_rows, "store lacks /rows", "unreadable"),
 ])
@@ -429,19 +444,26 @@ def test_a_store_at_another_stores_path_is_unreadable_there(root, tmp_path):
     assert read_arrays(kept).features.shape == (20, 32)
 
 
-def test_a_store_with_a_damaged_object_header_is_unreadable_to_ls_and_extract(root):
+@pytest.mark.parametrize("damaged", ["rows", "rows/table", "provenance/table"])
+def test_a_store_with_a_damaged_object_header_is_unreadable_to_ls_extract_and_verify(root, damaged):
     # Its /rows header overwritten, the store was listed complete and reused by extract: only
-    # verify and evaluate, which read /rows, found the damage.
+    # verify and evaluate, which read /rows, found the damage. The header of an object in a pandas
+    # key (/rows/table) overwritten, it still was, though every reader and verify refused it.
     path = write_store(root, n=20)
     with h5py.File(path, "r") as file:
-        header = h5py.h5o.get_info(file["rows"].id).addr
+        header = h5py.h5o.get_info(file[damaged].id).addr
     with open(path, "r+b") as raw:
         raw.seek(header)
         raw.write(b"GARBAGE!" * 4)
+    expected = "its HDF5 internals are damaged .*; delete it with `featurestore rm toy net` and extract again$"
     (entry,) = featurestore.catalog(root).to_dict("records")
-    assert entry["state"] == "unreadable" and "its HDF5 internals are damaged" in entry["problem"]
-    with pytest.raises(StoreCorrupt, match="its HDF5 internals are damaged .*; delete it with `featurestore rm toy net`"):
+    assert entry["state"] == "unreadable" and re.search(expected, entry["problem"])
+    with pytest.raises(StoreCorrupt, match=expected):
         store_state(spec_for(), root)
+    with pytest.raises(StoreCorrupt, match=expected):
+        load_arrays("toy", "net", root=root)
+    report = verify_file(path)
+    assert not report.ok and re.search(expected, report.problems[0])
     with pytest.raises(StoreCorrupt):
         StoreWriter.open(spec_for(), rows_for(20), root=root, overwrite=True)
     assert not partial_path(path).exists()

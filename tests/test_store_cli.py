@@ -207,7 +207,7 @@ def test_verify_passes_then_catches_planted_nan_and_truncation(root):
     result = cli("verify", "--json", root=root)
     assert result.returncode == 1
     reports = {r["path"]: r for r in json.loads(result.stdout)}
-    assert reports[str(good)]["ok"] and "1 rows contain NaN or inf (first: row 7)" in reports[str(nan)]["problems"]
+    assert reports[str(good)]["ok"] and "1 row with NaN or inf (first: row 7)" in reports[str(nan)]["problems"]
 
     truncated = write_store(root, n=40, model="cut")
     truncated.write_bytes(truncated.read_bytes()[:5000])
@@ -281,6 +281,41 @@ def test_help_everywhere():
         result = subprocess.run([sys.executable, "-m", "featurestore.cli", *command, "--help"],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "Usage" in result.stdout
+        # verify's help showed its docstring's RST markup: ``writing``
+        assert "``" not in result.stdout
+        if command[:1] in (["show"], ["verify"], ["rm"]):
+            assert "--dataset  -d" in result.stdout and "--model    -m" in result.stdout
+
+
+def run_in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``featurestore ARGS``, run in this process."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err
+
+
+def test_show_verify_and_rm_take_the_dataset_and_model_as_options_too(root, capsys):
+    # Before: `featurestore verify -d toy` said "No such option: -d", though extract, evaluate, run
+    # and report all take the dataset with -d.
+    write_store(root, n=30, model="a")
+    write_store(root, n=30, model="b")
+    where = ("--root", str(root))
+    for names in (["toy", "a"], ["-d", "toy", "-m", "a"], ["-d", "toy", "a"], ["-m", "a", "toy"],
+                  ["--model", "a", "--dataset", "toy"]):
+        code, out, _ = run_in_process(capsys, "show", *names, "-n", "1", "--json", *where)
+        assert code == 0 and json.loads(out)["provenance"]["model"] == "a", names
+    for names, models in ((["-d", "toy"], ["a", "b"]), (["-m", "b"], ["b"]), (["toy", "-m", "a"], ["a"])):
+        code, out, _ = run_in_process(capsys, "verify", *names, "--json", *where)
+        assert code == 0 and [Path(r["path"]).stem for r in json.loads(out)] == models, names
+    for names, said in ((["-d", "toy", "a", "b"], "a b given beside --dataset toy: name the dataset and the model "
+                                                  "once each; see `featurestore show --help`"),
+                        (["-d", "toy"], "no model given: name it as the MODEL argument or with --model; see "
+                                        "`featurestore show --help`")):
+        assert run_in_process(capsys, "show", *names, *where) == (2, "", f"error: {said}\n")
+    removed = run_in_process(capsys, "rm", "-d", "toy", "-m", "a", *where)
+    assert removed == (0, f"removed {store_path('toy', 'a', root)}\n", "")
+    assert [s["model"] for s in json.loads(cli("ls", "--json", root=root).stdout)] == ["b"]
 
 
 def test_damaged_store_is_listed_unreadable_and_fails_verify_in_one_line(root):
@@ -318,9 +353,9 @@ def test_unfinished_and_misplaced_stores_get_hints_that_work(root):
     dropped = cli("rm", "toy", "a", "--partial", root=root)
     assert (dropped.returncode, dropped.stdout) == (0, f"removed {partial_path(final)}\n")
     assert final.read_bytes() == complete and problems_of_a() == []
-    again = cli("rm", "toy", "a", "--partial", root=root)
-    assert (again.returncode, again.stderr) == (1, f"error: {final}: no unfinished extraction for dataset 'toy' and "
-                                                   "model 'a'; `featurestore ls` lists the stores\n")
+    again = cli("rm", "toy", "a", "--partial", root=root)  # it named the complete store, which is there
+    assert (again.returncode, again.stderr) == (1, f"error: {partial_path(final)}: no unfinished extraction for "
+                                                   "dataset 'toy' and model 'a'; `featurestore ls` lists the stores\n")
     directory = store_path("toy", "dir", root)
     directory.mkdir()
     removed = cli("rm", "toy", "dir", root=root)

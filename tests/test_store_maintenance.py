@@ -73,7 +73,7 @@ def test_verify_stores_tells_ok_stale_failed_and_writing_apart(root):
         "busy": ("writing", None), "good": ("ok", True), "nan": ("failed", False), "old": ("stale", True)}
     assert checks["busy"].problems == [] and checks["busy"].warnings == [
         "being written now; verify it once its extraction ends"]
-    assert checks["nan"].problems == ["1 rows contain NaN or inf (first: row 4)"]
+    assert checks["nan"].problems == ["1 row with NaN or inf (first: row 4)"]
     assert checks["old"].stale and "built from an earlier manifest of 'toy'" in checks["old"].warnings[0]
     assert [c.result for c in featurestore.verify_stores(root, "toy", "busy")] == ["failed"]  # its writer has gone
     with pytest.raises(StoreNotFound, match="no store matches dataset=toy model=nope"):

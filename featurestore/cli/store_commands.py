@@ -7,11 +7,16 @@ from pathlib import Path
 import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, emit, human_bytes, print_json, print_table, records
+from featurestore.errors import InvalidOption
 from featurestore.paths import datasets_dir, existing_root, runs_dir, stores_dir
 from featurestore.store.catalog import catalog
 from featurestore.store.reader import locate, read_arrays
 from featurestore.store.remove import remove_store
-from featurestore.store.verify import StoreCheck, verify_stores
+from featurestore.store.verify import StoreCheck, counted, verify_stores
+
+#: -d/--dataset and -m/--model, as extract, evaluate and report take them, beside the DATASET MODEL arguments
+DATASET_OPTION = typer.Option(None, "--dataset", "-d", help="The dataset, as the DATASET argument names it.")
+MODEL_OPTION = typer.Option(None, "--model", "-m", help="The model, as the MODEL argument names it.")
 
 LS_COLUMNS = ["dataset", "model", "rows", "failed", "dim", "dtype", "state", "size", "created", "fingerprint"]
 VERIFY_SHOWN = {"failed": "FAILED"}  # a verify result as its table shows it, where that differs
@@ -25,6 +30,27 @@ def _no_stores(path: Path) -> str:
         return (f"no stores under {path}: it is not a featurestore root (no {', '.join(d.name + '/' for d in kept)} "
                 "in it); check --root or $FEATURESTORE_HOME")
     return f"no stores yet under {path}; run `featurestore extract` or `make run`"
+
+
+def store_names(command: str, arguments: tuple[str | None, str | None], dataset: str | None, model: str | None,
+                *, required: bool) -> tuple[str | None, str | None]:
+    """The (dataset, model) that ``featurestore <command>`` was given: as its DATASET MODEL
+    ``arguments``, with -d/--dataset and -m/--model, or both ways, the arguments then naming in
+    order what the options leave (``show -d pics efficientnet_lite0``). ``required``: both must be
+    named. ``InvalidOption`` for a name too many or one missing."""
+    named = {"dataset": dataset, "model": model}
+    left = [slot for slot, name in named.items() if name is None]
+    given = [name for name in arguments if name is not None]
+    if len(given) > len(left):
+        options = " ".join(f"--{slot} {name}" for slot, name in named.items() if name is not None)
+        raise InvalidOption(f"{' '.join(given)} given beside {options}: name the dataset and the model once each; "
+                            f"see `featurestore {command} --help`")
+    named.update(zip(left, given))
+    missing = [slot for slot, name in named.items() if name is None]
+    if required and missing:
+        raise InvalidOption(f"no {missing[0]} given: name it as the {missing[0].upper()} argument or with "
+                            f"--{missing[0]}; see `featurestore {command} --help`")
+    return named["dataset"], named["model"]
 
 
 def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
@@ -48,13 +74,16 @@ def ls(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
 
 
 def show(
-    dataset: str = typer.Argument(..., help="Dataset name, e.g. fashion-mnist."),
-    model: str = typer.Argument(..., help="Model name, e.g. efficientnet_lite0."),
+    dataset: str = typer.Argument(None, help="Dataset name, e.g. fashion-mnist (or -d).", show_default=False),
+    model: str = typer.Argument(None, help="Model name, e.g. efficientnet_lite0 (or -m).", show_default=False),
+    dataset_option: str = DATASET_OPTION,
+    model_option: str = MODEL_OPTION,
     rows: int = typer.Option(5, "--rows", "-n", min=0, help="How many rows to show (0: the provenance only)."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show a store's provenance and its first rows."""
+    dataset, model = store_names("show", (dataset, model), dataset_option, model_option, required=True)
     path = locate(dataset, model, root)
     arrays = read_arrays(path, head=rows)  # the first rows only: a store may be larger than memory
     head = [
@@ -70,17 +99,22 @@ def show(
     print_table(provenance, ["field", "value"], title=str(path))
     # a failed row's features are zeros, not its image's: said instead of them
     shown = [dict(row, features="failed (image unreadable)" if row["failed"] else row["features"]) for row in head]
-    print_table(shown, ["id", "label", "class_name", "split", "fold", "features"], title=f"first {len(head)} rows (4 features each)")
+    print_table(shown, ["id", "label", "class_name", "split", "fold", "features"],
+                title=f"first {counted(len(head), 'row')} (4 features each)")
 
 
 def verify(
-    dataset: str = typer.Argument(None, help="Only stores of this dataset."),
-    model: str = typer.Argument(None, help="Only this model's store."),
+    dataset: str = typer.Argument(None, help="Only stores of this dataset (or -d)."),
+    model: str = typer.Argument(None, help="Only this model's store (or -m)."),
+    dataset_option: str = DATASET_OPTION,
+    model_option: str = MODEL_OPTION,
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Check stores: shapes agree, no NaN/inf, complete, fingerprint consistent. Exit 1 on any problem;
-    a store being written is listed as ``writing`` and checked once its extraction ends."""
+    """Check stores: shapes agree, no NaN/inf, complete, fingerprint consistent. Exit 1 on any problem.
+    A store being written is listed as "writing" and checked once its extraction ends."""
+    # typer shows this docstring as the help: one paragraph (later ones keep their line breaks), no markup
+    dataset, model = store_names("verify", (dataset, model), dataset_option, model_option, required=False)
     checks = verify_stores(root, dataset, model)
     if as_json:
         print_json([_verify_json(check) for check in checks])
@@ -102,14 +136,17 @@ def _verify_json(check: StoreCheck) -> dict:
 
 
 def rm(
-    dataset: str = typer.Argument(..., help="Dataset name."),
-    model: str = typer.Argument(..., help="Model name."),
+    dataset: str = typer.Argument(None, help="Dataset name (or -d).", show_default=False),
+    model: str = typer.Argument(None, help="Model name (or -m).", show_default=False),
+    dataset_option: str = DATASET_OPTION,
+    model_option: str = MODEL_OPTION,
     partial: bool = typer.Option(False, "--partial", help="Delete only the unfinished extraction (.partial), "
                                  "keeping the complete store beside it (an interrupted --overwrite)."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Delete a store (complete or interrupted). Refuses while another process writes it."""
+    dataset, model = store_names("rm", (dataset, model), dataset_option, model_option, required=True)
     removed = remove_store(dataset, model, root, partial=partial)
     if as_json:
         print_json({"removed": [str(p) for p in removed]})

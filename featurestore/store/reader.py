@@ -12,11 +12,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from featurestore.datasets.manifest import SPLITS
+from featurestore.datasets.manifest import SPLITS, ingest_command, ingested_names
 from featurestore.errors import (
     FeatureStoreError, StoreCorrupt, StoreIncomplete, StoreLocked, StoreNotFound, StoreSchemaTooNew,
 )
-from featurestore.paths import existing_root
+from featurestore.paths import dataset_dir, existing_root
 from featurestore.store import format as fmt
 from featurestore.store.advice import rm_command, root_options, unfinished_under_final_name
 from featurestore.store.h5io import corrupt, damage_reported, open_store
@@ -82,11 +82,16 @@ def locate(dataset: str, model: str, root=None) -> Path:
     existing_root(root)  # a mistyped root is said as such, not as a store to extract
     # Named first, so that a misspelt model reads as one rather than as a store to extract.
     here = sorted(p.name.removesuffix(fmt.SUFFIX) for p in final.parent.glob(f"*{fmt.SUFFIX}"))
+    missing = (f"{final}: no store for dataset {dataset!r} and model {model!r} "
+               f"(stores of {dataset!r}: {', '.join(here) or 'none'})")
+    ingested = ingested_names(root)
+    if dataset not in ingested:
+        # extract would only refuse it: there is no manifest to extract from
+        ingest = " ".join([ingest_command(dataset, dataset_dir(dataset, root)), *root_options(root)])
+        raise StoreNotFound(f"{missing}; dataset {dataset!r} is not ingested (ingested here: "
+                            f"{', '.join(ingested) or 'none'}); check the names, or run `{ingest}` first")
     extract = " ".join(["featurestore extract --dataset", dataset, "--models", model, *root_options(root)])
-    raise StoreNotFound(
-        f"{final}: no store for dataset {dataset!r} and model {model!r} (stores of {dataset!r}: "
-        f"{', '.join(here) or 'none'}); check the names, or run `{extract}` if {model!r} is a backbone"
-    )
+    raise StoreNotFound(f"{missing}; check the names, or run `{extract}` if {model!r} is a backbone")
 
 
 def merge_command(dataset: str, model: str, extra: dict, root, *options: str) -> str:
@@ -138,9 +143,9 @@ def replace_command(provenance: dict, path: Path) -> str:
 def check_header(file: h5py.File, path: Path, *, may_lack: tuple[str, ...] = ()) -> dict:
     """Validate a store's schema version and structure and return its provenance.
 
-    Cheap (attributes and links only); damaged HDF5 internals or provenance raise ``StoreCorrupt``.
-    ``may_lack``: keys whose absence is not damage (the writer's check of a partial whose
-    completion was interrupted: it rebuilds ``/provenance``).
+    Cheap (every object's header and attributes, none of their data); damaged HDF5 internals or
+    provenance raise ``StoreCorrupt``. ``may_lack``: keys whose absence is not damage (the writer's
+    check of a partial whose completion was interrupted: it rebuilds ``/provenance``).
     """
     with damage_reported(path):
         if fmt.ATTR_SCHEMA not in file.attrs or fmt.ATTR_PROVENANCE not in file.attrs:
@@ -152,15 +157,21 @@ def check_header(file: h5py.File, path: Path, *, may_lack: tuple[str, ...] = ())
                 "upgrade featurestore to read it"
             )
         for key in (fmt.MATRIX, fmt.ROW_INDEX, fmt.ROWS_KEY, fmt.PROVENANCE_KEY, fmt.COMMITTED, fmt.ROW_STATUS):
-            if key in file:
-                # Opening reads the object's header: damage there shows here, not at the first read.
-                file[key]
-            elif key not in may_lack:
+            if key not in file and key not in may_lack:
                 raise corrupt(path, f"store lacks /{key}")
+        # Damage to an object's header or attributes shows here, not at the first read. Every object,
+        # not only each key's group: pandas opens the objects in it too (/rows/table), and a store
+        # damaged only there was reused by extract while every reader refused it.
+        file.visititems(_read_attributes)
         with damage_reported(path, "its provenance attribute is not readable JSON"):
             provenance = read_provenance(file)
     _check_place(provenance, path)
     return provenance
+
+
+def _read_attributes(_name: str, node: h5py.HLObject) -> None:
+    """Read every attribute of ``node``, opened (its header read) by ``visititems``."""
+    dict(node.attrs)
 
 
 def _check_place(provenance: dict, path: Path) -> None:

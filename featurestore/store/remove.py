@@ -43,8 +43,10 @@ def _targets(final: Path, partial: bool, dataset: str, model: str) -> list[Path]
     """The files ``remove_store`` deletes: the store and its ``.partial`` (only the latter with ``partial``)."""
     targets = [p for p in ([] if partial else [final]) + [partial_path(final)] if p.exists()]
     if not targets:
-        what = "no unfinished extraction" if partial else "no store"
-        raise StoreNotFound(f"{final}: {what} for dataset {dataset!r} and model {model!r}; `featurestore ls` lists the stores")
+        # named as the file that was looked for: with partial, the .partial (the store may well be there)
+        missing, what = (partial_path(final), "no unfinished extraction") if partial else (final, "no store")
+        raise StoreNotFound(f"{missing}: {what} for dataset {dataset!r} and model {model!r}; "
+                            "`featurestore ls` lists the stores")
     for path in targets:
         if path.is_dir():
             raise directory_in_the_way(path)

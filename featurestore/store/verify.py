@@ -37,6 +37,11 @@ class VerifyReport:
         return not self.problems
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one: ``1 row``, ``2 rows``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _count_non_finite(matrix) -> tuple[int, int]:
     """(rows containing NaN or inf, first such row), scanning in bounded chunks."""
     bad_rows, first = 0, -1
@@ -107,16 +112,16 @@ def verify_file(path: Path) -> VerifyReport:
             status = file[fmt.ROW_STATUS][:]
             pending = int(np.count_nonzero(status == fmt.STATUS_PENDING))
             if pending:
-                problems.append(f"{pending} rows were never written")
+                problems.append(f"{counted(pending, 'row')} never written")
             failed = fmt.read_ids(file)[status == fmt.STATUS_FAILED] if len(status) == shapes["ids"] else []
             if len(failed):
                 named = ", ".join(failed[:SHOW_FAILED]) + (", ..." if len(failed) > SHOW_FAILED else "")
-                report.warnings.append(f"{len(failed)} rows failed to decode at extraction (stored as zeros, "
-                                       f"flagged failed): {named}; if their images read now, "
+                report.warnings.append(f"{counted(len(failed), 'row')} failed to decode at extraction (stored as "
+                                       f"zeros, flagged failed): {named}; if their images read now, "
                                        f"`{rebuild_command(provenance, path)}` extracts the store again")
             bad_rows, first = _count_non_finite(matrix)
             if bad_rows:
-                problems.append(f"{bad_rows} rows contain NaN or inf (first: row {first})")
+                problems.append(f"{counted(bad_rows, 'row')} with NaN or inf (first: row {first})")
     except FeatureStoreError as error:
         problems.append(str(error))
     return report
