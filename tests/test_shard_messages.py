@@ -80,6 +80,28 @@ def test_a_damaged_shard_names_the_rm_that_deletes_it_and_not_the_merged_store(s
     assert not shards[1].exists() and merged.exists() and shards[0].exists()
 
 
+def test_a_stale_merged_store_names_the_shard_extracts_and_the_merge_that_rebuild_it(spaced_root):
+    root = spaced_root
+    # It named `featurestore extract -d photos -m M --overwrite`, which computes every row on this host.
+    for i in range(2):
+        write_shard(root, i, 2)
+    merge_shards("photos", [MODEL], 2, root)
+    write_photo_dataset(root, "photos", copies=2, size=48)  # ingested again: the store and its shards are stale
+    (problem,) = featurestore.catalog(root).query("model == @MODEL")["problem"]
+    quoted = shlex.quote(str(root))
+    assert problem == (
+        f"built from an earlier manifest of 'photos' (ingested again since); rebuild its shards with "
+        f"`featurestore extract -d photos -m {MODEL} --shard I/2 --overwrite --root {quoted}` for I = 0, 1 (each "
+        f"where it ran), then merge them with `featurestore merge-shards -d photos -m {MODEL} --count 2 --root "
+        f"{quoted} --overwrite`")
+    shutil.rmtree(root / "shards")  # what the extracts' --overwrite replaces, without running a model here
+    for i in range(2):
+        write_shard(root, i, 2)
+    merged = run(re.search(r"then merge them with `([^`]+)`", problem).group(1))
+    assert merged.exit_code == 0, merged.output
+    assert featurestore.catalog(root).query("model == @MODEL")["state"].tolist() == ["complete"]
+
+
 def test_a_shard_of_another_layer_in_a_shards_place_is_told_where_it_belongs(spaced_root):
     root = spaced_root
     # It was told to move to stores/photos/efficientnet_lite0.logits.h5 (the whole store's place)

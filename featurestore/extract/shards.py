@@ -26,7 +26,8 @@ from featurestore.store.h5io import open_h5
 from featurestore.store.lock import holder_of
 from featurestore.store.paths import lock_path, partial_path, store_path
 from featurestore.store.provenance import library_versions, precision_name, read_provenance, recorded_precision
-from featurestore.store.reader import check_header, merge_command
+from featurestore.store.reader import check_header
+from featurestore.store.staleness import merge_command
 from featurestore.store.spec import canonical_json
 from featurestore.store.staleness import extract_command
 from featurestore.store.state import differences
@@ -55,7 +56,7 @@ def _shard_command(job: Job, shard: str, root, *options: str) -> str:
 def _merge_extra(job: Job, count: int) -> dict:
     """What a merged store's provenance ``extra`` says of how it was built, recorded in its partial file as
     the merge starts: an interrupted merge is then told from an interrupted extraction, and resumed
-    with the ``merge-shards`` command (``reader.merge_command``) rather than computed again."""
+    with the ``merge-shards`` command (``staleness.merge_command``) rather than computed again."""
     return {"backbone": job.backbone.name, "architecture": job.backbone.architecture, "layer": job.layer,
             "weights_source": job.weights.source, "merge": {"count": count}}
 

@@ -23,7 +23,7 @@ from featurestore.store.h5io import corrupt, damage_reported, open_store
 from featurestore.store.lock import holder_of, same_file
 from featurestore.store.paths import lock_path, names_of, partial_path, root_of, shard_of, store_path
 from featurestore.store.provenance import read_provenance
-from featurestore.store.staleness import extract_command, rebuild_command, warn_if_stale
+from featurestore.store.staleness import merge_command, rebuild_command, warn_if_stale
 
 
 T = TypeVar("T")
@@ -92,18 +92,6 @@ def locate(dataset: str, model: str, root=None) -> Path:
                             f"{', '.join(ingested) or 'none'}); check the names, or run `{ingest}` first")
     extract = " ".join(["featurestore extract --dataset", dataset, "--models", model, *root_options(root)])
     raise StoreNotFound(f"{missing}; check the names, or run `{extract}` if {model!r} is a backbone")
-
-
-def merge_command(dataset: str, model: str, extra: dict, root, *options: str) -> str:
-    """The ``featurestore merge-shards`` command (on ``root``) that builds the store of ``model`` on
-    ``dataset`` from its shards, as its provenance ``extra`` describes it: backbone, architecture,
-    layer, weights source and ``merge``, ``{"count": shards}``; then ``options``."""
-    backbone = extra.get("backbone", model)
-    command = extract_command(dataset, backbone, str(extra.get("layer", "")), model != backbone,
-                              str(extra.get("weights_source", "")), str(extra.get("architecture", "")),
-                              "--count", str(extra["merge"]["count"]), *root_options(root), *options)
-    # merge-shards selects the store with the very words extract does (-d, -m, --layer, --weights, --onnx-spec).
-    return "featurestore merge-shards" + command.removeprefix("featurestore extract")
 
 
 def interrupted_merge(partial: Path) -> str | None:
