@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from test_extract_support import onnx_cache_dir, save_random_resnet18, shared_ca
 from typer.testing import CliRunner
 
 import featurestore
-from featurestore.backbones import WeightsMismatch, onnx_backbone, register
+from featurestore.backbones import WeightsMismatch, get_backbone, onnx_backbone, register
 from featurestore.cli import backbones_commands
 from featurestore.datasets.manifest import Manifest, load_manifest
 from featurestore.paths import dataset_dir
@@ -29,6 +30,7 @@ from featurestore.extract import Shard, extract, merge_shards, pending_models, p
 from featurestore.extract.plan import parse_weights
 from featurestore.extract.runner import FeaturesNotFinite
 from featurestore.extract.runtimes import HalvingBatches
+from featurestore.extract.stop import request_stop, stop_requested
 from featurestore.ingest.checksums import digest_file
 from featurestore.store import format as fmt
 from featurestore.store import StoreWriter, verify_file
@@ -317,6 +319,27 @@ def test_ctrl_c_while_overwriting_says_that_only_overwrite_resumes(root):
         extract("many", ["efficientnet_lite0"], root, progress=False)
     (resumed,) = extract("many", ["efficientnet_lite0"], root, overwrite=True, progress=False)
     assert resumed.status == "resumed"
+
+
+def test_a_stop_while_the_model_loads_says_that_nothing_was_written(root, tmp_path):
+    # Ctrl-C (or a cancelled flow run) during a model's load, a first ONNX export say, printed
+    # nothing and exited 130: the store it had created went without a word.
+    write_photo_dataset(root, "photos", copies=1)
+    weights = save_random_resnet18(tmp_path / "resnet18-random.pth")
+    resnet18 = get_backbone("resnet18")
+
+    def build_then_stop():
+        request_stop()  # what featurestore extract's Ctrl-C handler does, here while the model loads
+        return resnet18.build()
+
+    register(dataclasses.replace(resnet18, name="stopping_resnet18", build=build_then_stop), replace=True)
+    app = typer.Typer()
+    backbones_commands.register(app)
+    ran = CliRunner().invoke(app, ["extract", "-d", "photos", "-m", "stopping_resnet18", "--weights", str(weights),
+                                   "--runtime", "torch", "--device", "cpu", "--no-progress", "--root", str(root)])
+    assert (ran.exit_code, ran.stdout) == (130, "")
+    assert ran.stderr.splitlines() == ["stopped while loading stopping_resnet18; nothing was written"]
+    assert featurestore.catalog(root=root)["model"].tolist() == [] and not stop_requested()
 
 
 def test_only_a_store_of_an_earlier_manifest_is_replaced_with_replace_stale(root):

@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -12,6 +18,7 @@ from featurestore.cli.prefect_api import check_prefect_api
 from featurestore.errors import InvalidName
 from featurestore.extract.reader import READERS
 from featurestore.extract.runtimes import PRECISIONS, RUNTIMES, RuntimeSpec
+from featurestore.extract.stop import STOP_LINE, clear_stop, request_stop, stop_requested
 from featurestore.registry import Registry, alternatives
 
 BACKBONE_COLUMNS = ["name", "dim", "input", "interpolation", "layers", "weights", "offline"]
@@ -143,12 +150,53 @@ def extract(
     from featurestore.extract import extract as run_extract
 
     dataset_names, names, by_model = _extract_request(datasets, models, onnx_spec, weights)
-    results = [result for dataset in dataset_names
-               for result in run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
-                                         batch_size=batch_size, reader=reader, workers=workers, threads=threads,
-                                         weights=by_model, layer=layer, shard=_shard(shard),
-                                         overwrite=overwrite, progress=progress)]
+    results = []
+    for dataset in dataset_names:
+        with _stop_said(dataset):
+            results += run_extract(dataset, names, root, device=device, runtime=runtime, precision=precision,
+                                   batch_size=batch_size, reader=reader, workers=workers, threads=threads,
+                                   weights=by_model, layer=layer, shard=_shard(shard), overwrite=overwrite,
+                                   progress=progress)
     _print_results(results, as_json)
+
+
+@contextmanager
+def _stop_said(dataset: str) -> Iterator[None]:
+    """Extract ``dataset`` inside: a Ctrl-C prints one line per store saying what was kept (the
+    stop's notes; else that nothing was written) and the command exits 130. The library's other
+    warnings print as they are logged.
+
+    The first Ctrl-C also ignores the next ones until the stores are released: a terminal or
+    `timeout` can deliver a second SIGINT, which, raised while a store was closed, cut short the
+    line saying what it kept. A background job (SIGINT ignored) is left as it is.
+    """
+    def first_stop(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        request_stop()
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is threading.main_thread() and previous is signal.default_int_handler:
+        signal.signal(signal.SIGINT, first_stop)
+    said = logging.StreamHandler(sys.stderr)
+    said.setLevel(logging.WARNING)
+    said.addFilter(lambda record: not getattr(record, STOP_LINE, False))  # printed below, from the notes
+    library = logging.getLogger("featurestore")
+    library.addHandler(said)
+    clear_stop()
+    try:
+        yield
+    except BaseException as error:
+        # A Ctrl-C landing in a C extension's module init (onnxruntime's) comes out as an ImportError.
+        if not (isinstance(error, KeyboardInterrupt) or stop_requested()):
+            raise
+        for line in getattr(error, "__notes__", None) or [f"stopped before extracting {dataset}; nothing was written"]:
+            print(line, file=sys.stderr, flush=True)
+        raise typer.Exit(130) from None
+    finally:
+        library.removeHandler(said)
+        signal.signal(signal.SIGINT, previous)
+        clear_stop()
 
 
 def extract_flow(

@@ -28,7 +28,7 @@ from featurestore.extract.runtimes import (
     device_kind,
     resolve_device,
 )
-from featurestore.extract.stop import raise_if_stop_requested
+from featurestore.extract.stop import STOP_LINE, raise_if_stop_requested, stop_requested
 from featurestore.extract.writer import BackgroundWriter
 from featurestore.errors import FeatureStoreError
 from featurestore.paths import check_root
@@ -229,15 +229,16 @@ def _skipped(job: Job, path: Path) -> ExtractResult:
 def _run(jobs: list[Job], manifest, read: Reader, options: _PassOptions) -> list[ExtractResult]:
     """Fill the stores of ``jobs`` in one pass over the images ``read`` decodes."""
     offset, stop = jobs[0].shard.bounds(len(manifest.frame))
+    loads: dict[str, bool] = {}
     with ExitStack() as stack:
-        done, opened = _open_writers(jobs, stack, options)
+        done, opened = _open_writers(jobs, stack, options, loads)
         if not opened:
             return done
         first = offset + min(writer.committed_rows for _, writer in opened)
         preprocessings = [job.backbone.preprocessing for job, _ in opened]
         # Asked for before the models load: a process reader's workers start up meanwhile.
         batches = read(manifest, preprocessings, first, stop, options.batch_size, options.workers)
-        active = _start_runtimes(opened, offset, stack, options)
+        active = _start_runtimes(opened, offset, stack, options, loads)
         started = time.perf_counter()
         names = ", ".join(a.job.model for a in active)
         with tqdm(total=stop - first, unit="img", desc=f"{jobs[0].spec.dataset}: {names}",
@@ -252,15 +253,16 @@ def _run(jobs: list[Job], manifest, read: Reader, options: _PassOptions) -> list
     return done + finished
 
 
-def _open_writers(jobs: list[Job], stack: ExitStack,
-                  options: _PassOptions) -> tuple[list[ExtractResult], list[tuple[Job, StoreWriter]]]:
+def _open_writers(jobs: list[Job], stack: ExitStack, options: _PassOptions,
+                  loads: Mapping[str, bool]) -> tuple[list[ExtractResult], list[tuple[Job, StoreWriter]]]:
     """Open each job's store writer on ``stack``: the results of the stores found complete, and
-    the (job, writer) pairs still to fill."""
+    the (job, writer) pairs still to fill. ``loads`` is ``_start_runtimes``'s, for what a stop says."""
     done: list[ExtractResult] = []
     opened = []
     for job in jobs:
         writer = stack.enter_context(_kept_if_written(StoreWriter.open(
-            job.spec, job.rows, job.root, overwrite=options.overwrite, commit_bytes=options.commit_bytes)))
+            job.spec, job.rows, job.root, overwrite=options.overwrite, commit_bytes=options.commit_bytes),
+            job.model, loads))
         if writer.is_complete:
             done.append(_skipped(job, writer.path))
         else:
@@ -268,15 +270,21 @@ def _open_writers(jobs: list[Job], stack: ExitStack,
     return done, opened
 
 
-def _start_runtimes(opened: list[tuple[Job, StoreWriter]], offset: int, stack: ExitStack,
-                    options: _PassOptions) -> list[_Active]:
+def _start_runtimes(opened: list[tuple[Job, StoreWriter]], offset: int, stack: ExitStack, options: _PassOptions,
+                    loads: dict[str, bool]) -> list[_Active]:
     """Load each store's model and start its background writer (closed by ``stack``); each
-    resumes after its writer's committed rows."""
+    resumes after its writer's committed rows. ``loads`` records each model as it starts loading
+    (False) and once loaded (True)."""
     active: list[_Active] = []
     for job, writer in opened:
+        loads[job.model] = False
         engine = build_runtime(RuntimeRequest(job.backbone, job.weights, job.layer, options.device,
                                               options.precision, options.threads, options.batch_size, options.root),
                                options.runtime)
+        # A load can take minutes (a first ONNX export): a stop requested meanwhile (a cancelled
+        # flow run) stops here, not after the first batch of a pass nobody wants.
+        raise_if_stop_requested()
+        loads[job.model] = True
         sink = BackgroundWriter(writer)
         stack.callback(sink.close)
         active.append(_Active(job, writer, sink, engine, offset + writer.committed_rows,
@@ -330,21 +338,49 @@ def _finish(active: list[_Active], seconds: float, reader: str,
     return finished, broken
 
 
+#: what a stop before a store's first row says, by whether its model is loaded (``_start_runtimes``'s
+#: ``loads``: absent, not yet loading; False, loading; True, loaded)
+_NOTHING_WRITTEN = {
+    None: "stopped before loading {model}; nothing was written",
+    False: "stopped while loading {model}; nothing was written",
+    True: "stopped before {model} stored its first rows; nothing was written",
+}
+
+
 @contextmanager
-def _kept_if_written(writer: StoreWriter) -> Iterator[StoreWriter]:
+def _kept_if_written(writer: StoreWriter, model: str, loads: Mapping[str, bool]) -> Iterator[StoreWriter]:
     """``writer``, closed on exit. If the pass fails before it got a row, its fresh partial file
     goes too (a model that does not load must not leave an "interrupted 0/N" store); if it fails
     later (Ctrl-C, say), the log names the partial file, how far it got and how to resume: a
-    complete store still beside it was built from other inputs, so only --overwrite resumes."""
+    complete store still beside it was built from other inputs, so only --overwrite resumes.
+
+    Whatever a stop (``KeyboardInterrupt``, or any error after ``request_stop``: a Ctrl-C landing
+    in a C extension's module init comes out as ImportError) finds, one line says it: logged, and
+    added to the exception as a note, which ``featurestore extract`` prints itself.
+    """
     with writer:
         try:
             yield writer
-        except BaseException:
-            if not writer.discard_if_unused() and not writer.is_complete:
+        except BaseException as error:
+            stopped = isinstance(error, KeyboardInterrupt) or stop_requested()
+            if writer.discard_if_unused():
+                if stopped:  # a failure to load says its own cause
+                    _say_stopped(error, _NOTHING_WRITTEN[loads.get(model)].format(model=model))
+            elif writer.is_complete:
+                if stopped:
+                    _say_stopped(error, f"{writer.path}: complete before the stop; it is kept")
+            else:
                 again = "run extract again with --overwrite" if writer.path.exists() else "run extract again"
-                log.warning("%s: stopped after %d of %d rows, which are kept; %s to resume",
-                            partial_path(writer.path), writer.committed_rows, len(writer.rows), again)
+                _say_stopped(error, f"{partial_path(writer.path)}: stopped after {writer.committed_rows} of "
+                                    f"{len(writer.rows)} rows, which are kept; {again} to resume")
             raise
+
+
+def _say_stopped(error: BaseException, line: str) -> None:
+    """Log ``line`` and add it to ``error``'s notes, for a caller that prints them itself
+    (``featurestore extract``: not through logging, whose handler a second Ctrl-C could cut short)."""
+    log.warning("%s", line, extra={STOP_LINE: True})
+    error.add_note(line)
 
 
 def _provenance(item: _Active, device: str, batch_size: int, reader: str) -> dict:

@@ -14,6 +14,10 @@ import threading
 
 _requested = threading.Event()
 
+#: set on the log record of a line saying what a stop kept of a store, which the extraction also
+#: adds to the stop's notes (``featurestore extract`` prints those rather than the log record)
+STOP_LINE = "featurestore_stop_line"
+
 
 class ExtractionStopped(KeyboardInterrupt):
     """Raised in the extracting thread after ``request_stop``; handled like Ctrl-C there."""
