@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -305,6 +309,24 @@ def test_a_dataset_without_stores_is_called_unknown_not_unevaluated(evaluated, t
         assert "no dataset 'nosuch' has stores under" in message and f"datasets with evaluation runs: {DATASET}" in message
 
 
+def test_an_unknown_run_names_the_newest_finished_ones_not_evaluate(evaluated, tmp_path, capsys):
+    # It said "run `featurestore evaluate` first" with finished runs there: a typo in --run is not a missing run.
+    root = tmp_path / "root"
+    write_digits_stores(root)
+    runs = [new_run_dir(root) for _ in range(7)]
+    for run in runs:
+        write_report(run, evaluated[2][0]["results"], [], {"seed": 0})
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--run", "nosuch", "--root", str(root)])
+    newest = ", ".join(run.name for run in runs[:1:-1])
+    assert (exit_.value.code, capsys.readouterr().err) == (1, (
+        f"error: {root / 'runs'}: no run 'nosuch' found; finished runs, newest first (the newest 5 of 7): {newest}; "
+        "show one with `featurestore report --run RUN_ID`, or leave out --run for the latest\n"))
+    with pytest.raises(NoRuns, match=f"no run 'nosuch' with results for dataset '{DATASET}' found; finished runs of "
+                                     f"dataset '{DATASET}', newest first \\(the newest 5 of 7\\): {runs[-1].name}, "):
+        load_run("nosuch", root, DATASET)
+
+
 def test_an_unfinished_run_is_discarded_with_its_parts_and_a_finished_one_kept(evaluated, tmp_path):
     empty, with_part = new_run_dir(tmp_path), new_run_dir(tmp_path)
     save_records(part_path(with_part, DATASET, "pixels", "knn"), [{"accuracy": 1.0}])
@@ -405,6 +427,14 @@ def test_help_everywhere(cli):
     for command in ("report", "evaluate"):
         result = CliRunner().invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "--json" in result.output
+
+
+def test_python_dash_m_featurestore_is_the_featurestore_command():
+    checkout = Path(__file__).resolve().parents[1]
+    ran = subprocess.run([sys.executable, "-m", "featurestore", "--help"], capture_output=True, text=True, cwd=checkout,
+                         env=dict(os.environ, PYTHONPATH=str(checkout)), timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "Usage: featurestore [OPTIONS] COMMAND" in ran.stdout and "evaluate" in ran.stdout and "extract" in ran.stdout
 
 
 def _drawn_panels(records, path, monkeypatch, **options):
