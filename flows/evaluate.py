@@ -16,8 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 
 from featurestore.evaluation import check_request, table_rows
-from featurestore.evaluation.errors import NothingToEvaluate
-from featurestore.evaluation.readiness import requested_models
+from featurestore.evaluation.readiness import nothing_usable, requested_models
 from featurestore.evaluation.report import markdown_summary, run_parameters_line
 from featurestore.evaluation.runs import discard_unfinished, new_run_dir, read_results, report_path
 from featurestore.evaluation.stacking import BASE_CLASSIFIER
@@ -130,7 +129,7 @@ def _usable_stores(requested: dict[str, list[str]], root: str | None) -> tuple[d
     usable = {d: [m for m in names if not problems[d, m]] for d, names in requested.items()}
     # An empty report would become the latest run and hide the previous one.
     if not any(usable.values()):
-        raise NothingToEvaluate("no store can be evaluated: " + "; ".join(s["reason"] for s in skipped))
+        raise nothing_usable(s["reason"] for s in skipped)
     return {d: m for d, m in usable.items() if m}, skipped
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -156,8 +159,8 @@ def test_disagreeing_stores_stop_the_flow_before_fitting(harness, tmp_path):
 
 def test_bad_train_per_class_is_refused_before_any_task(harness, tmp_path, capsys):
     write_digits_stores(tmp_path)
-    with pytest.raises(InvalidOption, match="--train-per-class 0 is invalid"):
-        run_evaluate(datasets=[DATASET], classifiers=["knn"], root=str(tmp_path), train_per_class=0)
+    with pytest.raises(InvalidOption, match="--train-per-class -1 is invalid"):
+        run_evaluate(datasets=[DATASET], classifiers=["knn"], root=str(tmp_path), train_per_class=-1)
     with pytest.raises(SystemExit) as exit_:
         main(["--dataset", DATASET, "--train-per-class", "-3", "--root", str(tmp_path)])
     error = capsys.readouterr().err
@@ -253,6 +256,21 @@ def test_no_usable_test_rows_is_refused_before_prefect_starts(tmp_path, capsys):
         main(["--dataset", DATASET, "--root", str(tmp_path)])
     error = capsys.readouterr().err
     assert exit_.value.code == 1 and error.count("\n") == 1 and "has no usable test rows" in error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_no_usable_store_is_refused_before_prefect_starts(tmp_path):
+    # It started the temporary Prefect server first (~28 s), then said that no store could be evaluated.
+    pixels, rows = digits_rows()
+    write_store(tmp_path, "interrupted", pixels, rows, finalize=False)
+    checkout = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    ran = subprocess.run([sys.executable, "-m", "featurestore", "evaluate", "-d", DATASET, "--root", str(tmp_path)],
+                         capture_output=True, text=True, cwd=checkout, env=dict(env, PYTHONPATH=str(checkout)),
+                         timeout=300)
+    assert (ran.returncode, ran.stdout) == (1, ""), ran.stderr
+    (line,) = ran.stderr.splitlines()
+    assert line.startswith("error: no store can be evaluated: ") and "interrupted.h5.partial: extraction of " in line
     assert not (tmp_path / "runs").exists()
 
 

@@ -121,8 +121,12 @@ def test_train_per_class_caps_train_and_val_together_and_is_seeded(digits_root):
     assert set(other.ids[other.split != "test"]) != set(few.ids[few.split != "test"])
     more = load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=10, seed=1)
     assert set(few.ids) <= set(more.ids)  # a learning curve's larger N keeps the smaller N's rows
-    with pytest.raises(FeatureStoreError, match="--train-per-class 0 is invalid"):
-        load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=0)
+    # 0 is every row, as ingest's --limit-per-class 0 is every image: a full fit
+    every = load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=0, seed=1)
+    np.testing.assert_array_equal(every.ids, full.ids)
+    assert (every.train_per_class, every.select_within_fit) == (None, False)
+    with pytest.raises(FeatureStoreError, match="--train-per-class -1 is invalid"):
+        load_eval_data(DATASET, MODELS, root=digits_root, train_per_class=-1)
 
 
 def test_train_per_class_final_fit_and_selection_see_only_the_drawn_rows(digits_root, monkeypatch):

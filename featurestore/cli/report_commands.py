@@ -151,13 +151,13 @@ def evaluate(
     task_runner: str = typer.Option("threads", "--task-runner", help="threads, processes or dask."),
     workers: int = typer.Option(2, "--workers", help="Tasks run at once."),
     train_per_class: int = typer.Option(None, "--train-per-class",
-                                        help="Fit on at most this many train+val images per class (seeded; hyper-parameters chosen within them); test stays whole."),
+                                        help="Fit on at most this many train+val images per class (seeded; hyper-parameters chosen within them); test stays whole. 0 or none for every image, as ingest's --limit-per-class takes it."),
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the evaluate flow and print its results table."""
     from featurestore.evaluation.history import load_run
-    from featurestore.evaluation.readiness import check_usable_test_rows, requested_models
+    from featurestore.evaluation.readiness import check_some_store_usable, check_usable_test_rows, requested_models
     from featurestore.evaluation.request import check_request
     from flows.evaluate import run_evaluate  # Prefect loads only when a flow actually runs
 
@@ -165,8 +165,11 @@ def evaluate(
     classifiers = split_names(classifier, "--classifiers")
     # An unknown name is reported before a flow run starts, without Prefect's failure log.
     check_request(classifiers, train_per_class)
-    for name in datasets:
-        check_usable_test_rows(name, requested_models(name, models, root), root)
+    train_per_class = train_per_class or None  # 0 is every image: recorded as a full fit, as without the option
+    requested = {name: requested_models(name, models, root) for name in datasets}
+    check_some_store_usable(requested, root)
+    for name, names in requested.items():
+        check_usable_test_rows(name, names, root)
     check_prefect_api()
     run_dir = run_evaluate(task_runner=task_runner, workers=workers, datasets=datasets,
                            models=models or None, classifiers=classifiers or None,

@@ -198,10 +198,11 @@ def check_classes(dataset: str, y: np.ndarray, split: np.ndarray, class_names: S
 
 
 def check_train_per_class(per_class: int | None) -> None:
-    """Raise ``InvalidOption`` unless ``per_class`` is ``None`` (every train row) or at least 1."""
-    if per_class is not None and per_class < 1:
+    """Raise ``InvalidOption`` unless ``per_class`` is ``None`` or 0 (every train row, as ingest's
+    ``--limit-per-class 0`` is every image) or positive."""
+    if per_class is not None and per_class < 0:
         raise InvalidOption(f"--train-per-class {per_class} is invalid: give a positive number of train images "
-                            "per class, or leave it out to fit on all of them")
+                            "per class, or 0 (or leave it out) to fit on all of them")
 
 
 def train_subset(ids: np.ndarray, y: np.ndarray, split: np.ndarray, per_class: int, seed: int,

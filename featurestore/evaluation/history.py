@@ -61,16 +61,29 @@ def finished_runs(root=None) -> list[dict[str, Any]]:
     return sorted(documents, key=lambda d: (d["created_at"], d["run_id"]))
 
 
-def _no_runs(root, wanted: str, dataset: str | None = None) -> NoRuns:
+#: how many run ids the error for an unknown ``--run`` names, newest first
+RUNS_NAMED = 5
+
+
+def _no_runs(root, wanted: str, dataset: str | None = None, run_id: str | None = None) -> NoRuns:
     """The error for finding no ``wanted`` run; ``RootNotFound`` instead where the root itself is
     missing, so a typo in ``--root`` does not read as a root without runs. A ``dataset`` without
     any store under the root is more likely misspelt than not yet evaluated: then the error says
-    so and names the datasets that have runs, instead of suggesting an evaluate that cannot run."""
+    so and names the datasets that have runs, instead of suggesting an evaluate that cannot run.
+    A ``run_id`` that is no finished run (of ``dataset``) is a typo where there are finished runs:
+    the newest of their ids are named."""
     existing_root(root)
     if dataset is not None and not (stores_dir(root) / dataset).is_dir():
         evaluated = sorted({name for d in finished_runs(root) for name in d["summary"]})
         return NoRuns(f"{runs_dir(root)}: no {wanted} found, and no dataset {dataset!r} has stores under "
                       f"{stores_dir(root)}; datasets with evaluation runs: {', '.join(evaluated) or 'none'}")
+    finished = [d["run_id"] for d in finished_runs(root) if dataset is None or dataset in d["summary"]]
+    if run_id is not None and finished:
+        which = f"finished runs of dataset {dataset!r}" if dataset else "finished runs"
+        more = f" (the newest {RUNS_NAMED} of {len(finished)})" if len(finished) > RUNS_NAMED else ""
+        return NoRuns(f"{runs_dir(root)}: no {wanted} found; {which}, newest first{more}: "
+                      f"{', '.join(reversed(finished[-RUNS_NAMED:]))}; show one with `featurestore report --run "
+                      "RUN_ID`, or leave out --run for the latest")
     command = f"featurestore evaluate --dataset {dataset or '<name>'}"
     return NoRuns(f"{runs_dir(root)}: no {wanted} found; run `{command}` first")
 
@@ -101,7 +114,7 @@ def load_run(run_id: str | None = None, root=None, dataset: str | None = None) -
     if dataset is not None:
         runs = [d for d in runs if dataset in d["summary"]]
     if not runs:
-        raise _no_runs(root, _wanted(run_id, dataset), dataset)
+        raise _no_runs(root, _wanted(run_id, dataset), dataset, run_id)
     return runs[-1]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from featurestore.datasets.manifest import current_manifest_hash
@@ -72,6 +72,29 @@ def _verify_failure(report: VerifyReport) -> str:
     if errors:
         return errors[0]
     return str(corrupt(report.path, f"fails verify ({'; '.join(report.problems)})"))
+
+
+def header_problem(dataset: str, model: str, root=None) -> str | None:
+    """Why the (dataset, model) store cannot be evaluated as far as its header tells (no store, an
+    unfinished or held one, a damaged header, built from an earlier manifest), or ``None``; reads
+    no row, unlike ``store_problem``, which also verifies the store."""
+    try:
+        return _built_from_another_manifest(dataset, locate(dataset, model, root), root)
+    except FeatureStoreError as error:
+        return str(error)
+
+
+def nothing_usable(problems: Iterable[str]) -> NothingToEvaluate:
+    """The error of a request none of whose stores can be evaluated, with each one's ``problems``."""
+    return NothingToEvaluate("no store can be evaluated: " + "; ".join(problems))
+
+
+def check_some_store_usable(requested: Mapping[str, Sequence[str]], root=None) -> None:
+    """Raise ``nothing_usable`` before a run starts if no store of ``requested`` ({dataset: models})
+    can be evaluated by ``header_problem``: `featurestore evaluate` says so without starting Prefect."""
+    problems = [header_problem(dataset, model, root) for dataset, models in requested.items() for model in models]
+    if all(problems):
+        raise nothing_usable(problems)
 
 
 def store_problem(dataset: str, model: str, root=None) -> str | None:
