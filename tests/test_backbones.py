@@ -25,7 +25,7 @@ from featurestore.backbones import (
     get_backbone,
 )
 from featurestore.backbones.weights import PackageWeights, TorchvisionWeights
-from featurestore.cli import backbones_commands
+from featurestore.cli import extract_commands
 from featurestore.errors import FeatureStoreError, InvalidName, InvalidOption
 from featurestore.ingest.checksums import digest_file
 
@@ -245,7 +245,7 @@ def test_weights_that_do_not_fit_show_missing_and_unexpected_keys(tmp_path):
 
 def test_cli_lists_backbones_as_json_and_table():
     app = typer.Typer()
-    backbones_commands.register(app)
+    extract_commands.register(app)
     result = CliRunner().invoke(app, ["backbones", "--json"])
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}

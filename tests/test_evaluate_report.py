@@ -20,7 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from _evaluate_stores import DATASET, MODELS, digits_rows, write_digits_stores, write_store
-from featurestore.cli import main, report_commands
+from featurestore.cli import evaluate_commands, main
 from featurestore.evaluation import (
     NoRuns,
     discard_unfinished,
@@ -351,7 +351,7 @@ def test_report_of_a_run_without_results_says_it_has_not_finished(tmp_path):
 @pytest.fixture
 def cli():
     app = typer.Typer()
-    report_commands.register(app)
+    evaluate_commands.register(app)
     return app
 
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 import featurestore
 from featurestore.backbones import WeightsMismatch, get_backbone, onnx_backbone, register
-from featurestore.cli import backbones_commands
+from featurestore.cli import extract_commands
 from featurestore.datasets.manifest import Manifest, load_manifest
 from featurestore.paths import dataset_dir
 from featurestore.errors import InvalidName, InvalidOption
@@ -241,7 +241,7 @@ def test_onnx_file_entry_end_to_end(root, tmp_path):
     spec = tmp_path / "mynet.json"
     spec.write_text(json.dumps({"name": "mynet", "path": "mynet.onnx", "size": 112, "resize": 128}))
     app = typer.Typer()
-    backbones_commands.register(app)
+    extract_commands.register(app)
     ran = CliRunner().invoke(app, ["extract", "-d", "photos", "--onnx-spec", str(spec), "--root", str(root), "--json"])
     assert ran.exit_code == 0, ran.output
     assert [(r["model"], r["status"]) for r in json.loads(ran.output)] == [("mynet", "skipped")]
@@ -334,7 +334,7 @@ def test_a_stop_while_the_model_loads_says_that_nothing_was_written(root, tmp_pa
 
     register(dataclasses.replace(resnet18, name="stopping_resnet18", build=build_then_stop), replace=True)
     app = typer.Typer()
-    backbones_commands.register(app)
+    extract_commands.register(app)
     ran = CliRunner().invoke(app, ["extract", "-d", "photos", "-m", "stopping_resnet18", "--weights", str(weights),
                                    "--runtime", "torch", "--device", "cpu", "--no-progress", "--root", str(root)])
     assert (ran.exit_code, ran.stdout) == (130, "")
@@ -403,7 +403,7 @@ def test_merge_names_the_missing_shard_with_a_command_that_runs_as_written(root)
     command = re.search(r"run `featurestore (extract [^`]+)`", str(caught.value)).group(1)
     assert command == f"extract -d photos -m efficientnet_lite0 --shard 1/2 --root {root}"
     app = typer.Typer()
-    backbones_commands.register(app)
+    extract_commands.register(app)
     ran = CliRunner().invoke(app, [*command.split(), "--root", str(root), "--no-progress"])
     assert ran.exit_code == 0, ran.output
     merged = CliRunner().invoke(app, ["merge-shards", "-d", "photos", "-m", "efficientnet_lite0", "--count", "2",
@@ -421,7 +421,7 @@ def test_merge_hint_for_a_shard_of_a_weights_file_at_another_layer_runs_as_writt
     write_photo_dataset(root, "photos", copies=1)
     weights = save_random_resnet18(tmp_path / "resnet18-random.pth")
     app = typer.Typer()
-    backbones_commands.register(app)
+    extract_commands.register(app)
     with pytest.raises(featurestore.errors.StoreIncomplete, match="0-of-2") as caught:
         merge_shards("photos", ["resnet18"], 2, root, weights={"resnet18": str(weights)}, layer="logits")
     command = re.search(r"run `featurestore (extract [^`]+)`", str(caught.value)).group(1)
@@ -473,7 +473,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on():
 def test_cli_extract_and_one_line_errors(root):
     write_photo_dataset(root, "photos", copies=1)
     app = typer.Typer()
-    backbones_commands.register(app)
+    extract_commands.register(app)
     runner = CliRunner()
     ok = runner.invoke(app, ["extract", "--dataset", "photos", "--models", "efficientnet_lite0", "--root", str(root),
                              "--no-progress", "--json"])
@@ -517,7 +517,8 @@ def complete_without_a_model(root: Path, dataset: str, model: str) -> Path:
     ({"batch_size": 0}, "--batch-size 0: must be 1 or more"),
     ({"workers": 0}, "--workers 0: must be 1 or more"),
     ({"threads": 0}, "--threads 0: must be 1 or more"),
-    ({"precision": "fp8"}, "--precision fp8: not one of fp32, bf16, fp16; leave it out for the default"),
+    ({"precision": "fp8"}, "--precision fp8: not one of fp32, bf16, fp16; leave it out for the default of the "
+                           "runtime (torch: bf16 on GPU, fp32 on CPU; onnxruntime: fp32)"),
     ({"precision": "fp16"}, "--precision fp16: efficientnet_lite0 runs on onnxruntime here, which computes in fp32 "
                             "only; use --runtime torch or leave --precision out"),
     ({"precision": "bf16", "runtime": "onnxruntime"}, "--precision bf16: efficientnet_lite0 runs on onnxruntime"),

@@ -12,8 +12,8 @@ import sys
 COMMAND_MODULES = (
     "featurestore.cli.store_commands",
     "featurestore.cli.datasets_commands",
-    "featurestore.cli.backbones_commands",
-    "featurestore.cli.report_commands",
+    "featurestore.cli.extract_commands",
+    "featurestore.cli.evaluate_commands",
     "featurestore.cli.pipeline_commands",
 )
 

@@ -18,8 +18,9 @@ DATASET_COLUMNS = ["name", "images", "ingested", "classes", "size", "licence", "
 
 
 def datasets(root: str = ROOT_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """List the registered datasets, whether each is ingested under the root, and the datasets
-    ingested there under a name of your own (`ingest imagefolder --name`)."""
+    """List the registered datasets, whether each is ingested under the root, and those of your own.
+
+    Yours are the datasets ingested there under a name of your own (`ingest imagefolder --name`)."""
     if resolve_root(root).exists():
         existing_root(root)  # a file is no root; one not made yet still lists what can be ingested
     registered = dataset_names()

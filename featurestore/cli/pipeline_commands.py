@@ -41,7 +41,7 @@ def run(
                   mirror=mirror, device=device)
     with runner_checked_once(task_runner, workers):
         check_prefect_api()
-        from featurestore.cli.report_commands import damaged_runs_said, print_run
+        from featurestore.cli.evaluate_commands import damaged_runs_said, print_run
         from featurestore.evaluation.history import load_run
         from flows.pipeline import DEFAULT_DATASETS, DEFAULT_MODELS, run_pipeline  # Prefect loads only when a flow runs
 

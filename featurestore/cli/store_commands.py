@@ -111,9 +111,11 @@ def verify(
     root: str = ROOT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Check stores: shapes agree, no NaN/inf, complete, fingerprint consistent. Exit 1 on any problem.
+    """Check stores: shapes agree, no NaN/inf, complete, fingerprint consistent; exit 1 on any problem.
+
     A store being written is listed as "writing" and checked once its extraction ends."""
-    # typer shows this docstring as the help: one paragraph (later ones keep their line breaks), no markup
+    # typer shows this docstring as the help, without markup: its first paragraph in the command list,
+    # and later ones with their line breaks kept (so each is one line)
     dataset, model = store_names("verify", (dataset, model), dataset_option, model_option, required=False)
     checks = verify_stores(root, dataset, model)
     if as_json:

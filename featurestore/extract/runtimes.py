@@ -333,7 +333,16 @@ def build_runtime(request: RuntimeRequest, runtime: str | None = None):
 def _check_precision(precision: str | None) -> None:
     if precision is not None and precision not in PRECISIONS:
         raise InvalidOption(f"--precision {precision}: not one of {', '.join(PRECISIONS)}; "
-                            "leave it out for the default (bf16 on GPU, fp32 on CPU)")
+                            f"leave it out for the default of the runtime ({_default_precisions()})")
+
+
+def _default_precisions() -> str:
+    """Each runtime's precision without ``--precision``: ``torch: bf16 on GPU, fp32 on CPU; ...``."""
+    said = []
+    for name, spec in RUNTIMES.items():
+        gpu, cpu = spec.default_precision("cuda"), spec.default_precision("cpu")
+        said.append(f"{name}: {gpu} on GPU, {cpu} on CPU" if gpu != cpu else f"{name}: {cpu}")
+    return "; ".join(said)
 
 
 def _check_runtime(backbone: Backbone, name: str, precision: str | None) -> RuntimeSpec:
