@@ -33,7 +33,7 @@ run: setup
 	@echo "  export FEATURESTORE_HOME=$(CURDIR)/featurestore-home"
 
 test: setup
-	$(PY) -m pytest -q -ra --durations=15
+	$(PY) -m pytest -q -ra --durations=40
 
 # Each benchmark prints its own ratios; benchmarks/evaluate.py needs stores (see its docstring).
 bench: setup
