@@ -70,6 +70,11 @@ class StoreIncomplete(FeatureStoreError):
     """The store's extraction has not finished."""
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one, for a message: ``1 row``, ``2 rows``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def first_line(error: BaseException, *, named: bool = True) -> str:
     """The first line of an exception's message for a one-line error report, after the exception's
     type name where ``named``; the type name alone when the message is empty."""

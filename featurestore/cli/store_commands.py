@@ -7,12 +7,12 @@ from pathlib import Path
 import typer
 
 from featurestore.cli.output import JSON_OPTION, ROOT_OPTION, emit, human_bytes, print_json, print_table, records
-from featurestore.errors import InvalidOption
+from featurestore.errors import InvalidOption, counted
 from featurestore.paths import datasets_dir, existing_root, runs_dir, stores_dir
 from featurestore.store.catalog import catalog
 from featurestore.store.reader import locate, read_arrays
 from featurestore.store.remove import remove_store
-from featurestore.store.verify import StoreCheck, counted, verify_stores
+from featurestore.store.verify import StoreCheck, verify_stores
 
 #: -d/--dataset and -m/--model, as extract, evaluate and report take them, beside the DATASET MODEL arguments
 DATASET_OPTION = typer.Option(None, "--dataset", "-d", help="The dataset, as the DATASET argument names it.")

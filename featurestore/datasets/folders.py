@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from featurestore.datasets.errors import DatasetError
+from featurestore.errors import counted
 from featurestore.datasets.registry import Layout
 
 #: folders archivers add beside the real ones (macOS resource forks), never a class
@@ -36,7 +37,7 @@ def skipped_note(count: int, examples: list[str]) -> str:
     """The warning for ``count`` files skipped in the class folders, ``examples`` of them named."""
     extensions = sorted({Path(name).suffix.lower() or "none" for name in examples})
     more = ", ..." if count > len(examples) else ""
-    return (f"{count} file{'s' * (count != 1)} skipped (not an image extension: {', '.join(extensions)}{more}), e.g. "
+    return (f"{counted(count, 'file')} skipped (not an image extension: {', '.join(extensions)}{more}), e.g. "
             f"{', '.join(examples)}{more}; docs/datasets.md lists the extensions read")
 
 

@@ -27,9 +27,8 @@ from featurestore.store.lock import holder_of
 from featurestore.store.paths import lock_path, partial_path, store_path
 from featurestore.store.provenance import library_versions, precision_name, read_provenance, recorded_precision
 from featurestore.store.reader import check_header
-from featurestore.store.staleness import merge_command
 from featurestore.store.spec import canonical_json
-from featurestore.store.staleness import extract_command
+from featurestore.store.staleness import extract_command, merge_command
 from featurestore.store.state import differences
 
 CHUNK_ROWS = 4096

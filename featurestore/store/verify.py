@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurestore.errors import FeatureStoreError, StoreNotFound
+from featurestore.errors import FeatureStoreError, StoreNotFound, counted
 from featurestore.store import format as fmt
 from featurestore.store.advice import rm_command
 from featurestore.store.catalog import catalog, final_path_of
@@ -35,11 +35,6 @@ class VerifyReport:
     def ok(self) -> bool:
         """True if the store has no problem."""
         return not self.problems
-
-
-def counted(count: int, noun: str) -> str:
-    """``count`` and ``noun``, plural unless one: ``1 row``, ``2 rows``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _count_non_finite(matrix) -> tuple[int, int]:
