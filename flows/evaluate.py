@@ -94,6 +94,7 @@ def evaluate(
     check_given("models", models, "model", "--models", "every store of the dataset")
     check_given("classifiers", classifiers, "classifier", "--classifiers", "every classifier")
     classifiers = check_request(classifiers, train_per_class)
+    train_per_class = train_per_class or None  # 0 is every image: recorded as a full fit, as without the option
     root = str(check_root(root, create=False))  # here, not on each Dask worker's directory (see flows/extract.py)
     requested = {dataset: requested_models(dataset, models, root) for dataset in datasets}
     parameters = {"datasets": list(datasets), "models": models, "classifiers": classifiers, "stacking": stacking,

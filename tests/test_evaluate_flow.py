@@ -157,6 +157,15 @@ def test_disagreeing_stores_stop_the_flow_before_fitting(harness, tmp_path):
     assert {r["model"] for r in _document(run)["results"]} == set(MODELS)
 
 
+def test_train_per_class_0_given_to_the_flow_is_recorded_as_a_full_fit(harness, tmp_path):
+    # A deployment run's -p train_per_class=0 reaches the flow as given: only the CLI turned 0 into a
+    # full fit's null, so such a run was recorded with a cap of 0.
+    write_digits_stores(tmp_path, models=["pixels"])
+    run = Path(run_evaluate(datasets=[DATASET], classifiers=["knn"], stacking=False, root=str(tmp_path),
+                            train_per_class=0))
+    assert _document(run)["parameters"]["train_per_class"] is None
+
+
 def test_bad_train_per_class_is_refused_before_any_task(harness, tmp_path, capsys):
     write_digits_stores(tmp_path)
     with pytest.raises(InvalidOption, match="--train-per-class -1 is invalid"):

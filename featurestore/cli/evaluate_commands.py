@@ -165,7 +165,6 @@ def evaluate(
     classifiers = split_names(classifier, "--classifiers")
     # An unknown name is reported before a flow run starts, without Prefect's failure log.
     check_request(classifiers, train_per_class)
-    train_per_class = train_per_class or None  # 0 is every image: recorded as a full fit, as without the option
     requested = {name: requested_models(name, models, root) for name in datasets}
     check_some_store_usable(requested, root)
     for name, names in requested.items():
